@@ -1,0 +1,120 @@
+//! The scan loop: scan → lifecycle → metrics → one encoded exposition, every interval.
+//!
+//! It runs on its own thread so that a slow scan never delays a scrape: the HTTP side only ever
+//! reads the last [`Published`] value from a watch channel.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::lifecycle::Tracker;
+use crate::metrics::{Exposition, Metrics};
+use crate::model::Snapshot;
+use crate::procfs::{ProcError, ProcFs};
+use crate::scan::{Clock, ErrorReason, scan};
+
+/// What one scan publishes to the HTTP side.
+#[derive(Debug)]
+pub struct Published {
+    pub exposition: Exposition,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// Owns the state that lives across scans.
+pub struct Collector {
+    procfs: ProcFs,
+    clock: Clock,
+    tracker: Tracker,
+    metrics: Metrics,
+    /// Reasons already logged at warn level; later scans log them at debug, so a standing
+    /// problem (a protected init, a missing capability) is said once, not every interval.
+    warned: [bool; 3],
+}
+
+impl Collector {
+    pub fn new(procfs: ProcFs, metrics: Metrics) -> Result<Self, ProcError> {
+        Ok(Collector {
+            clock: Clock::read(&procfs)?,
+            procfs,
+            tracker: Tracker::new(),
+            metrics,
+            warned: [false; 3],
+        })
+    }
+
+    /// Scans once and encodes the result.
+    pub fn run_once(&mut self) -> Result<Published, ProcError> {
+        let started = Instant::now();
+        let outcome = scan(&self.procfs, &self.clock)?;
+        let snapshot = Arc::new(outcome.snapshot);
+        let changes = self.tracker.update(Arc::clone(&snapshot));
+        let duration = started.elapsed();
+        self.metrics.record_scan(
+            &snapshot,
+            &self.tracker,
+            &changes,
+            &outcome.errors,
+            duration,
+        );
+        for reason in ErrorReason::ALL {
+            let (count, Some(first)) = (outcome.errors.count(reason), outcome.errors.first(reason))
+            else {
+                continue;
+            };
+            if std::mem::replace(&mut self.warned[reason as usize], true) {
+                tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
+            } else {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    count,
+                    first,
+                    "scan errors (said once; counted in nsexporter_scan_errors_total)"
+                );
+            }
+        }
+        tracing::info!(
+            processes = snapshot.processes.len(),
+            namespaces = snapshot.namespaces.len(),
+            created = changes.created.len(),
+            destroyed = changes.destroyed.len(),
+            errors = outcome.errors.total(),
+            vanished = outcome.vanished,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            "scan"
+        );
+        Ok(Published {
+            exposition: self.metrics.encode(),
+            snapshot,
+        })
+    }
+
+    /// Scans every `interval` until `stop` is signalled or dropped, publishing each result.
+    /// Ticks that a slow scan overran are skipped, not queued.
+    pub fn run(
+        mut self,
+        interval: Duration,
+        publish: watch::Sender<Option<Arc<Published>>>,
+        stop: Receiver<()>,
+    ) {
+        let mut next = Instant::now();
+        loop {
+            match self.run_once() {
+                Ok(p) => {
+                    publish.send_replace(Some(Arc::new(p)));
+                }
+                Err(e) => tracing::error!(error = %e, "scan failed"),
+            }
+            let now = Instant::now();
+            next += interval;
+            while next <= now {
+                next += interval;
+            }
+            match stop.recv_timeout(next - now) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+}

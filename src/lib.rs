@@ -1,0 +1,10 @@
+//! nsexporter: makes Linux kernel namespaces visible to Prometheus.
+pub mod collector;
+pub mod config;
+pub mod http;
+pub mod lifecycle;
+pub mod list;
+pub mod metrics;
+pub mod model;
+pub mod procfs;
+pub mod scan;

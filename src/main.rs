@@ -1,0 +1,156 @@
+//! The `nsexporter` binary: serve metrics, or list namespaces once.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tokio::sync::watch;
+
+use nsexporter::collector::Collector;
+use nsexporter::config::{
+    Cli, Command, DEFAULT_PROCFS, LogFormat, OutputFormat, RawConfig, Settings,
+};
+use nsexporter::http::{AppState, serve};
+use nsexporter::list;
+use nsexporter::metrics::Metrics;
+use nsexporter::model::NsType;
+use nsexporter::procfs::ProcFs;
+use nsexporter::scan::{Clock, scan};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "nsexporter: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nsexporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::try_from(RawConfig::load(&cli.flags)?)?;
+    init_logging(&settings);
+    match cli.command {
+        None => serve_metrics(settings),
+        Some(Command::List { ns_type, output }) => {
+            let only = ns_type
+                .map(|t| t.parse::<NsType>())
+                .transpose()
+                .context("--type")?;
+            list_once(&settings, only, output)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(settings.log_level);
+    use tracing_subscriber::prelude::*;
+    let registry = tracing_subscriber::registry().with(filter);
+    match settings.log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) -> Result<()> {
+    let procfs = ProcFs::new(&settings.procfs);
+    let outcome = scan(&procfs, &Clock::read(&procfs)?)?;
+    let rows = list::rows(&outcome.snapshot, &procfs, only);
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Table => list::write_table(&mut out, &rows)?,
+        OutputFormat::Json => list::write_json(&mut out, &rows)?,
+    }
+    Ok(())
+}
+
+fn serve_metrics(settings: Settings) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = bind(&settings).await?;
+        let procfs = ProcFs::new(&settings.procfs);
+        let metrics = Metrics::new(Some(ProcFs::new(DEFAULT_PROCFS)));
+        let collector = Collector::new(procfs, metrics)?;
+        let (publish, published) = watch::channel(None);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let interval = settings.scan_interval;
+        let scanner = std::thread::Builder::new()
+            .name("scan".into())
+            .spawn(move || collector.run(interval, publish, stopped))?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            procfs = %settings.procfs.display(),
+            interval = %humantime::format_duration(interval),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+        let state = AppState {
+            telemetry_path: Arc::from(settings.telemetry_path.as_str()),
+            published,
+        };
+        serve(listener, state, shutdown_signal()).await;
+        drop(stop);
+        let _ = scanner.join();
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in &settings.listen_address {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => bail!(
+            "web.listen_address: cannot listen on {}: {e}",
+            settings.listen_address_text
+        ),
+        None => bail!("web.listen_address: no address"),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}

@@ -1,0 +1,278 @@
+//! Metrics: the Prometheus families nsexporter exports, filled once per scan and encoded once.
+//!
+//! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
+//! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Per-namespace
+//! series are reset before each fill, so no series outlives its namespace.
+
+mod self_process;
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::lifecycle::{Changes, Tracker};
+use crate::model::{NsType, Snapshot};
+use crate::procfs::ProcFs;
+use crate::scan::{ErrorReason, ScanErrors};
+
+pub use self_process::SelfProcessCollector;
+
+/// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months.
+const LIFETIME_BUCKETS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
+];
+const SCAN_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// One encoded exposition, plain and gzipped, served until the next scan replaces it.
+#[derive(Clone, Debug)]
+pub struct Exposition {
+    pub text: Bytes,
+    pub gzip: Bytes,
+}
+
+/// The exposition content type of the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every family nsexporter exports.
+pub struct Metrics {
+    registry: Registry,
+    namespaces: IntGaugeVec,
+    namespace_processes: IntGaugeVec,
+    namespace_info: IntGaugeVec,
+    namespace_start_time: GaugeVec,
+    created: IntCounterVec,
+    destroyed: IntCounterVec,
+    lifetime: HistogramVec,
+    processes: IntGauge,
+    scans: IntCounter,
+    scan_errors: IntCounterVec,
+    scan_duration: Histogram,
+    last_scan: Gauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// Registers every family. `own_procfs` is where the exporter reads its own process
+    /// metrics; `None` leaves them out (the golden test, whose values would vary).
+    pub fn new(own_procfs: Option<ProcFs>) -> Self {
+        let registry = Registry::new();
+        let r = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        let types = &["type"];
+        let ns_labels = &["type", "inode"];
+        let m = Metrics {
+            namespaces: IntGaugeVec::new(
+                opts(
+                    "nsexporter_namespaces",
+                    "Namespaces seen in the last scan, by type.",
+                ),
+                types,
+            )
+            .unwrap(),
+            namespace_processes: IntGaugeVec::new(
+                opts(
+                    "nsexporter_namespace_processes",
+                    "Member processes of each namespace in the last scan.",
+                ),
+                ns_labels,
+            )
+            .unwrap(),
+            namespace_info: IntGaugeVec::new(
+                opts(
+                    "nsexporter_namespace_info",
+                    "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type.",
+                ),
+                &["type", "inode", "host"],
+            )
+            .unwrap(),
+            namespace_start_time: GaugeVec::new(
+                opts(
+                    "nsexporter_namespace_start_time_seconds",
+                    "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
+                ),
+                ns_labels,
+            )
+            .unwrap(),
+            created: IntCounterVec::new(
+                opts(
+                    "nsexporter_namespaces_created_total",
+                    "Namespaces first seen after the first scan, by type.",
+                ),
+                types,
+            )
+            .unwrap(),
+            destroyed: IntCounterVec::new(
+                opts(
+                    "nsexporter_namespaces_destroyed_total",
+                    "Namespaces no longer seen, by type.",
+                ),
+                types,
+            )
+            .unwrap(),
+            lifetime: HistogramVec::new(
+                HistogramOpts::new(
+                    "nsexporter_namespace_lifetime_seconds",
+                    "Lifetimes of destroyed namespaces, from estimated creation to the scan that missed them.",
+                )
+                .buckets(LIFETIME_BUCKETS.to_vec()),
+                types,
+            )
+            .unwrap(),
+            processes: IntGauge::with_opts(opts(
+                "nsexporter_processes",
+                "Processes read in the last scan.",
+            ))
+            .unwrap(),
+            scans: IntCounter::with_opts(opts("nsexporter_scans_total", "Scans of the procfs."))
+                .unwrap(),
+            scan_errors: IntCounterVec::new(
+                opts(
+                    "nsexporter_scan_errors_total",
+                    "Failed reads during scans, by reason. Processes that exit mid-scan are not errors.",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            scan_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "nsexporter_scan_duration_seconds",
+                    "Duration of each scan of the procfs.",
+                )
+                .buckets(SCAN_DURATION_BUCKETS.to_vec()),
+            )
+            .unwrap(),
+            last_scan: Gauge::with_opts(opts(
+                "nsexporter_last_scan_timestamp_seconds",
+                "Unix time of the last completed scan.",
+            ))
+            .unwrap(),
+            registry: registry.clone(),
+        };
+        let build_info = IntGaugeVec::new(
+            opts(
+                "nsexporter_build_info",
+                "Always 1; labels name the version and the git revision it was built from.",
+            ),
+            &["version", "revision"],
+        )
+        .unwrap();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_REVISION")])
+            .set(1);
+        for t in NsType::ALL {
+            m.namespaces.with_label_values(&[t.as_str()]);
+            m.created.with_label_values(&[t.as_str()]);
+            m.destroyed.with_label_values(&[t.as_str()]);
+            m.lifetime.with_label_values(&[t.as_str()]);
+        }
+        for reason in ErrorReason::ALL {
+            m.scan_errors.with_label_values(&[reason.as_str()]);
+        }
+        r(Box::new(m.namespaces.clone()));
+        r(Box::new(m.namespace_processes.clone()));
+        r(Box::new(m.namespace_info.clone()));
+        r(Box::new(m.namespace_start_time.clone()));
+        r(Box::new(m.created.clone()));
+        r(Box::new(m.destroyed.clone()));
+        r(Box::new(m.lifetime.clone()));
+        r(Box::new(m.processes.clone()));
+        r(Box::new(m.scans.clone()));
+        r(Box::new(m.scan_errors.clone()));
+        r(Box::new(m.scan_duration.clone()));
+        r(Box::new(m.last_scan.clone()));
+        r(Box::new(build_info));
+        if let Some(own) = own_procfs {
+            r(Box::new(SelfProcessCollector::new(own)));
+        }
+        m
+    }
+
+    /// Records one scan: its snapshot, the tracker's view after it, its changes and errors.
+    pub fn record_scan(
+        &self,
+        snapshot: &Snapshot,
+        tracker: &Tracker,
+        changes: &Changes,
+        errors: &ScanErrors,
+        duration: Duration,
+    ) {
+        self.scans.inc();
+        self.scan_duration.observe(duration.as_secs_f64());
+        self.last_scan
+            .set(crate::lifecycle::unix(snapshot.taken_at));
+        self.processes.set(snapshot.processes.len() as i64);
+        for reason in ErrorReason::ALL {
+            self.scan_errors
+                .with_label_values(&[reason.as_str()])
+                .inc_by(errors.count(reason));
+        }
+        for id in &changes.created {
+            self.created.with_label_values(&[id.ns_type.as_str()]).inc();
+        }
+        for (id, lifetime) in &changes.destroyed {
+            let t = id.ns_type.as_str();
+            self.destroyed.with_label_values(&[t]).inc();
+            self.lifetime.with_label_values(&[t]).observe(*lifetime);
+        }
+
+        self.namespace_processes.reset();
+        self.namespace_info.reset();
+        self.namespace_start_time.reset();
+        let mut per_type = [0i64; 8];
+        let mut inode = itoa::Buffer::new();
+        for ns in snapshot.namespaces.values() {
+            let t = ns.id.ns_type.as_str();
+            per_type[ns.id.ns_type.index()] += 1;
+            let inode = inode.format(ns.id.inode);
+            self.namespace_processes
+                .with_label_values(&[t, inode])
+                .set(ns.members.len() as i64);
+            let host = if snapshot.host.contains(ns.id) {
+                "true"
+            } else {
+                "false"
+            };
+            self.namespace_info
+                .with_label_values(&[t, inode, host])
+                .set(1);
+            if let Some(tracked) = tracker.get(ns.id) {
+                self.namespace_start_time
+                    .with_label_values(&[t, inode])
+                    .set(tracked.start_time);
+            }
+        }
+        for t in NsType::ALL {
+            self.namespaces
+                .with_label_values(&[t.as_str()])
+                .set(per_type[t.index()]);
+        }
+    }
+
+    /// Encodes every family in the text format, plain and gzipped.
+    pub fn encode(&self) -> Exposition {
+        let mut text = Vec::with_capacity(64 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("encoding to a Vec cannot fail");
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(text.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&text).expect("writing to a Vec cannot fail");
+        Exposition {
+            gzip: gz.finish().expect("writing to a Vec cannot fail").into(),
+            text: text.into(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The exporter's own `process_*` metrics, read from `/proc/self` of the exporter's own procfs
+//! (proc_pid_stat(5), proc_pid_fd(5)), as every Prometheus client library exports them.
+//!
+//! The `prometheus` crate's `process` feature would do this, but it pulls in a second version of
+//! the procfs crate; these few reads are cheaper than that dependency.
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Counter, Gauge, IntGauge, Opts};
+
+use crate::procfs::{ProcFs, parse_stat_full};
+
+/// Collects `process_*` metrics of the exporter itself each time it is gathered.
+pub struct SelfProcessCollector {
+    procfs: ProcFs,
+    cpu: Counter,
+    rss: IntGauge,
+    vsize: IntGauge,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    start_time: Gauge,
+    descs: Vec<Desc>,
+}
+
+impl SelfProcessCollector {
+    pub fn new(procfs: ProcFs) -> Self {
+        let cpu = Counter::with_opts(Opts::new(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        ))
+        .unwrap();
+        let g = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help)).unwrap();
+        let rss = g(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        );
+        let vsize = g(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+        );
+        let open_fds = g("process_open_fds", "Number of open file descriptors.");
+        let max_fds = g(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+        );
+        let start_time = Gauge::with_opts(Opts::new(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+        ))
+        .unwrap();
+        let mut descs = Vec::new();
+        for c in [
+            &cpu as &dyn Collector,
+            &rss,
+            &vsize,
+            &open_fds,
+            &max_fds,
+            &start_time,
+        ] {
+            descs.extend(c.desc().into_iter().cloned());
+        }
+        SelfProcessCollector {
+            procfs,
+            cpu,
+            rss,
+            vsize,
+            open_fds,
+            max_fds,
+            start_time,
+            descs,
+        }
+    }
+
+    fn refresh(&self) -> Option<()> {
+        let stat = std::fs::read(self.procfs.path("self/stat")).ok()?;
+        let stat = parse_stat_full(&stat).ok()?;
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
+        let cpu = (stat.utime + stat.stime) as f64 / ticks;
+        // A counter only moves forward: add what was spent since the last gather.
+        let delta = cpu - self.cpu.get();
+        if delta > 0.0 {
+            self.cpu.inc_by(delta);
+        }
+        self.rss.set(stat.rss as i64 * page);
+        self.vsize.set(stat.vsize as i64);
+        if let Ok(boot) = self.procfs.boot_time() {
+            self.start_time
+                .set(boot as f64 + stat.starttime as f64 / ticks);
+        }
+        if let Ok(fds) = std::fs::read_dir(self.procfs.path("self/fd")) {
+            self.open_fds.set(fds.count() as i64);
+        }
+        if let Ok(limits) = std::fs::read_to_string(self.procfs.path("self/limits"))
+            && let Some(max) = parse_max_open_files(&limits)
+        {
+            self.max_fds.set(max);
+        }
+        Some(())
+    }
+}
+
+/// The soft limit from the `Max open files` line of `/proc/PID/limits`.
+fn parse_max_open_files(limits: &str) -> Option<i64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+}
+
+impl Collector for SelfProcessCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        if self.refresh().is_none() {
+            tracing::debug!("cannot read the exporter's own /proc/self/stat");
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        out.extend(self.cpu.collect());
+        out.extend(self.open_fds.collect());
+        out.extend(self.max_fds.collect());
+        out.extend(self.vsize.collect());
+        out.extend(self.rss.collect());
+        out.extend(self.start_time.collect());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_open_files_is_the_soft_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+Max cpu time              unlimited            unlimited            seconds   \n\
+Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(limits), Some(1024));
+        assert_eq!(
+            parse_max_open_files("Max open files  unlimited unlimited files"),
+            None
+        );
+        assert_eq!(parse_max_open_files(""), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! The namespace model: identities and the immutable [`Snapshot`] one scan produces.
+//!
+//! A namespace is identified by its nsfs inode and type (namespaces(7), `readlink
+//! /proc/PID/ns/TYPE` gives `net:[4026531840]`). All namespaces live on the one nsfs device, so the
+//! device is a property of the machine rather than part of the key. A process is identified by
+//! `(pid, starttime)` because PIDs are reused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// The eight namespace types of namespaces(7), in the order of their `/proc/PID/ns` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsType {
+    Cgroup,
+    Ipc,
+    Mnt,
+    Net,
+    Pid,
+    Time,
+    User,
+    Uts,
+}
+
+impl NsType {
+    /// Every type, in label order; the index of a type in this table is [`NsType::index`].
+    pub const ALL: [NsType; 8] = [
+        NsType::Cgroup,
+        NsType::Ipc,
+        NsType::Mnt,
+        NsType::Net,
+        NsType::Pid,
+        NsType::Time,
+        NsType::User,
+        NsType::Uts,
+    ];
+
+    /// The name used in `/proc/PID/ns/NAME`, in the link text and in the `type` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NsType::Cgroup => "cgroup",
+            NsType::Ipc => "ipc",
+            NsType::Mnt => "mnt",
+            NsType::Net => "net",
+            NsType::Pid => "pid",
+            NsType::Time => "time",
+            NsType::User => "user",
+            NsType::Uts => "uts",
+        }
+    }
+
+    /// Position in [`NsType::ALL`], used to index per-type arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for NsType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` so that table columns can set a width.
+        f.pad(self.as_str())
+    }
+}
+
+/// A type name that is not one of the eight.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown namespace type {0:?} (expected one of cgroup ipc mnt net pid time user uts)")]
+pub struct UnknownNsType(pub String);
+
+impl FromStr for NsType {
+    type Err = UnknownNsType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NsType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownNsType(s.to_owned()))
+    }
+}
+
+/// A namespace's identity within one machine: its type and nsfs inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NamespaceId {
+    #[serde(rename = "type")]
+    pub ns_type: NsType,
+    pub inode: u64,
+}
+
+/// A process's identity: PIDs are reused, `(pid, starttime)` is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`).
+    pub start_ticks: u64,
+}
+
+/// What one scan learnt about one process.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Process {
+    pub id: ProcessId,
+    pub ppid: i32,
+    /// Owner of `/proc/PID`: the effective uid, as `lsns` reports it.
+    pub uid: u32,
+    /// `comm`, lossily decoded: it may hold any byte but NUL.
+    pub comm: String,
+    /// Start time as unix seconds.
+    pub start_time: f64,
+    /// Inode of each namespace by [`NsType::index`]; `None` where the link is missing or unreadable.
+    pub namespaces: [Option<u64>; 8],
+}
+
+impl Process {
+    /// The process's namespace of `ns_type`, if it was read.
+    pub fn namespace(&self, ns_type: NsType) -> Option<NamespaceId> {
+        self.namespaces[ns_type.index()].map(|inode| NamespaceId { ns_type, inode })
+    }
+}
+
+/// One namespace in a snapshot.
+///
+/// Members may be empty: a namespace can be held alive by a bind mount or an open file
+/// descriptor only. `owner` (the owning user namespace) and `parent` (for pid and user
+/// namespaces) are the links ioctl_ns(2) exposes; discovery fills them where it can.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Namespace {
+    pub id: NamespaceId,
+    /// Member processes, in ascending pid order.
+    pub members: Vec<ProcessId>,
+    pub owner: Option<NamespaceId>,
+    pub parent: Option<NamespaceId>,
+}
+
+impl Namespace {
+    pub fn new(id: NamespaceId) -> Self {
+        Namespace {
+            id,
+            members: Vec::new(),
+            owner: None,
+            parent: None,
+        }
+    }
+}
+
+/// How the host's namespaces were found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostSource {
+    /// PID 1 of the scanned procfs.
+    Init,
+    /// kthreadd (PID 2): always in the kernel's initial namespaces, used where PID 1 is
+    /// protected.
+    Kthreadd,
+    /// Neither was readable: no namespace is marked as the host's.
+    None,
+}
+
+/// The host's namespace of each type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostNamespaces {
+    pub source: HostSource,
+    pub inodes: [Option<u64>; 8],
+}
+
+impl HostNamespaces {
+    pub fn none() -> Self {
+        HostNamespaces {
+            source: HostSource::None,
+            inodes: [None; 8],
+        }
+    }
+
+    /// Whether `id` is the host's namespace of its type.
+    pub fn contains(&self, id: NamespaceId) -> bool {
+        self.inodes[id.ns_type.index()] == Some(id.inode)
+    }
+}
+
+/// The immutable result of one scan.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub taken_at: SystemTime,
+    pub processes: BTreeMap<i32, Process>,
+    pub namespaces: HashMap<NamespaceId, Namespace>,
+    pub host: HostNamespaces,
+}
+
+impl Snapshot {
+    /// Builds the namespace index from processes. Processes are taken in pid order, so each
+    /// namespace's members come out sorted.
+    pub fn from_processes(
+        taken_at: SystemTime,
+        processes: BTreeMap<i32, Process>,
+        host: HostNamespaces,
+    ) -> Self {
+        let mut namespaces: HashMap<NamespaceId, Namespace> = HashMap::new();
+        for process in processes.values() {
+            for ns_type in NsType::ALL {
+                if let Some(id) = process.namespace(ns_type) {
+                    namespaces
+                        .entry(id)
+                        .or_insert_with(|| Namespace::new(id))
+                        .members
+                        .push(process.id);
+                }
+            }
+        }
+        Snapshot {
+            taken_at,
+            processes,
+            namespaces,
+            host,
+        }
+    }
+
+    /// Namespaces of one type, sorted by inode.
+    pub fn namespaces_of(&self, ns_type: NsType) -> Vec<&Namespace> {
+        let mut v: Vec<_> = self
+            .namespaces
+            .values()
+            .filter(|n| n.id.ns_type == ns_type)
+            .collect();
+        v.sort_by_key(|n| n.id.inode);
+        v
+    }
+
+    /// The member that started first (ties broken by the lower pid): `lsns`'s PID column.
+    pub fn oldest_member(&self, ns: &Namespace) -> Option<&Process> {
+        ns.members
+            .iter()
+            .filter_map(|m| self.processes.get(&m.pid))
+            .min_by_key(|p| (p.id.start_ticks, p.id.pid))
+    }
+
+    /// Estimated creation time: the earliest start time among the members.
+    pub fn estimated_start_time(&self, ns: &Namespace) -> Option<f64> {
+        self.oldest_member(ns).map(|p| p.start_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_round_trip_and_reject_unknown() {
+        for t in NsType::ALL {
+            assert_eq!(t.as_str().parse::<NsType>(), Ok(t));
+            assert_eq!(NsType::ALL[t.index()], t);
+        }
+        assert!("pid_for_children".parse::<NsType>().is_err());
+        assert!("".parse::<NsType>().is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The binary against the committed fixture tree: the golden exposition, the HTTP surface,
+//! shutdown, and start-up errors.
+
+mod support;
+
+use std::io::Read;
+use std::process::Command;
+
+use support::*;
+
+fn fixture_exporter() -> Exporter {
+    let procfs = fixture_procfs();
+    Exporter::start(&[
+        &format!("--path.procfs={}", procfs.display()),
+        "--scan.interval=1h",
+    ])
+}
+
+/// The exposition with the exporter's own process metrics dropped and timing values masked.
+fn masked(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("process_")
+            || line.starts_with("# HELP process_")
+            || line.starts_with("# TYPE process_")
+        {
+            continue;
+        }
+        let timing = [
+            "nsexporter_scan_duration_seconds",
+            "nsexporter_last_scan_timestamp_seconds",
+        ];
+        let line = if !line.starts_with('#') && timing.iter().any(|t| line.starts_with(t)) {
+            match line.rsplit_once(' ') {
+                Some((series, _)) => format!("{series} <masked>"),
+                None => line.to_string(),
+            }
+        } else if line.starts_with("nsexporter_build_info{") {
+            "nsexporter_build_info{revision=\"<masked>\",version=\"<masked>\"} 1".to_string()
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn golden_exposition_of_the_fixture_tree() {
+    let e = fixture_exporter();
+    let got = masked(&e.get("/metrics").text());
+    let path = manifest_dir().join("tests/fixtures/e2e-output.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file; UPDATE_GOLDEN=1 writes it");
+    if got != want {
+        let diff: Vec<String> = got
+            .lines()
+            .zip(want.lines())
+            .filter(|(g, w)| g != w)
+            .take(10)
+            .map(|(g, w)| format!("got:  {g}\nwant: {w}"))
+            .collect();
+        panic!(
+            "exposition differs from {} (UPDATE_GOLDEN=1 to accept):\n{}\n(lines: got {}, want {})",
+            path.display(),
+            diff.join("\n"),
+            got.lines().count(),
+            want.lines().count()
+        );
+    }
+}
+
+#[test]
+fn fixture_facts_survive_odd_entries() {
+    let e = fixture_exporter();
+    let m = e.metrics();
+    // 1, 2, 3, 50, 100, 101, 200, 300: the zombie (400) has no links and 500's stat is garbage.
+    assert_eq!(m.value("nsexporter_processes", &[]), Some(8.0));
+    // 300's net link is `net:[abc]` and 500's stat does not parse: two parse errors, no more.
+    assert_eq!(
+        m.value("nsexporter_scan_errors_total", &[("reason", "parse_error")]),
+        Some(2.0)
+    );
+    // The container's namespaces hold both of its processes.
+    assert_eq!(
+        m.value(
+            "nsexporter_namespace_processes",
+            &[("type", "net"), ("inode", "4026532305")]
+        ),
+        Some(2.0)
+    );
+    // 200 has no time link (as on kernels before 5.6): the one time namespace has 7 members.
+    assert_eq!(
+        m.value(
+            "nsexporter_namespace_processes",
+            &[("type", "time"), ("inode", "4026531834")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        m.value(
+            "nsexporter_namespace_info",
+            &[("type", "net"), ("inode", "4026531992")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.find("nsexporter_namespace_info", &[("host", "true")])
+            .len(),
+        8
+    );
+    // Warned once, on one line, naming the file.
+    let log = e.stderr();
+    let warn: Vec<&str> = log.lines().filter(|l| l.contains("level=warn")).collect();
+    assert_eq!(warn.len(), 1, "{log}");
+    assert!(warn[0].contains("reason=parse_error"), "{log}");
+}
+
+#[test]
+fn http_surface() {
+    let e = fixture_exporter();
+    let plain = e.get("/metrics");
+    assert_eq!(plain.status, 200);
+    assert_eq!(
+        plain.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(plain.header("content-encoding"), None);
+
+    let gz = http(e.port, "GET", "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    assert_eq!(
+        unzipped,
+        plain.text(),
+        "the gzip body is the same exposition"
+    );
+
+    let head = http(e.port, "HEAD", "/metrics", &[]).unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length").map(str::to_string),
+        plain.header("content-length").map(str::to_string)
+    );
+
+    assert_eq!(e.get("/healthz").status, 200);
+    assert_eq!(e.get("/readyz").status, 200);
+    let landing = e.get("/");
+    assert_eq!(landing.status, 200);
+    assert!(landing.text().contains("href=\"/metrics\""));
+    assert_eq!(e.get("/nope").status, 404);
+    assert_eq!(e.get("/metrics/extra").status, 404);
+    let post = http(e.port, "POST", "/metrics", &[]).unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn custom_telemetry_path() {
+    let procfs = fixture_procfs();
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", procfs.display()),
+        "--web.telemetry-path=/ns-metrics",
+    ]);
+    assert_eq!(e.get("/ns-metrics").status, 200);
+    assert_eq!(e.get("/metrics").status, 404);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut e = fixture_exporter();
+    let status = e.terminate();
+    assert!(status.success(), "{status}: {}", e.stderr());
+    assert!(e.stderr().contains("signal=SIGTERM"), "{}", e.stderr());
+}
+
+/// Runs the binary with `args` and expects a failure with one line on stderr holding `want`.
+fn fails_with(args: &[&str], env: &[(&str, &str)], want: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert_eq!(stderr.lines().count(), 1, "one line for {args:?}: {stderr}");
+    assert!(stderr.contains(want), "{args:?}: {stderr:?} lacks {want:?}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    fails_with(
+        &["--scan.interval=abc", &procfs],
+        &[],
+        "scan.interval: \"abc\"",
+    );
+    fails_with(&["--no-such-flag"], &[], "--no-such-flag");
+    fails_with(
+        &["--path.procfs=/usr"],
+        &[],
+        "path.procfs: /usr is not a procfs: /usr/1 does not exist",
+    );
+    fails_with(
+        &[&procfs],
+        &[("NSEXPORTER_SCAN__INTERVAL", "soon")],
+        "scan.interval: \"soon\"",
+    );
+    fails_with(&[&procfs, "list", "--type=network"], &[], "network");
+
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(&unknown, "scan:\n  intervall: 5s\n").unwrap();
+    fails_with(
+        &[&procfs, &format!("--config.file={}", unknown.display())],
+        &[],
+        "intervall",
+    );
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "scan: [unclosed\n").unwrap();
+    fails_with(
+        &[&procfs, &format!("--config.file={}", broken.display())],
+        &[],
+        "broken.yaml",
+    );
+    fails_with(
+        &[&procfs, "--config.file=/nonexistent.yaml"],
+        &[],
+        "config.file: /nonexistent.yaml: no such file",
+    );
+
+    // Port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    fails_with(
+        &[&procfs, &format!("--web.listen-address=127.0.0.1:{port}")],
+        &[],
+        &format!("web.listen_address: cannot listen on 127.0.0.1:{port}"),
+    );
+}
+
+#[test]
+fn list_prints_the_fixture_like_lsns() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let out = Command::new(BIN)
+        .args([&procfs, "list", "--type=net"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0]
+            .split_whitespace()
+            .eq(["NS", "TYPE", "NPROCS", "PID", "USER", "COMMAND"])
+    );
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .take(4)
+            .eq(["4026531992", "net", "5", "1"]),
+        "{text}"
+    );
+    assert!(lines[1].ends_with("/sbin/init splash"), "{text}");
+    assert!(
+        lines[2]
+            .split_whitespace()
+            .take(4)
+            .eq(["4026532305", "net", "2", "100"]),
+        "{text}"
+    );
+}

@@ -1,0 +1,382 @@
+//! The binary against the real kernel, as root: namespaces made with unshare(1) must appear
+//! with the right members, be counted as created, and vanish and be counted as destroyed when
+//! their processes die; `nsexporter list` must agree with lsns(8); `promtool check metrics`
+//! must accept the live exposition.
+//!
+//! The tests share one lock: each asserts exact counts of namespaces created on the machine, so
+//! they must not make namespaces at the same time.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn live_exporter() -> Exporter {
+    Exporter::start(&["--scan.interval=200ms"])
+}
+
+/// The namespaces of `pids` that are not the host's (kthreadd's), with their member counts as
+/// the kernel reports them under /proc.
+fn new_namespaces(pids: &[i32]) -> BTreeMap<(String, u64), usize> {
+    let mut out = BTreeMap::new();
+    for t in NS_TYPES {
+        let host = ns_inode(2, t);
+        for &pid in pids {
+            let inode = ns_inode(pid, t).expect("read the child's ns link");
+            if Some(inode) != host {
+                out.insert((t.to_string(), inode), 0);
+            }
+        }
+    }
+    // Members: every process on the machine in that namespace.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        for ((t, inode), n) in out.iter_mut() {
+            if ns_inode(pid, t) == Some(*inode) {
+                *n += 1;
+            }
+        }
+    }
+    out
+}
+
+fn counter_by_type(m: &Metrics, name: &str) -> BTreeMap<String, f64> {
+    NS_TYPES
+        .iter()
+        .map(|t| (t.to_string(), m.value(name, &[("type", t)]).unwrap_or(0.0)))
+        .collect()
+}
+
+fn per_type(made: &BTreeMap<(String, u64), usize>) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = NS_TYPES.iter().map(|t| (t.to_string(), 0.0)).collect();
+    for (t, _) in made.keys() {
+        *out.get_mut(t).unwrap() += 1.0;
+    }
+    out
+}
+
+fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before[k]))
+        .collect()
+}
+
+fn shows_all(m: &Metrics, made: &BTreeMap<(String, u64), usize>) -> bool {
+    made.iter().all(|((t, inode), n)| {
+        m.value(
+            "nsexporter_namespace_processes",
+            &[("type", t), ("inode", &inode.to_string())],
+        ) == Some(*n as f64)
+    })
+}
+
+fn shows_none(m: &Metrics, made: &BTreeMap<(String, u64), usize>) -> bool {
+    made.keys().all(|(t, inode)| {
+        let inode = inode.to_string();
+        [
+            "nsexporter_namespace_processes",
+            "nsexporter_namespace_info",
+            "nsexporter_namespace_start_time_seconds",
+        ]
+        .iter()
+        .all(|name| m.find(name, &[("type", t), ("inode", &inode)]).is_empty())
+    })
+}
+
+#[test]
+fn unshared_namespaces_are_created_seen_and_destroyed() {
+    let _guard = serial();
+    let e = live_exporter();
+    let before = e.metrics();
+    let created_before = counter_by_type(&before, "nsexporter_namespaces_created_total");
+    let destroyed_before = counter_by_type(&before, "nsexporter_namespaces_destroyed_total");
+
+    let mut all = Spawned::new(
+        "unshare",
+        &[
+            "--fork",
+            "--pid",
+            "--mount-proc",
+            "--net",
+            "--uts",
+            "--ipc",
+            "--cgroup",
+            "--time",
+            "sleep",
+            "1000",
+        ],
+    );
+    let all_child = all.child_running("sleep");
+    let mut user = Spawned::new("unshare", &["--user", "--map-root-user", "sleep", "1000"]);
+    let user_pid = user.running("sleep");
+
+    let made = new_namespaces(&[all.pid(), all_child, user_pid]);
+    // unshare itself enters the new mnt, net, uts, ipc and cgroup namespaces; only its forked
+    // child is in the new pid and time namespaces; the user namespace holds one sleep.
+    assert_eq!(
+        per_type(&made),
+        NS_TYPES
+            .iter()
+            .map(|t| (t.to_string(), 1.0))
+            .collect::<BTreeMap<_, _>>(),
+        "one new namespace of each type: {made:?}"
+    );
+    for ((t, _), n) in &made {
+        let want = match t.as_str() {
+            "pid" | "time" | "user" => 1,
+            _ => 2,
+        };
+        assert_eq!(*n, want, "{t} members per /proc: {made:?}");
+    }
+
+    let during = wait_for("the exporter to show them", Duration::from_secs(10), || {
+        let m = e.metrics();
+        shows_all(&m, &made).then_some(m)
+    });
+    for (t, inode) in made.keys() {
+        let inode = inode.to_string();
+        let labels = [("type", t.as_str()), ("inode", inode.as_str())];
+        assert_eq!(
+            during.value(
+                "nsexporter_namespace_info",
+                &[labels[0], labels[1], ("host", "false")]
+            ),
+            Some(1.0),
+            "{t} {inode} is not the host's"
+        );
+        let start = during
+            .value("nsexporter_namespace_start_time_seconds", &labels)
+            .expect("start time");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (now - 60.0..=now + 1.0).contains(&start),
+            "{t} started {start}, now {now}"
+        );
+    }
+    assert_eq!(
+        delta(
+            &counter_by_type(&during, "nsexporter_namespaces_created_total"),
+            &created_before
+        ),
+        per_type(&made),
+        "created_total rises by the number made"
+    );
+
+    all.kill();
+    user.kill();
+    let after = wait_for("their series to vanish", Duration::from_secs(10), || {
+        let m = e.metrics();
+        shows_none(&m, &made).then_some(m)
+    });
+    assert_eq!(
+        delta(
+            &counter_by_type(&after, "nsexporter_namespaces_destroyed_total"),
+            &destroyed_before
+        ),
+        per_type(&made),
+        "destroyed_total rises by the number killed"
+    );
+    let lifetimes: f64 = NS_TYPES
+        .iter()
+        .map(|t| {
+            after
+                .value(
+                    "nsexporter_namespace_lifetime_seconds_count",
+                    &[("type", t)],
+                )
+                .unwrap()
+                - before
+                    .value(
+                        "nsexporter_namespace_lifetime_seconds_count",
+                        &[("type", t)],
+                    )
+                    .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        lifetimes,
+        made.len() as f64,
+        "one lifetime observed per destroyed namespace"
+    );
+}
+
+#[test]
+fn host_namespaces_come_from_init_or_kthreadd() {
+    let _guard = serial();
+    let e = live_exporter();
+    let m = e.metrics();
+    let init_readable = std::fs::read_link("/proc/1/ns/net").is_ok();
+    let host_pid = if init_readable { 1 } else { 2 };
+    for t in NS_TYPES {
+        let want = ns_inode(host_pid, t).unwrap().to_string();
+        let host = m.find(
+            "nsexporter_namespace_info",
+            &[("type", t), ("host", "true")],
+        );
+        assert_eq!(host.len(), 1, "{t}: {host:?}");
+        assert_eq!(host[0].labels["inode"], want, "{t}");
+    }
+    let denied = m
+        .value(
+            "nsexporter_scan_errors_total",
+            &[("reason", "permission_denied")],
+        )
+        .unwrap();
+    if init_readable {
+        assert_eq!(denied, 0.0);
+    } else {
+        // This machine's protected init: EACCES even for root, counted, and said once.
+        assert!(denied >= 1.0, "PID 1's links are unreadable: {denied}");
+        let log = e.stderr();
+        let said: Vec<_> = log
+            .lines()
+            .filter(|l| l.contains("reason=permission_denied") && l.contains("level=warn"))
+            .collect();
+        assert_eq!(said.len(), 1, "{log}");
+        assert!(said[0].contains("/proc/1/ns/"), "{}", said[0]);
+    }
+    // Everything readable is there: every process under /proc but vanished ones.
+    let processes = m.value("nsexporter_processes", &[]).unwrap();
+    let on_proc = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .count() as f64;
+    assert!(
+        (processes - on_proc).abs() <= 5.0,
+        "{processes} vs {on_proc}"
+    );
+}
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct LsnsRow {
+    ns: u64,
+    #[serde(rename = "type")]
+    ns_type: String,
+    nprocs: u64,
+    pid: i32,
+    user: String,
+    command: String,
+}
+
+fn lsns_rows(json: &str) -> BTreeMap<(String, u64), LsnsRow> {
+    #[derive(serde::Deserialize)]
+    struct Out {
+        namespaces: Vec<LsnsRow>,
+    }
+    let out: Out = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    out.namespaces
+        .into_iter()
+        .map(|r| ((r.ns_type.clone(), r.ns), r))
+        .collect()
+}
+
+#[test]
+fn list_agrees_with_lsns() {
+    let _guard = serial();
+    let all = Spawned::new(
+        "unshare",
+        &[
+            "--fork",
+            "--pid",
+            "--mount-proc",
+            "--net",
+            "--uts",
+            "--ipc",
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000 & wait",
+        ],
+    );
+    let sh = all.child_running("sh");
+    let user = Spawned::new("unshare", &["--user", "--map-root-user", "sleep", "1000"]);
+    user.running("sleep");
+    let pids = [all.pid(), sh, user.pid()];
+    let pid_ns = ("pid".to_string(), ns_inode(sh, "pid").unwrap());
+    let made = wait_for("the shell's two sleeps", Duration::from_secs(10), || {
+        let made = new_namespaces(&pids);
+        (made.get(&pid_ns) == Some(&3)).then_some(made)
+    });
+    assert_eq!(made.len(), 6, "pid mnt net uts ipc user: {made:?}");
+
+    let (ok, ours, err) = run(BIN, &["list", "--output=json"]);
+    assert!(ok, "{err}");
+    let (ok, theirs, err) = run(
+        "lsns",
+        &[
+            "--json",
+            "--list",
+            "--output",
+            "NS,TYPE,NPROCS,PID,USER,COMMAND",
+        ],
+    );
+    assert!(ok, "{err}");
+    let ours = lsns_rows(&ours);
+    let theirs = lsns_rows(&theirs);
+    for key in made.keys() {
+        let (o, t) = (&ours[key], &theirs[key]);
+        assert_eq!(o, t, "nsexporter list and lsns disagree on {key:?}");
+    }
+    // And on every namespace both list: same members, same oldest process.
+    for (key, t) in &theirs {
+        if let Some(o) = ours.get(key) {
+            assert_eq!((o.nprocs, o.pid), (t.nprocs, t.pid), "{key:?}");
+        }
+    }
+}
+
+#[test]
+fn promtool_accepts_the_live_exposition() {
+    let _guard = serial();
+    let e = live_exporter();
+    let _ns = Spawned::new("unshare", &["--net", "--uts", "sleep", "1000"]);
+    let text = e.get("/metrics").text();
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/install-test-deps)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+    assert!(
+        text.contains("process_resident_memory_bytes "),
+        "own process metrics"
+    );
+    assert!(text.contains("process_open_fds "));
+}

@@ -1,0 +1,356 @@
+//! Test support: the real binary on a free loopback port, a minimal HTTP client, metric
+//! parsing, and real namespaces made with unshare(1). Everything started here is stopped on
+//! drop, so a failing test leaves no process behind.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nsexporter");
+
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture_procfs() -> PathBuf {
+    manifest_dir().join("tests/fixtures/proc")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The running exporter; killed on drop.
+pub struct Exporter {
+    pub child: Child,
+    pub port: u16,
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts the binary with `args` on a free port and waits until /readyz says ready.
+    pub fn start(args: &[&str]) -> Exporter {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let child = Command::new(BIN)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("start nsexporter");
+        let mut e = Exporter {
+            child,
+            port,
+            stderr_path,
+            _dir: dir,
+        };
+        wait_for("the exporter to be ready", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = e.child.try_wait() {
+                panic!("exporter exited early ({status}): {}", e.stderr());
+            }
+            e.try_get("/readyz")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| ())
+        });
+        e
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn try_get(&self, path: &str) -> std::io::Result<HttpResponse> {
+        http(self.port, "GET", path, &[])
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.try_get(path).expect("HTTP request")
+    }
+
+    /// The current exposition, parsed.
+    pub fn metrics(&self) -> Metrics {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text());
+        Metrics::parse(&r.text())
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_for("the exporter to exit", Duration::from_secs(10), || {
+            self.child.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; bodies here always carry Content-Length.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// One sample of the text exposition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed exposition.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics(pub Vec<Sample>);
+
+impl Metrics {
+    /// Parses the text format as nsexporter writes it (no escaped quotes in label values).
+    pub fn parse(text: &str) -> Metrics {
+        let mut out = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once("=\"").expect("label");
+                    (k.to_string(), v.trim_end_matches('"').to_string())
+                })
+                .collect();
+            out.push(Sample {
+                name: name.to_string(),
+                labels,
+                value: value.parse().expect("sample value"),
+            });
+        }
+        Metrics(out)
+    }
+
+    /// Samples of `name` whose labels include all of `want`.
+    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<&Sample> {
+        self.0
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                want.iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The value of the one sample of `name` with labels `want`, if any.
+    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, want);
+        assert!(found.len() <= 1, "{name} {want:?} matches {found:?}");
+        found.first().map(|s| s.value)
+    }
+}
+
+pub const NS_TYPES: [&str; 8] = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
+
+/// `readlink /proc/PID/ns/TYPE` parsed to an inode.
+pub fn ns_inode(pid: i32, ns_type: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns_type}")).ok()?;
+    let text = link.to_string_lossy().into_owned();
+    text.strip_prefix(&format!("{ns_type}:["))?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Processes started in their own process group and killed, group and all, on drop.
+pub struct Spawned {
+    pub child: Child,
+}
+
+impl Spawned {
+    /// Spawns `cmd` in a new process group.
+    pub fn new(program: &str, args: &[&str]) -> Spawned {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        Spawned { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The first child of this process (unshare --fork's forked child), once it has exec'd
+    /// `comm`.
+    pub fn child_running(&self, comm: &str) -> i32 {
+        let pid = self.pid();
+        wait_for(
+            &format!("a child {comm} of {pid}"),
+            Duration::from_secs(10),
+            || {
+                let children =
+                    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+                let child: i32 = children.split_whitespace().next()?.parse().ok()?;
+                let c = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+                (c.trim() == comm).then_some(child)
+            },
+        )
+    }
+
+    /// Waits until the process itself has exec'd `comm` (after unshare without --fork).
+    pub fn running(&self, comm: &str) -> i32 {
+        let pid = self.pid();
+        wait_for(
+            &format!("{pid} to run {comm}"),
+            Duration::from_secs(10),
+            || {
+                let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                (c.trim() == comm).then_some(pid)
+            },
+        )
+    }
+
+    /// Kills the whole process group, reaps the direct child, and waits until no member of
+    /// the group (zombies included) is left, so that its namespaces are gone when this returns.
+    pub fn kill(&mut self) {
+        let pgid = self.pid();
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+        wait_for(
+            &format!("process group {pgid} to be gone"),
+            Duration::from_secs(10),
+            || (!group_alive(pgid)).then_some(()),
+        );
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether any process under /proc is in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                // Fields after `comm`: state, ppid, pgrp.
+                let rest = &stat[stat.rfind(')')? + 1..];
+                rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+            })
+            == Some(pgid)
+    })
+}
+
+/// Runs a command to completion, returning (success, stdout, stderr).
+pub fn run(program: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (scripts/install-test-deps): {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
