@@ -1,4 +1,5 @@
 //! nsexporter: makes Linux kernel namespaces visible to Prometheus.
+pub mod attribution;
 pub mod collector;
 pub mod config;
 pub mod http;

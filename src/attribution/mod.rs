@@ -1,0 +1,25 @@
+//! Attribution: which workload (host, container, pod) a process belongs to.
+//!
+//! Kernel interface: `/proc/PID/cgroup` (cgroups(7)). Container runtimes name the cgroup of
+//! each container after it, so the cgroup path of a process says which container, and for
+//! Kubernetes which pod, it runs in: [`parse_cgroup`] turns the bytes of that file into a
+//! [`CgroupWorkload`]. The kubelet's `/var/log/containers/` directory maps a container id to
+//! its pod, namespace and container names: [`read_kubelet_names`] lists it (names only,
+//! never contents) and [`parse_log_name`] parses one name.
+//!
+//! Everything here is a pure function of bytes already read, except the directory listing;
+//! reading `/proc/PID/cgroup` itself belongs to the scan stage, through `ProcFs`.
+//!
+//! # Kernel threads
+//!
+//! A kernel thread has the same `/proc/PID/cgroup` as a host process (it sits in the root
+//! cgroup), so [`parse_cgroup`] calls it [`CgroupWorkload::Host`] and cannot do better. The
+//! kernel/host split is made elsewhere, from the parent PID the scan already has: a process
+//! is a kernel thread if it is kthreadd (PID 2) or a child of it (PPID 2). That test needs
+//! `/proc/PID/stat`, not this file, so it is not done here.
+
+mod cgroup;
+mod kubelet;
+
+pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
+pub use kubelet::{KubeletName, parse_log_name, read_kubelet_names};
