@@ -3,23 +3,28 @@
 //! It runs on its own thread so that a slow scan never delays a scrape: the HTTP side only ever
 //! reads the last [`Published`] value from a watch channel.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::attribution::attribute;
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics};
 use crate::model::Snapshot;
+use crate::policy::Policy;
 use crate::procfs::{ProcError, ProcFs};
 use crate::scan::{Clock, ErrorReason, scan};
+use crate::sharing::{Sharing, evaluate};
 
 /// What one scan publishes to the HTTP side.
 #[derive(Debug)]
 pub struct Published {
     pub exposition: Exposition,
     pub snapshot: Arc<Snapshot>,
+    pub sharing: Sharing,
 }
 
 /// Owns the state that lives across scans.
@@ -28,18 +33,27 @@ pub struct Collector {
     clock: Clock,
     tracker: Tracker,
     metrics: Metrics,
+    policy: Policy,
+    kubelet_logs: Option<PathBuf>,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
     warned: [bool; 3],
 }
 
 impl Collector {
-    pub fn new(procfs: ProcFs, metrics: Metrics) -> Result<Self, ProcError> {
+    pub fn new(
+        procfs: ProcFs,
+        metrics: Metrics,
+        policy: Policy,
+        kubelet_logs: Option<PathBuf>,
+    ) -> Result<Self, ProcError> {
         Ok(Collector {
             clock: Clock::read(&procfs)?,
             procfs,
             tracker: Tracker::new(),
             metrics,
+            policy,
+            kubelet_logs,
             warned: [false; 3],
         })
     }
@@ -50,12 +64,15 @@ impl Collector {
         let outcome = scan(&self.procfs, &self.clock)?;
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
+        let attribution = attribute(&snapshot, &self.procfs, self.kubelet_logs.as_deref());
+        let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let duration = started.elapsed();
         self.metrics.record_scan(
             &snapshot,
             &self.tracker,
             &changes,
             &outcome.errors,
+            &sharing,
             duration,
         );
         for reason in ErrorReason::ALL {
@@ -80,6 +97,7 @@ impl Collector {
             created = changes.created.len(),
             destroyed = changes.destroyed.len(),
             errors = outcome.errors.total(),
+            findings = sharing.findings.len(),
             vanished = outcome.vanished,
             duration_ms = duration.as_secs_f64() * 1000.0,
             "scan"
@@ -87,19 +105,26 @@ impl Collector {
         Ok(Published {
             exposition: self.metrics.encode(),
             snapshot,
+            sharing,
         })
     }
 
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result.
-    /// Ticks that a slow scan overran are skipped, not queued.
+    /// Ticks that a slow scan overran are skipped, not queued. A policy sent on `policies`
+    /// (SIGHUP) applies from the next scan; counters and lifecycle state are kept.
     pub fn run(
         mut self,
         interval: Duration,
         publish: watch::Sender<Option<Arc<Published>>>,
+        policies: Receiver<Policy>,
         stop: Receiver<()>,
     ) {
         let mut next = Instant::now();
         loop {
+            while let Ok(policy) = policies.try_recv() {
+                tracing::info!(allow_rules = policy.allow.len(), "policy reloaded");
+                self.policy = policy;
+            }
             match self.run_once() {
                 Ok(p) => {
                     publish.send_replace(Some(Arc::new(p)));

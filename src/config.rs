@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::policy::{Policy, PolicyError, RawPolicy};
+
 /// Where the host's /proc is by default. The only place the literal appears.
 pub const DEFAULT_PROCFS: &str = "/proc";
 /// The port registered for nsexporter on the Prometheus default port allocations page is not
@@ -29,7 +31,7 @@ pub struct Cli {
 }
 
 /// Flags shared by every command. Unset flags leave the key to the environment, file or default.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 pub struct Flags {
     /// YAML configuration file.
     #[arg(long = "config.file", global = true, value_name = "FILE")]
@@ -43,6 +45,10 @@ pub struct Flags {
     /// procfs mountpoint [default: /proc].
     #[arg(long = "path.procfs", global = true, value_name = "DIR")]
     pub procfs: Option<String>,
+    /// The kubelet's container log directory, whose file names give pod and container names
+    /// [default: /var/log/containers].
+    #[arg(long = "path.kubelet-logs", global = true, value_name = "DIR")]
+    pub kubelet_logs: Option<String>,
     /// Time between two scans of the procfs [default: 15s].
     #[arg(long = "scan.interval", global = true, value_name = "DURATION")]
     pub scan_interval: Option<String>,
@@ -81,6 +87,8 @@ pub struct RawConfig {
     pub path: RawPath,
     pub scan: RawScan,
     pub log: RawLog,
+    #[serde(default)]
+    pub policy: RawPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +102,7 @@ pub struct RawWeb {
 #[serde(deny_unknown_fields)]
 pub struct RawPath {
     pub procfs: String,
+    pub kubelet_logs: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +125,8 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("{key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -144,6 +155,7 @@ impl RawConfig {
             .set_default("web.listen_address", DEFAULT_LISTEN_ADDRESS)?
             .set_default("web.telemetry_path", "/metrics")?
             .set_default("path.procfs", DEFAULT_PROCFS)?
+            .set_default("path.kubelet_logs", "/var/log/containers")?
             .set_default("scan.interval", "15s")?
             .set_default("log.level", "info")?
             .set_default("log.format", "logfmt")?;
@@ -169,6 +181,7 @@ impl RawConfig {
             ("web.listen_address", &flags.listen_address),
             ("web.telemetry_path", &flags.telemetry_path),
             ("path.procfs", &flags.procfs),
+            ("path.kubelet_logs", &flags.kubelet_logs),
             ("scan.interval", &flags.scan_interval),
             ("log.level", &flags.log_level),
             ("log.format", &flags.log_format),
@@ -194,9 +207,12 @@ pub struct Settings {
     pub listen_address_text: String,
     pub telemetry_path: String,
     pub procfs: PathBuf,
+    /// Optional: where it does not exist only container ids and pod uids are known.
+    pub kubelet_logs: PathBuf,
     pub scan_interval: Duration,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
+    pub policy: Policy,
 }
 
 impl TryFrom<RawConfig> for Settings {
@@ -258,6 +274,8 @@ impl TryFrom<RawConfig> for Settings {
             }
         };
         Ok(Settings {
+            policy: Policy::try_from(raw.policy)?,
+            kubelet_logs: PathBuf::from(raw.path.kubelet_logs),
             listen_address,
             listen_address_text: raw.web.listen_address,
             telemetry_path: path,

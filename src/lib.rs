@@ -7,5 +7,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod procfs;
 pub mod scan;
+pub mod sharing;

@@ -9,12 +9,13 @@ use tokio::sync::watch;
 
 use nsexporter::collector::Collector;
 use nsexporter::config::{
-    Cli, Command, DEFAULT_PROCFS, LogFormat, OutputFormat, RawConfig, Settings,
+    Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
 use nsexporter::http::{AppState, serve};
 use nsexporter::list;
 use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
+use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{Clock, scan};
 
@@ -49,7 +50,7 @@ fn run(cli: Cli) -> Result<()> {
     let settings = Settings::try_from(RawConfig::load(&cli.flags)?)?;
     init_logging(&settings);
     match cli.command {
-        None => serve_metrics(settings),
+        None => serve_metrics(settings, cli.flags),
         Some(Command::List { ns_type, output }) => {
             let only = ns_type
                 .map(|t| t.parse::<NsType>())
@@ -94,7 +95,7 @@ fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) ->
     Ok(())
 }
 
-fn serve_metrics(settings: Settings) -> Result<()> {
+fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -102,13 +103,20 @@ fn serve_metrics(settings: Settings) -> Result<()> {
         let listener = bind(&settings).await?;
         let procfs = ProcFs::new(&settings.procfs);
         let metrics = Metrics::new(Some(ProcFs::new(DEFAULT_PROCFS)));
-        let collector = Collector::new(procfs, metrics)?;
+        let collector = Collector::new(
+            procfs,
+            metrics,
+            settings.policy.clone(),
+            Some(settings.kubelet_logs.clone()),
+        )?;
         let (publish, published) = watch::channel(None);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (policies, policy_updates) = std::sync::mpsc::channel();
         let interval = settings.scan_interval;
         let scanner = std::thread::Builder::new()
             .name("scan".into())
-            .spawn(move || collector.run(interval, publish, stopped))?;
+            .spawn(move || collector.run(interval, publish, policy_updates, stopped))?;
+        tokio::spawn(reload_on_sighup(flags, policies));
         tracing::info!(
             address = %listener.local_addr()?,
             procfs = %settings.procfs.display(),
@@ -142,6 +150,32 @@ async fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
             settings.listen_address_text
         ),
         None => bail!("web.listen_address: no address"),
+    }
+}
+
+/// Re-reads the configuration on each SIGHUP and hands a valid policy to the scan loop. An
+/// invalid one is logged and the running policy kept. Only the policy is reloaded: the other
+/// settings (address, interval, paths) need a restart.
+async fn reload_on_sighup(flags: Flags, policies: std::sync::mpsc::Sender<Policy>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler: no policy reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let loaded = RawConfig::load(&flags)
+            .map_err(anyhow::Error::from)
+            .and_then(|raw| Ok(Settings::try_from(raw)?));
+        match loaded {
+            Ok(settings) => {
+                if policies.send(settings.policy).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running policy")
+            }
+        }
     }
 }
 

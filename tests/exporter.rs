@@ -10,8 +10,10 @@ use support::*;
 
 fn fixture_exporter() -> Exporter {
     let procfs = fixture_procfs();
+    let logs = manifest_dir().join("tests/fixtures/kubelet-logs");
     Exporter::start(&[
         &format!("--path.procfs={}", procfs.display()),
+        &format!("--path.kubelet-logs={}", logs.display()),
         "--scan.interval=1h",
     ])
 }
@@ -112,11 +114,21 @@ fn fixture_facts_survive_odd_entries() {
             .len(),
         8
     );
-    // Warned once, on one line, naming the file.
+    // Scan errors warned once, on one line, naming the file.
     let log = e.stderr();
-    let warn: Vec<&str> = log.lines().filter(|l| l.contains("level=warn")).collect();
+    let warn: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("scan errors"))
+        .collect();
     assert_eq!(warn.len(), 1, "{log}");
     assert!(warn[0].contains("reason=parse_error"), "{log}");
+    assert!(warn[0].contains("500/stat"), "{log}");
+    // Each new finding is said once too: the podman container in five host namespaces.
+    let findings = log
+        .lines()
+        .filter(|l| l.contains("unexpected namespace sharing"))
+        .count();
+    assert_eq!(findings, 5, "{log}");
 }
 
 #[test]

@@ -20,6 +20,8 @@
 
 mod cgroup;
 mod kubelet;
+mod workload;
 
 pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
 pub use kubelet::{KubeletName, parse_log_name, read_kubelet_names};
+pub use workload::{Attribution, Container, Workload, attribute};

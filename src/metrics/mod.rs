@@ -15,10 +15,14 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::collections::HashSet;
+
 use crate::lifecycle::{Changes, Tracker};
 use crate::model::{NsType, Snapshot};
+use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, ScanErrors};
+use crate::sharing::{Ownership, Sharing};
 
 pub use self_process::SelfProcessCollector;
 
@@ -55,6 +59,31 @@ pub struct Metrics {
     scan_errors: IntCounterVec,
     scan_duration: Histogram,
     last_scan: Gauge,
+    workload_host_namespace: IntGaugeVec,
+    sharing_findings: IntGaugeVec,
+    sharing_findings_total: IntCounterVec,
+    /// Findings of the previous scan, so that the counter counts each as it first appears.
+    previous_findings: HashSet<(Rule, NsType, String)>,
+}
+
+/// The labels that name a container, in this order, after `type` (and `rule`).
+const WORKLOAD_LABELS: [&str; 5] = [
+    "runtime",
+    "container_id",
+    "container",
+    "pod",
+    "k8s_namespace",
+];
+
+fn workload_values(c: &crate::attribution::Container) -> [&str; 5] {
+    let names = c.names.as_ref();
+    [
+        c.runtime.as_str(),
+        &c.id,
+        names.map_or("", |n| &n.container),
+        names.map_or("", |n| &n.pod),
+        names.map_or("", |n| &n.k8s_namespace),
+    ]
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -91,9 +120,20 @@ impl Metrics {
             namespace_info: IntGaugeVec::new(
                 opts(
                     "nsexporter_namespace_info",
-                    "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type.",
+                    "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree.",
                 ),
-                &["type", "inode", "host"],
+                &[
+                    "type",
+                    "inode",
+                    "host",
+                    "owner",
+                    "runtime",
+                    "pod_uid",
+                    "pod",
+                    "k8s_namespace",
+                    "container",
+                    "container_id",
+                ],
             )
             .unwrap(),
             namespace_start_time: GaugeVec::new(
@@ -157,6 +197,31 @@ impl Metrics {
                 "Unix time of the last completed scan.",
             ))
             .unwrap(),
+            workload_host_namespace: IntGaugeVec::new(
+                opts(
+                    "nsexporter_workload_host_namespace",
+                    "1 for each container with a process in the host's namespace of that type, allowed or not.",
+                ),
+                &[&["type"][..], &WORKLOAD_LABELS].concat(),
+            )
+            .unwrap(),
+            sharing_findings: IntGaugeVec::new(
+                opts(
+                    "nsexporter_sharing_findings",
+                    "1 for each namespace sharing the policy does not allow, by rule (host_namespace, cross_workload, host_mount_from_container).",
+                ),
+                &[&["rule", "type"][..], &WORKLOAD_LABELS].concat(),
+            )
+            .unwrap(),
+            sharing_findings_total: IntCounterVec::new(
+                opts(
+                    "nsexporter_sharing_findings_total",
+                    "Sharing findings counted as they first appear, by rule and type.",
+                ),
+                &["rule", "type"],
+            )
+            .unwrap(),
+            previous_findings: HashSet::new(),
             registry: registry.clone(),
         };
         let build_info = IntGaugeVec::new(
@@ -179,6 +244,12 @@ impl Metrics {
         for reason in ErrorReason::ALL {
             m.scan_errors.with_label_values(&[reason.as_str()]);
         }
+        for rule in Rule::ALL {
+            for t in NsType::ALL {
+                m.sharing_findings_total
+                    .with_label_values(&[rule.as_str(), t.as_str()]);
+            }
+        }
         r(Box::new(m.namespaces.clone()));
         r(Box::new(m.namespace_processes.clone()));
         r(Box::new(m.namespace_info.clone()));
@@ -191,6 +262,9 @@ impl Metrics {
         r(Box::new(m.scan_errors.clone()));
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
+        r(Box::new(m.workload_host_namespace.clone()));
+        r(Box::new(m.sharing_findings.clone()));
+        r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
         if let Some(own) = own_procfs {
             r(Box::new(SelfProcessCollector::new(own)));
@@ -198,13 +272,15 @@ impl Metrics {
         m
     }
 
-    /// Records one scan: its snapshot, the tracker's view after it, its changes and errors.
+    /// Records one scan: its snapshot, the tracker's view after it, its changes, errors and
+    /// sharing.
     pub fn record_scan(
-        &self,
+        &mut self,
         snapshot: &Snapshot,
         tracker: &Tracker,
         changes: &Changes,
         errors: &ScanErrors,
+        sharing: &Sharing,
         duration: Duration,
     ) {
         self.scans.inc();
@@ -229,6 +305,7 @@ impl Metrics {
         self.namespace_processes.reset();
         self.namespace_info.reset();
         self.namespace_start_time.reset();
+        let unattributed = Ownership::default();
         let mut per_type = [0i64; 8];
         let mut inode = itoa::Buffer::new();
         for ns in snapshot.namespaces.values() {
@@ -243,8 +320,20 @@ impl Metrics {
             } else {
                 "false"
             };
+            let o = sharing.owners.get(&ns.id).unwrap_or(&unattributed);
             self.namespace_info
-                .with_label_values(&[t, inode, host])
+                .with_label_values(&[
+                    t,
+                    inode,
+                    host,
+                    o.owner.as_str(),
+                    &o.runtime,
+                    &o.pod_uid,
+                    &o.pod,
+                    &o.k8s_namespace,
+                    &o.container,
+                    &o.container_id,
+                ])
                 .set(1);
             if let Some(tracked) = tracker.get(ns.id) {
                 self.namespace_start_time
@@ -257,6 +346,42 @@ impl Metrics {
                 .with_label_values(&[t.as_str()])
                 .set(per_type[t.index()]);
         }
+        self.record_sharing(sharing);
+    }
+
+    fn record_sharing(&mut self, sharing: &Sharing) {
+        self.workload_host_namespace.reset();
+        for h in &sharing.host {
+            let mut labels = vec![h.ns_type.as_str()];
+            labels.extend(workload_values(&h.container));
+            self.workload_host_namespace
+                .with_label_values(&labels)
+                .set(1);
+        }
+        self.sharing_findings.reset();
+        let mut current = HashSet::with_capacity(sharing.findings.len());
+        for f in &sharing.findings {
+            let mut labels = vec![f.rule.as_str(), f.ns_type.as_str()];
+            labels.extend(workload_values(&f.container));
+            self.sharing_findings.with_label_values(&labels).set(1);
+            let key = f.key();
+            if !self.previous_findings.contains(&key) {
+                self.sharing_findings_total
+                    .with_label_values(&[f.rule.as_str(), f.ns_type.as_str()])
+                    .inc();
+                tracing::warn!(
+                    rule = f.rule.as_str(),
+                    r#type = f.ns_type.as_str(),
+                    runtime = f.container.runtime.as_str(),
+                    container_id = %f.container.id,
+                    pod = f.container.names.as_ref().map_or("", |n| n.pod.as_str()),
+                    k8s_namespace = f.container.names.as_ref().map_or("", |n| n.k8s_namespace.as_str()),
+                    "unexpected namespace sharing"
+                );
+            }
+            current.insert(key);
+        }
+        self.previous_findings = current;
     }
 
     /// Encodes every family in the text format, plain and gzipped.

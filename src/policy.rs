@@ -1,0 +1,401 @@
+//! The sharing policy: which namespace sharing is expected. Everything else is a finding.
+//!
+//! Three rules (see [`Rule`]). `host_namespace` applies to the types in
+//! `host_namespace_types` (default `net pid ipc uts cgroup`; `user` and `time` are normally
+//! shared with the host), `cross_workload` to those in `cross_workload_types` (the same
+//! default), and `host_mount_from_container` always: a container process in the host's mount
+//! namespace is what `nsenter -t 1 -m` leaves behind, and only an allow rule that names that
+//! rule explicitly silences it.
+//!
+//! ```yaml
+//! policy:
+//!   allow:
+//!     - name: kube-system may use the host network and pid namespace
+//!       k8s_namespace: kube-system
+//!       pod: "kube-proxy-.*|calico-node-.*"   # anchored regex, optional
+//!       container: ".*"                        # anchored regex, optional
+//!       runtime: containerd                    # optional
+//!       types: [net, pid]                      # optional, default all
+//!       rules: [host_namespace]                # optional, default host_namespace, cross_workload
+//! ```
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::attribution::Container;
+use crate::model::NsType;
+
+/// A kind of unexpected sharing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// A container process sits in the host's namespace of a forbidden type.
+    HostNamespace,
+    /// One namespace holds processes of two different pods (or non-Kubernetes containers).
+    CrossWorkload,
+    /// A process whose cgroup says container X sits in the host's mount namespace.
+    HostMountFromContainer,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 3] = [
+        Rule::HostNamespace,
+        Rule::CrossWorkload,
+        Rule::HostMountFromContainer,
+    ];
+
+    /// The `rule` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rule::HostNamespace => "host_namespace",
+            Rule::CrossWorkload => "cross_workload",
+            Rule::HostMountFromContainer => "host_mount_from_container",
+        }
+    }
+}
+
+/// The `policy` section as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    #[serde(default)]
+    pub host_namespace_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub cross_workload_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow: Vec<RawAllow>,
+}
+
+/// One allow rule as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    pub name: Option<String>,
+    pub k8s_namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub runtime: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub rules: Option<Vec<String>>,
+}
+
+/// A policy problem: the key it is about and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct PolicyError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// A set of namespace types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypeSet([bool; 8]);
+
+impl TypeSet {
+    pub fn of(types: &[NsType]) -> Self {
+        let mut s = [false; 8];
+        for t in types {
+            s[t.index()] = true;
+        }
+        TypeSet(s)
+    }
+
+    pub fn contains(&self, t: NsType) -> bool {
+        self.0[t.index()]
+    }
+
+    fn parse(key: &str, names: &[String]) -> Result<Self, PolicyError> {
+        let types = names
+            .iter()
+            .map(|n| {
+                n.parse::<NsType>().map_err(|e| PolicyError {
+                    key: key.to_owned(),
+                    problem: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TypeSet::of(&types))
+    }
+}
+
+const DEFAULT_FORBIDDEN: [NsType; 5] = [
+    NsType::Net,
+    NsType::Pid,
+    NsType::Ipc,
+    NsType::Uts,
+    NsType::Cgroup,
+];
+
+/// One validated allow rule.
+#[derive(Clone, Debug)]
+pub struct AllowRule {
+    pub name: String,
+    k8s_namespace: Option<String>,
+    pod: Option<Regex>,
+    container: Option<Regex>,
+    runtime: Option<String>,
+    types: Option<TypeSet>,
+    rules: [bool; 3],
+}
+
+/// The validated policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub host_namespace_types: TypeSet,
+    pub cross_workload_types: TypeSet,
+    pub allow: Vec<AllowRule>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::try_from(RawPolicy::default()).expect("the default policy is valid")
+    }
+}
+
+fn anchored(key: String, pattern: &str) -> Result<Regex, PolicyError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| PolicyError {
+        key,
+        // The regex crate's message spans lines; its last line says what is wrong.
+        problem: format!(
+            "invalid regex {pattern:?}: {}",
+            e.to_string().lines().last().unwrap_or("").trim()
+        ),
+    })
+}
+
+impl TryFrom<RawPolicy> for Policy {
+    type Error = PolicyError;
+
+    fn try_from(raw: RawPolicy) -> Result<Policy, PolicyError> {
+        let types = |key: &str, v: Option<Vec<String>>| match v {
+            Some(names) => TypeSet::parse(key, &names),
+            None => Ok(TypeSet::of(&DEFAULT_FORBIDDEN)),
+        };
+        let mut allow = Vec::new();
+        for (i, a) in raw.allow.into_iter().enumerate() {
+            let key = |field: &str| format!("policy.allow[{i}].{field}");
+            let rules = match &a.rules {
+                None => [true, true, false],
+                Some(names) => {
+                    let mut r = [false; 3];
+                    for n in names {
+                        let rule = Rule::ALL
+                            .into_iter()
+                            .find(|rule| rule.as_str() == n)
+                            .ok_or_else(|| PolicyError {
+                                key: key("rules"),
+                                problem: format!(
+                                    "unknown rule {n:?} (expected host_namespace, cross_workload or host_mount_from_container)"
+                                ),
+                            })?;
+                        r[rule as usize] = true;
+                    }
+                    r
+                }
+            };
+            allow.push(AllowRule {
+                name: a.name.clone().unwrap_or_else(|| format!("allow[{i}]")),
+                pod: a
+                    .pod
+                    .as_deref()
+                    .map(|p| anchored(key("pod"), p))
+                    .transpose()?,
+                container: a
+                    .container
+                    .as_deref()
+                    .map(|p| anchored(key("container"), p))
+                    .transpose()?,
+                types: a
+                    .types
+                    .as_deref()
+                    .map(|t| TypeSet::parse(&key("types"), t))
+                    .transpose()?,
+                k8s_namespace: a.k8s_namespace,
+                runtime: a.runtime,
+                rules,
+            });
+        }
+        Ok(Policy {
+            host_namespace_types: types("policy.host_namespace_types", raw.host_namespace_types)?,
+            cross_workload_types: types("policy.cross_workload_types", raw.cross_workload_types)?,
+            allow,
+        })
+    }
+}
+
+impl AllowRule {
+    fn matches(&self, rule: Rule, ns_type: NsType, c: &Container) -> bool {
+        let names = c.names.as_ref();
+        let pod = names.map_or("", |n| n.pod.as_str());
+        let container = names.map_or("", |n| n.container.as_str());
+        let k8s_namespace = names.map(|n| n.k8s_namespace.as_str());
+        self.rules[rule as usize]
+            && self.types.is_none_or(|t| t.contains(ns_type))
+            && self
+                .k8s_namespace
+                .as_deref()
+                .is_none_or(|want| Some(want) == k8s_namespace)
+            && self
+                .runtime
+                .as_deref()
+                .is_none_or(|r| r == c.runtime.as_str())
+            && self.pod.as_ref().is_none_or(|re| re.is_match(pod))
+            && self
+                .container
+                .as_ref()
+                .is_none_or(|re| re.is_match(container))
+    }
+}
+
+impl Policy {
+    /// The first allow rule that allows this sharing, if any.
+    pub fn allowed_by(&self, rule: Rule, ns_type: NsType, c: &Container) -> Option<&AllowRule> {
+        self.allow.iter().find(|a| a.matches(rule, ns_type, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribution::{KubeletName, Runtime};
+
+    fn container(ns: &str, pod: &str, name: &str) -> Container {
+        Container {
+            runtime: Runtime::Containerd,
+            id: "a".repeat(64),
+            pod_uid: Some("0d33f94b-ab1a-4c5e-9d1f-2c8f2a4e6b7c".into()),
+            names: Some(KubeletName {
+                pod: pod.into(),
+                k8s_namespace: ns.into(),
+                container: name.into(),
+                container_id: "a".repeat(64),
+            }),
+        }
+    }
+
+    fn policy(yaml_allow: Vec<RawAllow>) -> Policy {
+        Policy::try_from(RawPolicy {
+            allow: yaml_allow,
+            ..RawPolicy::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_forbid_all_but_user_and_time() {
+        let p = Policy::default();
+        for t in NsType::ALL {
+            let want = !matches!(t, NsType::User | NsType::Time | NsType::Mnt);
+            assert_eq!(p.host_namespace_types.contains(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn allow_rules_match_on_every_field() {
+        let p = policy(vec![RawAllow {
+            name: Some("kube-system host net".into()),
+            k8s_namespace: Some("kube-system".into()),
+            pod: Some("kube-proxy-.*".into()),
+            types: Some(vec!["net".into(), "pid".into()]),
+            ..RawAllow::default()
+        }]);
+        let proxy = container("kube-system", "kube-proxy-x7k2p", "kube-proxy");
+        assert!(
+            p.allowed_by(Rule::HostNamespace, NsType::Net, &proxy)
+                .is_some()
+        );
+        assert!(
+            p.allowed_by(Rule::CrossWorkload, NsType::Pid, &proxy)
+                .is_some()
+        );
+        // Not the listed types, not explicitly the host mount rule, not another namespace,
+        // and the regex is anchored.
+        assert!(
+            p.allowed_by(Rule::HostNamespace, NsType::Ipc, &proxy)
+                .is_none()
+        );
+        assert!(
+            p.allowed_by(Rule::HostMountFromContainer, NsType::Mnt, &proxy)
+                .is_none()
+        );
+        let other_ns = container("default", "kube-proxy-x7k2p", "kube-proxy");
+        assert!(
+            p.allowed_by(Rule::HostNamespace, NsType::Net, &other_ns)
+                .is_none()
+        );
+        let prefixed = container("kube-system", "evil-kube-proxy-1", "kube-proxy");
+        assert!(
+            p.allowed_by(Rule::HostNamespace, NsType::Net, &prefixed)
+                .is_none()
+        );
+        // Without names (no kubelet log directory) a namespace rule cannot match.
+        let unnamed = Container {
+            names: None,
+            ..proxy.clone()
+        };
+        assert!(
+            p.allowed_by(Rule::HostNamespace, NsType::Net, &unnamed)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn host_mount_needs_an_explicit_rule() {
+        let p = policy(vec![RawAllow {
+            runtime: Some("containerd".into()),
+            rules: Some(vec!["host_mount_from_container".into()]),
+            ..RawAllow::default()
+        }]);
+        let c = container("ops", "debug", "shell");
+        assert!(
+            p.allowed_by(Rule::HostMountFromContainer, NsType::Mnt, &c)
+                .is_some()
+        );
+        assert!(p.allowed_by(Rule::HostNamespace, NsType::Net, &c).is_none());
+    }
+
+    #[test]
+    fn bad_policies_name_the_key() {
+        let cases = [
+            (
+                RawAllow {
+                    pod: Some("(".into()),
+                    ..RawAllow::default()
+                },
+                "policy.allow[0].pod: invalid regex \"(\"",
+            ),
+            (
+                RawAllow {
+                    types: Some(vec!["network".into()]),
+                    ..RawAllow::default()
+                },
+                "policy.allow[0].types: unknown namespace type \"network\"",
+            ),
+            (
+                RawAllow {
+                    rules: Some(vec!["host".into()]),
+                    ..RawAllow::default()
+                },
+                "policy.allow[0].rules: unknown rule \"host\"",
+            ),
+        ];
+        for (allow, want) in cases {
+            let err = Policy::try_from(RawPolicy {
+                allow: vec![allow],
+                ..RawPolicy::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with(want), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = Policy::try_from(RawPolicy {
+            host_namespace_types: Some(vec!["pids".into()]),
+            ..RawPolicy::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("policy.host_namespace_types: unknown namespace type")
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! Sharing: who owns each namespace, which containers share the host's namespaces, and which
+//! sharing the [`Policy`] does not allow.
+//!
+//! Works on a [`Snapshot`] and its [`Attribution`] only, so tests feed it in-memory scans.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::attribution::{Attribution, Container, Workload};
+use crate::model::{NamespaceId, NsType, Snapshot};
+use crate::policy::{Policy, Rule};
+
+/// The `owner` label of a namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Owner {
+    /// The host's namespace of its type, or one holding host processes only.
+    Host,
+    /// One container's processes (and its runtime's plumbing).
+    Container,
+    /// Processes of several containers of one pod.
+    Pod,
+    /// Kernel threads only.
+    Kernel,
+    /// Processes of different workloads.
+    Mixed,
+    /// No member could be attributed.
+    #[default]
+    Unknown,
+}
+
+impl Owner {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Owner::Host => "host",
+            Owner::Container => "container",
+            Owner::Pod => "pod",
+            Owner::Kernel => "kernel",
+            Owner::Mixed => "mixed",
+            Owner::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a namespace belongs to, with the container labels that are single-valued among its
+/// members (empty where they differ or are unknown).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ownership {
+    pub owner: Owner,
+    pub runtime: String,
+    pub pod_uid: String,
+    pub pod: String,
+    pub k8s_namespace: String,
+    pub container: String,
+    pub container_id: String,
+}
+
+/// A container in the host's namespace of one type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostSharing {
+    pub ns_type: NsType,
+    pub container: Arc<Container>,
+}
+
+/// A sharing the policy does not allow.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    pub rule: Rule,
+    pub ns_type: NsType,
+    pub container: Arc<Container>,
+}
+
+impl Finding {
+    /// The identity of a finding across scans.
+    pub fn key(&self) -> (Rule, NsType, String) {
+        (self.rule, self.ns_type, self.container.id.clone())
+    }
+}
+
+impl PartialOrd for Container {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Container {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+/// The result of evaluating one snapshot.
+#[derive(Debug, Default)]
+pub struct Sharing {
+    pub owners: HashMap<NamespaceId, Ownership>,
+    /// Every container sharing a host namespace, allowed or not.
+    pub host: Vec<HostSharing>,
+    pub findings: Vec<Finding>,
+}
+
+/// Evaluates who owns every namespace and which sharing is unexpected.
+pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy) -> Sharing {
+    let mut out = Sharing::default();
+    for ns in snapshot.namespaces.values() {
+        let t = ns.id.ns_type;
+        let is_host = snapshot.host.contains(ns.id);
+        // Payload containers by id, and everything else that is there.
+        let mut payload: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
+        let mut plumbing: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
+        let mut pods: BTreeSet<&str> = BTreeSet::new();
+        let (mut host, mut kernel, mut unknown) = (false, false, false);
+        for m in &ns.members {
+            match attribution.of(m.pid) {
+                Workload::Kernel => kernel = true,
+                Workload::Host => host = true,
+                Workload::Unknown => unknown = true,
+                Workload::Pod(uid) => {
+                    pods.insert(uid);
+                }
+                Workload::Container(c) => {
+                    payload.insert(&c.id, c);
+                }
+                Workload::Runtime(c) => {
+                    plumbing.insert(&c.id, c);
+                }
+            }
+        }
+        out.owners.insert(
+            ns.id,
+            ownership(is_host, host, kernel, unknown, &pods, &payload, &plumbing),
+        );
+
+        if is_host {
+            for c in payload.values() {
+                out.host.push(HostSharing {
+                    ns_type: t,
+                    container: Arc::clone(c),
+                });
+                let rule = if t == NsType::Mnt {
+                    Some(Rule::HostMountFromContainer)
+                } else if policy.host_namespace_types.contains(t) {
+                    Some(Rule::HostNamespace)
+                } else {
+                    None
+                };
+                if let Some(rule) = rule {
+                    push_unless_allowed(&mut out.findings, policy, rule, t, c);
+                }
+            }
+        } else if policy.cross_workload_types.contains(t) {
+            let units: BTreeSet<&str> = payload
+                .values()
+                .map(|c| c.unit())
+                .chain(pods.iter().copied())
+                .collect();
+            if units.len() > 1 {
+                for c in payload.values() {
+                    push_unless_allowed(&mut out.findings, policy, Rule::CrossWorkload, t, c);
+                }
+            }
+        }
+    }
+    out.host.sort();
+    out.findings.sort();
+    out
+}
+
+fn push_unless_allowed(
+    findings: &mut Vec<Finding>,
+    policy: &Policy,
+    rule: Rule,
+    ns_type: NsType,
+    c: &Arc<Container>,
+) {
+    match policy.allowed_by(rule, ns_type, c) {
+        Some(allow) => tracing::debug!(
+            rule = rule.as_str(),
+            r#type = ns_type.as_str(),
+            container_id = %c.id,
+            allowed_by = %allow.name,
+            "allowed sharing"
+        ),
+        None => findings.push(Finding {
+            rule,
+            ns_type,
+            container: Arc::clone(c),
+        }),
+    }
+}
+
+/// The one value all of `values` share, or "".
+fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> String {
+    let Some(first) = values.next() else {
+        return String::new();
+    };
+    if values.all(|v| v == first) {
+        first.to_owned()
+    } else {
+        String::new()
+    }
+}
+
+fn ownership(
+    is_host: bool,
+    host: bool,
+    kernel: bool,
+    unknown: bool,
+    pods: &BTreeSet<&str>,
+    payload: &BTreeMap<&str, &Arc<Container>>,
+    plumbing: &BTreeMap<&str, &Arc<Container>>,
+) -> Ownership {
+    let containers: BTreeMap<&str, &Arc<Container>> = payload
+        .iter()
+        .chain(plumbing.iter())
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let units: BTreeSet<&str> = containers
+        .values()
+        .map(|c| c.unit())
+        .chain(pods.iter().copied())
+        .collect();
+    let owner = if is_host {
+        Owner::Host
+    } else if units.is_empty() {
+        match (host, kernel) {
+            (true, _) => Owner::Host,
+            (false, true) => Owner::Kernel,
+            (false, false) if unknown => Owner::Unknown,
+            _ => Owner::Unknown,
+        }
+    } else if host || kernel || units.len() > 1 {
+        Owner::Mixed
+    } else if containers.len() > 1 || !pods.is_empty() {
+        Owner::Pod
+    } else {
+        Owner::Container
+    };
+    let labelled = matches!(owner, Owner::Container | Owner::Pod | Owner::Mixed);
+    let cs = || containers.values().map(|c| c.as_ref());
+    let names = |f: fn(&crate::attribution::KubeletName) -> &str| {
+        if labelled && cs().all(|c| c.names.is_some()) {
+            single(cs().filter_map(|c| c.names.as_ref().map(f)))
+        } else {
+            String::new()
+        }
+    };
+    Ownership {
+        owner,
+        runtime: if labelled {
+            single(cs().map(|c| c.runtime.as_str()))
+        } else {
+            String::new()
+        },
+        pod_uid: if labelled && cs().all(|c| c.pod_uid.is_some()) {
+            single(
+                cs().filter_map(|c| c.pod_uid.as_deref())
+                    .chain(pods.iter().copied()),
+            )
+        } else {
+            String::new()
+        },
+        pod: names(|n| &n.pod),
+        k8s_namespace: names(|n| &n.k8s_namespace),
+        container: names(|n| &n.container),
+        container_id: if owner == Owner::Container {
+            single(cs().map(|c| c.id.as_str()))
+        } else {
+            String::new()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::attribution::{KubeletName, Runtime};
+    use crate::model::{HostNamespaces, HostSource, Process, ProcessId};
+    use crate::policy::{RawAllow, RawPolicy};
+
+    const HOST: u64 = 1;
+
+    fn c(id: char, pod: &str, ns: &str) -> Arc<Container> {
+        let id: String = std::iter::repeat_n(id, 64).collect();
+        Arc::new(Container {
+            runtime: Runtime::Containerd,
+            pod_uid: Some(format!("uid-{pod}")),
+            names: Some(KubeletName {
+                pod: pod.into(),
+                k8s_namespace: ns.into(),
+                container: format!("ctr-{}", &id[..1]),
+                container_id: id.clone(),
+            }),
+            id,
+        })
+    }
+
+    /// A snapshot where each process has the given net and mnt inodes (others host).
+    fn world(ps: &[(i32, u64, u64, Workload)]) -> (Snapshot, Attribution) {
+        let mut processes = BTreeMap::new();
+        let mut by_pid = HashMap::new();
+        for (pid, net, mnt, w) in ps {
+            let mut namespaces = [Some(HOST); 8];
+            namespaces[NsType::Net.index()] = Some(*net);
+            namespaces[NsType::Mnt.index()] = Some(*mnt);
+            processes.insert(
+                *pid,
+                Process {
+                    id: ProcessId {
+                        pid: *pid,
+                        start_ticks: 1,
+                    },
+                    ppid: 1,
+                    uid: 0,
+                    comm: "p".into(),
+                    start_time: 0.0,
+                    namespaces,
+                },
+            );
+            by_pid.insert(*pid, w.clone());
+        }
+        let host = HostNamespaces {
+            source: HostSource::Init,
+            inodes: [Some(HOST); 8],
+        };
+        (
+            Snapshot::from_processes(SystemTime::UNIX_EPOCH, processes, host),
+            Attribution::from_map(by_pid),
+        )
+    }
+
+    fn found(s: &Sharing) -> Vec<(&'static str, NsType, String)> {
+        s.findings
+            .iter()
+            .map(|f| {
+                (
+                    f.rule.as_str(),
+                    f.ns_type,
+                    f.container.names.as_ref().unwrap().pod.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pod_containers_sharing_net_is_expected_and_owned_by_the_pod() {
+        let (a, b) = (c('a', "web", "default"), c('b', "web", "default"));
+        let (snap, attr) = world(&[
+            (1, HOST, HOST, Workload::Host),
+            (10, 100, 200, Workload::Container(a)),
+            (11, 100, 201, Workload::Container(b)),
+        ]);
+        let s = evaluate(&snap, &attr, &Policy::default());
+        // Their pid, ipc, uts and cgroup are the host's in this toy world: host findings only.
+        assert!(
+            found(&s).iter().all(|(r, _, _)| *r == "host_namespace"),
+            "{:?}",
+            found(&s)
+        );
+        let net = &s.owners[&NamespaceId {
+            ns_type: NsType::Net,
+            inode: 100,
+        }];
+        assert_eq!(net.owner, Owner::Pod);
+        assert_eq!((net.pod.as_str(), net.pod_uid.as_str()), ("web", "uid-web"));
+        assert_eq!(
+            (net.container.as_str(), net.container_id.as_str()),
+            ("", "")
+        );
+        let mnt = &s.owners[&NamespaceId {
+            ns_type: NsType::Mnt,
+            inode: 200,
+        }];
+        assert_eq!(mnt.owner, Owner::Container);
+        assert_eq!(mnt.container, "ctr-a");
+        assert_eq!(mnt.container_id, "a".repeat(64));
+    }
+
+    #[test]
+    fn host_network_and_host_mount_and_cross_pod() {
+        let host_net = c('a', "hostnet", "default");
+        let nsenter = c('b', "debug", "default");
+        let (p, q) = (c('c', "p", "team"), c('d', "q", "team"));
+        let (snap, attr) = world(&[
+            (1, HOST, HOST, Workload::Host),
+            (10, HOST, 200, Workload::Container(host_net)),
+            (20, 300, HOST, Workload::Container(nsenter)),
+            (30, 400, 201, Workload::Container(p)),
+            (31, 400, 202, Workload::Container(q)),
+        ]);
+        let policy = Policy::try_from(RawPolicy {
+            // Only net is forbidden, to keep the expectations short.
+            host_namespace_types: Some(vec!["net".into()]),
+            ..RawPolicy::default()
+        })
+        .unwrap();
+        let s = evaluate(&snap, &attr, &policy);
+        assert_eq!(
+            found(&s),
+            vec![
+                ("host_namespace", NsType::Net, "hostnet".into()),
+                ("cross_workload", NsType::Net, "p".into()),
+                ("cross_workload", NsType::Net, "q".into()),
+                ("host_mount_from_container", NsType::Mnt, "debug".into()),
+            ]
+        );
+        // Host sharing lists every container in a host namespace, allowed or not: pid, ipc, …
+        // are shared by all four here.
+        assert!(s.host.iter().any(|h| h.ns_type == NsType::Pid));
+        let net400 = &s.owners[&NamespaceId {
+            ns_type: NsType::Net,
+            inode: 400,
+        }];
+        assert_eq!(net400.owner, Owner::Mixed);
+        assert_eq!(net400.pod, "");
+        assert_eq!(net400.k8s_namespace, "team", "single-valued labels stay");
+    }
+
+    #[test]
+    fn allowed_sharing_is_exported_but_not_a_finding() {
+        let proxy = c('a', "kube-proxy-1", "kube-system");
+        let (snap, attr) = world(&[
+            (1, HOST, HOST, Workload::Host),
+            (10, HOST, 200, Workload::Container(proxy)),
+        ]);
+        let policy = Policy::try_from(RawPolicy {
+            allow: vec![RawAllow {
+                k8s_namespace: Some("kube-system".into()),
+                ..RawAllow::default()
+            }],
+            ..RawPolicy::default()
+        })
+        .unwrap();
+        let s = evaluate(&snap, &attr, &policy);
+        assert!(s.findings.is_empty(), "{:?}", found(&s));
+        assert!(s.host.iter().any(|h| h.ns_type == NsType::Net));
+    }
+
+    #[test]
+    fn runtime_plumbing_and_kernel_threads_are_not_findings() {
+        let ctr = c('a', "web", "default");
+        let (snap, attr) = world(&[
+            (1, HOST, HOST, Workload::Host),
+            (2, HOST, HOST, Workload::Kernel),
+            (9, HOST, HOST, Workload::Runtime(ctr.clone())),
+            (10, 100, 200, Workload::Container(ctr)),
+        ]);
+        let policy = Policy::try_from(RawPolicy {
+            host_namespace_types: Some(vec![]),
+            ..RawPolicy::default()
+        })
+        .unwrap();
+        let s = evaluate(&snap, &attr, &policy);
+        assert!(s.findings.is_empty(), "{:?}", found(&s));
+        let net = &s.owners[&NamespaceId {
+            ns_type: NsType::Net,
+            inode: 100,
+        }];
+        assert_eq!(net.owner, Owner::Container);
+        let host_net = &s.owners[&NamespaceId {
+            ns_type: NsType::Net,
+            inode: HOST,
+        }];
+        assert_eq!(host_net.owner, Owner::Host);
+    }
+}
