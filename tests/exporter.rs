@@ -5,6 +5,7 @@ mod support;
 
 use std::io::Read;
 use std::process::Command;
+use std::time::Duration;
 
 use support::*;
 
@@ -294,4 +295,93 @@ fn list_prints_the_fixture_like_lsns() {
             .eq(["4026532305", "net", "2", "100"]),
         "{text}"
     );
+}
+
+#[test]
+fn bad_policy_fails_at_start() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "policy:\n  allow:\n    - pod: \"(\"\n",
+            "policy.allow[0].pod: invalid regex \"(\"",
+        ),
+        (
+            "policy:\n  allow:\n    - types: [net, network]\n",
+            "policy.allow[0].types: unknown namespace type \"network\"",
+        ),
+        ("policy:\n  allow:\n    - podd: x\n", "unknown field `podd`"),
+    ];
+    for (i, (yaml, want)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("p{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        fails_with(
+            &[&procfs, &format!("--config.file={}", file.display())],
+            &[],
+            want,
+        );
+    }
+}
+
+#[test]
+fn sighup_reloads_the_policy_and_keeps_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nsexporter.yaml");
+    std::fs::write(&config, "policy:\n  allow: []\n").unwrap();
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--config.file={}", config.display()),
+        "--scan.interval=100ms",
+    ]);
+    let findings = |m: &Metrics| m.find("nsexporter_sharing_findings", &[]).len();
+    let total = |m: &Metrics| {
+        m.find("nsexporter_sharing_findings_total", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum::<f64>()
+    };
+    let before = e.metrics();
+    assert_eq!(findings(&before), 5);
+    assert_eq!(total(&before), 5.0);
+    let hup = |e: &Exporter| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(e.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+
+    // A broken file is refused and the running policy kept.
+    std::fs::write(&config, "policy:\n  allow:\n    - pod: \"[\"\n").unwrap();
+    hup(&e);
+    wait_for("the refusal in the log", Duration::from_secs(10), || {
+        e.stderr().contains("reload failed").then_some(())
+    });
+    assert_eq!(findings(&e.metrics()), 5);
+
+    std::fs::write(
+        &config,
+        "policy:\n  allow:\n    - name: rootless podman\n      runtime: podman\n",
+    )
+    .unwrap();
+    hup(&e);
+    let after = wait_for("the new policy to apply", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (findings(&m) == 0).then_some(m)
+    });
+    assert_eq!(total(&after), 5.0, "counters survive the reload");
+    assert!(
+        after.value("nsexporter_scans_total", &[]) > before.value("nsexporter_scans_total", &[])
+    );
+    // Still exported as host sharing: allowed, not hidden.
+    assert_eq!(
+        after
+            .find(
+                "nsexporter_workload_host_namespace",
+                &[("runtime", "podman")]
+            )
+            .len(),
+        5
+    );
+    assert!(e.stderr().contains("policy reloaded"));
 }
