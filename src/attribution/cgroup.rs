@@ -16,9 +16,9 @@
 //!   still lives, and on v1 it prints `/` for an exiting task (`proc_cgroup_show` in
 //!   `kernel/cgroup/cgroup.c`). So the v2 line is the most reliable, and v1 lines can disagree.
 //! - The path is relative to the cgroup namespace *of the reader*. Read from inside a private
-//!   cgroup namespace, a container's own processes show `0::/` and everything else shows
-//!   `/../..`: the exporter must run in the host's cgroup namespace (for Docker,
-//!   `--cgroupns=host`) for this to attribute anything.
+//!   cgroup namespace, the reader's own container shows `0::/` and everything else shows
+//!   `/../../<the rest of the host path>`: the `..` components are dropped and the rest is
+//!   read as usual, so only the reader's own container is lost (it looks like the host).
 
 use std::borrow::Cow;
 use std::fmt;
