@@ -385,3 +385,45 @@ fn sighup_reloads_the_policy_and_keeps_counters() {
     );
     assert!(e.stderr().contains("policy reloaded"));
 }
+
+/// The `config.yaml` block of the shipped ConfigMap.
+fn configmap_config() -> String {
+    let cm =
+        std::fs::read_to_string(manifest_dir().join("deploy/kubernetes/configmap.yaml")).unwrap();
+    let block = cm
+        .split("config.yaml: |\n")
+        .nth(1)
+        .expect("config.yaml block");
+    block
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn shipped_configs_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_configmap = dir.path().join("configmap.yaml");
+    std::fs::write(&from_configmap, configmap_config()).unwrap();
+    assert!(configmap_config().contains("kube-system"));
+    let systemd = manifest_dir().join("deploy/systemd/nsexporter.yaml");
+    for file in [from_configmap, systemd] {
+        let out = Command::new(BIN)
+            .args([
+                &format!("--config.file={}", file.display()),
+                &format!("--path.procfs={}", fixture_procfs().display()),
+                "list",
+            ])
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
