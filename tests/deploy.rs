@@ -341,10 +341,7 @@ fn prometheusrule_is_generated_from_alerts_yaml() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || checked_in.lines().count().min(generated.lines().count()),
-                |i| i,
-            );
+            .unwrap_or_else(|| checked_in.lines().count().min(generated.lines().count()));
         panic!(
             "deploy/kubernetes/prometheusrule.yaml is out of date with deploy/prometheus/alerts.yaml \
              (first difference at line {}); run deploy/kubernetes/generate-prometheusrule",
