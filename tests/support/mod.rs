@@ -3,6 +3,9 @@
 //! drop, so a failing test leaves no process behind.
 #![allow(dead_code)]
 
+pub mod cgroup;
+pub mod prometheus;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
