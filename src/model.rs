@@ -195,7 +195,10 @@ impl Snapshot {
         processes: BTreeMap<i32, Process>,
         host: HostNamespaces,
     ) -> Self {
-        let mut namespaces: HashMap<NamespaceId, Namespace> = HashMap::new();
+        // Members cluster (children inherit their parent's namespaces), so there are fewer
+        // namespaces than processes: sized once, never rehashed.
+        let mut namespaces: HashMap<NamespaceId, Namespace> =
+            HashMap::with_capacity(processes.len());
         for process in processes.values() {
             for ns_type in NsType::ALL {
                 if let Some(id) = process.namespace(ns_type) {

@@ -98,8 +98,10 @@ pub fn readlink_at<'b>(
     Ok(&buf[..n as usize])
 }
 
-/// Reads the file `name` relative to `dir` into `buf` (one `read` is enough for the small
-/// files read here; a longer file is cut at `buf.len()`), with no allocation.
+/// Reads the file `name` relative to `dir` into `buf`, with no allocation. A file longer than
+/// `buf` is cut at `buf.len()`. A read that returns less than was asked is taken as the end:
+/// procfs answers a whole small file in one read, and so does a regular file, which saves the
+/// extra read(2) that would only return 0.
 pub fn read_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
     // SAFETY: `name` is NUL-terminated; the fd returned is owned right away.
     let fd = unsafe {
@@ -116,11 +118,12 @@ pub fn read_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> io::R
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut len = 0;
     while len < buf.len() {
+        let want = buf.len() - len;
         let n = nix::unistd::read(fd.as_fd(), &mut buf[len..]).map_err(io::Error::from)?;
-        if n == 0 {
+        len += n;
+        if n < want {
             break;
         }
-        len += n;
     }
     Ok(&buf[..len])
 }
@@ -160,13 +163,18 @@ pub fn parse_ns_link(expected: NsType, text: &[u8]) -> Result<u64, NsLinkError> 
             found: String::from_utf8_lossy(name).into_owned(),
         });
     }
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    // Folded from the bytes: this runs eight times per process per scan.
+    if digits.is_empty() {
         return Err(NsLinkError::Inode);
     }
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(NsLinkError::Inode)
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return Err(NsLinkError::Inode);
+        }
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(NsLinkError::Inode)
+    })
 }
 
 /// The facts this exporter takes from `/proc/PID/stat`.
