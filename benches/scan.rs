@@ -1,0 +1,772 @@
+//! Scan cost at load: `nsexporter::scan::scan` against `lsns` and against a minimal raw-syscall
+//! loop that reads the same facts, plus the serving exporter's RSS.
+//!
+//! Needs root: it makes ~200 groups of processes, each in its own pid, mount, net, uts, ipc and
+//! cgroup namespaces (`unshare(1)`), so that /proc looks like a busy container host. Kernel
+//! interfaces timed: getdents64(2) on /proc, openat(2) of /proc/PID, readlinkat(2) of
+//! `ns/TYPE` (proc_pid_ns(5)), a read of `stat` (proc_pid_stat(5)), fstat(2) of the directory.
+//!
+//! Knobs (environment): `NSX_BENCH_GROUPS` (200), `NSX_BENCH_PER_GROUP` (9 sleeps per group),
+//! `NSX_BENCH_ROUNDS` (30), `NSX_BENCH_WARMUP` (5), `NSX_BIN` (the release `nsexporter` next to
+//! this bench's executable).
+//!
+//! Run: `cargo build --release && cargo bench --bench scan`.
+
+use std::collections::HashSet;
+use std::ffi::CStr;
+use std::fs::File;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use nsexporter::procfs::ProcFs;
+use nsexporter::scan::{Clock, ErrorReason, scan};
+
+/// The procfs every variant reads.
+const PROC_ROOT: &CStr = c"/proc";
+
+/// The `ns/TYPE` links the scan reads, in the scan's order.
+const NS_LINKS: [&CStr; 8] = [
+    c"ns/cgroup",
+    c"ns/ipc",
+    c"ns/mnt",
+    c"ns/net",
+    c"ns/pid",
+    c"ns/time",
+    c"ns/user",
+    c"ns/uts",
+];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+fn main() {
+    let groups = env_usize("NSX_BENCH_GROUPS", 200);
+    let per_group = env_usize("NSX_BENCH_PER_GROUP", 9);
+    let rounds = env_usize("NSX_BENCH_ROUNDS", 30).max(1);
+    let warmup = env_usize("NSX_BENCH_WARMUP", 5);
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the scan bench needs root (unshare of pid/net/mount namespaces)"
+    );
+
+    let load_before = load_average();
+    let started = Instant::now();
+    let load = LoadGroups::spawn(groups, per_group);
+    eprintln!(
+        "load: {groups} groups x ({per_group} sleeps + unshare + sh) = {} processes running after {:.1?}",
+        load.expected_members(),
+        started.elapsed()
+    );
+
+    let timings = time_variants(rounds, warmup);
+    let exporter = measure_exporter();
+    let load_after = load_average();
+    drop(load);
+    report(
+        &timings,
+        &exporter,
+        groups,
+        per_group,
+        &load_before,
+        &load_after,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load: process groups of namespaced sleeps, killed on drop.
+
+/// The spawned `unshare` trees, each its own process group. Dropping it (also on panic) kills
+/// every group and waits until no member is left.
+struct LoadGroups {
+    children: Vec<Child>,
+    per_group: usize,
+}
+
+impl LoadGroups {
+    fn spawn(groups: usize, per_group: usize) -> LoadGroups {
+        let mut load = LoadGroups {
+            children: Vec::with_capacity(groups),
+            per_group,
+        };
+        let script =
+            format!("i=0; while [ $i -lt {per_group} ]; do sleep 86400 & i=$((i+1)); done; wait");
+        for _ in 0..groups {
+            let mut cmd = Command::new("unshare");
+            cmd.args([
+                "--fork",
+                "--pid",
+                "--mount-proc",
+                "--net",
+                "--uts",
+                "--ipc",
+                "--cgroup",
+                // The namespace's init (sh) dies with unshare, and with it the whole pid
+                // namespace.
+                "--kill-child",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes
+            // unshare die with this bench even if the bench is killed before Drop runs.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            load.children.push(cmd.spawn().expect("spawn unshare"));
+        }
+        load.wait_running(Duration::from_secs(120));
+        load
+    }
+
+    fn expected_members(&self) -> usize {
+        self.children.len() * (self.per_group + 2)
+    }
+
+    fn pgids(&self) -> HashSet<i32> {
+        self.children.iter().map(|c| c.id() as i32).collect()
+    }
+
+    /// Waits until every group has unshare, sh and all its sleeps exec'd.
+    fn wait_running(&self, limit: Duration) {
+        let pgids = self.pgids();
+        let want_sleeps = self.children.len() * self.per_group;
+        let deadline = Instant::now() + limit;
+        loop {
+            let (members, sleeps) = count_members(&pgids);
+            if members >= self.expected_members() && sleeps >= want_sleeps {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "load did not start: {members}/{} members, {sleeps}/{want_sleeps} sleeps",
+                self.expected_members()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LoadGroups {
+    fn drop(&mut self) {
+        for child in &self.children {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        // unshare is reaped above; the rest of each group is reaped inside its pid namespace.
+        // Wait until the kernel has let go of every member.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut left: Vec<i32> = self.children.iter().map(|c| c.id() as i32).collect();
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|&pgid| {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                killpg(Pid::from_raw(pgid), None) != Err(Errno::ESRCH)
+            });
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if !left.is_empty() {
+            eprintln!(
+                "warning: {} process groups still have members: {left:?}",
+                left.len()
+            );
+        }
+    }
+}
+
+/// Processes whose process group is one of `pgids`, and how many of them are `sleep`.
+fn count_members(pgids: &HashSet<i32>) -> (usize, usize) {
+    let (mut members, mut sleeps) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(Path::new(PROC_ROOT.to_str().unwrap())) else {
+        return (0, 0);
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold anything, so split at the last ')'.
+        let (Some(open), Some(close)) = (
+            stat.iter().position(|&b| b == b'('),
+            stat.iter().rposition(|&b| b == b')'),
+        ) else {
+            continue;
+        };
+        let rest = String::from_utf8_lossy(&stat[close + 1..]);
+        let pgrp = rest
+            .split_ascii_whitespace()
+            .nth(2)
+            .and_then(|s| s.parse().ok());
+        if pgrp.is_some_and(|g: i32| pgids.contains(&g)) {
+            members += 1;
+            if &stat[open + 1..close] == b"sleep" {
+                sleeps += 1;
+            }
+        }
+    }
+    (members, sleeps)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The variants.
+
+/// C: the least a scan can do for the same facts. getdents64 into a reused buffer, then per
+/// pid: openat the directory, fstat it (owner), read `stat`, readlinkat the eight links, close.
+/// No allocation per process, no parsing; a checksum keeps the reads observable.
+struct ReferenceScan {
+    dents: Vec<u8>,
+    link: [u8; 64],
+    stat: [u8; 1024],
+}
+
+/// What a reference scan saw.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReferenceResult {
+    processes: u64,
+    checksum: u64,
+}
+
+impl ReferenceScan {
+    fn new() -> Self {
+        // glibc's readdir, which the crate's scan uses, asks getdents64 for 32 KiB at a time.
+        ReferenceScan {
+            dents: vec![0; 32 * 1024],
+            link: [0; 64],
+            stat: [0; 1024],
+        }
+    }
+
+    fn run(&mut self) -> ReferenceResult {
+        let mut out = ReferenceResult::default();
+        // SAFETY: every pointer handed to the kernel below points into a live buffer of the
+        // length passed with it, and every name is NUL-terminated (CStr literals, and d_name,
+        // which the kernel NUL-terminates inside its record). Every fd opened is closed.
+        unsafe {
+            let root = libc::open(
+                PROC_ROOT.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            assert!(root >= 0, "open /proc: {}", std::io::Error::last_os_error());
+            loop {
+                let n = libc::syscall(
+                    libc::SYS_getdents64,
+                    root,
+                    self.dents.as_mut_ptr(),
+                    self.dents.len(),
+                );
+                if n <= 0 {
+                    break;
+                }
+                let mut off = 0usize;
+                while off < n as usize {
+                    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type;
+                    // char d_name[]; }
+                    let reclen =
+                        u16::from_ne_bytes([self.dents[off + 16], self.dents[off + 17]]) as usize;
+                    let name = self.dents.as_ptr().add(off + 19);
+                    if (*name).is_ascii_digit() {
+                        self.read_process(root, name.cast(), &mut out);
+                    }
+                    off += reclen;
+                }
+            }
+            libc::close(root);
+        }
+        out
+    }
+
+    /// # Safety
+    /// `name` is a NUL-terminated pid directory name relative to the open directory `root`.
+    unsafe fn read_process(
+        &mut self,
+        root: libc::c_int,
+        name: *const libc::c_char,
+        out: &mut ReferenceResult,
+    ) {
+        // SAFETY: see `run`.
+        unsafe {
+            let dir = libc::openat(
+                root,
+                name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            if dir < 0 {
+                return;
+            }
+            let fd = libc::openat(dir, c"stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                let n = libc::read(fd, self.stat.as_mut_ptr().cast(), self.stat.len());
+                libc::close(fd);
+                if n > 0 {
+                    out.checksum = out
+                        .checksum
+                        .wrapping_add(n as u64)
+                        .wrapping_add(u64::from(self.stat[n as usize - 2]));
+                }
+            }
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(dir, &mut st) == 0 {
+                out.checksum = out.checksum.wrapping_add(u64::from(st.st_uid));
+            }
+            for link in NS_LINKS {
+                let n = libc::readlinkat(
+                    dir,
+                    link.as_ptr(),
+                    self.link.as_mut_ptr().cast(),
+                    self.link.len(),
+                );
+                if n > 1 {
+                    // The inode's last digit, before the closing ']'.
+                    out.checksum = out
+                        .checksum
+                        .wrapping_mul(31)
+                        .wrapping_add(u64::from(self.link[n as usize - 2]));
+                }
+            }
+            libc::close(dir);
+            out.processes += 1;
+        }
+    }
+}
+
+/// Wall times in seconds, one per timed round, for each variant.
+#[derive(Default)]
+struct Timings {
+    /// A: `nsexporter::scan::scan`, including building the Snapshot (not its drop).
+    scan: Vec<f64>,
+    /// B: `lsns` as a subprocess.
+    lsns: Vec<f64>,
+    /// The exec overhead: `true` as a subprocess.
+    exec_true: Vec<f64>,
+    /// `lsns` minus `true`, round by round.
+    lsns_minus_true: Vec<f64>,
+    /// C: the reference loop.
+    reference: Vec<f64>,
+    processes: usize,
+    namespaces: usize,
+    scan_errors: u64,
+    /// The first failure of each reason in the last scan.
+    scan_error_examples: Vec<String>,
+    vanished: u64,
+    reference_processes: u64,
+    lsns_lines: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Variant {
+    Scan,
+    Lsns,
+    True,
+    Reference,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant::Scan,
+    Variant::Lsns,
+    Variant::True,
+    Variant::Reference,
+];
+
+const LSNS_ARGS: [&str; 4] = [
+    "--raw",
+    "--noheadings",
+    "-o",
+    "NS,TYPE,NPROCS,PID,USER,COMMAND",
+];
+
+/// Wall time of one subprocess, output discarded.
+fn time_command(program: &str, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let elapsed = t.elapsed().as_secs_f64();
+    assert!(status.success(), "{program} failed: {status}");
+    elapsed
+}
+
+/// Runs every variant `warmup + rounds` times, interleaved, rotating the order each round so
+/// no variant always follows the same one.
+fn time_variants(rounds: usize, warmup: usize) -> Timings {
+    let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
+    let clock = Clock::read(&procfs).expect("read clock");
+    let mut reference = ReferenceScan::new();
+    let mut t = Timings::default();
+
+    let lsns = Command::new("lsns")
+        .args(LSNS_ARGS)
+        .output()
+        .expect("run lsns");
+    assert!(lsns.status.success(), "lsns failed: {}", lsns.status);
+    t.lsns_lines = lsns
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+
+    for round in 0..warmup + rounds {
+        let timed = round >= warmup;
+        let (mut lsns_s, mut true_s) = (0.0, 0.0);
+        for i in 0..VARIANTS.len() {
+            match VARIANTS[(round + i) % VARIANTS.len()] {
+                Variant::Scan => {
+                    let start = Instant::now();
+                    let outcome = scan(&procfs, &clock).expect("scan");
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let outcome = black_box(outcome);
+                    t.processes = outcome.snapshot.processes.len();
+                    t.namespaces = outcome.snapshot.namespaces.len();
+                    t.scan_errors = outcome.errors.total();
+                    t.scan_error_examples = ErrorReason::ALL
+                        .iter()
+                        .filter_map(|&r| {
+                            Some(format!("{}: {}", r.as_str(), outcome.errors.first(r)?))
+                        })
+                        .collect();
+                    t.vanished = outcome.vanished;
+                    if timed {
+                        t.scan.push(elapsed);
+                    }
+                }
+                Variant::Lsns => lsns_s = time_command("lsns", &LSNS_ARGS),
+                Variant::True => true_s = time_command("true", &[]),
+                Variant::Reference => {
+                    let start = Instant::now();
+                    let result = black_box(reference.run());
+                    let elapsed = start.elapsed().as_secs_f64();
+                    t.reference_processes = result.processes;
+                    if timed {
+                        t.reference.push(elapsed);
+                    }
+                }
+            }
+        }
+        if timed {
+            t.lsns.push(lsns_s);
+            t.exec_true.push(true_s);
+            t.lsns_minus_true.push(lsns_s - true_s);
+        }
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// The serving exporter.
+
+/// The exporter under test; killed and reaped on drop.
+struct ExporterProcess {
+    child: Child,
+}
+
+impl Drop for ExporterProcess {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the serving exporter looked like at this load.
+#[derive(Default)]
+struct ExporterReport {
+    binary: PathBuf,
+    vm_rss_kib: u64,
+    vm_hwm_kib: u64,
+    /// RSS split: heap and other anonymous memory, and mapped files (mostly the binary).
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
+    scans: f64,
+    metrics_bytes: usize,
+    scrape_seconds: Vec<f64>,
+    /// `nsexporter_scan_duration_seconds*` lines as exposed, for the record.
+    scan_duration_lines: Vec<String>,
+}
+
+fn exporter_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NSX_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/release/deps/scan-HASH -> target/release/nsexporter
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("bench executable has no grandparent directory")
+        .join("nsexporter")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A GET over plain HTTP/1.1, connection closed by the server: (status, body).
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let status = std::str::from_utf8(&response[..head_end])
+        .ok()
+        .and_then(|h| h.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, response[head_end + 4..].to_vec()))
+}
+
+/// The value of an unlabelled sample `name` in an exposition.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn measure_exporter() -> ExporterReport {
+    let binary = exporter_binary();
+    assert!(
+        binary.is_file(),
+        "{} not found: run `cargo build --release` first or set NSX_BIN",
+        binary.display()
+    );
+    let port = free_port();
+    let log_path = std::env::temp_dir().join("nsexporter-bench-exporter.log");
+    let log = File::create(&log_path).expect("create exporter log");
+    let child = Command::new(&binary)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--scan.interval=1s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    let mut exporter = ExporterProcess { child };
+    let pid = exporter.child.id();
+    let fail = |exporter: &mut ExporterProcess, what: &str| -> ! {
+        let _ = exporter.child.kill();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("exporter {what}; its log:\n{log}");
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut scans = 0.0;
+    while scans < 5.0 {
+        if Instant::now() > deadline {
+            fail(&mut exporter, "did not complete 5 scans in 60s");
+        }
+        if let Ok(Some(status)) = exporter.child.try_wait() {
+            fail(&mut exporter, &format!("exited: {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if !matches!(http_get(port, "/readyz"), Ok((200, _))) {
+            continue;
+        }
+        if let Ok((200, body)) = http_get(port, "/metrics") {
+            scans =
+                sample(&String::from_utf8_lossy(&body), "nsexporter_scans_total").unwrap_or(0.0);
+        }
+    }
+
+    let mut report = ExporterReport {
+        binary,
+        scans,
+        ..Default::default()
+    };
+    for _ in 0..5 {
+        let start = Instant::now();
+        let (status, body) = http_get(port, "/metrics").expect("scrape /metrics");
+        report.scrape_seconds.push(start.elapsed().as_secs_f64());
+        assert_eq!(status, 200, "/metrics status");
+        report.metrics_bytes = body.len();
+        let text = String::from_utf8_lossy(&body);
+        report.scan_duration_lines = text
+            .lines()
+            .filter(|l| l.starts_with("nsexporter_scan_duration_seconds"))
+            .map(str::to_owned)
+            .collect();
+    }
+    report.vm_rss_kib = status_kib(pid, "VmRSS");
+    report.vm_hwm_kib = status_kib(pid, "VmHWM");
+    report.rss_anon_kib = status_kib(pid, "RssAnon");
+    report.rss_file_kib = status_kib(pid, "RssFile");
+    drop(exporter);
+    report
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+/// Nearest-rank percentile of `values`, `p` in (0, 1].
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn report(
+    t: &Timings,
+    e: &ExporterReport,
+    groups: usize,
+    per_group: usize,
+    load_before: &str,
+    load_after: &str,
+) {
+    let ms = |v: &[f64], p: f64| percentile(v, p) * 1e3;
+    let rows: [(&str, &[f64]); 5] = [
+        ("A nsexporter scan()", &t.scan),
+        ("B lsns (subprocess)", &t.lsns),
+        ("  true (subprocess)", &t.exec_true),
+        ("B-true (per round)", &t.lsns_minus_true),
+        ("C reference loop", &t.reference),
+    ];
+    let a_c = ms(&t.scan, 0.5) / ms(&t.reference, 0.5);
+    let b_a = ms(&t.lsns, 0.5) / ms(&t.scan, 0.5);
+    let bt_a = ms(&t.lsns_minus_true, 0.5) / ms(&t.scan, 0.5);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    println!();
+    println!(
+        "nsexporter scan bench: {} rounds, {groups} groups x {per_group} sleeps, {cpus} CPUs",
+        t.scan.len()
+    );
+    println!("loadavg before: {load_before}; after: {load_after}");
+    println!(
+        "seen: scan {} processes, {} namespaces ({} errors, {} vanished); reference {} processes; lsns {} namespaces",
+        t.processes, t.namespaces, t.scan_errors, t.vanished, t.reference_processes, t.lsns_lines
+    );
+    for example in &t.scan_error_examples {
+        println!("  scan error {example}");
+    }
+    println!();
+    println!("{:<22} {:>10} {:>10}", "variant", "median ms", "p90 ms");
+    for (name, v) in rows {
+        println!("{name:<22} {:>10.3} {:>10.3}", ms(v, 0.5), ms(v, 0.9));
+    }
+    println!();
+    println!(
+        "A/C      {a_c:>6.2}   (goal <= 1.25) {}",
+        verdict(a_c <= 1.25)
+    );
+    println!(
+        "B/A      {b_a:>6.2}   (goal >= 8)    {}",
+        verdict(b_a >= 8.0)
+    );
+    println!("(B-t)/A  {bt_a:>6.2}");
+    println!();
+    println!("exporter {} at this load:", e.binary.display());
+    println!(
+        "  VmRSS {:.1} MiB, VmHWM {:.1} MiB (goal < 16 MiB) {}",
+        e.vm_rss_kib as f64 / 1024.0,
+        e.vm_hwm_kib as f64 / 1024.0,
+        verdict(e.vm_hwm_kib < 16 * 1024)
+    );
+    println!(
+        "  RssAnon {:.1} MiB, RssFile {:.1} MiB",
+        e.rss_anon_kib as f64 / 1024.0,
+        e.rss_file_kib as f64 / 1024.0
+    );
+    println!(
+        "  after {} scans; /metrics {} bytes, scrape median {:.3} ms",
+        e.scans,
+        e.metrics_bytes,
+        ms(&e.scrape_seconds, 0.5)
+    );
+    for line in &e.scan_duration_lines {
+        println!("  {line}");
+    }
+
+    let json = serde_json::json!({
+        "rounds": t.scan.len(),
+        "groups": groups,
+        "per_group": per_group,
+        "cpus": cpus,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "processes": t.processes,
+        "namespaces": t.namespaces,
+        "scan_errors": t.scan_errors,
+        "scan_error_examples": t.scan_error_examples,
+        "vanished": t.vanished,
+        "reference_processes": t.reference_processes,
+        "lsns_namespaces": t.lsns_lines,
+        "a_scan_ms": { "median": ms(&t.scan, 0.5), "p90": ms(&t.scan, 0.9) },
+        "b_lsns_ms": { "median": ms(&t.lsns, 0.5), "p90": ms(&t.lsns, 0.9) },
+        "true_ms": { "median": ms(&t.exec_true, 0.5), "p90": ms(&t.exec_true, 0.9) },
+        "b_minus_true_ms": { "median": ms(&t.lsns_minus_true, 0.5), "p90": ms(&t.lsns_minus_true, 0.9) },
+        "c_reference_ms": { "median": ms(&t.reference, 0.5), "p90": ms(&t.reference, 0.9) },
+        "a_over_c": a_c,
+        "b_over_a": b_a,
+        "b_minus_true_over_a": bt_a,
+        "exporter_vm_rss_kib": e.vm_rss_kib,
+        "exporter_vm_hwm_kib": e.vm_hwm_kib,
+        "exporter_rss_anon_kib": e.rss_anon_kib,
+        "exporter_rss_file_kib": e.rss_file_kib,
+        "exporter_scans": e.scans,
+        "exporter_metrics_bytes": e.metrics_bytes,
+    });
+    println!("BENCH_JSON {json}");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
