@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod prometheus;
+pub mod runc;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -173,11 +174,33 @@ pub fn http(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Ok(HttpResponse {
+    let mut r = HttpResponse {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
-    })
+    };
+    if r.header("transfer-encoding") == Some("chunked") {
+        r.body = dechunk(&r.body)?;
+    }
+    Ok(r)
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (Prometheus answers large results so).
+fn dechunk(mut body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let bad = || std::io::Error::other("bad chunked body");
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| bad())?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .map_err(|_| bad())?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(body.get(..size).ok_or_else(bad)?);
+        body = body.get(size + 2..).ok_or_else(bad)?;
+    }
 }
 
 /// One sample of the text exposition.
