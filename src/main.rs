@@ -17,7 +17,7 @@ use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{Clock, scan};
+use nsexporter::scan::{Clock, ErrorReason, scan};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let settings = Settings::try_from(RawConfig::load(&cli.flags)?)?;
     init_logging(&settings);
+    raise_ptrace_capability();
     match cli.command {
         None => serve_metrics(settings, cli.flags),
         Some(Command::List { ns_type, output }) => {
@@ -58,6 +59,30 @@ fn run(cli: Cli) -> Result<()> {
                 .context("--type")?;
             list_once(&settings, only, output)
         }
+    }
+}
+
+/// Makes CAP_SYS_PTRACE effective when it is permitted but not effective.
+///
+/// Reading another user's `/proc/PID/ns/*` is a ptrace access check (proc_pid_ns(5),
+/// ptrace(2) PTRACE_MODE_READ_FSCREDS). The image gives the binary the file capability
+/// `cap_sys_ptrace+p`, permitted only: with `+ep` the kernel refuses to exec the binary at all
+/// where the bounding set lacks the capability, whereas this way the exporter still starts,
+/// and counts the permission failures, where the capability was not granted.
+fn raise_ptrace_capability() {
+    use caps::{CapSet, Capability};
+    let cap = Capability::CAP_SYS_PTRACE;
+    let permitted = caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false);
+    let effective = caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
+    if permitted && !effective {
+        match caps::raise(None, CapSet::Effective, cap) {
+            Ok(()) => tracing::debug!("CAP_SYS_PTRACE raised to effective"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise CAP_SYS_PTRACE"),
+        }
+    } else if !permitted && !nix::unistd::geteuid().is_root() {
+        tracing::info!(
+            "no CAP_SYS_PTRACE: other users' namespaces will count as permission_denied"
+        );
     }
 }
 
@@ -86,6 +111,17 @@ fn init_logging(settings: &Settings) {
 fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
     let outcome = scan(&procfs, &Clock::read(&procfs)?)?;
+    for reason in ErrorReason::ALL {
+        if let Some(first) = outcome.errors.first(reason) {
+            let count = outcome.errors.count(reason);
+            tracing::warn!(
+                reason = reason.as_str(),
+                count,
+                first,
+                "scan errors: the listing is incomplete"
+            );
+        }
+    }
     let rows = list::rows(&outcome.snapshot, &procfs, only);
     let mut out = std::io::stdout().lock();
     match output {
