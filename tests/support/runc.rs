@@ -402,7 +402,7 @@ impl Container {
     /// [`Container::run`], with the failure (runc's message and the container's output) as
     /// an error. Whatever was created is removed before this returns an error.
     pub fn try_run(mut bundle: Bundle, id: &str) -> Result<Container, String> {
-        // runc's default cgroup is `/<id>`; set it so that cleanup knows it either way.
+        // An explicit cgroup, so that cleanup knows which directories are the container's.
         if bundle.config["linux"].get("cgroupsPath").is_none() {
             bundle = bundle.cgroups_path(&format!("/{id}"));
         }
@@ -611,9 +611,12 @@ impl Container {
                 problems.push(format!("cgroup {} is left", dirs[0].display()));
                 continue;
             }
-            for parent in dirs[1..].iter().filter(|d| made.contains(*d)) {
-                // Another container's cgroup below: it is the one to remove this later.
-                if has_subdirectory(parent) || std::fs::remove_dir(parent).is_err() {
+            for parent in &dirs[1..] {
+                // Not ours, or another container's cgroup is below: that one removes it later.
+                if !made.contains(parent)
+                    || has_subdirectory(parent)
+                    || std::fs::remove_dir(parent).is_err()
+                {
                     break;
                 }
                 made.remove(parent);

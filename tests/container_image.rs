@@ -1,0 +1,458 @@
+//! The container image as the DaemonSet runs it, with no container engine: the static binary
+//! the Containerfile builds, alone in a rootfs, run by runc(8) with the pod's securityContext
+//! (deploy/kubernetes/daemonset.yaml): uid and gid 65534, `capabilities: {drop: [ALL], add:
+//! [SYS_PTRACE]}` as containerd applies it (bounding, effective and permitted, no ambient),
+//! the file capability the Containerfile's `setcap` sets (read from it), no_new_privs
+//! (`allowPrivilegeEscalation: false`), a read-only rootfs, the host's /proc read-only at
+//! /host/proc, and its own pid, mount, ipc and uts namespaces.
+//!
+//! Kernel interfaces under test: proc_pid_ns(5) (readlink of another user's `ns/*` is a
+//! PTRACE_MODE_READ_FSCREDS check, ptrace(2)), capabilities(7) (what survives execve for a
+//! non-root uid) and the pid namespace of a procfs mount (a bind mount of the host's /proc
+//! shows host pids from inside a container's pid namespace).
+//!
+//! The first run builds the release binary with `+crt-static` into `<target dir>/static`,
+//! which takes a few minutes; later runs let cargo find it fresh.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::runc::{Bundle, Container, hex_id, unique_id};
+use support::{Metrics, NS_TYPES, Spawned, http, ns_inode, wait_for};
+
+/// Where the image puts the binary (the Containerfile's ENTRYPOINT).
+const IMAGE_BIN: &str = "/usr/local/bin/nsexporter";
+/// `runAsUser` and `runAsGroup`: nobody.
+const NOBODY: u32 = 65534;
+/// The other user whose processes the exporter must see.
+const OTHER_UID: u32 = 12345;
+/// The DaemonSet's `resources.limits.memory`.
+const MEMORY_LIMIT: u64 = 64 << 20;
+
+/// The Containerfile's build: `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
+/// --locked --target x86_64-unknown-linux-gnu`, into `static/` beside this test's target dir.
+/// Built once per test binary; cargo itself decides whether anything changed.
+fn static_binary() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target_dir = Path::new(support::BIN)
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("static");
+        let triple = "x86_64-unknown-linux-gnu";
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "--locked", "--bin", "nsexporter"])
+            .args(["--target", triple])
+            .current_dir(support::manifest_dir())
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "static build failed (is the {triple} target installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = target_dir.join(triple).join("release/nsexporter");
+        assert!(
+            !has_interpreter(&std::fs::read(&bin).unwrap()),
+            "{} has a PT_INTERP program header: it is dynamically linked",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// Whether an ELF64 file asks for a program interpreter (ld.so). A static(-pie) binary does
+/// not, so the kernel runs it from a rootfs that holds nothing else.
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "not an ELF64 file");
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == PT_INTERP
+    })
+}
+
+/// The file capability the Containerfile's builder stage gives the binary: the argument of
+/// its `setcap ... /out/nsexporter`, so that this test follows the image's definition.
+fn containerfile_file_capability() -> String {
+    let containerfile = std::fs::read_to_string(support::manifest_dir().join("Containerfile"))
+        .expect("read Containerfile");
+    containerfile
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words
+                .windows(3)
+                .find(|w| w[0] == "setcap" && w[2] == "/out/nsexporter")
+                .map(|w| w[1].to_string())
+        })
+        .expect("no `setcap CAPS /out/nsexporter` in the Containerfile")
+}
+
+/// The image's rootfs: only the binary, root-owned 0755, with the file capability `file_cap`
+/// (none: an image from a builder that drops the xattr, e.g. the legacy docker builder).
+fn image_bundle(file_cap: Option<&str>) -> Bundle {
+    let bundle = Bundle::with_binary("nsexporter-image", static_binary(), IMAGE_BIN);
+    if let Some(caps) = file_cap {
+        let bin = bundle.rootfs().join(IMAGE_BIN.trim_start_matches('/'));
+        let bin = bin.to_str().unwrap();
+        let (ok, _, err) = support::run("setcap", &[caps, bin]);
+        assert!(ok, "setcap {caps} (libcap2-bin): {err}");
+    }
+    bundle
+}
+
+/// The pod spec around the image. The net namespace is left out (the host's, as with
+/// `hostNetwork: true`) so that the test reaches the exporter on 127.0.0.1; the manifests
+/// use pod networking. Which net namespace the exporter sits in changes nothing proven here:
+/// it reads the host's processes through /host/proc, not through its own namespaces.
+fn daemonset_pod(bundle: Bundle, port: u16) -> Bundle {
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    bundle
+        .args(&[
+            IMAGE_BIN,
+            "--path.procfs=/host/proc",
+            &listen,
+            "--scan.interval=200ms",
+            "--log.format=logfmt",
+        ])
+        .user(NOBODY, NOBODY)
+        .no_new_privileges(true)
+        .readonly_rootfs(true)
+        .bind_mount("/proc", "/host/proc", true)
+        .namespaces(&[("pid", None), ("mnt", None), ("ipc", None), ("uts", None)])
+        .cgroups_path(&format!(
+            "/kubepods/burstable/pod{}/{}",
+            unique_id("nsexporter"),
+            hex_id()
+        ))
+        .memory_limit(MEMORY_LIMIT)
+}
+
+/// The image running as a pod, scraped over the host's loopback.
+struct Pod {
+    container: Container,
+    port: u16,
+}
+
+impl Pod {
+    fn start(bundle: Bundle, port: u16) -> Pod {
+        let container = Container::run(bundle, &unique_id("nsexporter-image"));
+        let pod = Pod { container, port };
+        wait_for("the exporter to be ready", Duration::from_secs(20), || {
+            let status = pod
+                .container
+                .state()
+                .and_then(|s| s["status"].as_str().map(String::from));
+            assert_eq!(
+                status.as_deref(),
+                Some("running"),
+                "the container stopped: {}",
+                pod.container.log()
+            );
+            pod.get("/readyz").filter(|r| r.status == 200).map(|_| ())
+        });
+        pod
+    }
+
+    fn get(&self, path: &str) -> Option<support::HttpResponse> {
+        http(self.port, "GET", path, &[]).ok()
+    }
+
+    fn metrics(&self) -> Metrics {
+        let r = self.get("/metrics").expect("scrape /metrics");
+        assert_eq!(r.status, 200, "{}", r.text());
+        Metrics::parse(&r.text())
+    }
+
+    /// The exposition once at least `scans` scans are in it.
+    fn metrics_after(&self, scans: f64) -> Metrics {
+        wait_for(&format!("{scans} scans"), Duration::from_secs(20), || {
+            let m = self.metrics();
+            (m.value("nsexporter_scans_total", &[])? >= scans).then_some(m)
+        })
+    }
+}
+
+/// Processes of [`OTHER_UID`] in a new net namespace: a non-dumpable perl (prctl(2)
+/// PR_SET_DUMPABLE 0, as sshd and setuid programs are; the entries under its /proc/PID then
+/// belong to root, the directory itself does not) and its child `sleep`. Returns them and
+/// the pids (perl, sleep).
+fn other_user_processes() -> (Spawned, i32, i32) {
+    let uid = format!("--reuid={OTHER_UID}");
+    let gid = format!("--regid={OTHER_UID}");
+    // 157 is prctl on x86_64, 4 is PR_SET_DUMPABLE. The forked child's exec makes it
+    // dumpable again.
+    let script = r#"syscall(157, 4, 0, 0, 0, 0) == 0 or die "prctl: $!";
+        if (!fork) { exec "sleep", "1000" or die "exec: $!" } sleep 1000"#;
+    let spawned = Spawned::new(
+        "unshare",
+        &[
+            "--net",
+            "--",
+            "setpriv",
+            &uid,
+            &gid,
+            "--clear-groups",
+            "perl",
+            "-e",
+            script,
+        ],
+    );
+    // The child exists only once the prctl is done.
+    let sleep = spawned.child_running("sleep");
+    let perl = spawned.running("perl");
+    let perl_owner = std::fs::metadata(format!("/proc/{perl}/ns")).unwrap().uid();
+    assert_eq!(perl_owner, 0, "perl {perl} did not become non-dumpable");
+    (spawned, perl, sleep)
+}
+
+/// Pids in /proc now, with their owners.
+fn host_processes() -> Vec<(i32, u32)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            Some((pid, e.metadata().ok()?.uid()))
+        })
+        .collect()
+}
+
+/// Processes whose namespace links even this test, as root with every capability, cannot
+/// read: a protected init here (EACCES on /proc/1/ns/*).
+fn unreadable_to_root() -> Vec<i32> {
+    host_processes()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        })
+        .collect()
+}
+
+#[test]
+fn image_with_sys_ptrace_sees_every_users_namespaces() {
+    let (_others, perl, sleep) = other_user_processes();
+    let other_net = ns_inode(perl, "net").unwrap();
+    assert_eq!(ns_inode(sleep, "net"), Some(other_net));
+    let port = support::free_port();
+    let file_cap = containerfile_file_capability();
+    let bundle = daemonset_pod(image_bundle(Some(&file_cap)), port)
+        .capabilities(&["SYS_PTRACE"])
+        .ambient(&[]);
+    let pod = Pod::start(bundle, port);
+
+    // The capability reached the process through the file capability alone (raised to
+    // effective by the exporter itself where the file grants it permitted only).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pod.container.pid())).unwrap();
+    let cap = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap()
+            .to_string()
+    };
+    let sys_ptrace = format!("{:016x}", 1u64 << 19);
+    assert_eq!(cap("CapEff:"), sys_ptrace, "{status}");
+    assert_eq!(cap("CapAmb:"), format!("{:016x}", 0), "{status}");
+
+    let m = pod.metrics_after(3.0);
+    // The host's namespaces, as kthreadd shows them (init's links are unreadable here).
+    for ns_type in NS_TYPES {
+        let host = m.find(
+            "nsexporter_namespace_info",
+            &[("type", ns_type), ("host", "true")],
+        );
+        assert_eq!(host.len(), 1, "{ns_type}: {host:?}");
+        assert_eq!(
+            host[0].labels["inode"],
+            ns_inode(2, ns_type).unwrap().to_string(),
+            "host {ns_type} namespace"
+        );
+    }
+    // The other user's net namespace, both processes, the non-dumpable one included.
+    let inode = other_net.to_string();
+    let other = [("type", "net"), ("inode", inode.as_str())];
+    assert_eq!(
+        m.value(
+            "nsexporter_namespace_info",
+            &[other[0], other[1], ("host", "false")]
+        ),
+        Some(1.0),
+        "uid {OTHER_UID}'s net namespace {other_net} is missing"
+    );
+    assert_eq!(m.value("nsexporter_namespace_processes", &other), Some(2.0));
+    // Its own pid namespace, seen from outside through the host's /proc.
+    let own_pid = ns_inode(pod.container.pid(), "pid").unwrap().to_string();
+    assert_eq!(
+        m.value(
+            "nsexporter_namespace_processes",
+            &[("type", "pid"), ("inode", own_pid.as_str())]
+        ),
+        Some(1.0)
+    );
+
+    // Every process of the host, within what other tests start and stop meanwhile.
+    wait_for(
+        "a process count close to the host's",
+        Duration::from_secs(20),
+        || {
+            let before = host_processes().len() as f64;
+            let seen = pod.metrics().value("nsexporter_processes", &[])?;
+            let after = host_processes().len() as f64;
+            let (low, high) = (before.min(after), before.max(after));
+            (seen >= low * 0.95 - 5.0 && seen <= high * 1.05 + 5.0).then_some(())
+        },
+    );
+
+    // Denied exactly what root is denied (here: the protected init, pid 1), once per scan
+    // each, and said once.
+    let denied = unreadable_to_root();
+    let m = pod.metrics_after(5.0);
+    let scans = m.value("nsexporter_scans_total", &[]).unwrap();
+    let errors = |reason| {
+        m.value("nsexporter_scan_errors_total", &[("reason", reason)])
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        errors("permission_denied"),
+        scans * denied.len() as f64,
+        "{scans} scans; root itself cannot read {denied:?}"
+    );
+    assert_eq!(errors("io_error"), 0.0);
+    assert_eq!(errors("parse_error"), 0.0);
+    let log = pod.container.log();
+    // Other warnings (sharing findings about other tests' containers) are not about this.
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("message=\"scan errors"))
+        .collect();
+    assert_eq!(said.len(), usize::from(!denied.is_empty()), "{log}");
+    if let Some(line) = said.first() {
+        assert!(line.contains("reason=permission_denied"), "{line}");
+        let pid = line
+            .split_once("first=\"/host/proc/")
+            .and_then(|(_, rest)| rest.split('/').next()?.parse::<i32>().ok());
+        assert!(pid.is_some_and(|p| denied.contains(&p)), "{line}");
+    }
+    eprintln!(
+        "with SYS_PTRACE: {scans} scans of {} processes, permission_denied {} (root is denied \
+         {denied:?})",
+        m.value("nsexporter_processes", &[]).unwrap(),
+        errors("permission_denied"),
+    );
+    pod.container.remove();
+}
+
+/// `capabilities: {drop: [ALL]}` without the `add`: the image still starts (its file
+/// capability is permitted-only, so execve does not need it in the bounding set), sees only
+/// its own processes' namespaces, and says so once.
+#[test]
+fn image_without_sys_ptrace_degrades_and_says_so_once() {
+    let (_others, perl, _) = other_user_processes();
+    let other_net = ns_inode(perl, "net").unwrap();
+    let before: BTreeSet<(i32, u32)> = host_processes().into_iter().collect();
+    let port = support::free_port();
+    let file_cap = containerfile_file_capability();
+    let bundle = daemonset_pod(image_bundle(Some(&file_cap)), port).capabilities(&[]);
+    let pod = Pod::start(bundle, port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pod.container.pid())).unwrap();
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+
+    let m = pod.metrics_after(8.0);
+    let after: BTreeSet<(i32, u32)> = host_processes().into_iter().collect();
+    // Processes of other users that lived through every scan: each scan was denied each.
+    let stayed = before
+        .intersection(&after)
+        .filter(|(_, uid)| *uid != NOBODY)
+        .count();
+    let scans = m.value("nsexporter_scans_total", &[]).unwrap();
+    let denied = m
+        .value(
+            "nsexporter_scan_errors_total",
+            &[("reason", "permission_denied")],
+        )
+        .unwrap();
+    assert!(
+        denied >= scans * stayed as f64,
+        "{denied} denied in {scans} scans, {stayed} other users' processes throughout"
+    );
+    let inode = other_net.to_string();
+    assert!(
+        m.find("nsexporter_namespace_info", &[("inode", inode.as_str())])
+            .is_empty(),
+        "uid {OTHER_UID}'s namespace is visible without CAP_SYS_PTRACE"
+    );
+    for path in ["/healthz", "/readyz"] {
+        let r = pod.get(path).expect(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    let log = pod.container.log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("reason=permission_denied"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    eprintln!(
+        "without capabilities: {scans} scans of {} processes, permission_denied {denied}, \
+         {stayed} other users' processes throughout, host namespaces known: {}",
+        m.value("nsexporter_processes", &[]).unwrap(),
+        m.find("nsexporter_namespace_info", &[("host", "true")])
+            .len(),
+    );
+    pod.container.remove();
+}
+
+/// Why the Containerfile sets the capability permitted-only: with the effective bit too, a
+/// container whose bounding set lacks SYS_PTRACE cannot exec the binary at all
+/// (capabilities(7): a capability-dumb binary whose file permitted set is not fully granted
+/// fails execve with EPERM).
+#[test]
+fn effective_file_capability_would_not_start_without_sys_ptrace() {
+    let port = support::free_port();
+    let bundle = daemonset_pod(image_bundle(Some("cap_sys_ptrace+ep")), port).capabilities(&[]);
+    let err = match Container::try_run(bundle, &unique_id("nsexporter-nocap")) {
+        Ok(c) => panic!("started without SYS_PTRACE: {}", c.log()),
+        Err(e) => e,
+    };
+    assert!(err.contains("operation not permitted"), "{err}");
+}
+
+/// Why the Containerfile sets a file capability at all: without it, SYS_PTRACE added the
+/// way containerd adds it (no ambient) does not survive the execve of a uid 65534 process.
+#[test]
+fn without_the_file_capability_sys_ptrace_is_lost_at_exec() {
+    let (_others, perl, _) = other_user_processes();
+    let inode = ns_inode(perl, "net").unwrap().to_string();
+    let port = support::free_port();
+    let bundle = daemonset_pod(image_bundle(None), port)
+        .capabilities(&["SYS_PTRACE"])
+        .ambient(&[]);
+    let pod = Pod::start(bundle, port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pod.container.pid())).unwrap();
+    assert!(status.contains("CapPrm:\t0000000000000000"), "{status}");
+    let m = pod.metrics_after(3.0);
+    assert!(
+        m.find("nsexporter_namespace_info", &[("inode", inode.as_str())])
+            .is_empty(),
+        "uid {OTHER_UID}'s namespace is visible without the file capability"
+    );
+    pod.container.remove();
+}
