@@ -107,12 +107,12 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         let mut payload: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
         let mut plumbing: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
         let mut pods: BTreeSet<&str> = BTreeSet::new();
-        let (mut host, mut kernel, mut unknown) = (false, false, false);
+        let (mut host, mut kernel) = (false, false);
         for m in &ns.members {
             match attribution.of(m.pid) {
                 Workload::Kernel => kernel = true,
                 Workload::Host => host = true,
-                Workload::Unknown => unknown = true,
+                Workload::Unknown => {}
                 Workload::Pod(uid) => {
                     pods.insert(uid);
                 }
@@ -126,7 +126,7 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         }
         out.owners.insert(
             ns.id,
-            ownership(is_host, host, kernel, unknown, &pods, &payload, &plumbing),
+            ownership(is_host, host, kernel, &pods, &payload, &plumbing),
         );
 
         if is_host {
@@ -203,7 +203,6 @@ fn ownership(
     is_host: bool,
     host: bool,
     kernel: bool,
-    unknown: bool,
     pods: &BTreeSet<&str>,
     payload: &BTreeMap<&str, &Arc<Container>>,
     plumbing: &BTreeMap<&str, &Arc<Container>>,
@@ -224,8 +223,7 @@ fn ownership(
         match (host, kernel) {
             (true, _) => Owner::Host,
             (false, true) => Owner::Kernel,
-            (false, false) if unknown => Owner::Unknown,
-            _ => Owner::Unknown,
+            (false, false) => Owner::Unknown,
         }
     } else if host || kernel || units.len() > 1 {
         Owner::Mixed

@@ -254,6 +254,28 @@ fn host_namespaces_come_from_init_or_kthreadd() {
         assert_eq!(said.len(), 1, "{log}");
         assert!(said[0].contains("/proc/1/ns/"), "{}", said[0]);
     }
+    // A namespace held only by kernel threads (kdevtmpfs has its own mount namespace) is the
+    // kernel's, never a container's.
+    let kthread_only = m
+        .find(
+            "nsexporter_namespace_info",
+            &[("type", "mnt"), ("host", "false")],
+        )
+        .into_iter()
+        .filter(|s| {
+            let inode: u64 = s.labels["inode"].parse().unwrap();
+            let members: Vec<i32> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&pid| ns_inode(pid, "mnt") == Some(inode))
+                .collect();
+            !members.is_empty() && members.iter().all(|&pid| ppid(pid) == Some(2))
+        })
+        .collect::<Vec<_>>();
+    for s in &kthread_only {
+        assert_eq!(s.labels["owner"], "kernel", "{s:?}");
+    }
     // Everything readable is there: every process under /proc but vanished ones.
     let processes = m.value("nsexporter_processes", &[]).unwrap();
     let on_proc = std::fs::read_dir("/proc")
@@ -265,6 +287,16 @@ fn host_namespaces_come_from_init_or_kthreadd() {
         (processes - on_proc).abs() <= 5.0,
         "{processes} vs {on_proc}"
     );
+}
+
+/// The parent pid, from /proc/PID/stat.
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[derive(Debug, serde::Deserialize, PartialEq)]
