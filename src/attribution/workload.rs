@@ -3,12 +3,15 @@
 //! kubelet's log directory listing.
 
 use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{CgroupWorkload, KubeletName, Runtime, parse_cgroup, read_kubelet_names};
 use crate::model::{Process, Snapshot};
-use crate::procfs::ProcFs;
+use crate::procfs::{ProcFs, read_at};
 
 /// One container, shared by all its processes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,13 +95,21 @@ pub fn attribute(snapshot: &Snapshot, procfs: &ProcFs, kubelet_logs: Option<&Pat
         .unwrap_or_default();
     let mut containers: HashMap<String, Arc<Container>> = HashMap::new();
     let mut by_pid = HashMap::with_capacity(snapshot.processes.len());
+    // One directory fd and one buffer for every read: `openat(root, "PID/cgroup")` resolves
+    // two components instead of the whole path. A hybrid hierarchy with long kubepods paths
+    // is a few KiB; 16 KiB leaves room.
+    let root = procfs.open_root().ok();
+    let mut buf = vec![0u8; 16 * 1024];
     for p in snapshot.processes.values() {
         let workload = if is_kernel_thread(p, snapshot) {
             Workload::Kernel
         } else {
-            match std::fs::read(procfs.path(format!("{}/cgroup", p.id.pid))) {
-                Err(_) => Workload::Unknown,
-                Ok(bytes) => match parse_cgroup(&bytes) {
+            let bytes = root
+                .as_ref()
+                .and_then(|root| read_cgroup(root.as_fd(), p.id.pid, &mut buf).ok());
+            match bytes {
+                None => Workload::Unknown,
+                Some(bytes) => match parse_cgroup(bytes) {
                     CgroupWorkload::Host => Workload::Host,
                     CgroupWorkload::Unknown => Workload::Unknown,
                     CgroupWorkload::Pod { uid } => Workload::Pod(uid),
@@ -126,4 +137,16 @@ pub fn attribute(snapshot: &Snapshot, procfs: &ProcFs, kubelet_logs: Option<&Pat
         by_pid.insert(p.id.pid, workload);
     }
     Attribution { by_pid }
+}
+
+/// Reads `PID/cgroup` relative to the procfs root into `buf`.
+fn read_cgroup<'b>(root: BorrowedFd<'_>, pid: i32, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    let mut name = [0u8; 32];
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(pid).as_bytes();
+    let suffix = b"/cgroup\0";
+    name[..digits.len()].copy_from_slice(digits);
+    name[digits.len()..digits.len() + suffix.len()].copy_from_slice(suffix);
+    let name = CStr::from_bytes_until_nul(&name).map_err(io::Error::other)?;
+    read_at(root, name, buf)
 }
