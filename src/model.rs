@@ -157,6 +157,19 @@ pub enum HostSource {
     None,
 }
 
+impl HostSource {
+    pub const ALL: [HostSource; 3] = [HostSource::Init, HostSource::Kthreadd, HostSource::None];
+
+    /// The `source` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HostSource::Init => "init",
+            HostSource::Kthreadd => "kthreadd",
+            HostSource::None => "none",
+        }
+    }
+}
+
 /// The host's namespace of each type.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostNamespaces {

@@ -400,6 +400,12 @@ fn image_without_sys_ptrace_degrades_and_says_so_once() {
             .is_empty(),
         "uid {OTHER_UID}'s namespace is visible without CAP_SYS_PTRACE"
     );
+    // Root's kthreadd is another user's process too: no host namespace is known, and the
+    // exporter says so rather than reporting no host sharing.
+    assert_eq!(
+        m.value("nsexporter_host_namespaces_source", &[("source", "none")]),
+        Some(1.0)
+    );
     for path in ["/healthz", "/readyz"] {
         let r = pod.get(path).expect(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());

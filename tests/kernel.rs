@@ -226,6 +226,11 @@ fn host_namespaces_come_from_init_or_kthreadd() {
     let m = e.metrics();
     let init_readable = std::fs::read_link("/proc/1/ns/net").is_ok();
     let host_pid = if init_readable { 1 } else { 2 };
+    let source = if init_readable { "init" } else { "kthreadd" };
+    assert_eq!(
+        m.value("nsexporter_host_namespaces_source", &[("source", source)]),
+        Some(1.0)
+    );
     for t in NS_TYPES {
         let want = ns_inode(host_pid, t).unwrap().to_string();
         let host = m.find(

@@ -59,6 +59,7 @@ pub struct Metrics {
     scan_errors: IntCounterVec,
     scan_duration: Histogram,
     last_scan: Gauge,
+    host_source: IntGaugeVec,
     workload_host_namespace: IntGaugeVec,
     sharing_findings: IntGaugeVec,
     sharing_findings_total: IntCounterVec,
@@ -197,6 +198,14 @@ impl Metrics {
                 "Unix time of the last completed scan.",
             ))
             .unwrap(),
+            host_source: IntGaugeVec::new(
+                opts(
+                    "nsexporter_host_namespaces_source",
+                    "1 for where the last scan found the host's namespaces: init (PID 1), kthreadd (PID 2, where PID 1 is protected) or none (neither readable: no host sharing can be seen).",
+                ),
+                &["source"],
+            )
+            .unwrap(),
             workload_host_namespace: IntGaugeVec::new(
                 opts(
                     "nsexporter_workload_host_namespace",
@@ -262,6 +271,7 @@ impl Metrics {
         r(Box::new(m.scan_errors.clone()));
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
+        r(Box::new(m.host_source.clone()));
         r(Box::new(m.workload_host_namespace.clone()));
         r(Box::new(m.sharing_findings.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
@@ -288,6 +298,11 @@ impl Metrics {
         self.last_scan
             .set(crate::lifecycle::unix(snapshot.taken_at));
         self.processes.set(snapshot.processes.len() as i64);
+        for source in crate::model::HostSource::ALL {
+            self.host_source
+                .with_label_values(&[source.as_str()])
+                .set(i64::from(snapshot.host.source == source));
+        }
         for reason in ErrorReason::ALL {
             self.scan_errors
                 .with_label_values(&[reason.as_str()])
