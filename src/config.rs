@@ -16,8 +16,7 @@ use crate::policy::{Policy, PolicyError, RawPolicy};
 
 /// Where the host's /proc is by default. The only place the literal appears.
 pub const DEFAULT_PROCFS: &str = "/proc";
-/// The port registered for nsexporter on the Prometheus default port allocations page is not
-/// claimed; 9917 is free there and is the default.
+/// Every interface, port 9917, in node_exporter's `:PORT` form.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9917";
 
 /// nsexporter: a Prometheus exporter that makes Linux kernel namespaces visible.
