@@ -1,7 +1,7 @@
 //! The scan loop: scan → lifecycle → metrics → one encoded exposition, every interval.
 //!
 //! It runs on its own thread so that a slow scan never delays a scrape: the HTTP side only ever
-//! reads the last [`Published`] value from a watch channel.
+//! reads the last encoded [`Exposition`] from a watch channel.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,19 +13,10 @@ use tokio::sync::watch;
 use crate::attribution::attribute;
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics};
-use crate::model::Snapshot;
 use crate::policy::Policy;
 use crate::procfs::{ProcError, ProcFs};
 use crate::scan::{Clock, ErrorReason, scan};
-use crate::sharing::{Sharing, evaluate};
-
-/// What one scan publishes to the HTTP side.
-#[derive(Debug)]
-pub struct Published {
-    pub exposition: Exposition,
-    pub snapshot: Arc<Snapshot>,
-    pub sharing: Sharing,
-}
+use crate::sharing::evaluate;
 
 /// Owns the state that lives across scans.
 pub struct Collector {
@@ -59,7 +50,7 @@ impl Collector {
     }
 
     /// Scans once and encodes the result.
-    pub fn run_once(&mut self) -> Result<Published, ProcError> {
+    pub fn run_once(&mut self) -> Result<Exposition, ProcError> {
         let started = Instant::now();
         let outcome = scan(&self.procfs, &self.clock)?;
         let snapshot = Arc::new(outcome.snapshot);
@@ -102,11 +93,7 @@ impl Collector {
             duration_ms = duration.as_secs_f64() * 1000.0,
             "scan"
         );
-        Ok(Published {
-            exposition: self.metrics.encode(),
-            snapshot,
-            sharing,
-        })
+        Ok(self.metrics.encode())
     }
 
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result.
@@ -115,7 +102,7 @@ impl Collector {
     pub fn run(
         mut self,
         interval: Duration,
-        publish: watch::Sender<Option<Arc<Published>>>,
+        publish: watch::Sender<Option<Arc<Exposition>>>,
         policies: Receiver<Policy>,
         stop: Receiver<()>,
     ) {

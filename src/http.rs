@@ -18,14 +18,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::collector::Published;
-use crate::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub telemetry_path: Arc<str>,
-    pub published: watch::Receiver<Option<Arc<Published>>>,
+    pub published: watch::Receiver<Option<Arc<Exposition>>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -88,11 +87,7 @@ pub fn handle(state: &AppState, req: &Request<Incoming>) -> Resp {
                     .get(ACCEPT_ENCODING)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(accepts_gzip);
-                let body = if gzip {
-                    p.exposition.gzip.clone()
-                } else {
-                    p.exposition.text.clone()
-                };
+                let body = if gzip { p.gzip.clone() } else { p.text.clone() };
                 let mut r = Response::new(Full::new(body));
                 let h = r.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));

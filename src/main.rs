@@ -138,7 +138,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     runtime.block_on(async {
         let listener = bind(&settings).await?;
         let procfs = ProcFs::new(&settings.procfs);
-        let metrics = Metrics::new(Some(ProcFs::new(DEFAULT_PROCFS)));
+        let metrics = Metrics::new(ProcFs::new(DEFAULT_PROCFS));
         let collector = Collector::new(
             procfs,
             metrics,

@@ -231,17 +231,6 @@ impl Snapshot {
         }
     }
 
-    /// Namespaces of one type, sorted by inode.
-    pub fn namespaces_of(&self, ns_type: NsType) -> Vec<&Namespace> {
-        let mut v: Vec<_> = self
-            .namespaces
-            .values()
-            .filter(|n| n.id.ns_type == ns_type)
-            .collect();
-        v.sort_by_key(|n| n.id.inode);
-        v
-    }
-
     /// The member that started first (ties broken by the lower pid): `lsns`'s PID column.
     pub fn oldest_member(&self, ns: &Namespace) -> Option<&Process> {
         ns.members

@@ -93,8 +93,8 @@ fn opts(name: &str, help: &str) -> Opts {
 
 impl Metrics {
     /// Registers every family. `own_procfs` is where the exporter reads its own process
-    /// metrics; `None` leaves them out (the golden test, whose values would vary).
-    pub fn new(own_procfs: Option<ProcFs>) -> Self {
+    /// metrics (`/proc`, whatever procfs it scans).
+    pub fn new(own_procfs: ProcFs) -> Self {
         let registry = Registry::new();
         let r = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
@@ -276,9 +276,7 @@ impl Metrics {
         r(Box::new(m.sharing_findings.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
-        if let Some(own) = own_procfs {
-            r(Box::new(SelfProcessCollector::new(own)));
-        }
+        r(Box::new(SelfProcessCollector::new(own_procfs)));
         m
     }
 
