@@ -275,7 +275,10 @@ fn host_namespaces_come_from_init_or_kthreadd() {
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())
                 .filter(|&pid| ns_inode(pid, "mnt") == Some(inode))
                 .collect();
-            !members.is_empty() && members.iter().all(|&pid| ppid(pid) == Some(2))
+            !members.is_empty()
+                && members
+                    .iter()
+                    .all(|&pid| stat_field::<i32>(pid, 4) == Some(2))
         })
         .collect::<Vec<_>>();
     for s in &kthread_only {
@@ -292,16 +295,6 @@ fn host_namespaces_come_from_init_or_kthreadd() {
         (processes - on_proc).abs() <= 5.0,
         "{processes} vs {on_proc}"
     );
-}
-
-/// The parent pid, from /proc/PID/stat.
-fn ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[derive(Debug, serde::Deserialize, PartialEq)]

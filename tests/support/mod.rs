@@ -354,16 +354,25 @@ impl Drop for Spawned {
     }
 }
 
-/// Whether any process under /proc is in process group `pgid`.
+/// Field `n` (1-based, as proc_pid_stat(5) numbers them; from 3, after `comm`) of
+/// /proc/PID/stat, read independently of the exporter's own parser.
+pub fn stat_field<T: std::str::FromStr>(pid: i32, n: usize) -> Option<T> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
+/// Whether any process under /proc is in process group `pgid` (field 5).
 fn group_alive(pgid: i32) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|stat| {
-                // Fields after `comm`: state, ppid, pgrp.
-                let rest = &stat[stat.rfind(')')? + 1..];
-                rest.split_whitespace().nth(2)?.parse::<i32>().ok()
-            })
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+            .and_then(|pid| stat_field::<i32>(pid, 5))
             == Some(pgid)
     })
 }

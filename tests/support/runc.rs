@@ -327,12 +327,7 @@ impl Member {
 
 /// Field 22 of /proc/PID/stat (proc_pid_stat(5)).
 fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    super::stat_field(pid, 22)
 }
 
 fn has_subdirectory(dir: &Path) -> bool {
