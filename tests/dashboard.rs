@@ -477,7 +477,7 @@ fn every_query_returns_data_from_a_live_exporter() {
             ));
         }
         // The sharing panels must show the container this test made, not just any.
-        let sharing = expr.contains("nsexporter_sharing_findings{")
+        let sharing = expr.contains("nsexporter_sharing_findings_active{")
             || expr.contains("nsexporter_workload_host_namespace{");
         let labelled: Vec<&str> = answer["data"]["result"]
             .as_array()

@@ -333,7 +333,7 @@ fn sighup_reloads_the_policy_and_keeps_counters() {
         &format!("--config.file={}", config.display()),
         "--scan.interval=100ms",
     ]);
-    let findings = |m: &Metrics| m.find("nsexporter_sharing_findings", &[]).len();
+    let findings = |m: &Metrics| m.find("nsexporter_sharing_findings_active", &[]).len();
     let total = |m: &Metrics| {
         m.find("nsexporter_sharing_findings_total", &[])
             .iter()

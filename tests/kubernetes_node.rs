@@ -166,7 +166,7 @@ fn fast_rules(dir: &Path) -> PathBuf {
 
 fn findings<'a>(m: &'a Metrics, rule: &str, pod: &str) -> Vec<&'a support::Sample> {
     m.find(
-        "nsexporter_sharing_findings",
+        "nsexporter_sharing_findings_active",
         &[("rule", rule), ("pod", pod)],
     )
 }
@@ -331,13 +331,16 @@ fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
         Some(2.0)
     );
     assert!(
-        m.find("nsexporter_sharing_findings", &[("pod", "web-1")])
+        m.find("nsexporter_sharing_findings_active", &[("pod", "web-1")])
             .is_empty(),
         "pod-internal sharing is expected"
     );
 
     // 2. hostNetwork: exactly net, with the container named.
-    let hostnet: Vec<_> = m.find("nsexporter_sharing_findings", &[("pod", "hostnet-1")]);
+    let hostnet: Vec<_> = m.find(
+        "nsexporter_sharing_findings_active",
+        &[("pod", "hostnet-1")],
+    );
     assert_eq!(hostnet.len(), 1, "{hostnet:?}");
     let l = &hostnet[0].labels;
     assert_eq!(
@@ -363,7 +366,7 @@ fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
     );
     assert!(
         m.find(
-            "nsexporter_sharing_findings",
+            "nsexporter_sharing_findings_active",
             &[("pod", "kube-proxy-x7k2p")]
         )
         .is_empty()

@@ -216,8 +216,8 @@ impl Metrics {
             .unwrap(),
             sharing_findings: IntGaugeVec::new(
                 opts(
-                    "nsexporter_sharing_findings",
-                    "1 for each namespace sharing the policy does not allow, by rule (host_namespace, cross_workload, host_mount_from_container).",
+                    "nsexporter_sharing_findings_active",
+                    "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container); nsexporter_sharing_findings_total counts them as they appear.",
                 ),
                 &[&["rule", "type"][..], &WORKLOAD_LABELS].concat(),
             )
