@@ -4,9 +4,16 @@
 //! `NSEXPORTER_SECTION__KEY` environment variables and the node_exporter-style flags
 //! (`--section.key-name`), merged by the `config` crate; [`Settings::try_from`] validates it.
 //! Every error names the key it is about, on one line.
+//!
+//! A config file is untrusted input that a SIGHUP re-reads in a running exporter, so what it
+//! can cost is bounded before the `config` crate sees it: at most [`CONFIG_FILE_LIMIT`] bytes,
+//! read once, and no YAML aliases. yaml-rust2, under `config`, expands every alias into a copy
+//! of its anchor's node, so a few hundred bytes of nested aliases ("billion laughs") ask for
+//! gigabytes. The check is a pass of yaml-rust2's event parser, which does not expand aliases.
 
+use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,6 +25,8 @@ use crate::policy::{Policy, PolicyError, RawPolicy};
 pub const DEFAULT_PROCFS: &str = "/proc";
 /// Every interface, port 9917, in node_exporter's `:PORT` form.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9917";
+/// The largest config file accepted, in bytes (1 MiB): the shipped configs are under 2 KiB.
+pub const CONFIG_FILE_LIMIT: u64 = 1024 * 1024;
 
 /// nsexporter: a Prometheus exporter that makes Linux kernel namespaces visible.
 #[derive(Debug, Parser)]
@@ -120,12 +129,99 @@ pub struct RawLog {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    /// Transparent: `{0}` with `#[from]` made `{:#}` print the message twice.
+    #[error(transparent)]
     Load(#[from] config::ConfigError),
     #[error("{key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    #[error("config.file: {}: {problem}", path.display())]
+    File { path: PathBuf, problem: FileProblem },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FileProblem {
+    #[error("no such file")]
+    Missing,
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("not UTF-8 (byte {0})")]
+    NotUtf8(usize),
+    /// The text is not YAML; the message carries the position.
+    #[error("{0}")]
+    Syntax(#[from] yaml_rust2::ScanError),
+    #[error("YAML aliases (*{name}) are not supported (line {line})")]
+    Alias { name: String, line: usize },
+    /// `config` refused what the checks let through (e.g. two documents in one file).
+    #[error("{0}")]
+    Parse(String),
+}
+
+/// Reads a config file once, within [`CONFIG_FILE_LIMIT`], and checks it with
+/// [`check_yaml`]. The text returned is what `config` parses, so the file cannot change
+/// between the check and the parse.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let refuse = |problem| ConfigError::File {
+        path: path.to_owned(),
+        problem,
+    };
+    // Also keeps a FIFO or a device from blocking or feeding the read.
+    if !path.is_file() {
+        return Err(refuse(FileProblem::Missing));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(CONFIG_FILE_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(|e| refuse(e.into()))?;
+    if bytes.len() as u64 > CONFIG_FILE_LIMIT {
+        return Err(refuse(FileProblem::TooLarge {
+            limit: CONFIG_FILE_LIMIT,
+        }));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| refuse(FileProblem::NotUtf8(e.utf8_error().valid_up_to())))?;
+    check_yaml(text.as_bytes()).map_err(refuse)?;
+    Ok(text)
+}
+
+/// Checks that `bytes` are UTF-8 YAML without aliases, in one pass of yaml-rust2's event
+/// parser (no tree is built, nothing is expanded). Anchors alone are allowed: only an alias
+/// can repeat one. The parser also limits nesting depth, which `config`'s recursive
+/// conversion of the tree would otherwise pay for in stack.
+pub fn check_yaml(bytes: &[u8]) -> Result<(), FileProblem> {
+    use yaml_rust2::parser::{Event, Parser};
+    let text = std::str::from_utf8(bytes).map_err(|e| FileProblem::NotUtf8(e.valid_up_to()))?;
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        match parser.next_token()? {
+            (Event::StreamEnd, _) => return Ok(()),
+            (Event::Alias(_), mark) => {
+                return Err(FileProblem::Alias {
+                    name: alias_name(text, mark.line(), mark.col()),
+                    line: mark.line(),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The name of the alias at `line` (from 1) and `col` (in chars, from 0), `*name` in the text;
+/// the event carries only the anchor's number.
+fn alias_name(text: &str, line: usize, col: usize) -> String {
+    let at = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let name: String = at
+        .chars()
+        .skip(col)
+        .skip_while(|&c| c == '*')
+        .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+        .take(64)
+        .collect();
+    if name.is_empty() { "?".into() } else { name }
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -159,16 +255,8 @@ impl RawConfig {
             .set_default("log.level", "info")?
             .set_default("log.format", "logfmt")?;
         if let Some(file) = &flags.config_file {
-            if !file.is_file() {
-                return Err(invalid(
-                    "config.file",
-                    format!("{}: no such file", file.display()),
-                ));
-            }
-            b = b.add_source(config::File::new(
-                &file.to_string_lossy(),
-                config::FileFormat::Yaml,
-            ));
+            let text = read_config_file(file)?;
+            b = b.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
         }
         b = b.add_source(
             config::Environment::with_prefix("NSEXPORTER")
@@ -189,7 +277,15 @@ impl RawConfig {
                 b = b.set_override(key, v.as_str())?;
             }
         }
-        Ok(b.build()?.try_deserialize()?)
+        let built = b.build().map_err(|e| match (e, &flags.config_file) {
+            // The file is the only source that is parsed; its text has no name for `config`.
+            (config::ConfigError::FileParse { cause, .. }, Some(path)) => ConfigError::File {
+                path: path.clone(),
+                problem: FileProblem::Parse(cause.to_string()),
+            },
+            (e, _) => e.into(),
+        })?;
+        Ok(built.try_deserialize()?)
     }
 }
 
@@ -432,5 +528,122 @@ mod tests {
             assert!(err.contains(want), "{err:?} should contain {want:?}");
             assert!(!err.contains('\n'), "one line: {err:?}");
         }
+    }
+
+    fn alias_in(yaml: &[u8]) -> Option<(String, usize)> {
+        match check_yaml(yaml) {
+            Err(FileProblem::Alias { name, line }) => Some((name, line)),
+            Ok(()) => None,
+            Err(e) => panic!("{:?}: {e}", String::from_utf8_lossy(yaml)),
+        }
+    }
+
+    #[test]
+    fn an_alias_anywhere_is_refused() {
+        let cases: [(&[u8], &str, usize); 7] = [
+            (b"a: &x 1\nb: *x\n", "x", 2),
+            (b"a: &x [1]\nb:\n  - 2\n  - *x\n", "x", 4),
+            (b"a: &x [1]\nb: [2, *x, 3]\n", "x", 2),
+            (b"a: &x [1]\nb: {k: *x}\n", "x", 2),
+            (b"base: &base {k: v}\nc:\n  <<: *base\n", "base", 3),
+            (b"a: &x 1\n*x : key\n", "x", 2),
+            // Columns count characters, not bytes.
+            (
+                "\u{e9}: &\u{e9}t\u{e9} 1\nb: [\u{e9}\u{e9}, *\u{e9}t\u{e9}]\n".as_bytes(),
+                "\u{e9}t\u{e9}",
+                2,
+            ),
+        ];
+        for (yaml, name, line) in cases {
+            let text = String::from_utf8_lossy(yaml);
+            assert_eq!(alias_in(yaml), Some((name.to_owned(), line)), "{text:?}");
+        }
+        // The billion laughs: refused at the first alias, before any expansion.
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for (p, c) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let aliases = vec![format!("*{p}"); 9].join(",");
+            bomb.push_str(&format!("{c}: &{c} [{aliases}]\n"));
+        }
+        assert_eq!(alias_in(bomb.as_bytes()), Some(("a".to_owned(), 2)));
+        let err = ConfigError::File {
+            path: "/etc/nsexporter.yaml".into(),
+            problem: check_yaml(bomb.as_bytes()).unwrap_err(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "config.file: /etc/nsexporter.yaml: YAML aliases (*a) are not supported (line 2)"
+        );
+    }
+
+    #[test]
+    fn yaml_without_aliases_passes() {
+        let cases: [&[u8]; 6] = [
+            b"",
+            b"# only a comment\n",
+            b"scan:\n  interval: 15s\npolicy:\n  allow:\n    - pod: \"kube-proxy-.*\"\n",
+            // Anchors alone repeat nothing.
+            b"a: &x [1, 2]\nb: &y {k: v}\nc: &z 3\n",
+            // `*` and `&` inside scalars are text.
+            b"a: \"*x\"\nb: 'x*y'\nc: a&b\nd: \"&x\"\n",
+            b"a: |\n  *x\n  &y\n",
+        ];
+        for yaml in cases {
+            assert_eq!(alias_in(yaml), None, "{:?}", String::from_utf8_lossy(yaml));
+        }
+        // The shipped configs too.
+        let systemd = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/systemd/nsexporter.yaml"
+        );
+        assert_eq!(alias_in(&std::fs::read(systemd).unwrap()), None);
+    }
+
+    #[test]
+    fn other_yaml_problems_are_refused() {
+        // Syntax, an alias of no anchor (a syntax error to the parser), nesting past the
+        // parser's limit, and bytes that are not UTF-8.
+        let syntax: [&[u8]; 3] = [b"scan: [unclosed\n", b"a: *nowhere\n", &[b'['; 10_000]];
+        for yaml in syntax {
+            let err = check_yaml(yaml).unwrap_err();
+            assert!(matches!(err, FileProblem::Syntax(_)), "{err:?}");
+            assert!(err.to_string().contains(" line "), "{err}");
+        }
+        assert!(matches!(
+            check_yaml(b"a: \xff\n"),
+            Err(FileProblem::NotUtf8(3))
+        ));
+    }
+
+    #[test]
+    fn config_file_limits_name_the_file_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        let comment = format!("#{}\n", "x".repeat(1022)); // 1 KiB
+        std::fs::write(&big, comment.repeat(1024 + 1)).unwrap();
+        let at_limit = dir.path().join("at-limit.yaml");
+        std::fs::write(&at_limit, comment.repeat(1024)).unwrap();
+        let two_docs = dir.path().join("two.yaml");
+        std::fs::write(&two_docs, "scan: {}\n---\nlog: {}\n").unwrap();
+        let with = |file: &Path| Flags {
+            config_file: Some(file.to_owned()),
+            ..Flags::default()
+        };
+        let cases = [
+            (
+                &big,
+                format!(
+                    "config.file: {}: larger than the limit of 1048576 bytes",
+                    big.display()
+                ),
+            ),
+            (&two_docs, format!("config.file: {}: ", two_docs.display())),
+        ];
+        for (file, want) in cases {
+            let err = load(with(file), &[]).unwrap_err();
+            assert!(err.starts_with(&want), "{err:?} should start with {want:?}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+        let at = load(with(&at_limit), &[]);
+        assert!(at.is_ok(), "exactly the limit is accepted: {at:?}");
     }
 }

@@ -192,6 +192,11 @@ async fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
 /// Re-reads the configuration on each SIGHUP and hands a valid policy to the scan loop. An
 /// invalid one is logged and the running policy kept. Only the policy is reloaded: the other
 /// settings (address, interval, paths) need a restart.
+///
+/// The runtime has one thread, which also serves HTTP: reading and parsing the file (and
+/// `Settings::try_from`, which stats the procfs) run on tokio's blocking pool, so a slow
+/// parse or a hung filesystem never stalls a scrape. SIGHUPs that arrive meanwhile are merged
+/// into one by the signal stream, and reloads never overlap.
 async fn reload_on_sighup(flags: Flags, policies: std::sync::mpsc::Sender<Policy>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -199,9 +204,13 @@ async fn reload_on_sighup(flags: Flags, policies: std::sync::mpsc::Sender<Policy
         return;
     };
     while hup.recv().await.is_some() {
-        let loaded = RawConfig::load(&flags)
-            .map_err(anyhow::Error::from)
-            .and_then(|raw| Ok(Settings::try_from(raw)?));
+        let flags = flags.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Settings> {
+            Ok(Settings::try_from(RawConfig::load(&flags)?)?)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the reload task failed: {e}"))
+        .and_then(|loaded| loaded);
         match loaded {
             Ok(settings) => {
                 if policies.send(settings.policy).is_err() {

@@ -427,3 +427,143 @@ fn shipped_configs_are_accepted() {
         );
     }
 }
+
+/// A "billion laughs" YAML file: 9 levels of 9 aliases, about 330 bytes, that expands to
+/// 9^9 strings.
+fn alias_bomb() -> String {
+    let mut yaml = String::from("a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n");
+    for (p, c) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+        let aliases = vec![format!("*{p}"); 9].join(",");
+        yaml.push_str(&format!("{c}: &{c} [{aliases}]\n"));
+    }
+    yaml
+}
+
+/// Runs the binary with `args` under a 512 MiB address-space limit (so that a file that
+/// slipped through costs an allocation failure here, not the machine's memory), and returns
+/// its exit status, its stderr and how long it ran.
+fn run_bounded(args: &[&str]) -> (std::process::ExitStatus, String, Duration) {
+    let started = std::time::Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 524288 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status, stderr, started.elapsed())
+}
+
+#[test]
+fn alias_bomb_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.yaml");
+    std::fs::write(&bomb, alias_bomb()).unwrap();
+    let (status, stderr, took) = run_bounded(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--config.file={}", bomb.display()),
+    ]);
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "nsexporter: config.file: {}: YAML aliases (*a) are not supported (line 2)\n",
+            bomb.display()
+        )
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn oversized_config_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    let comment = format!("# {}\n", "x".repeat(1021));
+    std::fs::write(&big, comment.repeat(2 * 1024)).unwrap();
+    let (status, stderr, _) = run_bounded(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--config.file={}", big.display()),
+    ]);
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "nsexporter: config.file: {}: larger than the limit of 1048576 bytes\n",
+            big.display()
+        )
+    );
+}
+
+/// VmRSS of `pid` in bytes, from /proc/PID/status.
+fn vm_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+#[test]
+fn sighup_with_an_alias_bomb_keeps_the_running_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nsexporter.yaml");
+    let allow_podman = "policy:\n  allow:\n    - name: rootless podman\n      runtime: podman\n";
+    std::fs::write(&config, allow_podman).unwrap();
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--config.file={}", config.display()),
+        "--scan.interval=100ms",
+    ]);
+    let findings = |m: &Metrics| m.find("nsexporter_sharing_findings_active", &[]).len();
+    let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap();
+    let hup = |e: &Exporter| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(e.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        findings(&e.metrics()),
+        0,
+        "podman's host sharing is allowed"
+    );
+
+    std::fs::write(&config, alias_bomb()).unwrap();
+    hup(&e);
+    wait_for("the refusal in the log", Duration::from_secs(10), || {
+        e.stderr().contains("reload failed").then_some(())
+    });
+    let log = e.stderr();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reload failed"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{log}");
+    assert!(refusals[0].contains("level=error"), "{log}");
+    assert!(
+        refusals[0].contains("config.file") && refusals[0].contains("YAML aliases (*a)"),
+        "{log}"
+    );
+    // Still serving, still scanning, under the old policy, and small.
+    let before = e.metrics();
+    let after = wait_for("more scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (scans(&m) > scans(&before)).then_some(m)
+    });
+    assert_eq!(findings(&after), 0, "the running policy is kept");
+    let rss = vm_rss(e.child.id());
+    assert!(rss < 100 << 20, "VmRSS {} MiB", rss >> 20);
+
+    // A later valid file is still applied.
+    std::fs::write(&config, "policy:\n  allow: []\n").unwrap();
+    hup(&e);
+    wait_for("the new policy to apply", Duration::from_secs(10), || {
+        (findings(&e.metrics()) == 5).then_some(())
+    });
+}
