@@ -29,7 +29,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{Clock, ErrorReason, scan};
+use nsexporter::scan::{ErrorReason, Scanner};
 
 /// The procfs every variant reads.
 const PROC_ROOT: &CStr = c"/proc";
@@ -374,6 +374,8 @@ struct Timings {
     /// The first failure of each reason in the last scan.
     scan_error_examples: Vec<String>,
     vanished: u64,
+    /// Namespaces the last scan asked the kernel about (NS_GET_ID): churn, not size.
+    id_queries: u64,
     reference_processes: u64,
     lsns_lines: usize,
 }
@@ -419,7 +421,9 @@ fn time_command(program: &str, args: &[&str]) -> f64 {
 /// no variant always follows the same one.
 fn time_variants(rounds: usize, warmup: usize) -> Timings {
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
-    let clock = Clock::read(&procfs).expect("read clock");
+    let mut scanner = Scanner::new(procfs.clone());
+    // Steady state: each scan compares against the one before, as the exporter's do.
+    let mut previous = None;
     let mut reference = ReferenceScan::new();
     let mut t = Timings::default();
 
@@ -441,9 +445,10 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
             match VARIANTS[(round + i) % VARIANTS.len()] {
                 Variant::Scan => {
                     let start = Instant::now();
-                    let outcome = scan(&procfs, &clock).expect("scan");
+                    let outcome = scanner.scan(previous.as_ref()).expect("scan");
                     let elapsed = start.elapsed().as_secs_f64();
                     let outcome = black_box(outcome);
+                    t.id_queries = outcome.id_queries;
                     t.processes = outcome.snapshot.processes.len();
                     t.namespaces = outcome.snapshot.namespaces.len();
                     t.scan_errors = outcome.errors.total();
@@ -454,6 +459,7 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
                         })
                         .collect();
                     t.vanished = outcome.vanished;
+                    previous = Some(outcome.snapshot);
                     if timed {
                         t.scan.push(elapsed);
                     }
@@ -691,8 +697,14 @@ fn report(
     );
     println!("loadavg before: {load_before}; after: {load_after}");
     println!(
-        "seen: scan {} processes, {} namespaces ({} errors, {} vanished); reference {} processes; lsns {} namespaces",
-        t.processes, t.namespaces, t.scan_errors, t.vanished, t.reference_processes, t.lsns_lines
+        "seen: scan {} processes, {} namespaces ({} errors, {} vanished, {} NS_GET_ID queries in the last); reference {} processes; lsns {} namespaces",
+        t.processes,
+        t.namespaces,
+        t.scan_errors,
+        t.vanished,
+        t.id_queries,
+        t.reference_processes,
+        t.lsns_lines
     );
     for example in &t.scan_error_examples {
         println!("  scan error {example}");
@@ -747,6 +759,7 @@ fn report(
         "scan_errors": t.scan_errors,
         "scan_error_examples": t.scan_error_examples,
         "vanished": t.vanished,
+        "id_queries": t.id_queries,
         "reference_processes": t.reference_processes,
         "lsns_namespaces": t.lsns_lines,
         "a_scan_ms": { "median": ms(&t.scan, 0.5), "p90": ms(&t.scan, 0.9) },

@@ -1,8 +1,13 @@
-//! The scan loop: scan → lifecycle → metrics → one encoded exposition, every interval.
+//! The scan loop: scan → lifecycle → attribution → sharing → metrics → one encoded exposition,
+//! every interval.
 //!
 //! It runs on its own thread so that a slow scan never delays a scrape: the HTTP side only ever
-//! reads the last encoded [`Exposition`] from a watch channel.
+//! reads the last encoded [`Exposition`] from a watch channel, and the loop's [`Health`].
+//! A failed scan is published too: `nsexporter_scan_success 0` and the failure counted by
+//! reason, beside the last good scan's namespaces and findings, which are kept rather than
+//! dropped so that a failing scan never resolves a security alert by itself.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -10,62 +15,124 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::attribution::attribute;
+use crate::attribution::{KubeletName, attribute, read_kubelet_names};
+use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
-use crate::metrics::{Exposition, Metrics};
+use crate::metrics::{Exposition, Metrics, ScanRecord};
+use crate::model::CgroupLayout;
 use crate::policy::Policy;
-use crate::procfs::{ProcError, ProcFs};
-use crate::scan::{Clock, ErrorReason, scan};
+use crate::procfs::ProcFs;
+use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
 use crate::sharing::evaluate;
 
 /// Owns the state that lives across scans.
 pub struct Collector {
-    procfs: ProcFs,
-    clock: Clock,
+    scanner: Scanner,
     tracker: Tracker,
     metrics: Metrics,
+    layout: CgroupLayout,
+    /// The policy in force: as configured, resolved for the cgroup layout.
     policy: Policy,
     kubelet_logs: Option<PathBuf>,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
-    warned: [bool; 3],
+    warned: [bool; ErrorReason::ALL.len()],
+    /// The same for whole-scan failures: said once until a scan succeeds again.
+    failing: Option<FailureReason>,
+    /// Container ids whose conflicting kubelet log names were already logged.
+    name_conflicts: HashSet<String>,
 }
 
 impl Collector {
+    /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
+    /// without a reboot.
     pub fn new(
         procfs: ProcFs,
-        metrics: Metrics,
+        mut metrics: Metrics,
         policy: Policy,
         kubelet_logs: Option<PathBuf>,
-    ) -> Result<Self, ProcError> {
-        Ok(Collector {
-            clock: Clock::read(&procfs)?,
-            procfs,
+    ) -> Self {
+        let layout = procfs.cgroup_layout();
+        let policy = policy.for_cgroup_layout(layout);
+        tracing::info!(
+            cgroup_layout = layout.as_str(),
+            host_namespace_types = %policy.host_namespace_types.names(),
+            cross_workload_types = %policy.cross_workload_types.names(),
+            "policy in force{}",
+            if layout.runtimes_unshare_cgroup() {
+                ""
+            } else {
+                " (cgroup is left out by default: container runtimes share the host's cgroup namespace on this layout)"
+            }
+        );
+        metrics.set_cgroup_layout(layout);
+        Collector {
+            scanner: Scanner::new(procfs),
             tracker: Tracker::new(),
             metrics,
+            layout,
             policy,
             kubelet_logs,
-            warned: [false; 3],
-        })
+            warned: [false; ErrorReason::ALL.len()],
+            failing: None,
+            name_conflicts: HashSet::new(),
+        }
     }
 
-    /// Scans once and encodes the result.
-    pub fn run_once(&mut self) -> Result<Exposition, ProcError> {
+    /// The scanner's progress, for [`Health`].
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicI32> {
+        self.scanner.progress()
+    }
+
+    /// Replaces the policy (SIGHUP); it applies from the next scan, counters and lifecycle
+    /// state are kept.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy.for_cgroup_layout(self.layout);
+        tracing::info!(
+            allow_rules = self.policy.allow.len(),
+            host_namespace_types = %self.policy.host_namespace_types.names(),
+            "policy reloaded"
+        );
+    }
+
+    /// Scans once and encodes the result; a failed scan is recorded and encoded too.
+    pub fn run_once(&mut self) -> (Exposition, Result<(), ScanFailure>) {
         let started = Instant::now();
-        let outcome = scan(&self.procfs, &self.clock)?;
+        let outcome = match self.scanner.scan(self.tracker.previous()) {
+            Ok(o) => o,
+            Err(e) => {
+                let reason = e.reason();
+                self.metrics.record_failure(reason);
+                if self.failing.replace(reason) == Some(reason) {
+                    tracing::debug!(reason = reason.as_str(), error = %e, "scan failed");
+                } else {
+                    tracing::error!(
+                        reason = reason.as_str(),
+                        error = %e,
+                        "scan failed (said once until a scan succeeds; counted in nsexporter_scan_failures_total)"
+                    );
+                }
+                return (self.metrics.encode(), Err(e));
+            }
+        };
+        if let Some(reason) = self.failing.take() {
+            tracing::info!(after = reason.as_str(), "scans succeed again");
+        }
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
-        let attribution = attribute(&snapshot, &self.procfs, self.kubelet_logs.as_deref());
+        let names = self.kubelet_names();
+        let attribution = attribute(&snapshot, &names);
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let duration = started.elapsed();
-        self.metrics.record_scan(
-            &snapshot,
-            &self.tracker,
-            &changes,
-            &outcome.errors,
-            &sharing,
+        self.metrics.record_scan(&ScanRecord {
+            snapshot: &snapshot,
+            tracker: &self.tracker,
+            changes: &changes,
+            errors: &outcome.errors,
+            id_queries: outcome.id_queries,
+            sharing: &sharing,
             duration,
-        );
+        });
         for reason in ErrorReason::ALL {
             let (count, Some(first)) = (outcome.errors.count(reason), outcome.errors.first(reason))
             else {
@@ -90,34 +157,60 @@ impl Collector {
             errors = outcome.errors.total(),
             findings = sharing.findings.len(),
             vanished = outcome.vanished,
+            id_queries = outcome.id_queries,
             duration_ms = duration.as_secs_f64() * 1000.0,
             "scan"
         );
-        Ok(self.metrics.encode())
+        (self.metrics.encode(), Ok(()))
     }
 
-    /// Scans every `interval` until `stop` is signalled or dropped, publishing each result.
-    /// Ticks that a slow scan overran are skipped, not queued. A policy sent on `policies`
-    /// (SIGHUP) applies from the next scan; counters and lifecycle state are kept.
+    /// The kubelet's names by container id. A container id with several names is logged once.
+    fn kubelet_names(&mut self) -> HashMap<String, KubeletName> {
+        let Some(dir) = &self.kubelet_logs else {
+            return HashMap::new();
+        };
+        match read_kubelet_names(dir) {
+            Ok(names) => {
+                for c in &names.conflicts {
+                    if self.name_conflicts.insert(c.container_id.clone()) {
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            container_id = %c.container_id,
+                            file_names = ?c.file_names,
+                            "several kubelet log names for one container id; the first in byte order is used"
+                        );
+                    }
+                }
+                names.by_id
+            }
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "no kubelet log names");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
+    /// stamping `health`. Ticks that a slow scan overran are skipped, not queued. A policy sent
+    /// on `policies` (SIGHUP) applies from the next scan.
     pub fn run(
         mut self,
         interval: Duration,
         publish: watch::Sender<Option<Arc<Exposition>>>,
         policies: Receiver<Policy>,
         stop: Receiver<()>,
+        health: Arc<Health>,
     ) {
+        let _guard = StopGuard(Arc::clone(&health));
         let mut next = Instant::now();
         loop {
             while let Ok(policy) = policies.try_recv() {
-                tracing::info!(allow_rules = policy.allow.len(), "policy reloaded");
-                self.policy = policy;
+                self.set_policy(policy);
             }
-            match self.run_once() {
-                Ok(p) => {
-                    publish.send_replace(Some(Arc::new(p)));
-                }
-                Err(e) => tracing::error!(error = %e, "scan failed"),
-            }
+            health.scan_started();
+            let (exposition, result) = self.run_once();
+            publish.send_replace(Some(Arc::new(exposition)));
+            health.scan_finished(result.map_err(|e| e.to_string()));
             release_free_memory();
             let now = Instant::now();
             next += interval;

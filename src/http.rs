@@ -18,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::health::Health;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
 
 /// What the handlers share.
@@ -25,6 +26,7 @@ use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
 pub struct AppState {
     pub telemetry_path: Arc<str>,
     pub published: watch::Receiver<Option<Arc<Exposition>>>,
+    pub health: Arc<Health>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -68,12 +70,15 @@ pub fn handle(state: &AppState, req: &Request<Incoming>) -> Resp {
     }
     let published = state.published.borrow().clone();
     match path {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match published {
-            Some(_) => text(StatusCode::OK, "ready\n"),
-            None => text(
+        "/healthz" => match state.health.check() {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        },
+        "/readyz" => match state.health.ready() {
+            true => text(StatusCode::OK, "ready\n"),
+            false => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no scan has completed yet\n",
+                "no scan has succeeded yet\n",
             ),
         },
         p if p == &*state.telemetry_path => match published {

@@ -2,6 +2,7 @@
 pub mod attribution;
 pub mod collector;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod list;

@@ -1,26 +1,38 @@
 //! Lifecycle: successive snapshots diffed into created and destroyed namespaces.
 //!
 //! The first snapshot is the baseline and creates nothing. After it, a namespace is created when
-//! first seen and destroyed when no longer seen. The kernel reuses nsfs inode numbers, so the
-//! identity of a namespace over time is `(type, inode, first seen)`: an inode that comes back
-//! after a scan without it is a new namespace, and so is an inode whose members were all
-//! replaced between two scans by processes that started after the earlier one (the old namespace
-//! died and the number was handed out again in between).
+//! first seen and destroyed when no longer seen. The kernel reuses nsfs inode numbers at once,
+//! so an inode seen in two snapshots may name two namespaces:
+//!
+//! - Where both sightings carry the kernel's namespace id (`NS_GET_ID`, Linux 6.18+), they are
+//!   the same namespace if and only if the ids are equal. This is exact.
+//! - Otherwise (an older kernel, or no member could be opened) the identity is
+//!   `(type, inode, first seen)`, and an inode whose old members are all gone and whose current
+//!   members all started after the previous scan is taken as reused: the old namespace died and
+//!   the number was handed out again in between. It misses a namespace whose last old member
+//!   forked the new ones before it exited.
+//!
+//! All times are clock ticks since boot (see [`ScanTime`]): process start times and scan times
+//! come from one clock, so neither `btime`'s whole seconds nor a wall-clock step can order a
+//! process before the scan it started after. A lifetime runs from the earliest start time of
+//! any member ever seen to the scan that no longer saw the namespace, so it is at most one
+//! interval longer than the truth.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use crate::model::{Namespace, NamespaceId, Snapshot};
+use crate::model::{Namespace, NamespaceId, ScanTime, Snapshot};
 
 /// What the tracker remembers of a live namespace.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tracked {
-    /// Unix time of the snapshot that first saw it.
-    pub first_seen: f64,
-    /// Estimated creation time: the earliest start time of any member ever seen (unix seconds),
-    /// or `first_seen` when it never had a readable member.
-    pub start_time: f64,
+    /// Ticks since boot at the snapshot that first saw it.
+    pub first_seen: u64,
+    /// Estimated creation, in ticks since boot: the earliest start time of any member ever
+    /// seen, or `first_seen` when it never had a readable member.
+    pub start_ticks: u64,
+    /// The kernel's id for it, once known.
+    pub kernel_id: Option<u64>,
 }
 
 /// The difference between the previous snapshot and the current one.
@@ -49,9 +61,15 @@ impl Tracker {
         self.live.get(&id)
     }
 
+    /// The last snapshot taken, which the next scan compares against.
+    pub fn previous(&self) -> Option<&Snapshot> {
+        self.previous.as_deref()
+    }
+
     /// Takes the next snapshot and returns what changed since the previous one.
     pub fn update(&mut self, snapshot: Arc<Snapshot>) -> Changes {
-        let now = unix(snapshot.taken_at);
+        let time = snapshot.time;
+        let now = time.ticks;
         let mut changes = Changes::default();
         let baseline = self.previous.is_none();
         let previous = self.previous.take();
@@ -59,37 +77,40 @@ impl Tracker {
         // Destroyed: gone from this snapshot, or replaced under the same inode.
         let mut gone: Vec<NamespaceId> = self
             .live
-            .keys()
-            .filter(|id| match snapshot.namespaces.get(id) {
+            .iter()
+            .filter(|(id, tracked)| match snapshot.namespaces.get(id) {
                 None => true,
-                Some(ns) => previous
-                    .as_deref()
-                    .is_some_and(|prev| is_reused(prev, &snapshot, ns)),
+                Some(ns) => match (tracked.kernel_id, ns.kernel_id) {
+                    (Some(old), Some(new)) => old != new,
+                    _ => previous.as_deref().is_some_and(|prev| is_reused(prev, ns)),
+                },
             })
-            .copied()
+            .map(|(id, _)| *id)
             .collect();
         gone.sort();
         for id in gone {
             let tracked = self.live.remove(&id).expect("listed from live");
             changes
                 .destroyed
-                .push((id, (now - tracked.start_time).max(0.0)));
+                .push((id, lifetime(&time, tracked.start_ticks)));
         }
 
         for ns in snapshot.namespaces.values() {
-            let members_start = snapshot.estimated_start_time(ns);
+            let members_start = snapshot.estimated_start_ticks(ns);
             match self.live.get_mut(&ns.id) {
                 Some(t) => {
                     if let Some(s) = members_start {
-                        t.start_time = t.start_time.min(s);
+                        t.start_ticks = t.start_ticks.min(s);
                     }
+                    t.kernel_id = t.kernel_id.or(ns.kernel_id);
                 }
                 None => {
                     self.live.insert(
                         ns.id,
                         Tracked {
                             first_seen: now,
-                            start_time: members_start.map_or(now, |s| s.min(now)),
+                            start_ticks: members_start.map_or(now, |s| s.min(now)),
+                            kernel_id: ns.kernel_id,
                         },
                     );
                     if !baseline {
@@ -104,29 +125,23 @@ impl Tracker {
     }
 }
 
-/// Whether `ns` in `current` is a different namespace than the one with the same id in `prev`:
-/// none of its old members is left and every current member started after `prev` was taken.
-/// Namespaces without members carry no such evidence and are never judged reused.
-fn is_reused(prev: &Snapshot, current: &Snapshot, ns: &Namespace) -> bool {
+/// Seconds from `start_ticks` to the scan at `time`.
+fn lifetime(time: &ScanTime, start_ticks: u64) -> f64 {
+    time.seconds(time.ticks.saturating_sub(start_ticks))
+}
+
+/// Whether `ns` in `current` is a different namespace than the one with the same id in `prev`,
+/// judged without kernel ids: none of its old members is left and every current member started
+/// after `prev` was taken. Namespaces without members carry no such evidence and are never
+/// judged reused.
+fn is_reused(prev: &Snapshot, ns: &Namespace) -> bool {
     let Some(old) = prev.namespaces.get(&ns.id) else {
         return false;
     };
     if ns.members.is_empty() || old.members.iter().any(|m| ns.members.contains(m)) {
         return false;
     }
-    let prev_time = unix(prev.taken_at);
-    ns.members.iter().all(|m| {
-        current
-            .processes
-            .get(&m.pid)
-            .is_some_and(|p| p.start_time > prev_time)
-    })
-}
-
-/// Unix seconds of a `SystemTime` (0 for times before 1970).
-pub fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    ns.members.iter().all(|m| m.start_ticks > prev.time.ticks)
 }
 
 #[cfg(test)]
@@ -136,12 +151,18 @@ mod tests {
 
     use super::*;
     use crate::model::{HostNamespaces, NsType, Process, ProcessId};
+    use std::time::SystemTime;
 
     /// A process with a start time in seconds and net and pid namespace inodes.
     struct P(i32, f64, u64, u64);
 
-    /// A snapshot at `t` seconds holding the given processes.
-    fn snap(t: f64, ps: &[P]) -> Arc<Snapshot> {
+    /// Ticks of `seconds` at 100 ticks a second.
+    fn ticks(seconds: f64) -> u64 {
+        (seconds * 100.0).round() as u64
+    }
+
+    /// A snapshot at `t` seconds whose namespaces carry the given kernel ids.
+    fn snap_ids(t: f64, ps: &[P], ids: &[(NamespaceId, u64)]) -> Arc<Snapshot> {
         let mut processes = BTreeMap::new();
         for &P(pid, start, net, pidns) in ps {
             let mut namespaces = [None; 8];
@@ -152,21 +173,31 @@ mod tests {
                 Process {
                     id: ProcessId {
                         pid,
-                        start_ticks: (start * 100.0) as u64,
+                        start_ticks: ticks(start),
                     },
                     ppid: 1,
                     uid: 0,
                     comm: "t".into(),
-                    start_time: start,
                     namespaces,
+                    cgroup: None,
                 },
             );
         }
-        Arc::new(Snapshot::from_processes(
-            SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t),
+        let time = ScanTime {
+            ticks: ticks(t),
+            ticks_per_second: 100,
+            boot_unix: 1_700_000_000.0,
+        };
+        let mut snapshot = Snapshot::from_processes(
+            SystemTime::UNIX_EPOCH + Duration::from_secs_f64(1_700_000_000.0 + t),
+            time,
             processes,
             HostNamespaces::none(),
-        ))
+        );
+        for (id, kernel_id) in ids {
+            snapshot.namespaces.get_mut(id).unwrap().kernel_id = Some(*kernel_id);
+        }
+        Arc::new(snapshot)
     }
 
     fn net(inode: u64) -> NamespaceId {
@@ -182,19 +213,32 @@ mod tests {
         }
     }
 
-    /// Each step: the processes of a scan at time t, and the expected created and destroyed ids
-    /// with lifetimes.
+    /// Each step: the processes of a scan at time t, the kernel ids it saw (none: the
+    /// fallback), and the expected created and destroyed ids with lifetimes.
     struct Step {
         t: f64,
         ps: Vec<P>,
+        ids: Vec<(NamespaceId, u64)>,
         created: Vec<NamespaceId>,
         destroyed: Vec<(NamespaceId, f64)>,
+    }
+
+    impl Default for Step {
+        fn default() -> Self {
+            Step {
+                t: 0.0,
+                ps: vec![],
+                ids: vec![],
+                created: vec![],
+                destroyed: vec![],
+            }
+        }
     }
 
     fn run(steps: Vec<Step>) -> Tracker {
         let mut tracker = Tracker::new();
         for (i, s) in steps.into_iter().enumerate() {
-            let got = tracker.update(snap(s.t, &s.ps));
+            let got = tracker.update(snap_ids(s.t, &s.ps, &s.ids));
             assert_eq!(
                 got,
                 Changes {
@@ -214,6 +258,7 @@ mod tests {
             Step {
                 t: 100.0,
                 ps: vec![P(1, 0.0, 10, 20), P(50, 40.0, 11, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
             },
@@ -221,6 +266,7 @@ mod tests {
             Step {
                 t: 115.0,
                 ps: vec![P(1, 0.0, 10, 20), P(50, 40.0, 11, 20), P(60, 110.0, 12, 20)],
+                ids: vec![],
                 created: vec![net(12)],
                 destroyed: vec![],
             },
@@ -228,12 +274,13 @@ mod tests {
             Step {
                 t: 130.0,
                 ps: vec![P(1, 0.0, 10, 20), P(60, 110.0, 12, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![(net(11), 90.0)],
             },
         ]);
         let t = tracker.get(net(12)).unwrap();
-        assert_eq!((t.first_seen, t.start_time), (115.0, 110.0));
+        assert_eq!((t.first_seen, t.start_ticks), (ticks(115.0), ticks(110.0)));
         assert!(tracker.get(net(11)).is_none());
     }
 
@@ -243,6 +290,7 @@ mod tests {
             Step {
                 t: 100.0,
                 ps: vec![P(1, 0.0, 10, 20), P(70, 50.0, 11, 20), P(71, 60.0, 11, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
             },
@@ -251,6 +299,7 @@ mod tests {
             Step {
                 t: 115.0,
                 ps: vec![P(1, 0.0, 10, 20), P(70, 105.0, 11, 20), P(71, 60.0, 11, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
             },
@@ -262,6 +311,7 @@ mod tests {
                     P(70, 105.0, 11, 20),
                     P(71, 125.0, 13, 20),
                 ],
+                ids: vec![],
                 created: vec![net(13)],
                 destroyed: vec![],
             },
@@ -274,6 +324,7 @@ mod tests {
             Step {
                 t: 100.0,
                 ps: vec![P(1, 0.0, 10, 20), P(80, 90.0, 11, 21)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
             },
@@ -281,6 +332,7 @@ mod tests {
             Step {
                 t: 115.0,
                 ps: vec![P(1, 0.0, 10, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![(net(11), 25.0), (pid(21), 25.0)],
             },
@@ -288,6 +340,7 @@ mod tests {
             Step {
                 t: 130.0,
                 ps: vec![P(1, 0.0, 10, 20), P(81, 120.0, 11, 20)],
+                ids: vec![],
                 created: vec![net(11)],
                 destroyed: vec![],
             },
@@ -295,6 +348,7 @@ mod tests {
             Step {
                 t: 145.0,
                 ps: vec![P(1, 0.0, 10, 20), P(82, 140.0, 11, 20)],
+                ids: vec![],
                 created: vec![net(11)],
                 destroyed: vec![(net(11), 145.0 - 120.0)],
             },
@@ -309,14 +363,101 @@ mod tests {
             Step {
                 t: 100.0,
                 ps: vec![P(1, 0.0, 10, 20), P(90, 50.0, 11, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
             },
             Step {
                 t: 115.0,
                 ps: vec![P(1, 0.0, 10, 20), P(91, 95.0, 11, 20)],
+                ids: vec![],
                 created: vec![],
                 destroyed: vec![],
+            },
+        ]);
+    }
+
+    #[test]
+    fn fallback_sees_a_replacement_that_started_ten_milliseconds_after_the_scan() {
+        // Ticks since boot on both sides: a member that started 10 ms after the previous scan
+        // is after it. (With btime's whole seconds it could look up to a second earlier.)
+        run(vec![
+            Step {
+                t: 100.0,
+                ps: vec![P(1, 0.0, 10, 20), P(80, 90.0, 11, 20)],
+                ..Step::default()
+            },
+            Step {
+                t: 101.0,
+                ps: vec![P(1, 0.0, 10, 20), P(81, 100.01, 11, 20)],
+                created: vec![net(11)],
+                destroyed: vec![(net(11), 11.0)],
+                ..Step::default()
+            },
+            // Started in the same tick as the scan: not evidence of reuse.
+            Step {
+                t: 102.0,
+                ps: vec![P(1, 0.0, 10, 20), P(82, 101.0, 11, 20)],
+                ..Step::default()
+            },
+        ]);
+    }
+
+    #[test]
+    fn kernel_ids_decide_where_the_fallback_would_guess_wrong() {
+        let ids = |net11: u64| vec![(net(10), 1), (pid(20), 2), (net(11), net11)];
+        run(vec![
+            Step {
+                t: 100.0,
+                ps: vec![P(1, 0.0, 10, 20), P(80, 90.0, 11, 20)],
+                ids: ids(7),
+                ..Step::default()
+            },
+            // Every member new and started after the last scan, but the same id: the old member
+            // forked the new one and exited. The fallback would call it reused; it is not.
+            Step {
+                t: 115.0,
+                ps: vec![P(1, 0.0, 10, 20), P(81, 110.0, 11, 20)],
+                ids: ids(7),
+                ..Step::default()
+            },
+            // A new id under the same inode, though its member started before the last scan
+            // (it was not yet listed when that scan passed its pid): a new namespace.
+            Step {
+                t: 130.0,
+                ps: vec![P(1, 0.0, 10, 20), P(82, 114.99, 11, 20)],
+                ids: ids(8),
+                created: vec![net(11)],
+                destroyed: vec![(net(11), 130.0 - 90.0)],
+            },
+            // The same member, now with a different id: it cannot be, unless the namespace was
+            // replaced under it; the id wins.
+            Step {
+                t: 145.0,
+                ps: vec![P(1, 0.0, 10, 20), P(82, 114.99, 11, 20)],
+                ids: ids(9),
+                created: vec![net(11)],
+                destroyed: vec![(net(11), 30.01)],
+            },
+        ]);
+    }
+
+    #[test]
+    fn a_namespace_without_an_id_falls_back_alone() {
+        // pid 20 has an id in both scans, net 11 in neither: net 11 is judged by start times.
+        run(vec![
+            Step {
+                t: 100.0,
+                ps: vec![P(1, 0.0, 10, 20), P(80, 90.0, 11, 20)],
+                ids: vec![(pid(20), 2)],
+                ..Step::default()
+            },
+            Step {
+                t: 115.0,
+                ps: vec![P(1, 0.0, 10, 20), P(81, 110.0, 11, 20)],
+                ids: vec![(pid(20), 2)],
+                created: vec![net(11)],
+                destroyed: vec![(net(11), 25.0)],
             },
         ]);
     }

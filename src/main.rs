@@ -11,13 +11,14 @@ use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
+use nsexporter::health::Health;
 use nsexporter::http::{AppState, serve};
 use nsexporter::list;
 use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{Clock, ErrorReason, scan};
+use nsexporter::scan::{ErrorReason, Scanner};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -110,7 +111,7 @@ fn init_logging(settings: &Settings) {
 
 fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
-    let outcome = scan(&procfs, &Clock::read(&procfs)?)?;
+    let outcome = Scanner::new(procfs.clone()).scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
             let count = outcome.errors.count(reason);
@@ -135,24 +136,29 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = bind(&settings).await?;
         let procfs = ProcFs::new(&settings.procfs);
-        let metrics = Metrics::new(ProcFs::new(DEFAULT_PROCFS));
+        let metrics = Metrics::new(ProcFs::new(DEFAULT_PROCFS), settings.scan_interval);
         let collector = Collector::new(
             procfs,
             metrics,
             settings.policy.clone(),
             Some(settings.kubelet_logs.clone()),
-        )?;
+        );
+        let interval = settings.scan_interval;
+        let health = Arc::new(Health::new(interval, collector.progress()));
         let (publish, published) = watch::channel(None);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (policies, policy_updates) = std::sync::mpsc::channel();
-        let interval = settings.scan_interval;
-        let scanner = std::thread::Builder::new()
-            .name("scan".into())
-            .spawn(move || collector.run(interval, publish, policy_updates, stopped))?;
+        let scanner = {
+            let health = Arc::clone(&health);
+            std::thread::Builder::new()
+                .name("scan".into())
+                .spawn(move || collector.run(interval, publish, policy_updates, stopped, health))?
+        };
         tokio::spawn(reload_on_sighup(flags, policies));
+        tokio::spawn(watch_health(Arc::clone(&health)));
         tracing::info!(
             address = %listener.local_addr()?,
             procfs = %settings.procfs.display(),
@@ -163,13 +169,57 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         let state = AppState {
             telemetry_path: Arc::from(settings.telemetry_path.as_str()),
             published,
+            health,
         };
         serve(listener, state, shutdown_signal()).await;
         drop(stop);
-        let _ = scanner.join();
-        tracing::info!("stopped");
+        // A scan blocked in a read cannot be interrupted; exiting ends it. Shutdown waits for
+        // a running scan only this long, so that SIGTERM always exits within a pod's grace
+        // period.
+        let deadline = std::time::Instant::now() + SCAN_SHUTDOWN_WAIT;
+        while !scanner.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if scanner.is_finished() {
+            let _ = scanner.join();
+            tracing::info!("stopped");
+        } else {
+            tracing::warn!(
+                waited = %humantime::format_duration(SCAN_SHUTDOWN_WAIT),
+                "stopped without the scan thread, which is blocked in a read"
+            );
+        }
         Ok(())
-    })
+    });
+    // Dropping a runtime waits for its blocking tasks without limit: a SIGHUP reload stuck on
+    // a hung filesystem must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
+}
+
+/// How long shutdown waits for a running scan.
+const SCAN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Checks the scan loop's health every second and logs each change once: a stalled or failing
+/// loop is said at warn when it starts, and again when it is over, never every second.
+async fn watch_health(health: Arc<Health>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut unhealthy = false;
+    loop {
+        ticker.tick().await;
+        match health.check() {
+            Err(e) if !unhealthy => {
+                unhealthy = true;
+                tracing::warn!(problem = %e, "unhealthy: /healthz answers 503");
+            }
+            Ok(()) if unhealthy => {
+                unhealthy = false;
+                tracing::info!("healthy again");
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {

@@ -4,10 +4,20 @@
 //! /proc/PID/ns/TYPE` gives `net:[4026531840]`). All namespaces live on the one nsfs device, so the
 //! device is a property of the machine rather than part of the key. A process is identified by
 //! `(pid, starttime)` because PIDs are reused.
+//!
+//! Inode numbers are reused too, at once: within one snapshot `(type, inode)` names one
+//! namespace, but across snapshots only the kernel's own namespace id (ioctl_ns(2)
+//! `NS_GET_ID`, Linux 6.18+), which is never reused, says whether two sightings are the same
+//! namespace. [`Namespace::kernel_id`] carries it where the scan asked for it.
+//!
+//! Every time that lifecycle compares is in one clock, clock ticks since boot
+//! (`CLOCK_BOOTTIME`, the clock of a process's start time in `/proc/PID/stat`): see
+//! [`ScanTime`]. Wall-clock time is only for display, and a clock step cannot reorder events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -106,10 +116,13 @@ pub struct Process {
     pub uid: u32,
     /// `comm`, lossily decoded: it may hold any byte but NUL.
     pub comm: String,
-    /// Start time as unix seconds.
-    pub start_time: f64,
     /// Inode of each namespace by [`NsType::index`]; `None` where the link is missing or unreadable.
     pub namespaces: [Option<u64>; 8],
+    /// The bytes of `/proc/PID/cgroup`, read in the same pass as the links; `None` for kernel
+    /// threads (not read) and where the read failed (counted by the scan). Processes of one
+    /// cgroup share one allocation.
+    #[serde(skip)]
+    pub cgroup: Option<Arc<[u8]>>,
 }
 
 impl Process {
@@ -131,6 +144,10 @@ pub struct Namespace {
     pub members: Vec<ProcessId>,
     pub owner: Option<NamespaceId>,
     pub parent: Option<NamespaceId>,
+    /// The kernel's namespace id (`NS_GET_ID`), never reused: carried over from the previous
+    /// snapshot where a member survived, asked of the kernel where the namespace is new or all
+    /// its members are; `None` where the kernel lacks the ioctl or no member could be opened.
+    pub kernel_id: Option<u64>,
 }
 
 impl Namespace {
@@ -140,7 +157,97 @@ impl Namespace {
             members: Vec::new(),
             owner: None,
             parent: None,
+            kernel_id: None,
         }
+    }
+}
+
+/// How namespaces are told apart across scans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    /// The kernel's never-reused namespace id (`NS_GET_ID`): exact.
+    KernelId,
+    /// `(type, inode, first seen)` with member start times: the kernel lacks `NS_GET_ID`.
+    Heuristic,
+}
+
+impl Identity {
+    pub const ALL: [Identity; 2] = [Identity::KernelId, Identity::Heuristic];
+
+    /// The `method` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Identity::KernelId => "kernel_id",
+            Identity::Heuristic => "heuristic",
+        }
+    }
+}
+
+/// When a scan was taken, in clock ticks since boot, with what is needed to show a tick count
+/// as unix time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScanTime {
+    /// `CLOCK_BOOTTIME` when the scan had read every process, in clock ticks.
+    pub ticks: u64,
+    /// `sysconf(_SC_CLK_TCK)`: the unit of `/proc/PID/stat`'s start time.
+    pub ticks_per_second: u64,
+    /// The unix time of boot as the wall clock had it at that instant. Taken anew each scan,
+    /// so a clock step moves displayed times, never lifecycle comparisons.
+    pub boot_unix: f64,
+}
+
+impl ScanTime {
+    /// Ticks as seconds.
+    pub fn seconds(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.ticks_per_second as f64
+    }
+
+    /// Ticks since boot as unix time.
+    pub fn unix(&self, ticks: u64) -> f64 {
+        self.boot_unix + self.seconds(ticks)
+    }
+}
+
+/// The layout of the cgroup hierarchies (cgroups(7)), as `/proc/PID/cgroup` shows it: one
+/// `0::PATH` line for the unified (v2) hierarchy, one `N:CONTROLLERS:PATH` line per v1
+/// hierarchy. Runtimes make a cgroup namespace for a container only on a unified layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupLayout {
+    /// v1 hierarchies only.
+    Legacy,
+    /// v1 controllers and a unified hierarchy beside them (systemd's hybrid mode).
+    Hybrid,
+    /// The unified (v2) hierarchy only.
+    Unified,
+    /// No cgroup file could be read.
+    Unknown,
+}
+
+impl CgroupLayout {
+    pub const ALL: [CgroupLayout; 4] = [
+        CgroupLayout::Legacy,
+        CgroupLayout::Hybrid,
+        CgroupLayout::Unified,
+        CgroupLayout::Unknown,
+    ];
+
+    /// The `layout` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CgroupLayout::Legacy => "v1",
+            CgroupLayout::Hybrid => "hybrid",
+            CgroupLayout::Unified => "unified",
+            CgroupLayout::Unknown => "unknown",
+        }
+    }
+
+    /// Whether container runtimes give each container its own cgroup namespace by default.
+    /// Only on the unified hierarchy do they; where it is unknown, assume they do, so that a
+    /// container in the host's cgroup namespace is still reported.
+    pub const fn runtimes_unshare_cgroup(self) -> bool {
+        !matches!(self, CgroupLayout::Legacy | CgroupLayout::Hybrid)
     }
 }
 
@@ -194,17 +301,25 @@ impl HostNamespaces {
 /// The immutable result of one scan.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// Wall-clock time of the scan, for display only.
     pub taken_at: SystemTime,
+    /// The scan's time in the lifecycle clock.
+    pub time: ScanTime,
     pub processes: BTreeMap<i32, Process>,
     pub namespaces: HashMap<NamespaceId, Namespace>,
     pub host: HostNamespaces,
+    /// How this snapshot's namespaces can be told apart from the previous one's.
+    pub identity: Identity,
 }
 
 impl Snapshot {
     /// Builds the namespace index from processes. Processes are taken in pid order, so each
     /// namespace's members come out sorted.
+    /// `identity` starts as [`Identity::Heuristic`]: the scan sets it, and each namespace's
+    /// `kernel_id`, once it has asked the kernel.
     pub fn from_processes(
         taken_at: SystemTime,
+        time: ScanTime,
         processes: BTreeMap<i32, Process>,
         host: HostNamespaces,
     ) -> Self {
@@ -225,9 +340,11 @@ impl Snapshot {
         }
         Snapshot {
             taken_at,
+            time,
             processes,
             namespaces,
             host,
+            identity: Identity::Heuristic,
         }
     }
 
@@ -239,9 +356,9 @@ impl Snapshot {
             .min_by_key(|p| (p.id.start_ticks, p.id.pid))
     }
 
-    /// Estimated creation time: the earliest start time among the members.
-    pub fn estimated_start_time(&self, ns: &Namespace) -> Option<f64> {
-        self.oldest_member(ns).map(|p| p.start_time)
+    /// Estimated creation time in ticks since boot: the earliest start time among the members.
+    pub fn estimated_start_ticks(&self, ns: &Namespace) -> Option<u64> {
+        ns.members.iter().map(|m| m.start_ticks).min()
     }
 }
 

@@ -23,7 +23,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::attribution::Container;
-use crate::model::NsType;
+use crate::model::{CgroupLayout, NsType};
 
 /// A kind of unexpected sharing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +103,22 @@ impl TypeSet {
         self.0[t.index()]
     }
 
+    /// The same set without `t`.
+    pub fn without(mut self, t: NsType) -> Self {
+        self.0[t.index()] = false;
+        self
+    }
+
+    /// The types in the set, comma-separated in label order (for logs).
+    pub fn names(&self) -> String {
+        NsType::ALL
+            .into_iter()
+            .filter(|&t| self.contains(t))
+            .map(NsType::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn parse(key: &str, names: &[String]) -> Result<Self, PolicyError> {
         let types = names
             .iter()
@@ -143,6 +159,8 @@ pub struct Policy {
     pub host_namespace_types: TypeSet,
     pub cross_workload_types: TypeSet,
     pub allow: Vec<AllowRule>,
+    /// Whether `host_namespace_types` was written out rather than defaulted.
+    host_namespace_types_written: bool,
 }
 
 impl Default for Policy {
@@ -215,6 +233,7 @@ impl TryFrom<RawPolicy> for Policy {
             });
         }
         Ok(Policy {
+            host_namespace_types_written: raw.host_namespace_types.is_some(),
             host_namespace_types: types("policy.host_namespace_types", raw.host_namespace_types)?,
             cross_workload_types: types("policy.cross_workload_types", raw.cross_workload_types)?,
             allow,
@@ -247,6 +266,17 @@ impl AllowRule {
 }
 
 impl Policy {
+    /// The policy in force on a host of this cgroup layout. On v1 and hybrid hosts runc,
+    /// containerd, Docker and Podman make no cgroup namespace (they do only on the unified
+    /// hierarchy), so every container shares the host's and `cgroup` leaves the default
+    /// `host_namespace_types`; types written in the policy are kept as written.
+    pub fn for_cgroup_layout(mut self, layout: CgroupLayout) -> Policy {
+        if !self.host_namespace_types_written && !layout.runtimes_unshare_cgroup() {
+            self.host_namespace_types = self.host_namespace_types.without(NsType::Cgroup);
+        }
+        self
+    }
+
     /// The first allow rule that allows this sharing, if any.
     pub fn allowed_by(&self, rule: Rule, ns_type: NsType, c: &Container) -> Option<&AllowRule> {
         self.allow.iter().find(|a| a.matches(rule, ns_type, c))
@@ -286,6 +316,39 @@ mod tests {
         for t in NsType::ALL {
             let want = !matches!(t, NsType::User | NsType::Time | NsType::Mnt);
             assert_eq!(p.host_namespace_types.contains(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn cgroup_leaves_the_defaults_where_runtimes_share_the_hosts_cgroup_namespace() {
+        use CgroupLayout::*;
+        for (layout, want) in [
+            (Legacy, false),
+            (Hybrid, false),
+            (Unified, true),
+            (Unknown, true),
+        ] {
+            let p = Policy::default().for_cgroup_layout(layout);
+            assert_eq!(
+                p.host_namespace_types.contains(NsType::Cgroup),
+                want,
+                "{layout:?}"
+            );
+            assert!(p.host_namespace_types.contains(NsType::Net));
+            assert_eq!(
+                p.cross_workload_types,
+                Policy::default().cross_workload_types
+            );
+        }
+        // Named in the policy: kept on every layout.
+        let written = Policy::try_from(RawPolicy {
+            host_namespace_types: Some(vec!["cgroup".into()]),
+            ..RawPolicy::default()
+        })
+        .unwrap();
+        for layout in CgroupLayout::ALL {
+            let p = written.clone().for_cgroup_layout(layout);
+            assert_eq!(p.host_namespace_types.names(), "cgroup");
         }
     }
 

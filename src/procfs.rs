@@ -5,6 +5,11 @@
 //! `/proc/stat`). The `parse_*` functions are pure and work on bytes; the readers around them are
 //! thin. Links are read with `readlinkat(2)` rather than `stat(2)`: it is cheaper and it works on
 //! fixture trees where the links are plain symlinks.
+//!
+//! Files are opened with `O_NONBLOCK`: procfs and regular files ignore it, but a FIFO or a
+//! file under a lease in a tree that only looks like a procfs would otherwise block the open
+//! until a writer comes. ioctl_ns(2) `NS_GET_ID` asks the kernel for a namespace's id, which,
+//! unlike its inode number, is never reused.
 
 use std::ffi::CStr;
 use std::io;
@@ -14,7 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
-use crate::model::NsType;
+use crate::model::{CgroupLayout, NsType};
 
 /// The root of a procfs: `/proc`, or a host's `/proc` mounted elsewhere, or a fixture tree.
 #[derive(Clone, Debug)]
@@ -56,6 +61,15 @@ impl ProcFs {
             path,
             reason: "no btime line".into(),
         })
+    }
+
+    /// The host's cgroup layout, from the cgroup file of PID 1, kthreadd or, in a tree without
+    /// them, the reader itself ([`CgroupLayout::Unknown`] where none can be read).
+    pub fn cgroup_layout(&self) -> CgroupLayout {
+        ["1/cgroup", "2/cgroup", "self/cgroup"]
+            .into_iter()
+            .find_map(|rel| parse_cgroup_layout(&std::fs::read(self.path(rel)).ok()?))
+            .unwrap_or(CgroupLayout::Unknown)
     }
 
     /// Opens the root directory for a scan.
@@ -103,19 +117,7 @@ pub fn readlink_at<'b>(
 /// procfs answers a whole small file in one read, and so does a regular file, which saves the
 /// extra read(2) that would only return 0.
 pub fn read_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
-    // SAFETY: `name` is NUL-terminated; the fd returned is owned right away.
-    let fd = unsafe {
-        nix::libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            nix::libc::O_RDONLY | nix::libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = open_file_at(dir, name)?;
     let mut len = 0;
     while len < buf.len() {
         let want = buf.len() - len;
@@ -126,6 +128,91 @@ pub fn read_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> io::R
         }
     }
     Ok(&buf[..len])
+}
+
+/// Opens `name` relative to `dir` for reading, without blocking (see the module header).
+fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; the fd returned is owned right away.
+    let fd = unsafe {
+        nix::libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            nix::libc::O_RDONLY | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `NS_GET_ID`: `_IOR(0xb7, 13, __u64)` (include/uapi/linux/nsfs.h, Linux 6.18).
+const NS_GET_ID: nix::libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 13;
+
+/// What asking the kernel for a namespace's id gave.
+#[derive(Debug)]
+pub enum KernelId {
+    /// The namespace the link named at the time of the open: its inode and id.
+    Id { inode: u64, id: u64 },
+    /// The kernel has no `NS_GET_ID` (before 6.18): ENOTTY or EINVAL from nsfs.
+    Unsupported,
+}
+
+/// Opens the namespace link `name` (e.g. `ns/net`) relative to `dir` and asks the kernel for
+/// the namespace's id. The inode is returned beside it, from `fstat` of the same fd, so the
+/// caller can check it opened the namespace it meant: the process may have exited and its pid
+/// been reused since the link was read.
+pub fn ns_kernel_id(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<KernelId> {
+    let fd = open_file_at(dir, name)?;
+    let inode = nix::sys::stat::fstat(fd.as_fd())
+        .map_err(io::Error::from)?
+        .st_ino;
+    let mut id: u64 = 0;
+    // SAFETY: NS_GET_ID writes one u64 through the pointer, which is valid for that.
+    let r = unsafe { nix::libc::ioctl(fd.as_raw_fd(), NS_GET_ID as _, &mut id as *mut u64) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(nix::libc::ENOTTY) | Some(nix::libc::EINVAL) => Ok(KernelId::Unsupported),
+            _ => Err(e),
+        };
+    }
+    Ok(KernelId::Id { inode, id })
+}
+
+/// `CLOCK_BOOTTIME` and the wall clock, read back to back: (seconds since boot, unix seconds).
+pub fn boot_and_wall_time() -> (std::time::Duration, std::time::SystemTime) {
+    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(std::time::Duration::from)
+        .unwrap_or_default();
+    (boot, std::time::SystemTime::now())
+}
+
+/// The cgroup layout that the bytes of a `/proc/PID/cgroup` show: a `0::PATH` line is the
+/// unified hierarchy, any other line a v1 hierarchy. Every process of a machine lists the same
+/// hierarchies, so one file tells the layout. `None` for bytes that hold no such line.
+pub fn parse_cgroup_layout(bytes: &[u8]) -> Option<CgroupLayout> {
+    let (mut unified, mut v1) = (false, false);
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut fields = line.splitn(3, |&b| b == b':');
+        let (Some(id), Some(controllers), Some(_path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        match decimal(id) {
+            Some(0) if controllers.is_empty() => unified = true,
+            Some(_) => v1 = true,
+            None => {}
+        }
+    }
+    match (v1, unified) {
+        (true, true) => Some(CgroupLayout::Hybrid),
+        (true, false) => Some(CgroupLayout::Legacy),
+        (false, true) => Some(CgroupLayout::Unified),
+        (false, false) => None,
+    }
 }
 
 /// The owner of an open file: for `/proc/PID` it is the process's effective uid.
@@ -453,6 +540,59 @@ mod tests {
             damaged.len()
         );
         assert!(parse_stat(b"4242(ok) S 1").is_err());
+    }
+
+    #[test]
+    fn cgroup_layout_from_the_lines_of_one_file() {
+        // This machine's PID 1 (systemd's hybrid mode), a unified host, a v1-only host.
+        let hybrid = b"9:name=systemd:/\n8:pids:/\n1:cpu:/\n0::/init.scope\n";
+        assert_eq!(parse_cgroup_layout(hybrid), Some(CgroupLayout::Hybrid));
+        assert_eq!(
+            parse_cgroup_layout(b"0::/system.slice/cron.service\n"),
+            Some(CgroupLayout::Unified)
+        );
+        let legacy = b"12:memory:/docker/abc\n1:name=systemd:/docker/abc\n";
+        assert_eq!(parse_cgroup_layout(legacy), Some(CgroupLayout::Legacy));
+        // A path may hold colons; junk and empty files say nothing.
+        assert_eq!(
+            parse_cgroup_layout(b"0::/a:b:c\n"),
+            Some(CgroupLayout::Unified)
+        );
+        assert_eq!(parse_cgroup_layout(b""), None);
+        assert_eq!(parse_cgroup_layout(b"garbage\nx:y:z\n"), None);
+    }
+
+    #[test]
+    fn kernel_ids_name_a_namespace_for_good() {
+        // The real kernel: our own net namespace, opened twice, has one id; another type has
+        // another. Where the kernel lacks NS_GET_ID the call says so instead of failing.
+        let dir = open_dir_at(None, Path::new("/proc/self")).unwrap();
+        let net = ns_kernel_id(dir.as_fd(), c"ns/net").unwrap();
+        let again = ns_kernel_id(dir.as_fd(), c"ns/net").unwrap();
+        let uts = ns_kernel_id(dir.as_fd(), c"ns/uts").unwrap();
+        match (net, again, uts) {
+            (
+                KernelId::Id { inode, id },
+                KernelId::Id {
+                    inode: inode2,
+                    id: id2,
+                },
+                KernelId::Id { id: uts_id, .. },
+            ) => {
+                assert_eq!((inode, id), (inode2, id2));
+                assert_ne!(id, uts_id);
+                let link = std::fs::read_link("/proc/self/ns/net").unwrap();
+                assert_eq!(link.to_str().unwrap(), format!("net:[{inode}]"));
+            }
+            (KernelId::Unsupported, KernelId::Unsupported, KernelId::Unsupported) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ns_kernel_id(dir.as_fd(), c"ns/nonexistent")
+                .unwrap_err()
+                .raw_os_error(),
+            Some(nix::libc::ENOENT)
+        );
     }
 
     #[test]

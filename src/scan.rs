@@ -1,25 +1,32 @@
-//! One scan of a procfs: every process's eight namespace links, `stat` and owner, into a
-//! [`Snapshot`].
+//! One scan of a procfs: every process's eight namespace links, `stat`, owner and cgroup, into
+//! a [`Snapshot`], with each namespace's kernel id where identity across scans is in doubt.
 //!
 //! Kernel interfaces: getdents(2) on the procfs root, then per process `openat(2)` of
-//! `/proc/PID`, `readlinkat(2)` of `ns/TYPE` (proc_pid_ns(5)), a read of `stat`
-//! (proc_pid_stat(5)) and `fstat(2)` of the directory for the owner. A process that exits
-//! mid-scan is normal and skipped; every other failure is counted by [`ErrorReason`] and the scan
-//! goes on.
+//! `/proc/PID`, `readlinkat(2)` of `ns/TYPE` (proc_pid_ns(5)), reads of `stat`
+//! (proc_pid_stat(5)) and `cgroup` (cgroups(7)) relative to that directory, and `fstat(2)` of
+//! it for the owner. Then ioctl_ns(2) `NS_GET_ID` on a member's `ns/TYPE` for each namespace
+//! that no surviving member ties to the previous snapshot, so that cost follows churn, not the
+//! process count. A process that exits mid-scan is normal and skipped; every other failure is
+//! counted by [`ErrorReason`] and the scan goes on. Only a procfs that cannot be listed, or
+//! lists no process, fails the scan ([`ScanFailure`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, SystemTime};
 
 use nix::dir::Dir;
 
-use crate::model::{HostNamespaces, HostSource, NsType, Process, ProcessId, Snapshot};
+use crate::model::{
+    HostNamespaces, HostSource, Identity, Namespace, NsType, Process, ProcessId, ScanTime, Snapshot,
+};
 use crate::procfs::{
-    ProcError, ProcFs, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, read_at,
-    readlink_at,
+    KernelId, ProcFs, boot_and_wall_time, is_vanished, ns_kernel_id, open_dir_at, owner_uid,
+    parse_ns_link, parse_stat, read_at, readlink_at,
 };
 
 /// Why part of a scan failed. Vanished processes are not errors and have no reason.
@@ -30,14 +37,17 @@ pub enum ErrorReason {
     PermissionDenied,
     /// The kernel (or a fixture) gave text that does not parse.
     ParseError,
+    /// EMFILE or ENFILE: the exporter's or the system's file table is full.
+    TooManyOpenFiles,
     /// Any other I/O failure.
     IoError,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 3] = [
+    pub const ALL: [ErrorReason; 4] = [
         ErrorReason::PermissionDenied,
         ErrorReason::ParseError,
+        ErrorReason::TooManyOpenFiles,
         ErrorReason::IoError,
     ];
 
@@ -46,6 +56,7 @@ impl ErrorReason {
         match self {
             ErrorReason::PermissionDenied => "permission_denied",
             ErrorReason::ParseError => "parse_error",
+            ErrorReason::TooManyOpenFiles => "too_many_open_files",
             ErrorReason::IoError => "io_error",
         }
     }
@@ -53,6 +64,7 @@ impl ErrorReason {
     fn of_io(e: &io::Error) -> Self {
         match e.raw_os_error() {
             Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => ErrorReason::PermissionDenied,
+            Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE) => ErrorReason::TooManyOpenFiles,
             _ => ErrorReason::IoError,
         }
     }
@@ -61,8 +73,8 @@ impl ErrorReason {
 /// Failures of one scan, counted by reason, with the first example of each for the log.
 #[derive(Clone, Debug, Default)]
 pub struct ScanErrors {
-    counts: [u64; 3],
-    first: [Option<String>; 3],
+    counts: [u64; ErrorReason::ALL.len()],
+    first: [Option<String>; ErrorReason::ALL.len()],
 }
 
 impl ScanErrors {
@@ -88,6 +100,70 @@ impl ScanErrors {
     }
 }
 
+/// Why a whole scan failed: the exporter then serves `nsexporter_scan_success 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The procfs root is gone or is not a directory (ENOENT, ENOTDIR): an unmounted or
+    /// removed `--path.procfs`.
+    ProcfsUnavailable,
+    /// The root could be listed but held no readable process.
+    NoProcesses,
+    /// EMFILE or ENFILE while opening the root.
+    TooManyOpenFiles,
+    /// EACCES or EPERM on the root.
+    PermissionDenied,
+    /// Any other failure to list the root.
+    IoError,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 5] = [
+        FailureReason::ProcfsUnavailable,
+        FailureReason::NoProcesses,
+        FailureReason::TooManyOpenFiles,
+        FailureReason::PermissionDenied,
+        FailureReason::IoError,
+    ];
+
+    /// The `reason` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ProcfsUnavailable => "procfs_unavailable",
+            FailureReason::NoProcesses => "no_processes",
+            FailureReason::TooManyOpenFiles => "too_many_open_files",
+            FailureReason::PermissionDenied => "permission_denied",
+            FailureReason::IoError => "io_error",
+        }
+    }
+}
+
+/// A scan that produced no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    #[error("{path}: cannot list the procfs: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error("{path}: no process could be read")]
+    NoProcesses { path: PathBuf },
+}
+
+impl ScanFailure {
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            ScanFailure::NoProcesses { .. } => FailureReason::NoProcesses,
+            ScanFailure::Root { source, .. } => match source.raw_os_error() {
+                Some(nix::libc::ENOENT) | Some(nix::libc::ENOTDIR) | Some(nix::libc::ENODEV) => {
+                    FailureReason::ProcfsUnavailable
+                }
+                _ => match ErrorReason::of_io(source) {
+                    ErrorReason::TooManyOpenFiles => FailureReason::TooManyOpenFiles,
+                    ErrorReason::PermissionDenied => FailureReason::PermissionDenied,
+                    _ => FailureReason::IoError,
+                },
+            },
+        }
+    }
+}
+
 /// What a scan returns: the snapshot, and what went wrong on the way.
 #[derive(Debug)]
 pub struct ScanOutcome {
@@ -95,31 +171,252 @@ pub struct ScanOutcome {
     pub errors: ScanErrors,
     /// Processes skipped because they exited while being read.
     pub vanished: u64,
+    /// Namespaces whose kernel id was asked of the kernel in this scan (new namespaces, and
+    /// known ones all of whose members are new).
+    pub id_queries: u64,
 }
 
-/// Per-machine constants needed to turn clock ticks into unix time.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    pub boot_time: u64,
-    pub ticks_per_second: u64,
+/// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
+/// `NS_GET_ID`, and the pid being read now, for the watchdog.
+#[derive(Debug)]
+pub struct Scanner {
+    procfs: ProcFs,
+    ticks_per_second: u64,
+    /// `None` until the kernel has been asked once.
+    kernel_ids: Option<bool>,
+    progress: Arc<AtomicI32>,
 }
 
-impl Clock {
-    /// Reads boot time from the procfs and the tick rate from `sysconf(_SC_CLK_TCK)`.
-    pub fn read(procfs: &ProcFs) -> Result<Clock, ProcError> {
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+impl Scanner {
+    pub fn new(procfs: ProcFs) -> Scanner {
+        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()
             .filter(|&t| t > 0)
             .unwrap_or(100) as u64;
-        Ok(Clock {
-            boot_time: procfs.boot_time()?,
-            ticks_per_second: ticks,
+        Scanner {
+            procfs,
+            ticks_per_second,
+            kernel_ids: None,
+            progress: Arc::new(AtomicI32::new(0)),
+        }
+    }
+
+    pub fn procfs(&self) -> &ProcFs {
+        &self.procfs
+    }
+
+    /// The pid whose files the scan is reading now (0 between processes and between scans): a
+    /// read that blocks shows here.
+    pub fn progress(&self) -> Arc<AtomicI32> {
+        Arc::clone(&self.progress)
+    }
+
+    /// The lifecycle clock now.
+    pub fn now(&self) -> (ScanTime, SystemTime) {
+        let (boot, wall) = boot_and_wall_time();
+        let unix = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let ticks = boot.as_nanos() * u128::from(self.ticks_per_second) / 1_000_000_000;
+        let time = ScanTime {
+            ticks: ticks as u64,
+            ticks_per_second: self.ticks_per_second,
+            boot_unix: unix.as_secs_f64() - boot.as_secs_f64(),
+        };
+        (time, wall)
+    }
+
+    /// Scans once. `previous` is the last snapshot: a namespace that shares a member process
+    /// with its namespace of the same inode there is the same one and keeps its kernel id;
+    /// the kernel is asked about the others.
+    pub fn scan(&mut self, previous: Option<&Snapshot>) -> Result<ScanOutcome, ScanFailure> {
+        let root = self.procfs.root().to_path_buf();
+        let root_err = |source| ScanFailure::Root {
+            path: root.clone(),
+            source,
+        };
+        let root_fd = open_dir_at(None, &root).map_err(root_err)?;
+        let mut dir = Dir::from_fd(root_fd).map_err(|e| root_err(e.into()))?;
+        // getdents and openat need the same directory; a second fd keeps the borrow checker
+        // out of the iterator.
+        let dir_fd = dir.as_fd().try_clone_to_owned().map_err(root_err)?;
+        let mut reader = ProcessReader {
+            dir: dir_fd.as_fd(),
+            root: &root,
+            errors: ScanErrors::default(),
+            link_buf: [0; 64],
+            stat_buf: [0; 1024],
+            cgroup_buf: vec![0; 16 * 1024],
+            cgroups: HashSet::new(),
+            kthreadd: false,
+        };
+        let mut vanished = 0;
+        let mut processes = BTreeMap::new();
+        for entry in dir.iter() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    reader.fail(ErrorReason::of_io(&e), "", &e);
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let Some(pid) = pid_of(name.to_bytes()) else {
+                continue;
+            };
+            self.progress.store(pid, Ordering::Relaxed);
+            match reader.read(name, pid) {
+                Ok(process) => {
+                    processes.insert(pid, process);
+                }
+                Err(Skipped::Vanished) => {
+                    vanished += 1;
+                    tracing::debug!(pid, "process exited during the scan");
+                }
+                Err(Skipped::Failed) => {}
+            }
+        }
+        self.progress.store(0, Ordering::Relaxed);
+        if processes.is_empty() {
+            return Err(ScanFailure::NoProcesses { path: root });
+        }
+        let (time, wall) = self.now();
+        let host = host_namespaces(&processes);
+        let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
+        let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);
+        Ok(ScanOutcome {
+            snapshot,
+            errors: reader.errors,
+            vanished,
+            id_queries,
         })
     }
 
-    pub fn unix_time(&self, ticks: u64) -> f64 {
-        self.boot_time as f64 + ticks as f64 / self.ticks_per_second as f64
+    /// Fills in each namespace's kernel id: carried over where a member survived from
+    /// `previous` (a process cannot be in two namespaces of one type, so the namespace is the
+    /// same one), asked of the kernel through a member's link otherwise. Returns how many
+    /// namespaces were asked about.
+    fn identify(
+        &mut self,
+        root: BorrowedFd<'_>,
+        snapshot: &mut Snapshot,
+        previous: Option<&Snapshot>,
+        errors: &mut ScanErrors,
+    ) -> u64 {
+        let mut queries = 0;
+        let mut name = LinkName::default();
+        for ns in snapshot.namespaces.values_mut() {
+            let carried = previous
+                .and_then(|p| p.namespaces.get(&ns.id))
+                .filter(|old| shares_member(&old.members, &ns.members))
+                .and_then(|old| old.kernel_id);
+            if carried.is_some() {
+                ns.kernel_id = carried;
+                continue;
+            }
+            if self.kernel_ids == Some(false) {
+                continue;
+            }
+            queries += 1;
+            ns.kernel_id = self.ask_kernel_id(root, ns, &mut name, errors);
+        }
+        snapshot.identity = if snapshot.namespaces.values().any(|n| n.kernel_id.is_some()) {
+            Identity::KernelId
+        } else {
+            Identity::Heuristic
+        };
+        queries
+    }
+
+    /// Asks the kernel for the id of `ns` through its members' links, in pid order, until one
+    /// answers for the inode the scan saw (a member may have exited, and its pid been reused).
+    fn ask_kernel_id(
+        &mut self,
+        root: BorrowedFd<'_>,
+        ns: &Namespace,
+        name: &mut LinkName,
+        errors: &mut ScanErrors,
+    ) -> Option<u64> {
+        for m in ns.members.iter().take(4) {
+            self.progress.store(m.pid, Ordering::Relaxed);
+            let result = ns_kernel_id(root, name.of(m.pid, ns.id.ns_type));
+            self.progress.store(0, Ordering::Relaxed);
+            match result {
+                Ok(KernelId::Id { inode, id }) if inode == ns.id.inode => {
+                    self.kernel_ids = Some(true);
+                    return Some(id);
+                }
+                // The pid now names another process, in another namespace.
+                Ok(KernelId::Id { .. }) => {}
+                Ok(KernelId::Unsupported) => {
+                    if self.kernel_ids.is_none() {
+                        tracing::info!(
+                            "the kernel has no NS_GET_ID (Linux < 6.18): namespaces are told apart by inode and member start times"
+                        );
+                    }
+                    self.kernel_ids = Some(false);
+                    return None;
+                }
+                Err(e) if is_vanished(&e) => {}
+                Err(e) => {
+                    let path = self.procfs.path(name.as_path());
+                    tracing::debug!(path = %path.display(), error = %e, "NS_GET_ID failed");
+                    errors.record(ErrorReason::of_io(&e), || {
+                        format!("{}: {e}", path.display())
+                    });
+                    return None;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether two member lists, each sorted by pid, hold a common process.
+fn shares_member(a: &[ProcessId], b: &[ProcessId]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].pid.cmp(&b[j].pid) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal if a[i] == b[j] => return true,
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    false
+}
+
+/// `PID/ns/TYPE`, NUL-terminated, built without allocation.
+#[derive(Default)]
+struct LinkName {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl LinkName {
+    fn of(&mut self, pid: i32, ns_type: NsType) -> &CStr {
+        let mut digits = itoa::Buffer::new();
+        let mut len = 0;
+        for part in [
+            digits.format(pid).as_bytes(),
+            b"/",
+            NS_LINKS[ns_type.index()].to_bytes(),
+        ] {
+            self.buf[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+        }
+        self.buf[len] = 0;
+        self.len = len;
+        CStr::from_bytes_with_nul(&self.buf[..=len]).expect("one NUL, at the end")
+    }
+
+    fn as_path(&self) -> &Path {
+        Path::new(std::str::from_utf8(&self.buf[..self.len]).unwrap_or(""))
     }
 }
 
@@ -134,58 +431,6 @@ const NS_LINKS: [&CStr; 8] = [
     c"ns/user",
     c"ns/uts",
 ];
-
-/// Scans `procfs` once. Fails only if the root itself cannot be listed.
-pub fn scan(procfs: &ProcFs, clock: &Clock) -> Result<ScanOutcome, ProcError> {
-    let root_err = |source| ProcError::Io {
-        path: procfs.root().to_path_buf(),
-        source,
-    };
-    let mut dir = Dir::from_fd(procfs.open_root()?).map_err(|e| root_err(e.into()))?;
-    // getdents and openat need the same directory; a second fd keeps the borrow checker out of
-    // the iterator.
-    let dir_fd = dir.as_fd().try_clone_to_owned().map_err(root_err)?;
-    let mut reader = ProcessReader {
-        dir: dir_fd.as_fd(),
-        root: procfs.root(),
-        clock,
-        errors: ScanErrors::default(),
-        link_buf: [0; 64],
-        stat_buf: [0; 1024],
-    };
-    let mut vanished = 0;
-    let mut processes = BTreeMap::new();
-    for entry in dir.iter() {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                let e = io::Error::from(e);
-                reader.fail(ErrorReason::of_io(&e), "", &e);
-                continue;
-            }
-        };
-        let name = entry.file_name();
-        let Some(pid) = pid_of(name.to_bytes()) else {
-            continue;
-        };
-        match reader.read(name, pid) {
-            Ok(process) => {
-                processes.insert(pid, process);
-            }
-            Err(Skipped::Vanished) => {
-                vanished += 1;
-                tracing::debug!(pid, "process exited during the scan");
-            }
-            Err(Skipped::Failed) => {}
-        }
-    }
-    let host = host_namespaces(&processes);
-    Ok(ScanOutcome {
-        snapshot: Snapshot::from_processes(SystemTime::now(), processes, host),
-        errors: reader.errors,
-        vanished,
-    })
-}
 
 /// A pid directory name: decimal digits only (`self`, `thread-self` and files are skipped).
 fn pid_of(name: &[u8]) -> Option<i32> {
@@ -207,10 +452,15 @@ enum Skipped {
 struct ProcessReader<'a> {
     dir: BorrowedFd<'a>,
     root: &'a Path,
-    clock: &'a Clock,
     errors: ScanErrors,
     link_buf: [u8; 64],
     stat_buf: [u8; 1024],
+    /// A hybrid hierarchy with long kubepods paths is a few KiB; 16 KiB leaves room.
+    cgroup_buf: Vec<u8>,
+    /// Every distinct cgroup file of this scan, once: the processes of one container share it.
+    cgroups: HashSet<Arc<[u8]>>,
+    /// Whether PID 2 was kthreadd (parent 0): its children are kernel threads.
+    kthreadd: bool,
 }
 
 impl ProcessReader<'_> {
@@ -287,6 +537,35 @@ impl ProcessReader<'_> {
         if absent == NsType::ALL.len() {
             return Err(Skipped::Vanished);
         }
+        // Kernel threads all sit in the root cgroup: nothing to attribute, nothing to read.
+        if pid == 2 && stat.ppid == 0 {
+            self.kthreadd = true;
+        }
+        let kernel_thread = (pid == 2 && stat.ppid == 0) || (stat.ppid == 2 && self.kthreadd);
+        let cgroup = if kernel_thread {
+            None
+        } else {
+            match read_at(pid_dir.as_fd(), c"cgroup", &mut self.cgroup_buf) {
+                Ok(bytes) => Some(match self.cgroups.get(bytes) {
+                    Some(shared) => Arc::clone(shared),
+                    None => {
+                        let owned: Arc<[u8]> = Arc::from(bytes);
+                        self.cgroups.insert(Arc::clone(&owned));
+                        owned
+                    }
+                }),
+                // No cgroup file: a kernel without cgroups, or the process exited after its
+                // links were read. Either way there is nothing to attribute; keep what was read.
+                Err(e) if is_vanished(&e) => None,
+                Err(e) => {
+                    let reason = ErrorReason::of_io(&e);
+                    if failed != Some(reason) {
+                        self.fail(reason, &format!("{pid}/cgroup"), &e);
+                    }
+                    None
+                }
+            }
+        };
         Ok(Process {
             id: ProcessId {
                 pid,
@@ -295,8 +574,8 @@ impl ProcessReader<'_> {
             ppid: stat.ppid,
             uid,
             comm: stat.comm,
-            start_time: self.clock.unix_time(stat.start_ticks),
             namespaces,
+            cgroup,
         })
     }
 }
@@ -356,8 +635,8 @@ mod tests {
             ppid,
             uid: 0,
             comm: "x".into(),
-            start_time: 0.0,
             namespaces,
+            cgroup: None,
         }
     }
 

@@ -274,7 +274,7 @@ mod tests {
 
     use super::*;
     use crate::attribution::{KubeletName, Runtime};
-    use crate::model::{HostNamespaces, HostSource, Process, ProcessId};
+    use crate::model::{HostNamespaces, HostSource, Process, ProcessId, ScanTime};
     use crate::policy::{RawAllow, RawPolicy};
 
     const HOST: u64 = 1;
@@ -312,8 +312,8 @@ mod tests {
                     ppid: 1,
                     uid: 0,
                     comm: "p".into(),
-                    start_time: 0.0,
                     namespaces,
+                    cgroup: None,
                 },
             );
             by_pid.insert(*pid, w.clone());
@@ -323,7 +323,16 @@ mod tests {
             inodes: [Some(HOST); 8],
         };
         (
-            Snapshot::from_processes(SystemTime::UNIX_EPOCH, processes, host),
+            Snapshot::from_processes(
+                SystemTime::UNIX_EPOCH,
+                ScanTime {
+                    ticks: 100,
+                    ticks_per_second: 100,
+                    boot_unix: 0.0,
+                },
+                processes,
+                host,
+            ),
             Attribution::from_map(by_pid),
         )
     }

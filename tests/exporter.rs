@@ -20,7 +20,16 @@ fn fixture_exporter() -> Exporter {
 }
 
 /// The exposition with the exporter's own process metrics dropped and timing values masked.
+/// Namespace start times are shown relative to the earliest: the fixture's start ticks are
+/// fixed, but ticks since boot become unix time through this machine's boot time.
 fn masked(text: &str) -> String {
+    const START: &str = "nsexporter_namespace_start_time_seconds{";
+    let value = |line: &str| -> Option<f64> { line.rsplit_once(' ')?.1.parse().ok() };
+    let t0 = text
+        .lines()
+        .filter(|l| l.starts_with(START))
+        .filter_map(value)
+        .fold(f64::INFINITY, f64::min);
     let mut out = String::new();
     for line in text.lines() {
         if line.starts_with("process_")
@@ -38,6 +47,9 @@ fn masked(text: &str) -> String {
                 Some((series, _)) => format!("{series} <masked>"),
                 None => line.to_string(),
             }
+        } else if line.starts_with(START) {
+            let (series, v) = line.rsplit_once(' ').unwrap();
+            format!("{series} <t0+{:.2}>", v.parse::<f64>().unwrap() - t0)
         } else if line.starts_with("nsexporter_build_info{") {
             "nsexporter_build_info{revision=\"<masked>\",version=\"<masked>\"} 1".to_string()
         } else {

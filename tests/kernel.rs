@@ -410,3 +410,192 @@ fn promtool_accepts_the_live_exposition() {
     );
     assert!(text.contains("process_open_fds "));
 }
+
+/// Reads a histogram's `_count` and `_sum` and its `le` bucket for `type`.
+fn lifetime_stats(m: &Metrics, t: &str, le: &str) -> (f64, f64, f64) {
+    let v = |name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![("type", t)];
+        labels.extend_from_slice(extra);
+        m.value(name, &labels).unwrap_or(0.0)
+    };
+    (
+        v("nsexporter_namespace_lifetime_seconds_count", &[]),
+        v("nsexporter_namespace_lifetime_seconds_sum", &[]),
+        v(
+            "nsexporter_namespace_lifetime_seconds_bucket",
+            &[("le", le)],
+        ),
+    )
+}
+
+/// The churn that undercounted with inode identity: four `unshare --net --uts --ipc sleep 2.5`
+/// a second at a 1 s interval. The kernel hands each freed inode to the next namespace at once,
+/// so most inodes come back within an interval; kernel ids tell them apart. Every namespace
+/// made is counted created and destroyed exactly once, and the lifetimes are within one
+/// interval (plus a scan) of the 2.5 s they lived.
+#[test]
+fn churn_is_counted_exactly_with_lifetimes_within_an_interval() {
+    const MADE: u32 = 120;
+    const TYPES: [&str; 3] = ["net", "uts", "ipc"];
+    let _guard = serial();
+    let e = Exporter::start(&["--scan.interval=1s"]);
+    // Past the baseline scan, which counts nothing.
+    let before = wait_for("a second scan", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= 2.0).then_some(m)
+    });
+    assert_eq!(
+        before.value("nsexporter_namespace_identity", &[("method", "kernel_id")]),
+        Some(1.0),
+        "this kernel answers NS_GET_ID"
+    );
+    let created = counter_by_type(&before, "nsexporter_namespaces_created_total");
+    let destroyed = counter_by_type(&before, "nsexporter_namespaces_destroyed_total");
+    let lifetimes: Vec<_> = TYPES
+        .iter()
+        .map(|t| lifetime_stats(&before, t, "1"))
+        .collect();
+
+    let start = std::time::Instant::now();
+    let mut running: Vec<Spawned> = Vec::new();
+    let mut inodes: BTreeMap<&str, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for i in 0..MADE {
+        let due = start + Duration::from_millis(250 * u64::from(i));
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        let s = Spawned::new("unshare", &["--net", "--uts", "--ipc", "sleep", "2.5"]);
+        let pid = s.running("sleep");
+        for t in TYPES {
+            if let Some(inode) = ns_inode(pid, t) {
+                inodes.entry(t).or_default().insert(inode);
+            }
+        }
+        running.push(s);
+        // Reap the ones that are done, so no zombie is left holding a pid.
+        running.retain_mut(|s| !matches!(s.child.try_wait(), Ok(Some(_))));
+    }
+    // Let the last ones live their 2.5 s: killing them early would hide them from the scans.
+    wait_for("every sleep to exit", Duration::from_secs(10), || {
+        running.retain_mut(|s| !matches!(s.child.try_wait(), Ok(Some(_))));
+        running.is_empty().then_some(())
+    });
+    // Two full scans after the last exit.
+    let end_scans = e.metrics().value("nsexporter_scans_total", &[]).unwrap();
+    let after = wait_for("two more scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= end_scans + 2.0).then_some(m)
+    });
+    let created = delta(
+        &counter_by_type(&after, "nsexporter_namespaces_created_total"),
+        &created,
+    );
+    let destroyed = delta(
+        &counter_by_type(&after, "nsexporter_namespaces_destroyed_total"),
+        &destroyed,
+    );
+    for (i, t) in TYPES.iter().enumerate() {
+        // The inodes seen right after each unshare: far fewer than the namespaces, the kernel
+        // reused them.
+        let distinct = inodes.get(t).map_or(0, |s| s.len());
+        assert_eq!(
+            created[*t],
+            f64::from(MADE),
+            "{t} created ({distinct} inodes)"
+        );
+        assert_eq!(
+            destroyed[*t],
+            f64::from(MADE),
+            "{t} destroyed ({distinct} inodes)"
+        );
+        let (count0, sum0, le1_0) = lifetimes[i];
+        let (count, sum, le1) = lifetime_stats(&after, t, "1");
+        let (_, _, le10) = lifetime_stats(&after, t, "10");
+        assert_eq!(count - count0, f64::from(MADE), "{t} lifetimes");
+        assert_eq!(le1 - le1_0, 0.0, "{t}: no lifetime under 1 s");
+        assert!(le10 >= count - count0, "{t}: every lifetime under 10 s");
+        let mean = (sum - sum0) / f64::from(MADE);
+        eprintln!("{t}: {MADE} made under {distinct} inodes; mean lifetime {mean:.3}s");
+        assert!(
+            (2.5..=3.6).contains(&mean),
+            "{t}: mean lifetime {mean:.3}s, lived 2.5s, interval 1s"
+        );
+    }
+}
+
+/// Whether this machine's cgroup hierarchies are v1 or hybrid (a v1 line in PID 1's file).
+fn host_has_v1_hierarchies() -> bool {
+    std::fs::read_to_string("/proc/1/cgroup")
+        .unwrap()
+        .lines()
+        .any(|l| !l.starts_with("0::"))
+}
+
+/// A runc container as `runc spec` makes it (no cgroup namespace) in a Docker-shaped cgroup.
+/// On a v1 or hybrid host, where runtimes never unshare the cgroup namespace, that is no
+/// finding by default; with `host_namespace_types: [cgroup]` written out, it is.
+#[test]
+fn cgroup_sharing_follows_the_hosts_cgroup_layout() {
+    use support::runc::{Bundle, Container, hex_id};
+    let _guard = serial();
+    let id = hex_id();
+    let container = Container::run(
+        Bundle::busybox("cgroupns")
+            .args(&["sleep", "1000"])
+            .cgroups_path(&format!("/docker/{id}")),
+        &id,
+    );
+    let v1 = host_has_v1_hierarchies();
+    let ours = [("container_id", id.as_str()), ("type", "cgroup")];
+    let findings = |m: &Metrics| {
+        m.find(
+            "nsexporter_sharing_findings_active",
+            &[ours[0], ours[1], ("rule", "host_namespace")],
+        )
+        .len()
+    };
+
+    let defaults = live_exporter();
+    let m = wait_for(
+        "the container in the host's cgroup namespace",
+        Duration::from_secs(10),
+        || {
+            let m = defaults.metrics();
+            (!m.find("nsexporter_workload_host_namespace", &ours)
+                .is_empty())
+            .then_some(m)
+        },
+    );
+    let layout = if v1 { "hybrid" } else { "unified" };
+    assert_eq!(
+        m.value("nsexporter_cgroup_layout", &[("layout", layout)]),
+        Some(1.0)
+    );
+    // Its net namespace is its own: the container was seen, and only cgroup is shared.
+    assert!(
+        m.find(
+            "nsexporter_workload_host_namespace",
+            &[ours[0], ("type", "net")]
+        )
+        .is_empty()
+    );
+    assert_eq!(findings(&m), usize::from(!v1), "default policy");
+    let log = defaults.stderr();
+    let policy_line = log.lines().find(|l| l.contains("policy in force")).unwrap();
+    assert_eq!(
+        policy_line.contains("host_namespace_types=ipc,net,pid,uts "),
+        v1,
+        "{policy_line}"
+    );
+    drop(defaults);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nsexporter.yaml");
+    std::fs::write(&config, "policy:\n  host_namespace_types: [cgroup]\n").unwrap();
+    let written = Exporter::start(&[
+        "--scan.interval=200ms",
+        &format!("--config.file={}", config.display()),
+    ]);
+    wait_for("a cgroup finding", Duration::from_secs(10), || {
+        (findings(&written.metrics()) == 1).then_some(())
+    });
+    drop(container);
+}

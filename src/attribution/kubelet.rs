@@ -11,6 +11,10 @@
 //! name is a DNS subdomain (`[a-z0-9.-]`, up to 253), a namespace and a container name are DNS
 //! labels (`[a-z0-9-]`, up to 63). The kubelet cuts names longer than 255 bytes short,
 //! which cuts the id off; such a name no longer parses and is skipped.
+//!
+//! The kubelet makes one name per container id, but the directory can hold more (a leftover,
+//! a file someone made): names decide which policy rules match, so such a conflict is settled
+//! by a fixed rule, never by readdir order, and reported.
 
 use std::collections::HashMap;
 use std::io;
@@ -46,22 +50,75 @@ pub fn parse_log_name(name: &str) -> Option<KubeletName> {
     })
 }
 
+/// The names a kubelet log directory gives, by container id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeletNames {
+    /// One name per container id; where several file names carry the id, the one of the
+    /// smallest file name (see [`read_kubelet_names`]).
+    pub by_id: HashMap<String, KubeletName>,
+    /// Every container id that two or more file names carry, ordered by id.
+    pub conflicts: Vec<NameConflict>,
+}
+
+/// Two or more file names that carry one container id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameConflict {
+    pub container_id: String,
+    /// The file names, in byte order: the first is the one used.
+    pub file_names: Vec<String>,
+}
+
 /// Lists `dir` (normally `/var/log/containers`) and returns the names it holds, by container
-/// id. Entries whose names do not parse, or are not UTF-8, are skipped; entries are not
-/// followed or opened, so dangling symlinks of containers already removed still count (the
-/// caller only asks about ids it saw in `/proc`).
+/// id.
+///
+/// Only symlinks (what the kubelet makes) and regular files count; a FIFO, a directory or a
+/// device with a name that parses is skipped. Entries are not followed or opened, so dangling
+/// symlinks of containers already removed still count (the caller only asks about ids it saw
+/// in `/proc`). The type is the directory entry's `d_type`; on filesystems that leave it
+/// unknown, `DirEntry::file_type` falls back to `lstat` (`symlink_metadata`), which does not
+/// follow the link either, and an entry removed before that is skipped. Entries whose names
+/// do not parse, or are not UTF-8, are skipped.
+///
+/// Where two or more file names carry one container id, the smallest file name (in byte
+/// order) wins, whatever the readdir order, and the id is listed in
+/// [`KubeletNames::conflicts`] for the caller to report.
 ///
 /// # Errors
 ///
 /// The error of opening or reading the directory, as `read_dir` gives it: the caller knows
 /// `dir` and adds it. A node that runs no kubelet has no such directory (`NotFound`).
-pub fn read_kubelet_names(dir: &Path) -> io::Result<HashMap<String, KubeletName>> {
-    let mut names = HashMap::new();
+pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
+    let mut found: Vec<(String, KubeletName)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        let file_name = entry?.file_name();
-        if let Some(name) = file_name.to_str().and_then(parse_log_name) {
-            names.insert(name.container_id.clone(), name);
+        let entry = entry?;
+        let counts = entry
+            .file_type()
+            .is_ok_and(|t| t.is_symlink() || t.is_file());
+        if !counts {
+            continue;
         }
+        if let Some(file_name) = entry.file_name().to_str() {
+            if let Some(name) = parse_log_name(file_name) {
+                found.push((file_name.to_owned(), name));
+            }
+        }
+    }
+    // By id, then by file name: the first of each run of one id is the winner.
+    found.sort_unstable_by(|(a_file, a), (b_file, b)| {
+        (&a.container_id, a_file).cmp(&(&b.container_id, b_file))
+    });
+    let mut names = KubeletNames::default();
+    for run in found.chunk_by(|(_, a), (_, b)| a.container_id == b.container_id) {
+        let (_, first) = &run[0];
+        if run.len() > 1 {
+            names.conflicts.push(NameConflict {
+                container_id: first.container_id.clone(),
+                file_names: run.iter().map(|(file, _)| file.clone()).collect(),
+            });
+        }
+        names
+            .by_id
+            .insert(first.container_id.clone(), first.clone());
     }
     Ok(names)
 }
@@ -201,7 +258,7 @@ mod tests {
         std::fs::write(dir.path().join("README"), b"").expect("junk file");
         std::fs::create_dir(dir.path().join(format!("d_d_d-{}.logs", ID))).expect("dir");
 
-        let names = read_kubelet_names(dir.path()).expect("listing");
+        let names = read_kubelet_names(dir.path()).expect("listing").by_id;
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(names.get(ID), name("web-0", "shop", "nginx", ID).as_ref());
         assert_eq!(
@@ -215,5 +272,78 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let err = read_kubelet_names(&dir.path().join("absent")).expect_err("no such dir");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn two_names_for_one_id_resolve_the_same_in_any_order() {
+        let other = "c269a18400e27b14085c57f8e36f5b4d5471c140eb27e8b0f632c056547555de";
+        let proxy = format!("kube-proxy-x_kube-system_kube-proxy-{ID}.log");
+        let forged = format!("web-0_shop_nginx-{ID}.log");
+        let third = format!("zz_shop_nginx-{ID}.log");
+        let alone = format!("a_b_c-{other}.log");
+        let orders = [
+            [&forged, &third, &proxy, &alone],
+            [&proxy, &alone, &third, &forged],
+            [&third, &proxy, &forged, &alone],
+        ];
+        for order in orders {
+            let dir = tempfile::tempdir().expect("temp dir");
+            for file in order {
+                // A symlink, as the kubelet makes, and a regular file count alike.
+                if file == &forged {
+                    std::fs::write(dir.path().join(file), b"").expect("file");
+                } else {
+                    std::os::unix::fs::symlink("/nonexistent", dir.path().join(file))
+                        .expect("symlink");
+                }
+            }
+            let names = read_kubelet_names(dir.path()).expect("listing");
+            // "kube-proxy-x_..." < "web-0_..." < "zz_..." in byte order.
+            assert_eq!(
+                names.by_id.get(ID),
+                name("kube-proxy-x", "kube-system", "kube-proxy", ID).as_ref(),
+                "order {order:?}"
+            );
+            assert_eq!(names.by_id.get(other), name("a", "b", "c", other).as_ref());
+            assert_eq!(
+                names.conflicts,
+                vec![NameConflict {
+                    container_id: ID.to_owned(),
+                    file_names: vec![proxy.clone(), forged.clone(), third.clone()],
+                }],
+                "order {order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_symlinks_and_regular_files_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ids: Vec<String> = (0..5).map(|i| format!("{i}").repeat(64)).collect();
+        let path = |pod: &str, id: &str| dir.path().join(format!("{pod}_ns_c-{id}.log"));
+        nix::unistd::mkfifo(
+            &path("fifo", &ids[0]),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        std::fs::create_dir(path("dir", &ids[1])).expect("dir");
+        // Dangling, or to a directory: a symlink counts whatever it points at.
+        std::os::unix::fs::symlink("/nonexistent/0.log", path("dangling", &ids[2]))
+            .expect("symlink");
+        std::os::unix::fs::symlink(dir.path(), path("to-dir", &ids[3])).expect("symlink");
+        std::fs::write(path("file", &ids[4]), b"").expect("file");
+        // A FIFO and a directory that would win a conflict do not take part in it.
+        nix::unistd::mkfifo(
+            &path("a-fifo", &ids[4]),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        std::fs::create_dir(path("a-dir", &ids[4])).expect("dir");
+
+        let names = read_kubelet_names(dir.path()).expect("listing");
+        let mut pods: Vec<&str> = names.by_id.values().map(|n| n.pod.as_str()).collect();
+        pods.sort_unstable();
+        assert_eq!(pods, ["dangling", "file", "to-dir"], "{names:?}");
+        assert_eq!(names.conflicts, []);
     }
 }

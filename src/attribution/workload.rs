@@ -1,17 +1,11 @@
-//! From processes to workloads: reads each process's `/proc/PID/cgroup` through the
-//! [`ProcFs`], classifies it with [`parse_cgroup`], and names Kubernetes containers from the
-//! kubelet's log directory listing.
+//! From processes to workloads: classifies each process's `/proc/PID/cgroup`, as the scan read
+//! it, with [`parse_cgroup`], and names Kubernetes containers from the kubelet's log names.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
 use std::sync::Arc;
 
-use super::{CgroupWorkload, KubeletName, Runtime, parse_cgroup, read_kubelet_names};
+use super::{CgroupWorkload, KubeletName, Runtime, parse_cgroup};
 use crate::model::{Process, Snapshot};
-use crate::procfs::{ProcFs, read_at};
 
 /// One container, shared by all its processes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,72 +75,52 @@ fn is_runtime_setup(comm: &str) -> bool {
     comm.starts_with("runc:[") || comm == "runc" || comm == "runc init"
 }
 
-/// Attributes every process of `snapshot`. `kubelet_logs` is the kubelet's
-/// `/var/log/containers`; where it is missing only ids and pod uids are known.
-pub fn attribute(snapshot: &Snapshot, procfs: &ProcFs, kubelet_logs: Option<&Path>) -> Attribution {
-    let names = kubelet_logs
-        .map(|dir| match read_kubelet_names(dir) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "no kubelet log names");
-                HashMap::new()
-            }
-        })
-        .unwrap_or_default();
+/// Attributes every process of `snapshot` from the cgroup file the scan read with it.
+/// `names` maps container ids to the kubelet's names; where it is empty only ids and pod uids
+/// are known. A pure function of its inputs: processes of one cgroup share the bytes the scan
+/// read, so each distinct file is parsed once.
+pub fn attribute(snapshot: &Snapshot, names: &HashMap<String, KubeletName>) -> Attribution {
     let mut containers: HashMap<String, Arc<Container>> = HashMap::new();
+    let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
     let mut by_pid = HashMap::with_capacity(snapshot.processes.len());
-    // One directory fd and one buffer for every read: `openat(root, "PID/cgroup")` resolves
-    // two components instead of the whole path. A hybrid hierarchy with long kubepods paths
-    // is a few KiB; 16 KiB leaves room.
-    let root = procfs.open_root().ok();
-    let mut buf = vec![0u8; 16 * 1024];
     for p in snapshot.processes.values() {
         let workload = if is_kernel_thread(p, snapshot) {
             Workload::Kernel
         } else {
-            let bytes = root
-                .as_ref()
-                .and_then(|root| read_cgroup(root.as_fd(), p.id.pid, &mut buf).ok());
-            match bytes {
+            match &p.cgroup {
                 None => Workload::Unknown,
-                Some(bytes) => match parse_cgroup(bytes) {
-                    CgroupWorkload::Host => Workload::Host,
-                    CgroupWorkload::Unknown => Workload::Unknown,
-                    CgroupWorkload::Pod { uid } => Workload::Pod(uid),
-                    CgroupWorkload::Container(c) => {
-                        let container = containers
-                            .entry(c.id.clone())
-                            .or_insert_with(|| {
-                                Arc::new(Container {
-                                    runtime: c.runtime,
-                                    names: names.get(&c.id).cloned(),
-                                    id: c.id,
-                                    pod_uid: c.pod_uid,
+                Some(bytes) => {
+                    // The Arc's address names its content: the snapshot keeps every one alive.
+                    let cgroup = parsed
+                        .entry(bytes.as_ptr())
+                        .or_insert_with(|| parse_cgroup(bytes));
+                    match cgroup {
+                        CgroupWorkload::Host => Workload::Host,
+                        CgroupWorkload::Unknown => Workload::Unknown,
+                        CgroupWorkload::Pod { uid } => Workload::Pod(uid.clone()),
+                        CgroupWorkload::Container(c) => {
+                            let container = containers
+                                .entry(c.id.clone())
+                                .or_insert_with(|| {
+                                    Arc::new(Container {
+                                        runtime: c.runtime,
+                                        names: names.get(&c.id).cloned(),
+                                        id: c.id.clone(),
+                                        pod_uid: c.pod_uid.clone(),
+                                    })
                                 })
-                            })
-                            .clone();
-                        if c.monitor || is_runtime_setup(&p.comm) {
-                            Workload::Runtime(container)
-                        } else {
-                            Workload::Container(container)
+                                .clone();
+                            if c.monitor || is_runtime_setup(&p.comm) {
+                                Workload::Runtime(container)
+                            } else {
+                                Workload::Container(container)
+                            }
                         }
                     }
-                },
+                }
             }
         };
         by_pid.insert(p.id.pid, workload);
     }
     Attribution { by_pid }
-}
-
-/// Reads `PID/cgroup` relative to the procfs root into `buf`.
-fn read_cgroup<'b>(root: BorrowedFd<'_>, pid: i32, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
-    let mut name = [0u8; 32];
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(pid).as_bytes();
-    let suffix = b"/cgroup\0";
-    name[..digits.len()].copy_from_slice(digits);
-    name[digits.len()..digits.len() + suffix.len()].copy_from_slice(suffix);
-    let name = CStr::from_bytes_until_nul(&name).map_err(io::Error::other)?;
-    read_at(root, name, buf)
 }

@@ -18,10 +18,10 @@ use prometheus::{
 use std::collections::HashSet;
 
 use crate::lifecycle::{Changes, Tracker};
-use crate::model::{NsType, Snapshot};
+use crate::model::{CgroupLayout, Identity, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
-use crate::scan::{ErrorReason, ScanErrors};
+use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Ownership, Sharing};
 
 pub use self_process::SelfProcessCollector;
@@ -56,15 +56,33 @@ pub struct Metrics {
     lifetime: HistogramVec,
     processes: IntGauge,
     scans: IntCounter,
+    scan_success: IntGauge,
+    scan_failures: IntCounterVec,
     scan_errors: IntCounterVec,
     scan_duration: Histogram,
     last_scan: Gauge,
+    identity: IntGaugeVec,
+    id_queries: IntCounter,
+    cgroup_layout: IntGaugeVec,
     host_source: IntGaugeVec,
     workload_host_namespace: IntGaugeVec,
     sharing_findings: IntGaugeVec,
     sharing_findings_total: IntCounterVec,
     /// Findings of the previous scan, so that the counter counts each as it first appears.
     previous_findings: HashSet<(Rule, NsType, String)>,
+}
+
+/// What one successful scan left, for [`Metrics::record_scan`].
+pub struct ScanRecord<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The tracker after this snapshot.
+    pub tracker: &'a Tracker,
+    pub changes: &'a Changes,
+    pub errors: &'a ScanErrors,
+    /// Namespaces whose kernel id the scan asked for.
+    pub id_queries: u64,
+    pub sharing: &'a Sharing,
+    pub duration: Duration,
 }
 
 /// The labels that name a container, in this order, after `type` (and `rule`).
@@ -93,8 +111,9 @@ fn opts(name: &str, help: &str) -> Opts {
 
 impl Metrics {
     /// Registers every family. `own_procfs` is where the exporter reads its own process
-    /// metrics (`/proc`, whatever procfs it scans).
-    pub fn new(own_procfs: ProcFs) -> Self {
+    /// metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so that an
+    /// alert can tell a stale last scan from a slow interval.
+    pub fn new(own_procfs: ProcFs, scan_interval: Duration) -> Self {
         let registry = Registry::new();
         let r = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
@@ -175,8 +194,45 @@ impl Metrics {
                 "Processes read in the last scan.",
             ))
             .unwrap(),
-            scans: IntCounter::with_opts(opts("nsexporter_scans_total", "Scans of the procfs."))
-                .unwrap(),
+            scans: IntCounter::with_opts(opts(
+                "nsexporter_scans_total",
+                "Scans of the procfs, successful or not.",
+            ))
+            .unwrap(),
+            scan_success: IntGauge::with_opts(opts(
+                "nsexporter_scan_success",
+                "1 if the last scan succeeded, 0 if it failed (see nsexporter_scan_failures_total); the namespace and finding series are then the last good scan's.",
+            ))
+            .unwrap(),
+            scan_failures: IntCounterVec::new(
+                opts(
+                    "nsexporter_scan_failures_total",
+                    "Scans that produced no snapshot, by reason: procfs_unavailable (the procfs root is gone), no_processes, too_many_open_files, permission_denied, io_error.",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            identity: IntGaugeVec::new(
+                opts(
+                    "nsexporter_namespace_identity",
+                    "1 for how the last scan told namespaces apart across scans: kernel_id (NS_GET_ID, never reused, exact) or heuristic (inode and member start times, where the kernel lacks NS_GET_ID).",
+                ),
+                &["method"],
+            )
+            .unwrap(),
+            id_queries: IntCounter::with_opts(opts(
+                "nsexporter_namespace_id_queries_total",
+                "Namespaces whose kernel id was asked of the kernel: those new, or with no member left from the scan before.",
+            ))
+            .unwrap(),
+            cgroup_layout: IntGaugeVec::new(
+                opts(
+                    "nsexporter_cgroup_layout",
+                    "1 for the host's cgroup layout: v1, hybrid, unified or unknown. On v1 and hybrid, cgroup is not in the default host_namespace_types.",
+                ),
+                &["layout"],
+            )
+            .unwrap(),
             scan_errors: IntCounterVec::new(
                 opts(
                     "nsexporter_scan_errors_total",
@@ -195,7 +251,7 @@ impl Metrics {
             .unwrap(),
             last_scan: Gauge::with_opts(opts(
                 "nsexporter_last_scan_timestamp_seconds",
-                "Unix time of the last completed scan.",
+                "Unix time of the last successful scan.",
             ))
             .unwrap(),
             host_source: IntGaugeVec::new(
@@ -244,6 +300,12 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_REVISION")])
             .set(1);
+        let interval = Gauge::with_opts(opts(
+            "nsexporter_scan_interval_seconds",
+            "The configured time between two scans.",
+        ))
+        .unwrap();
+        interval.set(scan_interval.as_secs_f64());
         for t in NsType::ALL {
             m.namespaces.with_label_values(&[t.as_str()]);
             m.created.with_label_values(&[t.as_str()]);
@@ -252,6 +314,9 @@ impl Metrics {
         }
         for reason in ErrorReason::ALL {
             m.scan_errors.with_label_values(&[reason.as_str()]);
+        }
+        for reason in FailureReason::ALL {
+            m.scan_failures.with_label_values(&[reason.as_str()]);
         }
         for rule in Rule::ALL {
             for t in NsType::ALL {
@@ -268,6 +333,11 @@ impl Metrics {
         r(Box::new(m.lifetime.clone()));
         r(Box::new(m.processes.clone()));
         r(Box::new(m.scans.clone()));
+        r(Box::new(m.scan_success.clone()));
+        r(Box::new(m.scan_failures.clone()));
+        r(Box::new(m.identity.clone()));
+        r(Box::new(m.id_queries.clone()));
+        r(Box::new(m.cgroup_layout.clone()));
         r(Box::new(m.scan_errors.clone()));
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
@@ -276,26 +346,57 @@ impl Metrics {
         r(Box::new(m.sharing_findings.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
+        r(Box::new(interval));
         r(Box::new(SelfProcessCollector::new(own_procfs)));
         m
     }
 
-    /// Records one scan: its snapshot, the tracker's view after it, its changes, errors and
-    /// sharing.
-    pub fn record_scan(
-        &mut self,
-        snapshot: &Snapshot,
-        tracker: &Tracker,
-        changes: &Changes,
-        errors: &ScanErrors,
-        sharing: &Sharing,
-        duration: Duration,
-    ) {
+    /// Sets the host's cgroup layout, known once at start.
+    pub fn set_cgroup_layout(&mut self, layout: CgroupLayout) {
+        for l in CgroupLayout::ALL {
+            self.cgroup_layout
+                .with_label_values(&[l.as_str()])
+                .set(i64::from(l == layout));
+        }
+    }
+
+    /// Records a scan that failed. Everything the last good scan set stays as it was.
+    pub fn record_failure(&mut self, reason: FailureReason) {
         self.scans.inc();
+        self.scan_success.set(0);
+        self.scan_failures
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Records one successful scan: its snapshot, the tracker's view after it, its changes,
+    /// errors and sharing.
+    pub fn record_scan(&mut self, record: &ScanRecord<'_>) {
+        let ScanRecord {
+            snapshot,
+            tracker,
+            changes,
+            errors,
+            id_queries,
+            sharing,
+            duration,
+        } = *record;
+        self.scans.inc();
+        self.scan_success.set(1);
         self.scan_duration.observe(duration.as_secs_f64());
-        self.last_scan
-            .set(crate::lifecycle::unix(snapshot.taken_at));
+        self.last_scan.set(
+            snapshot
+                .taken_at
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         self.processes.set(snapshot.processes.len() as i64);
+        for method in Identity::ALL {
+            self.identity
+                .with_label_values(&[method.as_str()])
+                .set(i64::from(snapshot.identity == method));
+        }
+        self.id_queries.inc_by(id_queries);
         for source in crate::model::HostSource::ALL {
             self.host_source
                 .with_label_values(&[source.as_str()])
@@ -351,7 +452,7 @@ impl Metrics {
             if let Some(tracked) = tracker.get(ns.id) {
                 self.namespace_start_time
                     .with_label_values(&[t, inode])
-                    .set(tracked.start_time);
+                    .set(snapshot.time.unix(tracked.start_ticks));
             }
         }
         for t in NsType::ALL {

@@ -1,0 +1,224 @@
+//! Failures that show: a procfs that goes away while the exporter runs, a FIFO where a
+//! `PID/stat` should be, and a scan thread that stops making progress. Each must show in the
+//! metrics, in `/healthz` and in the log (once), and none may keep SIGTERM from exiting.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A writable copy of the fixture procfs tree.
+fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let procfs = dir.path().join("proc");
+    let (ok, _, err) = run(
+        "cp",
+        &[
+            "-a",
+            fixture_procfs().to_str().unwrap(),
+            procfs.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "cp: {err}");
+    (dir, procfs)
+}
+
+fn exporter_of(procfs: &Path) -> Exporter {
+    Exporter::start(&[
+        &format!("--path.procfs={}", procfs.display()),
+        "--scan.interval=200ms",
+    ])
+}
+
+fn lines_with(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Sends SIGTERM and returns how long the exporter took to exit, and its status.
+fn terminate_timed(e: &mut Exporter) -> (Duration, std::process::ExitStatus) {
+    let t = Instant::now();
+    let status = e.terminate();
+    (t.elapsed(), status)
+}
+
+#[test]
+fn a_procfs_that_goes_away_shows_in_metrics_health_and_one_log_line() {
+    let (dir, procfs) = fixture_copy();
+    let mut e = exporter_of(&procfs);
+    assert_eq!(e.get("/healthz").status, 200);
+    let good = e.metrics();
+    assert_eq!(good.value("nsexporter_scan_success", &[]), Some(1.0));
+
+    let gone = dir.path().join("gone");
+    std::fs::rename(&procfs, &gone).unwrap();
+    let failed = wait_for("a failed scan", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scan_success", &[]) == Some(0.0)).then_some(m)
+    });
+    assert!(
+        failed
+            .value(
+                "nsexporter_scan_failures_total",
+                &[("reason", "procfs_unavailable")]
+            )
+            .unwrap()
+            >= 1.0
+    );
+    // The last good scan's namespaces stay, and its timestamp says how old they are.
+    assert_eq!(
+        failed.find("nsexporter_namespace_info", &[]).len(),
+        good.find("nsexporter_namespace_info", &[]).len()
+    );
+    let stale = failed
+        .value("nsexporter_last_scan_timestamp_seconds", &[])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        e.metrics()
+            .value("nsexporter_last_scan_timestamp_seconds", &[]),
+        Some(stale),
+        "no successful scan, no new timestamp"
+    );
+
+    // Three intervals are 0.6 s; the deadline is never under 5 s.
+    let t = Instant::now();
+    let body = wait_for("/healthz to fail", Duration::from_secs(10), || {
+        let r = e.get("/healthz");
+        (r.status == 503).then(|| r.text())
+    });
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(body.starts_with("no successful scan for"), "{body}");
+    assert!(body.contains("cannot list the procfs"), "{body}");
+    assert_eq!(e.get("/readyz").status, 200, "it was ready once");
+    std::thread::sleep(Duration::from_secs(1));
+    let log = e.stderr();
+    assert_eq!(lines_with(&log, "scan failed"), 1, "{log}");
+    assert_eq!(lines_with(&log, "unhealthy"), 1, "{log}");
+
+    std::fs::rename(&gone, &procfs).unwrap();
+    wait_for("scans to succeed again", Duration::from_secs(10), || {
+        let ok = e.metrics().value("nsexporter_scan_success", &[]) == Some(1.0);
+        (ok && e.get("/healthz").status == 200).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let log = e.stderr();
+    assert_eq!(lines_with(&log, "scans succeed again"), 1, "{log}");
+    assert_eq!(lines_with(&log, "healthy again"), 1, "{log}");
+    let (took, status) = terminate_timed(&mut e);
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn a_fifo_as_stat_is_a_parse_error_not_a_stall() {
+    let (_dir, procfs) = fixture_copy();
+    let stat = procfs.join("50/stat");
+    std::fs::remove_file(&stat).unwrap();
+    nix::unistd::mkfifo(&stat, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Before, opening it blocked the scan thread until a writer came: the first scan never
+    // finished, so the exporter never became ready.
+    let mut e = exporter_of(&procfs);
+    let m = wait_for("five scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= 5.0).then_some(m)
+    });
+    let scans = m.value("nsexporter_scans_total", &[]).unwrap();
+    // 300's net link and 500's stat as in the fixture, and now 50's stat: three per scan.
+    assert_eq!(
+        m.value("nsexporter_scan_errors_total", &[("reason", "parse_error")]),
+        Some(3.0 * scans)
+    );
+    assert_eq!(m.value("nsexporter_processes", &[]), Some(7.0));
+    assert_eq!(e.get("/healthz").status, 200);
+    let (took, status) = terminate_timed(&mut e);
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// The exporter's thread named `scan`.
+fn scan_thread(pid: i32) -> i32 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim() == "scan")
+        })
+        .expect("a thread named scan")
+}
+
+/// A scan thread that makes no progress, as one blocked in a read of a hung filesystem would
+/// be: ptrace stops that one thread (PTRACE_SEIZE + PTRACE_INTERRUPT), the rest of the process
+/// runs on. `/healthz` fails within the deadline and says why, the log says it once, scrapes
+/// are still answered, and SIGTERM exits without waiting for the thread.
+#[test]
+fn a_stuck_scan_thread_fails_healthz_and_does_not_hold_shutdown() {
+    use nix::sys::ptrace;
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+
+    let mut e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        "--scan.interval=200ms",
+    ]);
+    let tid = Pid::from_raw(scan_thread(e.child.id() as i32));
+    ptrace::seize(tid, ptrace::Options::empty()).expect("PTRACE_SEIZE the scan thread");
+    ptrace::interrupt(tid).unwrap();
+    let stopped = waitpid(tid, Some(WaitPidFlag::__WALL)).unwrap();
+    assert!(
+        matches!(
+            stopped,
+            WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..)
+        ),
+        "{stopped:?}"
+    );
+    let scans = e.metrics().value("nsexporter_scans_total", &[]).unwrap();
+
+    let body = wait_for("/healthz to fail", Duration::from_secs(10), || {
+        let r = e.get("/healthz");
+        (r.status == 503).then(|| r.text())
+    });
+    assert!(
+        body.starts_with("no successful scan for") || body.starts_with("a scan has been running"),
+        "{body}"
+    );
+    assert!(body.contains("(deadline 5.0s)"), "{body}");
+    let m = e.metrics();
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(scans),
+        "no scan ran"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines_with(&e.stderr(), "unhealthy"), 1, "{}", e.stderr());
+
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        Pid::from_raw(e.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // The stopped thread is ours to reap once the exit kills it; then the process can go.
+    loop {
+        match waitpid(tid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => break,
+            Ok(_) => {}
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "still running");
+    }
+    let status = wait_for("the exporter to exit", Duration::from_secs(10), || {
+        e.child.try_wait().unwrap()
+    });
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(status.success(), "{status}: {}", e.stderr());
+    assert_eq!(
+        lines_with(&e.stderr(), "stopped without the scan thread"),
+        1,
+        "{}",
+        e.stderr()
+    );
+}
