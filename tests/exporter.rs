@@ -579,3 +579,47 @@ fn sighup_with_an_alias_bomb_keeps_the_running_policy() {
         (findings(&e.metrics()) == 5).then_some(())
     });
 }
+
+/// Two kubelet log names for one container id, and a FIFO and a directory that would win: the
+/// smallest regular name is used on every scan, whatever the directory order, and the conflict
+/// is logged once, not once per scan.
+#[test]
+fn kubelet_name_conflicts_resolve_the_same_way_and_are_logged_once() {
+    const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    for pod in ["web-7d9c5b8f6-x2x9q", "web-7d9c5b8f6-zzzzz"] {
+        std::fs::write(logs.join(format!("{pod}_default_app-{ID}.log")), "").unwrap();
+    }
+    // Would sort first, but are neither symlinks nor regular files.
+    nix::unistd::mkfifo(
+        &logs.join(format!("aaa-fifo_default_app-{ID}.log")),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    std::fs::create_dir(logs.join(format!("aaa-dir_default_app-{ID}.log"))).unwrap();
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--path.kubelet-logs={}", logs.display()),
+        "--scan.interval=100ms",
+    ]);
+    let m = wait_for("five scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= 5.0).then_some(m)
+    });
+    let pods: Vec<&str> = m
+        .find("nsexporter_namespace_info", &[("container_id", ID)])
+        .iter()
+        .map(|s| s.labels["pod"].as_str())
+        .collect();
+    assert!(!pods.is_empty());
+    assert!(pods.iter().all(|p| *p == "web-7d9c5b8f6-x2x9q"), "{pods:?}");
+    let log = e.stderr();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("several kubelet log names"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("web-7d9c5b8f6-zzzzz"), "{}", said[0]);
+    assert!(!said[0].contains("aaa-fifo"), "{}", said[0]);
+}
