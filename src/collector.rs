@@ -62,7 +62,7 @@ impl Collector {
             if layout.runtimes_unshare_cgroup() {
                 ""
             } else {
-                " (cgroup is left out by default: container runtimes share the host's cgroup namespace on this layout)"
+                " (cgroup is left out by default: on this layout container runtimes leave every container in the cgroup namespace of the host)"
             }
         );
         metrics.set_cgroup_layout(layout);

@@ -128,14 +128,24 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut accept_failing = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        accept_failing = false;
+                        a
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE and the like persist while the listener stays readable:
+                        // retrying at once spins and floods the log (axum sleeps too). Said
+                        // once per run of failures.
+                        if !std::mem::replace(&mut accept_failing, true) {
+                            tracing::warn!(error = %e, "accept failed; retrying every second");
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                         continue;
                     }
                 };

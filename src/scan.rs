@@ -142,14 +142,37 @@ impl FailureReason {
 pub enum ScanFailure {
     #[error("{path}: cannot list the procfs: {source}")]
     Root { path: PathBuf, source: io::Error },
-    #[error("{path}: no process could be read")]
-    NoProcesses { path: PathBuf },
+    #[error("{path}: no process could be read{}", first_error(errors))]
+    NoProcesses {
+        path: PathBuf,
+        errors: Box<ScanErrors>,
+    },
+}
+
+/// ": " and the first failure of the most telling reason, if any.
+fn first_error(errors: &ScanErrors) -> String {
+    use ErrorReason::*;
+    [TooManyOpenFiles, PermissionDenied, IoError, ParseError]
+        .into_iter()
+        .find_map(|r| errors.first(r))
+        .map(|f| format!(" ({f})"))
+        .unwrap_or_default()
 }
 
 impl ScanFailure {
     pub fn reason(&self) -> FailureReason {
         match self {
-            ScanFailure::NoProcesses { .. } => FailureReason::NoProcesses,
+            // Every process failed for a reason: the reason is why the scan failed. A full fd
+            // table fails each openat of a pid directory, not the root.
+            ScanFailure::NoProcesses { errors, .. } => {
+                if errors.count(ErrorReason::TooManyOpenFiles) > 0 {
+                    FailureReason::TooManyOpenFiles
+                } else if errors.count(ErrorReason::PermissionDenied) > 0 {
+                    FailureReason::PermissionDenied
+                } else {
+                    FailureReason::NoProcesses
+                }
+            }
             ScanFailure::Root { source, .. } => match source.raw_os_error() {
                 Some(nix::libc::ENOENT) | Some(nix::libc::ENOTDIR) | Some(nix::libc::ENODEV) => {
                     FailureReason::ProcfsUnavailable
@@ -280,7 +303,10 @@ impl Scanner {
         }
         self.progress.store(0, Ordering::Relaxed);
         if processes.is_empty() {
-            return Err(ScanFailure::NoProcesses { path: root });
+            return Err(ScanFailure::NoProcesses {
+                path: self.procfs.root().to_path_buf(),
+                errors: Box::new(reader.errors),
+            });
         }
         let (time, wall) = self.now();
         let host = host_namespaces(&processes);

@@ -222,3 +222,93 @@ fn a_stuck_scan_thread_fails_healthz_and_does_not_hold_shutdown() {
         e.stderr()
     );
 }
+
+/// The numbers of the fds `pid` has open.
+fn open_fds(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|f| f.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The RLIMIT_NOFILE that leaves exactly `free` fds to open beside `open`: new fds take the
+/// lowest free numbers below the limit, and inherited fds may sit above it.
+fn nofile_leaving(open: &[u64], free: u64) -> u64 {
+    (1..1024)
+        .find(|&limit| limit - open.iter().filter(|&&fd| fd < limit).count() as u64 == free)
+        .unwrap()
+}
+
+/// A file table with room for the listener and the procfs root but not for a pid directory:
+/// every scan fails as a whole, by reason `too_many_open_files`, said once in the log;
+/// scrapes are still answered; SIGTERM still exits.
+#[test]
+fn a_full_fd_table_is_a_failure_by_reason_said_once() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let args = [procfs.as_str(), "--scan.interval=100ms"];
+    // What a running exporter holds between scans (stdin, stdout, stderr, the runtime's
+    // epoll and wakers, the listener), measured rather than assumed.
+    let idle = {
+        let e = Exporter::start(&args);
+        std::thread::sleep(Duration::from_millis(300));
+        open_fds(e.child.id())
+    };
+    // Room for one scrape's socket and the root's two fds (the open and its dup for getdents).
+    let mut e = Exporter::start_with_nofile(&args, nofile_leaving(&idle, 3));
+    let m = wait_for("five failed scans", Duration::from_secs(10), || {
+        let m = Metrics::parse(&e.try_get("/metrics").ok()?.text());
+        let failed = m.value(
+            "nsexporter_scan_failures_total",
+            &[("reason", "too_many_open_files")],
+        )?;
+        (failed >= 5.0).then_some(m)
+    });
+    assert_eq!(m.value("nsexporter_scan_success", &[]), Some(0.0));
+    assert_eq!(e.get("/readyz").status, 503, "never ready");
+    let log = e.stderr();
+    assert_eq!(lines_with(&log, "scan failed"), 1, "{log}");
+    assert!(log.contains("reason=too_many_open_files"), "{log}");
+    assert!(log.contains("Too many open files"), "{log}");
+    let (took, status) = terminate_timed(&mut e);
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// With the file table full, accept(2) fails with EMFILE for as long as it stays full while
+/// the listener stays readable: retried at once, that spun a core and wrote millions of log
+/// lines. It is said once per run of failures and retried every second, and a waiting client
+/// is served once an fd is free again.
+#[test]
+fn accept_errors_back_off_and_are_said_once() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let args = [procfs.as_str(), "--scan.interval=1h"];
+    let idle = {
+        let e = Exporter::start(&args);
+        std::thread::sleep(Duration::from_millis(300));
+        open_fds(e.child.id())
+    };
+    let mut e = Exporter::start_with_nofile(&args, nofile_leaving(&idle, 1));
+    // Takes the one free fd: hyper waits for a request that never comes.
+    let hold = std::net::TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+    // Past a retry that may still have been pending from start-up.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = lines_with(&e.stderr(), "accept failed");
+    let port = e.port;
+    let waiting = std::thread::spawn(move || http(port, "GET", "/healthz", &[]));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!waiting.is_finished(), "served with no fd free?");
+    // Once per run of failures, and a run is retried once a second: a line or two, where an
+    // immediate retry wrote hundreds of thousands a second.
+    let log = e.stderr();
+    let said = lines_with(&log, "accept failed");
+    assert!((1..=before + 1).contains(&said) && said <= 3, "{log}");
+    let cpu = stat_field::<u64>(e.child.id() as i32, 14).unwrap()
+        + stat_field::<u64>(e.child.id() as i32, 15).unwrap();
+    assert!(cpu < 50, "{cpu} ticks of CPU in 3 s: spinning");
+    drop(hold);
+    let served = waiting.join().unwrap().expect("served once an fd is free");
+    assert_eq!(served.status, 200);
+    let (_, status) = terminate_timed(&mut e);
+    assert!(status.success(), "{status}");
+}

@@ -56,33 +56,60 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the binary with `args` on a free port and waits until /readyz says ready.
     pub fn start(args: &[&str]) -> Exporter {
+        let mut e = Exporter::spawn(args, None);
+        e.wait_until("ready", |r| r.status == 200, "/readyz");
+        e
+    }
+
+    /// Starts the binary with at most `nofile` open files (RLIMIT_NOFILE) and waits until it
+    /// answers `/healthz`, healthy or not: with too few it never becomes ready.
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Exporter {
+        let mut e = Exporter::spawn(args, Some(nofile));
+        e.wait_until("answering", |_| true, "/healthz");
+        e
+    }
+
+    fn spawn(args: &[&str], nofile: Option<u64>) -> Exporter {
+        use std::os::unix::process::CommandExt;
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(BIN)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        let mut cmd = Command::new(BIN);
+        cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(args)
             .env_clear()
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("start nsexporter");
-        let mut e = Exporter {
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and
+            // exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("start nsexporter");
+        Exporter {
             child,
             port,
             stderr_path,
             _dir: dir,
-        };
-        wait_for("the exporter to be ready", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = e.child.try_wait() {
-                panic!("exporter exited early ({status}): {}", e.stderr());
-            }
-            e.try_get("/readyz")
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| ())
-        });
-        e
+        }
+    }
+
+    fn wait_until(&mut self, what: &str, ok: impl Fn(&HttpResponse) -> bool, path: &str) {
+        wait_for(
+            &format!("the exporter to be {what}"),
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("exporter exited early ({status}): {}", self.stderr());
+                }
+                self.try_get(path).ok().filter(|r| ok(r)).map(|_| ())
+            },
+        );
     }
 
     pub fn stderr(&self) -> String {
