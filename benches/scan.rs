@@ -1,10 +1,12 @@
-//! Scan cost at load: `nsexporter::scan::scan` against `lsns` and against a minimal raw-syscall
+//! Scan cost at load: `nsexporter::scan::Scanner::scan` against `lsns` and against a minimal raw-syscall
 //! loop that reads the same facts, plus the serving exporter's RSS.
 //!
 //! Needs root: it makes ~200 groups of processes, each in its own pid, mount, net, uts, ipc and
 //! cgroup namespaces (`unshare(1)`), so that /proc looks like a busy container host. Kernel
 //! interfaces timed: getdents64(2) on /proc, openat(2) of /proc/PID, readlinkat(2) of
-//! `ns/TYPE` (proc_pid_ns(5)), a read of `stat` (proc_pid_stat(5)), fstat(2) of the directory.
+//! `ns/TYPE` (proc_pid_ns(5)), reads of `stat` (proc_pid_stat(5)) and `cgroup` (cgroups(7)),
+//! fstat(2) of the directory. The scan compares against the snapshot before it, as the
+//! exporter's do, so in steady state it asks the kernel for no namespace id.
 //!
 //! Knobs (environment): `NSX_BENCH_GROUPS` (200), `NSX_BENCH_PER_GROUP` (9 sleeps per group),
 //! `NSX_BENCH_ROUNDS` (30), `NSX_BENCH_WARMUP` (5), `NSX_BIN` (the release `nsexporter` next to
@@ -243,6 +245,7 @@ struct ReferenceScan {
     dents: Vec<u8>,
     link: [u8; 64],
     stat: [u8; 1024],
+    cgroup: Vec<u8>,
 }
 
 /// What a reference scan saw.
@@ -259,6 +262,7 @@ impl ReferenceScan {
             dents: vec![0; 32 * 1024],
             link: [0; 64],
             stat: [0; 1024],
+            cgroup: vec![0; 16 * 1024],
         }
     }
 
@@ -328,6 +332,15 @@ impl ReferenceScan {
                         .checksum
                         .wrapping_add(n as u64)
                         .wrapping_add(u64::from(self.stat[n as usize - 2]));
+                }
+            }
+            // The scan reads each process's cgroup in the same pass (attribution needs it).
+            let fd = libc::openat(dir, c"cgroup".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                let n = libc::read(fd, self.cgroup.as_mut_ptr().cast(), self.cgroup.len());
+                libc::close(fd);
+                if n > 0 {
+                    out.checksum = out.checksum.wrapping_add(n as u64);
                 }
             }
             let mut st: libc::stat = std::mem::zeroed();

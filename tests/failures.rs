@@ -232,6 +232,14 @@ fn open_fds(pid: u32) -> Vec<u64> {
         .collect()
 }
 
+/// The fds an exporter started with `args` holds between scans (stdin, stdout, stderr, the
+/// runtime's epoll and wakers, the listener): measured rather than assumed.
+fn idle_fds(args: &[&str]) -> Vec<u64> {
+    let e = Exporter::start(args);
+    std::thread::sleep(Duration::from_millis(300));
+    open_fds(e.child.id())
+}
+
 /// The RLIMIT_NOFILE that leaves exactly `free` fds to open beside `open`: new fds take the
 /// lowest free numbers below the limit, and inherited fds may sit above it.
 fn nofile_leaving(open: &[u64], free: u64) -> u64 {
@@ -247,13 +255,7 @@ fn nofile_leaving(open: &[u64], free: u64) -> u64 {
 fn a_full_fd_table_is_a_failure_by_reason_said_once() {
     let procfs = format!("--path.procfs={}", fixture_procfs().display());
     let args = [procfs.as_str(), "--scan.interval=100ms"];
-    // What a running exporter holds between scans (stdin, stdout, stderr, the runtime's
-    // epoll and wakers, the listener), measured rather than assumed.
-    let idle = {
-        let e = Exporter::start(&args);
-        std::thread::sleep(Duration::from_millis(300));
-        open_fds(e.child.id())
-    };
+    let idle = idle_fds(&args);
     // Room for one scrape's socket and the root's two fds (the open and its dup for getdents).
     let mut e = Exporter::start_with_nofile(&args, nofile_leaving(&idle, 3));
     let m = wait_for("five failed scans", Duration::from_secs(10), || {
@@ -283,11 +285,7 @@ fn a_full_fd_table_is_a_failure_by_reason_said_once() {
 fn accept_errors_back_off_and_are_said_once() {
     let procfs = format!("--path.procfs={}", fixture_procfs().display());
     let args = [procfs.as_str(), "--scan.interval=1h"];
-    let idle = {
-        let e = Exporter::start(&args);
-        std::thread::sleep(Duration::from_millis(300));
-        open_fds(e.child.id())
-    };
+    let idle = idle_fds(&args);
     let mut e = Exporter::start_with_nofile(&args, nofile_leaving(&idle, 1));
     // Takes the one free fd: hyper waits for a request that never comes.
     let hold = std::net::TcpStream::connect(("127.0.0.1", e.port)).unwrap();
