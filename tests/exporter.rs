@@ -136,6 +136,20 @@ fn fixture_facts_survive_odd_entries() {
     assert_eq!(warn.len(), 1, "{log}");
     assert!(warn[0].contains("reason=parse_error"), "{log}");
     assert!(warn[0].contains("500/stat"), "{log}");
+    // The fixture's PID 1 has one `0::` line: a unified host, where cgroup stays in the default
+    // host_namespace_types and the podman container's cgroup sharing is a finding.
+    assert_eq!(
+        m.value("nsexporter_cgroup_layout", &[("layout", "unified")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.find(
+            "nsexporter_sharing_findings_active",
+            &[("rule", "host_namespace"), ("type", "cgroup")]
+        )
+        .len(),
+        1
+    );
     // Each new finding is said once too: the podman container in five host namespaces.
     let findings = log
         .lines()

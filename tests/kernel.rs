@@ -453,7 +453,10 @@ fn churn_is_counted_exactly_with_lifetimes_within_an_interval() {
     let destroyed = counter_by_type(&before, "nsexporter_namespaces_destroyed_total");
     let lifetimes: Vec<_> = TYPES
         .iter()
-        .map(|t| lifetime_stats(&before, t, "1"))
+        .map(|t| {
+            let (count, sum, le2) = lifetime_stats(&before, t, "2.5");
+            (count, sum, le2, lifetime_stats(&before, t, "5").2)
+        })
         .collect();
 
     let start = std::time::Instant::now();
@@ -506,12 +509,19 @@ fn churn_is_counted_exactly_with_lifetimes_within_an_interval() {
             f64::from(MADE),
             "{t} destroyed ({distinct} inodes)"
         );
-        let (count0, sum0, le1_0) = lifetimes[i];
-        let (count, sum, le1) = lifetime_stats(&after, t, "1");
-        let (_, _, le10) = lifetime_stats(&after, t, "10");
+        // Each lived 2.5 s and a little: measured from its first member's start to the scan
+        // that missed it, it is over 2.5 s and under 2.5 s + one interval + a scan, so every
+        // one falls in the (2.5, 5] bucket.
+        let (count0, sum0, le2_0, le5_0) = lifetimes[i];
+        let (count, sum, le2) = lifetime_stats(&after, t, "2.5");
+        let (_, _, le5) = lifetime_stats(&after, t, "5");
         assert_eq!(count - count0, f64::from(MADE), "{t} lifetimes");
-        assert_eq!(le1 - le1_0, 0.0, "{t}: no lifetime under 1 s");
-        assert!(le10 >= count - count0, "{t}: every lifetime under 10 s");
+        assert_eq!(le2 - le2_0, 0.0, "{t}: no lifetime of 2.5 s or less");
+        assert_eq!(
+            le5 - le5_0,
+            f64::from(MADE),
+            "{t}: every lifetime 5 s or less"
+        );
         let mean = (sum - sum0) / f64::from(MADE);
         eprintln!("{t}: {MADE} made under {distinct} inodes; mean lifetime {mean:.3}s");
         assert!(

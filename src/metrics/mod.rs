@@ -26,9 +26,10 @@ use crate::sharing::{Ownership, Sharing};
 
 pub use self_process::SelfProcessCollector;
 
-/// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months.
+/// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months;
+/// short-lived ones (a CI step, a probe's exec) get the finer buckets.
 const LIFETIME_BUCKETS: &[f64] = &[
-    1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
+    1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
 ];
 const SCAN_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
