@@ -30,23 +30,12 @@ use nix::libc;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use nsexporter::model::NsType;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, Scanner};
 
 /// The procfs every variant reads.
 const PROC_ROOT: &CStr = c"/proc";
-
-/// The `ns/TYPE` links the scan reads, in the scan's order.
-const NS_LINKS: [&CStr; 8] = [
-    c"ns/cgroup",
-    c"ns/ipc",
-    c"ns/mnt",
-    c"ns/net",
-    c"ns/pid",
-    c"ns/time",
-    c"ns/user",
-    c"ns/uts",
-];
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -347,7 +336,7 @@ impl ReferenceScan {
             if libc::fstat(dir, &mut st) == 0 {
                 out.checksum = out.checksum.wrapping_add(u64::from(st.st_uid));
             }
-            for link in NS_LINKS {
+            for link in NsType::ALL.map(NsType::proc_link) {
                 let n = libc::readlinkat(
                     dir,
                     link.as_ptr(),

@@ -23,7 +23,7 @@ use crate::model::CgroupLayout;
 use crate::policy::Policy;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
-use crate::sharing::evaluate;
+use crate::sharing::{FindingLog, evaluate};
 
 /// Owns the state that lives across scans.
 pub struct Collector {
@@ -41,6 +41,10 @@ pub struct Collector {
     failing: Option<FailureReason>,
     /// Container ids whose conflicting kubelet log names were already logged.
     name_conflicts: HashSet<String>,
+    /// The kubelet's names as last read, with the directory's identity and change time then.
+    kubelet_names: Option<KubeletCache>,
+    /// The findings of the last scan: each new one is counted and logged once.
+    findings: FindingLog,
 }
 
 impl Collector {
@@ -76,6 +80,8 @@ impl Collector {
             warned: [false; ErrorReason::ALL.len()],
             failing: None,
             name_conflicts: HashSet::new(),
+            kubelet_names: None,
+            findings: FindingLog::new(),
         }
     }
 
@@ -123,14 +129,17 @@ impl Collector {
         let names = self.kubelet_names();
         let attribution = attribute(&snapshot, &names);
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
+        let new_findings = self.findings.update(&sharing.findings);
         let duration = started.elapsed();
+        let tracker = &self.tracker;
         self.metrics.record_scan(&ScanRecord {
             snapshot: &snapshot,
-            tracker: &self.tracker,
+            start_ticks: &|id| tracker.start_ticks(id),
             changes: &changes,
             errors: &outcome.errors,
             id_queries: outcome.id_queries,
             sharing: &sharing,
+            new_findings: &new_findings,
             duration,
         });
         for reason in ErrorReason::ALL {
@@ -138,7 +147,7 @@ impl Collector {
             else {
                 continue;
             };
-            if std::mem::replace(&mut self.warned[reason as usize], true) {
+            if std::mem::replace(&mut self.warned[reason.index()], true) {
                 tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
             } else {
                 tracing::warn!(
@@ -164,12 +173,26 @@ impl Collector {
         (self.metrics.encode(), Ok(()))
     }
 
-    /// The kubelet's names by container id. A container id with several names is logged once.
-    fn kubelet_names(&mut self) -> HashMap<String, KubeletName> {
+    /// The kubelet's names by container id, read again only when the directory changed (its
+    /// inode or mtime: every create, remove and rename in it moves the mtime) or the last read
+    /// is [`KUBELET_REREAD`] old, as a net for a change within one timestamp tick. A container
+    /// id with several names is logged once.
+    fn kubelet_names(&mut self) -> Arc<HashMap<String, KubeletName>> {
         let Some(dir) = &self.kubelet_logs else {
-            return HashMap::new();
+            return Arc::default();
         };
-        match read_kubelet_names(dir) {
+        let stamp = std::fs::metadata(dir).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino(), m.mtime(), m.mtime_nsec())
+        });
+        if let Some(cache) = &self.kubelet_names
+            && stamp.is_some()
+            && cache.stamp == stamp
+            && cache.read_at.elapsed() < KUBELET_REREAD
+        {
+            return Arc::clone(&cache.names);
+        }
+        let names = match read_kubelet_names(dir) {
             Ok(names) => {
                 for c in &names.conflicts {
                     if self.name_conflicts.insert(c.container_id.clone()) {
@@ -181,13 +204,19 @@ impl Collector {
                         );
                     }
                 }
-                names.by_id
+                Arc::new(names.by_id)
             }
             Err(e) => {
                 tracing::debug!(dir = %dir.display(), error = %e, "no kubelet log names");
-                HashMap::new()
+                Arc::default()
             }
-        }
+        };
+        self.kubelet_names = Some(KubeletCache {
+            stamp,
+            read_at: Instant::now(),
+            names: Arc::clone(&names),
+        });
+        names
     }
 
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
@@ -223,6 +252,17 @@ impl Collector {
             }
         }
     }
+}
+
+/// The longest a kubelet name listing is used without being read again.
+const KUBELET_REREAD: Duration = Duration::from_secs(60);
+
+/// The kubelet's names as last read.
+struct KubeletCache {
+    /// Device, inode, mtime seconds and nanoseconds of the directory at the read.
+    stamp: Option<(u64, u64, i64, i64)>,
+    read_at: Instant,
+    names: Arc<HashMap<String, KubeletName>>,
 }
 
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)

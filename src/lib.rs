@@ -1,4 +1,7 @@
 //! nsexporter: makes Linux kernel namespaces visible to Prometheus.
+#[macro_use]
+mod labels;
+
 pub mod attribution;
 pub mod collector;
 pub mod config;

@@ -61,6 +61,11 @@ impl Tracker {
         self.live.get(&id)
     }
 
+    /// The estimated creation of the live namespace `id`, in ticks since boot.
+    pub fn start_ticks(&self, id: NamespaceId) -> Option<u64> {
+        self.live.get(&id).map(|t| t.start_ticks)
+    }
+
     /// The last snapshot taken, which the next scan compares against.
     pub fn previous(&self) -> Option<&Snapshot> {
         self.previous.as_deref()
@@ -150,7 +155,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{HostNamespaces, NsType, Process, ProcessId};
+    use crate::model::{HostNamespaces, NsType, PerType, Process, ProcessId};
     use std::time::SystemTime;
 
     /// A process with a start time in seconds and net and pid namespace inodes.
@@ -165,9 +170,9 @@ mod tests {
     fn snap_ids(t: f64, ps: &[P], ids: &[(NamespaceId, u64)]) -> Arc<Snapshot> {
         let mut processes = BTreeMap::new();
         for &P(pid, start, net, pidns) in ps {
-            let mut namespaces = [None; 8];
-            namespaces[NsType::Net.index()] = Some(net);
-            namespaces[NsType::Pid.index()] = Some(pidns);
+            let mut namespaces = PerType::splat(None);
+            namespaces[NsType::Net] = Some(net);
+            namespaces[NsType::Pid] = Some(pidns);
             processes.insert(
                 pid,
                 Process {

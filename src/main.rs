@@ -139,7 +139,11 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     let served = runtime.block_on(async {
         let listener = bind(&settings).await?;
         let procfs = ProcFs::new(&settings.procfs);
-        let metrics = Metrics::new(ProcFs::new(DEFAULT_PROCFS), settings.scan_interval);
+        let metrics = Metrics::new(
+            ProcFs::new(DEFAULT_PROCFS),
+            settings.scan_interval,
+            Default::default(),
+        );
         let collector = Collector::new(
             procfs,
             metrics,

@@ -15,6 +15,7 @@
 //! [`ScanTime`]. Wall-clock time is only for display, and a clock step cannot reorder events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::CStr;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,50 +23,72 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-/// The eight namespace types of namespaces(7), in the order of their `/proc/PID/ns` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NsType {
-    Cgroup,
-    Ipc,
-    Mnt,
-    Net,
-    Pid,
-    Time,
-    User,
-    Uts,
+label_enum! {
+    /// The eight namespace types of namespaces(7), in the order of their `/proc/PID/ns` names;
+    /// the label value is the name used in `/proc/PID/ns/NAME` and in the link text.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NsType {
+        Cgroup = "cgroup",
+        Ipc = "ipc",
+        Mnt = "mnt",
+        Net = "net",
+        Pid = "pid",
+        Time = "time",
+        User = "user",
+        Uts = "uts",
+    }
 }
 
 impl NsType {
-    /// Every type, in label order; the index of a type in this table is [`NsType::index`].
-    pub const ALL: [NsType; 8] = [
-        NsType::Cgroup,
-        NsType::Ipc,
-        NsType::Mnt,
-        NsType::Net,
-        NsType::Pid,
-        NsType::Time,
-        NsType::User,
-        NsType::Uts,
-    ];
-
-    /// The name used in `/proc/PID/ns/NAME`, in the link text and in the `type` label.
-    pub const fn as_str(self) -> &'static str {
+    /// `ns/TYPE`, NUL-terminated: the link under `/proc/PID` to read with `readlinkat(2)`.
+    pub const fn proc_link(self) -> &'static CStr {
         match self {
-            NsType::Cgroup => "cgroup",
-            NsType::Ipc => "ipc",
-            NsType::Mnt => "mnt",
-            NsType::Net => "net",
-            NsType::Pid => "pid",
-            NsType::Time => "time",
-            NsType::User => "user",
-            NsType::Uts => "uts",
+            NsType::Cgroup => c"ns/cgroup",
+            NsType::Ipc => c"ns/ipc",
+            NsType::Mnt => c"ns/mnt",
+            NsType::Net => c"ns/net",
+            NsType::Pid => c"ns/pid",
+            NsType::Time => c"ns/time",
+            NsType::User => c"ns/user",
+            NsType::Uts => c"ns/uts",
         }
     }
+}
 
-    /// Position in [`NsType::ALL`], used to index per-type arrays.
-    pub const fn index(self) -> usize {
-        self as usize
+/// One `T` for each namespace type, indexed by [`NsType`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct PerType<T>([T; 8]);
+
+impl<T: Copy> PerType<T> {
+    /// `value` for every type.
+    pub const fn splat(value: T) -> Self {
+        PerType([value; 8])
+    }
+}
+
+impl<T> PerType<T> {
+    /// Each type with its value, in [`NsType::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (NsType, &T)> {
+        NsType::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// The values, in [`NsType::ALL`] order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter()
+    }
+}
+
+impl<T> std::ops::Index<NsType> for PerType<T> {
+    type Output = T;
+    fn index(&self, t: NsType) -> &T {
+        &self.0[t.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<NsType> for PerType<T> {
+    fn index_mut(&mut self, t: NsType) -> &mut T {
+        &mut self.0[t.index()]
     }
 }
 
@@ -117,7 +140,7 @@ pub struct Process {
     /// `comm`, lossily decoded: it may hold any byte but NUL.
     pub comm: String,
     /// Inode of each namespace by [`NsType::index`]; `None` where the link is missing or unreadable.
-    pub namespaces: [Option<u64>; 8],
+    pub namespaces: PerType<Option<u64>>,
     /// The bytes of `/proc/PID/cgroup`, read in the same pass as the links; `None` for kernel
     /// threads (not read) and where the read failed (counted by the scan). Processes of one
     /// cgroup share one allocation.
@@ -128,7 +151,7 @@ pub struct Process {
 impl Process {
     /// The process's namespace of `ns_type`, if it was read.
     pub fn namespace(&self, ns_type: NsType) -> Option<NamespaceId> {
-        self.namespaces[ns_type.index()].map(|inode| NamespaceId { ns_type, inode })
+        self.namespaces[ns_type].map(|inode| NamespaceId { ns_type, inode })
     }
 }
 
@@ -162,25 +185,15 @@ impl Namespace {
     }
 }
 
-/// How namespaces are told apart across scans.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Identity {
-    /// The kernel's never-reused namespace id (`NS_GET_ID`): exact.
-    KernelId,
-    /// `(type, inode, first seen)` with member start times: the kernel lacks `NS_GET_ID`.
-    Heuristic,
-}
-
-impl Identity {
-    pub const ALL: [Identity; 2] = [Identity::KernelId, Identity::Heuristic];
-
-    /// The `method` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Identity::KernelId => "kernel_id",
-            Identity::Heuristic => "heuristic",
-        }
+label_enum! {
+    /// How namespaces are told apart across scans; the label value is the `method` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Identity {
+        /// The kernel's never-reused namespace id (`NS_GET_ID`): exact.
+        KernelId = "kernel_id",
+        /// `(type, inode, first seen)` with member start times: the kernel lacks `NS_GET_ID`.
+        Heuristic = "heuristic",
     }
 }
 
@@ -209,40 +222,25 @@ impl ScanTime {
     }
 }
 
-/// The layout of the cgroup hierarchies (cgroups(7)), as `/proc/PID/cgroup` shows it: one
-/// `0::PATH` line for the unified (v2) hierarchy, one `N:CONTROLLERS:PATH` line per v1
-/// hierarchy. Runtimes make a cgroup namespace for a container only on a unified layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupLayout {
-    /// v1 hierarchies only.
-    Legacy,
-    /// v1 controllers and a unified hierarchy beside them (systemd's hybrid mode).
-    Hybrid,
-    /// The unified (v2) hierarchy only.
-    Unified,
-    /// No cgroup file could be read.
-    Unknown,
+label_enum! {
+    /// The layout of the cgroup hierarchies (cgroups(7)), as `/proc/PID/cgroup` shows it: one
+    /// `0::PATH` line for the unified (v2) hierarchy, one `N:CONTROLLERS:PATH` line per v1
+    /// hierarchy. Runtimes make a cgroup namespace for a container only on a unified layout.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum CgroupLayout {
+        /// v1 hierarchies only.
+        Legacy = "v1",
+        /// v1 controllers and a unified hierarchy beside them (systemd's hybrid mode).
+        Hybrid = "hybrid",
+        /// The unified (v2) hierarchy only.
+        Unified = "unified",
+        /// No cgroup file could be read.
+        Unknown = "unknown",
+    }
 }
 
 impl CgroupLayout {
-    pub const ALL: [CgroupLayout; 4] = [
-        CgroupLayout::Legacy,
-        CgroupLayout::Hybrid,
-        CgroupLayout::Unified,
-        CgroupLayout::Unknown,
-    ];
-
-    /// The `layout` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CgroupLayout::Legacy => "v1",
-            CgroupLayout::Hybrid => "hybrid",
-            CgroupLayout::Unified => "unified",
-            CgroupLayout::Unknown => "unknown",
-        }
-    }
-
     /// Whether container runtimes give each container its own cgroup namespace by default.
     /// Only on the unified hierarchy do they; where it is unknown, assume they do, so that a
     /// container in the host's cgroup namespace is still reported.
@@ -251,29 +249,18 @@ impl CgroupLayout {
     }
 }
 
-/// How the host's namespaces were found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostSource {
-    /// PID 1 of the scanned procfs.
-    Init,
-    /// kthreadd (PID 2): always in the kernel's initial namespaces, used where PID 1 is
-    /// protected.
-    Kthreadd,
-    /// Neither was readable: no namespace is marked as the host's.
-    None,
-}
-
-impl HostSource {
-    pub const ALL: [HostSource; 3] = [HostSource::Init, HostSource::Kthreadd, HostSource::None];
-
-    /// The `source` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            HostSource::Init => "init",
-            HostSource::Kthreadd => "kthreadd",
-            HostSource::None => "none",
-        }
+label_enum! {
+    /// How the host's namespaces were found; the label value is the `source` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum HostSource {
+        /// PID 1 of the scanned procfs.
+        Init = "init",
+        /// kthreadd (PID 2): always in the kernel's initial namespaces, used where PID 1 is
+        /// protected.
+        Kthreadd = "kthreadd",
+        /// Neither was readable: no namespace is marked as the host's.
+        None = "none",
     }
 }
 
@@ -281,20 +268,20 @@ impl HostSource {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostNamespaces {
     pub source: HostSource,
-    pub inodes: [Option<u64>; 8],
+    pub inodes: PerType<Option<u64>>,
 }
 
 impl HostNamespaces {
     pub fn none() -> Self {
         HostNamespaces {
             source: HostSource::None,
-            inodes: [None; 8],
+            inodes: PerType::splat(None),
         }
     }
 
     /// Whether `id` is the host's namespace of its type.
     pub fn contains(&self, id: NamespaceId) -> bool {
-        self.inodes[id.ns_type.index()] == Some(id.inode)
+        self.inodes[id.ns_type] == Some(id.inode)
     }
 }
 

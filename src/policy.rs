@@ -23,33 +23,18 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::attribution::Container;
-use crate::model::{CgroupLayout, NsType};
+use crate::model::{CgroupLayout, NsType, PerType};
 
-/// A kind of unexpected sharing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    /// A container process sits in the host's namespace of a forbidden type.
-    HostNamespace,
-    /// One namespace holds processes of two different pods (or non-Kubernetes containers).
-    CrossWorkload,
-    /// A process whose cgroup says container X sits in the host's mount namespace.
-    HostMountFromContainer,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 3] = [
-        Rule::HostNamespace,
-        Rule::CrossWorkload,
-        Rule::HostMountFromContainer,
-    ];
-
-    /// The `rule` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Rule::HostNamespace => "host_namespace",
-            Rule::CrossWorkload => "cross_workload",
-            Rule::HostMountFromContainer => "host_mount_from_container",
-        }
+label_enum! {
+    /// A kind of unexpected sharing; the label value is the `rule` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Rule {
+        /// A container process sits in the host's namespace of a forbidden type.
+        HostNamespace = "host_namespace",
+        /// One namespace holds processes of two different pods (or non-Kubernetes containers).
+        CrossWorkload = "cross_workload",
+        /// A process whose cgroup says container X sits in the host's mount namespace.
+        HostMountFromContainer = "host_mount_from_container",
     }
 }
 
@@ -88,24 +73,24 @@ pub struct PolicyError {
 
 /// A set of namespace types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TypeSet([bool; 8]);
+pub struct TypeSet(PerType<bool>);
 
 impl TypeSet {
     pub fn of(types: &[NsType]) -> Self {
-        let mut s = [false; 8];
-        for t in types {
-            s[t.index()] = true;
+        let mut s = PerType::splat(false);
+        for &t in types {
+            s[t] = true;
         }
         TypeSet(s)
     }
 
     pub fn contains(&self, t: NsType) -> bool {
-        self.0[t.index()]
+        self.0[t]
     }
 
     /// The same set without `t`.
     pub fn without(mut self, t: NsType) -> Self {
-        self.0[t.index()] = false;
+        self.0[t] = false;
         self
     }
 
@@ -150,7 +135,7 @@ pub struct AllowRule {
     container: Option<Regex>,
     runtime: Option<String>,
     types: Option<TypeSet>,
-    rules: [bool; 3],
+    rules: [bool; Rule::ALL.len()],
 }
 
 /// The validated policy.
@@ -192,9 +177,10 @@ impl TryFrom<RawPolicy> for Policy {
         for (i, a) in raw.allow.into_iter().enumerate() {
             let key = |field: &str| format!("policy.allow[{i}].{field}");
             let rules = match &a.rules {
-                None => [true, true, false],
+                // By default every rule but the host mount one, which must be named.
+                None => Rule::ALL.map(|r| r != Rule::HostMountFromContainer),
                 Some(names) => {
-                    let mut r = [false; 3];
+                    let mut r = [false; Rule::ALL.len()];
                     for n in names {
                         let rule = Rule::ALL
                             .into_iter()
@@ -205,7 +191,7 @@ impl TryFrom<RawPolicy> for Policy {
                                     "unknown rule {n:?} (expected host_namespace, cross_workload or host_mount_from_container)"
                                 ),
                             })?;
-                        r[rule as usize] = true;
+                        r[rule.index()] = true;
                     }
                     r
                 }
@@ -247,7 +233,7 @@ impl AllowRule {
         let pod = names.map_or("", |n| n.pod.as_str());
         let container = names.map_or("", |n| n.container.as_str());
         let k8s_namespace = names.map(|n| n.k8s_namespace.as_str());
-        self.rules[rule as usize]
+        self.rules[rule.index()]
             && self.types.is_none_or(|t| t.contains(ns_type))
             && self
                 .k8s_namespace

@@ -181,6 +181,16 @@ pub fn ns_kernel_id(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<KernelId> {
     Ok(KernelId::Id { inode, id })
 }
 
+/// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/PID/stat` (100 on every Linux
+/// this runs on; 100 where sysconf will not say).
+pub fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)
+        .unwrap_or(100) as u64
+}
+
 /// `CLOCK_BOOTTIME` and the wall clock, read back to back: (seconds since boot, unix seconds).
 pub fn boot_and_wall_time() -> (std::time::Duration, std::time::SystemTime) {
     let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
@@ -282,10 +292,7 @@ pub struct StatFacts {
 /// cost about 9% of a scan. It accepts exactly the lines that parser accepts and returns the
 /// same values: a differential test below holds it to that.
 pub fn parse_stat(bytes: &[u8]) -> Result<StatFacts, String> {
-    let malformed = || {
-        let line = String::from_utf8_lossy(bytes.get(..64).unwrap_or(bytes));
-        format!("not a /proc/PID/stat line: {:?}", line.trim_end())
-    };
+    let malformed = || not_a_stat_line(bytes);
     let line = bytes.trim_ascii();
     let open = line.iter().position(|&b| b == b'(').ok_or_else(malformed)?;
     let close = line
@@ -341,10 +348,13 @@ pub fn parse_stat_full(bytes: &[u8]) -> Result<procfs_core::process::Stat, Strin
     use procfs_core::FromRead;
     // The crate's error for a malformed line calls itself a bug in the crate and spans lines;
     // a malformed line here is the kernel's (or a fixture's) doing, so say that instead.
-    procfs_core::process::Stat::from_read(bytes).map_err(|_| {
-        let line = String::from_utf8_lossy(bytes.get(..64).unwrap_or(bytes));
-        format!("not a /proc/PID/stat line: {:?}", line.trim_end())
-    })
+    procfs_core::process::Stat::from_read(bytes).map_err(|_| not_a_stat_line(bytes))
+}
+
+/// The error for bytes that are not a stat line, quoting at most their first 64 bytes.
+fn not_a_stat_line(bytes: &[u8]) -> String {
+    let line = String::from_utf8_lossy(bytes.get(..64).unwrap_or(bytes));
+    format!("not a /proc/PID/stat line: {:?}", line.trim_end())
 }
 
 /// Finds `btime N` in the bytes of `/proc/stat`.

@@ -22,45 +22,32 @@ use std::time::{Duration, SystemTime};
 use nix::dir::Dir;
 
 use crate::model::{
-    HostNamespaces, HostSource, Identity, Namespace, NsType, Process, ProcessId, ScanTime, Snapshot,
+    HostNamespaces, HostSource, Identity, Namespace, NsType, PerType, Process, ProcessId, ScanTime,
+    Snapshot,
 };
 use crate::procfs::{
     KernelId, ProcFs, boot_and_wall_time, is_vanished, ns_kernel_id, open_dir_at, owner_uid,
-    parse_ns_link, parse_stat, read_at, readlink_at,
+    parse_ns_link, parse_stat, read_at, readlink_at, ticks_per_second,
 };
 
-/// Why part of a scan failed. Vanished processes are not errors and have no reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorReason {
-    /// EACCES or EPERM: e.g. another user's process read without CAP_SYS_PTRACE, or a
-    /// protected init.
-    PermissionDenied,
-    /// The kernel (or a fixture) gave text that does not parse.
-    ParseError,
-    /// EMFILE or ENFILE: the exporter's or the system's file table is full.
-    TooManyOpenFiles,
-    /// Any other I/O failure.
-    IoError,
+label_enum! {
+    /// Why part of a scan failed. Vanished processes are not errors and have no reason. The
+    /// label value is the `reason` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum ErrorReason {
+        /// EACCES or EPERM: e.g. another user's process read without CAP_SYS_PTRACE, or a
+        /// protected init.
+        PermissionDenied = "permission_denied",
+        /// The kernel (or a fixture) gave text that does not parse.
+        ParseError = "parse_error",
+        /// EMFILE or ENFILE: the exporter's or the system's file table is full.
+        TooManyOpenFiles = "too_many_open_files",
+        /// Any other I/O failure.
+        IoError = "io_error",
+    }
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 4] = [
-        ErrorReason::PermissionDenied,
-        ErrorReason::ParseError,
-        ErrorReason::TooManyOpenFiles,
-        ErrorReason::IoError,
-    ];
-
-    /// The `reason` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorReason::PermissionDenied => "permission_denied",
-            ErrorReason::ParseError => "parse_error",
-            ErrorReason::TooManyOpenFiles => "too_many_open_files",
-            ErrorReason::IoError => "io_error",
-        }
-    }
-
     fn of_io(e: &io::Error) -> Self {
         match e.raw_os_error() {
             Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => ErrorReason::PermissionDenied,
@@ -79,7 +66,7 @@ pub struct ScanErrors {
 
 impl ScanErrors {
     fn record(&mut self, reason: ErrorReason, what: impl FnOnce() -> String) {
-        let i = reason as usize;
+        let i = reason.index();
         self.counts[i] += 1;
         if self.first[i].is_none() {
             self.first[i] = Some(what());
@@ -87,12 +74,12 @@ impl ScanErrors {
     }
 
     pub fn count(&self, reason: ErrorReason) -> u64 {
-        self.counts[reason as usize]
+        self.counts[reason.index()]
     }
 
     /// The first failure of that reason in this scan, as "path: error".
     pub fn first(&self, reason: ErrorReason) -> Option<&str> {
-        self.first[reason as usize].as_deref()
+        self.first[reason.index()].as_deref()
     }
 
     pub fn total(&self) -> u64 {
@@ -100,40 +87,22 @@ impl ScanErrors {
     }
 }
 
-/// Why a whole scan failed: the exporter then serves `nsexporter_scan_success 0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureReason {
-    /// The procfs root is gone or is not a directory (ENOENT, ENOTDIR): an unmounted or
-    /// removed `--path.procfs`.
-    ProcfsUnavailable,
-    /// The root could be listed but held no readable process.
-    NoProcesses,
-    /// EMFILE or ENFILE while opening the root.
-    TooManyOpenFiles,
-    /// EACCES or EPERM on the root.
-    PermissionDenied,
-    /// Any other failure to list the root.
-    IoError,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
-        FailureReason::ProcfsUnavailable,
-        FailureReason::NoProcesses,
-        FailureReason::TooManyOpenFiles,
-        FailureReason::PermissionDenied,
-        FailureReason::IoError,
-    ];
-
-    /// The `reason` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::ProcfsUnavailable => "procfs_unavailable",
-            FailureReason::NoProcesses => "no_processes",
-            FailureReason::TooManyOpenFiles => "too_many_open_files",
-            FailureReason::PermissionDenied => "permission_denied",
-            FailureReason::IoError => "io_error",
-        }
+label_enum! {
+    /// Why a whole scan failed: the exporter then serves `nsexporter_scan_success 0`. The label
+    /// value is the `reason` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum FailureReason {
+        /// The procfs root is gone or is not a directory (ENOENT, ENOTDIR): an unmounted or
+        /// removed `--path.procfs`.
+        ProcfsUnavailable = "procfs_unavailable",
+        /// The root could be listed but held no readable process.
+        NoProcesses = "no_processes",
+        /// EMFILE or ENFILE while opening the root.
+        TooManyOpenFiles = "too_many_open_files",
+        /// EACCES or EPERM on the root.
+        PermissionDenied = "permission_denied",
+        /// Any other failure to list the root.
+        IoError = "io_error",
     }
 }
 
@@ -212,11 +181,7 @@ pub struct Scanner {
 
 impl Scanner {
     pub fn new(procfs: ProcFs) -> Scanner {
-        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .filter(|&t| t > 0)
-            .unwrap_or(100) as u64;
+        let ticks_per_second = ticks_per_second();
         Scanner {
             procfs,
             ticks_per_second,
@@ -431,7 +396,7 @@ impl LinkName {
         for part in [
             digits.format(pid).as_bytes(),
             b"/",
-            NS_LINKS[ns_type.index()].to_bytes(),
+            ns_type.proc_link().to_bytes(),
         ] {
             self.buf[len..len + part.len()].copy_from_slice(part);
             len += part.len();
@@ -445,18 +410,6 @@ impl LinkName {
         Path::new(std::str::from_utf8(&self.buf[..self.len]).unwrap_or(""))
     }
 }
-
-/// The `ns/TYPE` names, NUL-terminated for `readlinkat`, by [`NsType::index`].
-const NS_LINKS: [&CStr; 8] = [
-    c"ns/cgroup",
-    c"ns/ipc",
-    c"ns/mnt",
-    c"ns/net",
-    c"ns/pid",
-    c"ns/time",
-    c"ns/user",
-    c"ns/uts",
-];
 
 /// A pid directory name: decimal digits only (`self`, `thread-self` and files are skipped).
 fn pid_of(name: &[u8]) -> Option<i32> {
@@ -531,15 +484,15 @@ impl ProcessReader<'_> {
                 return Err(Skipped::Failed);
             }
         };
-        let mut namespaces = [None; 8];
+        let mut namespaces = PerType::splat(None);
         let mut absent = 0;
         // One failure per process and reason: eight EACCES on a protected init are one problem.
         let mut failed: Option<ErrorReason> = None;
         for ns_type in NsType::ALL {
-            let link = NS_LINKS[ns_type.index()];
+            let link = ns_type.proc_link();
             match readlink_at(pid_dir.as_fd(), link, &mut self.link_buf) {
                 Ok(text) => match parse_ns_link(ns_type, text) {
-                    Ok(inode) => namespaces[ns_type.index()] = Some(inode),
+                    Ok(inode) => namespaces[ns_type] = Some(inode),
                     Err(e) => {
                         if failed != Some(ErrorReason::ParseError) {
                             failed = Some(ErrorReason::ParseError);
@@ -609,19 +562,19 @@ impl ProcessReader<'_> {
 /// The host's namespaces: PID 1's, or, type by type where PID 1's link was unreadable,
 /// kthreadd's (PID 2), which always sits in the kernel's initial namespaces.
 pub fn host_namespaces(processes: &BTreeMap<i32, Process>) -> HostNamespaces {
-    let init = processes.get(&1).map(|p| p.namespaces).unwrap_or([None; 8]);
+    let none = PerType::splat(None);
+    let init = processes.get(&1).map_or(none, |p| p.namespaces);
     let kthreadd = processes
         .get(&2)
         .filter(|p| p.ppid == 0)
-        .map(|p| p.namespaces)
-        .unwrap_or([None; 8]);
+        .map_or(none, |p| p.namespaces);
     let mut host = HostNamespaces::none();
-    for i in 0..8 {
-        host.inodes[i] = init[i].or(kthreadd[i]);
+    for t in NsType::ALL {
+        host.inodes[t] = init[t].or(kthreadd[t]);
     }
-    host.source = if init.iter().any(Option::is_some) {
+    host.source = if init.values().any(Option::is_some) {
         HostSource::Init
-    } else if kthreadd.iter().any(Option::is_some) {
+    } else if kthreadd.values().any(Option::is_some) {
         HostSource::Kthreadd
     } else {
         HostSource::None
@@ -650,9 +603,9 @@ mod tests {
     }
 
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {
-        let mut namespaces = [None; 8];
-        namespaces[NsType::Net.index()] = net;
-        namespaces[NsType::Pid.index()] = Some(7);
+        let mut namespaces = PerType::splat(None);
+        namespaces[NsType::Net] = net;
+        namespaces[NsType::Pid] = Some(7);
         Process {
             id: ProcessId {
                 pid,
@@ -673,15 +626,15 @@ mod tests {
         ps.insert(2, process(2, 0, Some(20)));
         let host = host_namespaces(&ps);
         assert_eq!(host.source, HostSource::Init);
-        assert_eq!(host.inodes[NsType::Net.index()], Some(10));
+        assert_eq!(host.inodes[NsType::Net], Some(10));
 
         // A protected init: its links were unreadable, kthreadd's were not.
         ps.insert(1, process(1, 0, None));
-        ps.get_mut(&1).unwrap().namespaces = [None; 8];
+        ps.get_mut(&1).unwrap().namespaces = PerType::splat(None);
         let host = host_namespaces(&ps);
         assert_eq!(host.source, HostSource::Kthreadd);
-        assert_eq!(host.inodes[NsType::Net.index()], Some(20));
-        assert_eq!(host.inodes[NsType::Pid.index()], Some(7));
+        assert_eq!(host.inodes[NsType::Net], Some(20));
+        assert_eq!(host.inodes[NsType::Pid], Some(7));
 
         // In a pid namespace PID 2 is an ordinary process, not kthreadd.
         ps.insert(2, process(2, 1, Some(30)));

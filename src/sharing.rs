@@ -3,41 +3,30 @@
 //!
 //! Works on a [`Snapshot`] and its [`Attribution`] only, so tests feed it in-memory scans.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::attribution::{Attribution, Container, Workload};
 use crate::model::{NamespaceId, NsType, Snapshot};
 use crate::policy::{Policy, Rule};
 
-/// The `owner` label of a namespace.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Owner {
-    /// The host's namespace of its type, or one holding host processes only.
-    Host,
-    /// One container's processes (and its runtime's plumbing).
-    Container,
-    /// Processes of several containers of one pod.
-    Pod,
-    /// Kernel threads only.
-    Kernel,
-    /// Processes of different workloads.
-    Mixed,
-    /// No member could be attributed.
-    #[default]
-    Unknown,
-}
-
-impl Owner {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Owner::Host => "host",
-            Owner::Container => "container",
-            Owner::Pod => "pod",
-            Owner::Kernel => "kernel",
-            Owner::Mixed => "mixed",
-            Owner::Unknown => "unknown",
-        }
+label_enum! {
+    /// The `owner` label of a namespace.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum Owner {
+        /// The host's namespace of its type, or one holding host processes only.
+        Host = "host",
+        /// One container's processes (and its runtime's plumbing).
+        Container = "container",
+        /// Processes of several containers of one pod.
+        Pod = "pod",
+        /// Kernel threads only.
+        Kernel = "kernel",
+        /// Processes of different workloads.
+        Mixed = "mixed",
+        /// No member could be attributed.
+        #[default]
+        Unknown = "unknown",
     }
 }
 
@@ -76,15 +65,41 @@ impl Finding {
     }
 }
 
-impl PartialOrd for Container {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+/// Remembers the findings of the last scan, so that each is counted and logged once, when it
+/// first appears, however many scans it lasts.
+#[derive(Debug, Default)]
+pub struct FindingLog {
+    previous: HashSet<(Rule, NsType, String)>,
 }
 
-impl Ord for Container {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.id.cmp(&other.id)
+impl FindingLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes this scan's findings; logs each new one at warn and returns their rule and type.
+    pub fn update(&mut self, findings: &[Finding]) -> Vec<(Rule, NsType)> {
+        let mut current = HashSet::with_capacity(findings.len());
+        let mut new = Vec::new();
+        for f in findings {
+            let key = f.key();
+            if !self.previous.contains(&key) {
+                new.push((f.rule, f.ns_type));
+                let names = f.container.names.as_ref();
+                tracing::warn!(
+                    rule = f.rule.as_str(),
+                    r#type = f.ns_type.as_str(),
+                    runtime = f.container.runtime.as_str(),
+                    container_id = %f.container.id,
+                    pod = names.map_or("", |n| n.pod.as_str()),
+                    k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
+                    "unexpected namespace sharing"
+                );
+            }
+            current.insert(key);
+        }
+        self.previous = current;
+        new
     }
 }
 
@@ -274,7 +289,7 @@ mod tests {
 
     use super::*;
     use crate::attribution::{KubeletName, Runtime};
-    use crate::model::{HostNamespaces, HostSource, Process, ProcessId, ScanTime};
+    use crate::model::{HostNamespaces, HostSource, PerType, Process, ProcessId, ScanTime};
     use crate::policy::{RawAllow, RawPolicy};
 
     const HOST: u64 = 1;
@@ -299,9 +314,9 @@ mod tests {
         let mut processes = BTreeMap::new();
         let mut by_pid = HashMap::new();
         for (pid, net, mnt, w) in ps {
-            let mut namespaces = [Some(HOST); 8];
-            namespaces[NsType::Net.index()] = Some(*net);
-            namespaces[NsType::Mnt.index()] = Some(*mnt);
+            let mut namespaces = PerType::splat(Some(HOST));
+            namespaces[NsType::Net] = Some(*net);
+            namespaces[NsType::Mnt] = Some(*mnt);
             processes.insert(
                 *pid,
                 Process {
@@ -320,7 +335,7 @@ mod tests {
         }
         let host = HostNamespaces {
             source: HostSource::Init,
-            inodes: [Some(HOST); 8],
+            inodes: PerType::splat(Some(HOST)),
         };
         (
             Snapshot::from_processes(

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// The container runtime (or manager) that created a container's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Runtime {
     /// containerd, through its CRI plugin (Kubernetes), nerdctl, or `ctr`.
     Containerd,
@@ -336,8 +336,9 @@ fn pod_uid_of(component: &str) -> Option<String> {
     valid.then_some(uid)
 }
 
-/// Docker, containerd (CRI or not), CRI-O and Podman all use 64 lowercase hex digits.
-fn is_container_id(s: &str) -> bool {
+/// Docker, containerd (CRI or not), CRI-O and Podman all use 64 lowercase hex digits, in
+/// cgroup paths and in the kubelet's log names alike.
+pub(super) fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

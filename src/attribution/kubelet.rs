@@ -20,8 +20,10 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
+use super::cgroup::is_container_id;
+
 /// The Kubernetes names of one container, from one log symlink's name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KubeletName {
     pub pod: String,
     pub k8s_namespace: String,
@@ -121,10 +123,6 @@ pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
             .insert(first.container_id.clone(), first.clone());
     }
     Ok(names)
-}
-
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// RFC 1123 label as Kubernetes checks it: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63.

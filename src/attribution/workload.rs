@@ -7,11 +7,12 @@ use std::sync::Arc;
 use super::{CgroupWorkload, KubeletName, Runtime, parse_cgroup};
 use crate::model::{Process, Snapshot};
 
-/// One container, shared by all its processes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One container, shared by all its processes. Ordered by id first (the field order), and
+/// equal only where every field is, as `Ord` must agree with `Eq`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Container {
-    pub runtime: Runtime,
     pub id: String,
+    pub runtime: Runtime,
     pub pod_uid: Option<String>,
     /// Pod, namespace and container names, where the kubelet's log directory had them.
     pub names: Option<KubeletName>,

@@ -1,30 +1,34 @@
-//! Metrics: the Prometheus families nsexporter exports, filled once per scan and encoded once.
+//! Metrics: the Prometheus families nsexporter exports, recorded once per scan and encoded once.
 //!
 //! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
-//! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Per-namespace
-//! series are reset before each fill, so no series outlives its namespace.
+//! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Counters and
+//! histograms accumulate in the registry; everything per namespace and per container is one
+//! [`ScanView`] per scan, rendered as const metrics ([`view`]), so no series outlives its
+//! namespace and nothing is reset and refilled. How many per-namespace series there are is the
+//! operator's choice ([`PerNamespace`]).
 
 mod self_process;
+pub mod view;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use std::collections::HashSet;
-
-use crate::lifecycle::{Changes, Tracker};
-use crate::model::{CgroupLayout, Identity, NsType, Snapshot};
+use crate::lifecycle::Changes;
+use crate::model::{CgroupLayout, Identity, NamespaceId, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
-use crate::sharing::{Ownership, Sharing};
+use crate::sharing::{Owner, Ownership, Sharing};
 
 pub use self_process::SelfProcessCollector;
+use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView, ViewCollector};
 
 /// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months;
 /// short-lived ones (a CI step, a probe's exec) get the finer buckets.
@@ -34,6 +38,20 @@ const LIFETIME_BUCKETS: &[f64] = &[
 const SCAN_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// The view collector as the registry holds it: the registry wants an owned collector, the
+/// metrics keep the handle they set each scan's view through.
+struct ViewHandle(Arc<ViewCollector>);
+
+impl prometheus::core::Collector for ViewHandle {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
 
 /// One encoded exposition, plain and gzipped, served until the next scan replaces it.
 #[derive(Clone, Debug)]
@@ -48,10 +66,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Every family nsexporter exports.
 pub struct Metrics {
     registry: Registry,
+    per_namespace: PerNamespace,
+    view: Arc<ViewCollector>,
     namespaces: IntGaugeVec,
-    namespace_processes: IntGaugeVec,
-    namespace_info: IntGaugeVec,
-    namespace_start_time: GaugeVec,
     created: IntCounterVec,
     destroyed: IntCounterVec,
     lifetime: HistogramVec,
@@ -66,43 +83,47 @@ pub struct Metrics {
     id_queries: IntCounter,
     cgroup_layout: IntGaugeVec,
     host_source: IntGaugeVec,
-    workload_host_namespace: IntGaugeVec,
-    sharing_findings: IntGaugeVec,
     sharing_findings_total: IntCounterVec,
-    /// Findings of the previous scan, so that the counter counts each as it first appears.
-    previous_findings: HashSet<(Rule, NsType, String)>,
+}
+
+/// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
+/// `namespace_start_time_seconds`): a series budget for big nodes and big clusters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerNamespace {
+    /// Every namespace.
+    #[default]
+    All,
+    /// The host's namespaces and those holding several workloads: where every finding is.
+    Shared,
+    /// None: per-type counts, lifecycle, findings and self-metrics only.
+    None,
 }
 
 /// What one successful scan left, for [`Metrics::record_scan`].
 pub struct ScanRecord<'a> {
     pub snapshot: &'a Snapshot,
-    /// The tracker after this snapshot.
-    pub tracker: &'a Tracker,
     pub changes: &'a Changes,
     pub errors: &'a ScanErrors,
     /// Namespaces whose kernel id the scan asked for.
     pub id_queries: u64,
+    /// Each live namespace's estimated creation, in ticks since boot (lifecycle's estimate).
+    pub start_ticks: &'a dyn Fn(NamespaceId) -> Option<u64>,
     pub sharing: &'a Sharing,
+    /// The findings that first appeared in this scan, as `sharing` judged them.
+    pub new_findings: &'a [(Rule, NsType)],
     pub duration: Duration,
 }
 
-/// The labels that name a container, in this order, after `type` (and `rule`).
-const WORKLOAD_LABELS: [&str; 5] = [
-    "runtime",
-    "container_id",
-    "container",
-    "pod",
-    "k8s_namespace",
-];
-
-fn workload_values(c: &crate::attribution::Container) -> [&str; 5] {
+/// The container labels of a row, in [`view::WORKLOAD_LABELS`] order.
+fn workload_values(c: &crate::attribution::Container) -> [String; 5] {
     let names = c.names.as_ref();
     [
-        c.runtime.as_str(),
-        &c.id,
-        names.map_or("", |n| &n.container),
-        names.map_or("", |n| &n.pod),
-        names.map_or("", |n| &n.k8s_namespace),
+        c.runtime.as_str().to_owned(),
+        c.id.clone(),
+        names.map_or_else(String::new, |n| n.container.clone()),
+        names.map_or_else(String::new, |n| n.pod.clone()),
+        names.map_or_else(String::new, |n| n.k8s_namespace.clone()),
     ]
 }
 
@@ -113,56 +134,23 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     /// Registers every family. `own_procfs` is where the exporter reads its own process
     /// metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so that an
-    /// alert can tell a stale last scan from a slow interval.
-    pub fn new(own_procfs: ProcFs, scan_interval: Duration) -> Self {
+    /// alert can tell a stale last scan from a slow interval; `per_namespace` says which
+    /// namespaces get per-namespace series.
+    pub fn new(own_procfs: ProcFs, scan_interval: Duration, per_namespace: PerNamespace) -> Self {
         let registry = Registry::new();
         let r = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
         };
         let types = &["type"];
-        let ns_labels = &["type", "inode"];
         let m = Metrics {
+            per_namespace,
+            view: Arc::new(ViewCollector::new()),
             namespaces: IntGaugeVec::new(
                 opts(
                     "nsexporter_namespaces",
                     "Namespaces seen in the last scan, by type.",
                 ),
                 types,
-            )
-            .unwrap(),
-            namespace_processes: IntGaugeVec::new(
-                opts(
-                    "nsexporter_namespace_processes",
-                    "Member processes of each namespace in the last scan.",
-                ),
-                ns_labels,
-            )
-            .unwrap(),
-            namespace_info: IntGaugeVec::new(
-                opts(
-                    "nsexporter_namespace_info",
-                    "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree.",
-                ),
-                &[
-                    "type",
-                    "inode",
-                    "host",
-                    "owner",
-                    "runtime",
-                    "pod_uid",
-                    "pod",
-                    "k8s_namespace",
-                    "container",
-                    "container_id",
-                ],
-            )
-            .unwrap(),
-            namespace_start_time: GaugeVec::new(
-                opts(
-                    "nsexporter_namespace_start_time_seconds",
-                    "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
-                ),
-                ns_labels,
             )
             .unwrap(),
             created: IntCounterVec::new(
@@ -263,22 +251,6 @@ impl Metrics {
                 &["source"],
             )
             .unwrap(),
-            workload_host_namespace: IntGaugeVec::new(
-                opts(
-                    "nsexporter_workload_host_namespace",
-                    "1 for each container with a process in the host's namespace of that type, allowed or not.",
-                ),
-                &[&["type"][..], &WORKLOAD_LABELS].concat(),
-            )
-            .unwrap(),
-            sharing_findings: IntGaugeVec::new(
-                opts(
-                    "nsexporter_sharing_findings_active",
-                    "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container); nsexporter_sharing_findings_total counts them as they appear.",
-                ),
-                &[&["rule", "type"][..], &WORKLOAD_LABELS].concat(),
-            )
-            .unwrap(),
             sharing_findings_total: IntCounterVec::new(
                 opts(
                     "nsexporter_sharing_findings_total",
@@ -287,7 +259,6 @@ impl Metrics {
                 &["rule", "type"],
             )
             .unwrap(),
-            previous_findings: HashSet::new(),
             registry: registry.clone(),
         };
         let build_info = IntGaugeVec::new(
@@ -326,9 +297,6 @@ impl Metrics {
             }
         }
         r(Box::new(m.namespaces.clone()));
-        r(Box::new(m.namespace_processes.clone()));
-        r(Box::new(m.namespace_info.clone()));
-        r(Box::new(m.namespace_start_time.clone()));
         r(Box::new(m.created.clone()));
         r(Box::new(m.destroyed.clone()));
         r(Box::new(m.lifetime.clone()));
@@ -343,8 +311,7 @@ impl Metrics {
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
-        r(Box::new(m.workload_host_namespace.clone()));
-        r(Box::new(m.sharing_findings.clone()));
+        r(Box::new(ViewHandle(Arc::clone(&m.view))));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
@@ -375,11 +342,12 @@ impl Metrics {
     pub fn record_scan(&mut self, record: &ScanRecord<'_>) {
         let ScanRecord {
             snapshot,
-            tracker,
+            start_ticks,
             changes,
             errors,
             id_queries,
             sharing,
+            new_findings,
             duration,
         } = *record;
         self.scans.inc();
@@ -417,86 +385,83 @@ impl Metrics {
             self.lifetime.with_label_values(&[t]).observe(*lifetime);
         }
 
-        self.namespace_processes.reset();
-        self.namespace_info.reset();
-        self.namespace_start_time.reset();
-        let unattributed = Ownership::default();
-        let mut per_type = [0i64; 8];
-        let mut inode = itoa::Buffer::new();
+        for (rule, t) in new_findings {
+            self.sharing_findings_total
+                .with_label_values(&[rule.as_str(), t.as_str()])
+                .inc();
+        }
+        let mut per_type = crate::model::PerType::splat(0i64);
         for ns in snapshot.namespaces.values() {
-            let t = ns.id.ns_type.as_str();
-            per_type[ns.id.ns_type.index()] += 1;
-            let inode = inode.format(ns.id.inode);
-            self.namespace_processes
-                .with_label_values(&[t, inode])
-                .set(ns.members.len() as i64);
-            let host = if snapshot.host.contains(ns.id) {
-                "true"
-            } else {
-                "false"
-            };
-            let o = sharing.owners.get(&ns.id).unwrap_or(&unattributed);
-            self.namespace_info
-                .with_label_values(&[
-                    t,
-                    inode,
-                    host,
-                    o.owner.as_str(),
-                    &o.runtime,
-                    &o.pod_uid,
-                    &o.pod,
-                    &o.k8s_namespace,
-                    &o.container,
-                    &o.container_id,
-                ])
-                .set(1);
-            if let Some(tracked) = tracker.get(ns.id) {
-                self.namespace_start_time
-                    .with_label_values(&[t, inode])
-                    .set(snapshot.time.unix(tracked.start_ticks));
-            }
+            per_type[ns.id.ns_type] += 1;
         }
         for t in NsType::ALL {
             self.namespaces
                 .with_label_values(&[t.as_str()])
-                .set(per_type[t.index()]);
+                .set(per_type[t]);
         }
-        self.record_sharing(sharing);
+        self.view.set(self.view_of(snapshot, start_ticks, sharing));
     }
 
-    fn record_sharing(&mut self, sharing: &Sharing) {
-        self.workload_host_namespace.reset();
-        for h in &sharing.host {
-            let mut labels = vec![h.ns_type.as_str()];
-            labels.extend(workload_values(&h.container));
-            self.workload_host_namespace
-                .with_label_values(&labels)
-                .set(1);
+    /// The per-namespace and per-container series of one scan, with their label values.
+    fn view_of(
+        &self,
+        snapshot: &Snapshot,
+        start_ticks: &dyn Fn(NamespaceId) -> Option<u64>,
+        sharing: &Sharing,
+    ) -> ScanView {
+        let unattributed = Ownership::default();
+        let mut inode = itoa::Buffer::new();
+        let namespaces = snapshot
+            .namespaces
+            .values()
+            .filter_map(|ns| {
+                let host = snapshot.host.contains(ns.id);
+                let o = sharing.owners.get(&ns.id).unwrap_or(&unattributed);
+                let keep = match self.per_namespace {
+                    PerNamespace::All => true,
+                    // The host's namespaces, and those of several workloads: where every
+                    // finding is, and what a sharing dashboard shows.
+                    PerNamespace::Shared => host || o.owner == Owner::Mixed,
+                    PerNamespace::None => false,
+                };
+                keep.then(|| NamespaceRow {
+                    ns_type: ns.id.ns_type,
+                    inode: inode.format(ns.id.inode).to_owned(),
+                    processes: ns.members.len(),
+                    info: [
+                        if host { "true" } else { "false" }.to_owned(),
+                        o.owner.as_str().to_owned(),
+                        o.runtime.clone(),
+                        o.pod_uid.clone(),
+                        o.pod.clone(),
+                        o.k8s_namespace.clone(),
+                        o.container.clone(),
+                        o.container_id.clone(),
+                    ],
+                    start_time: start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
+                })
+            })
+            .collect();
+        ScanView {
+            namespaces,
+            host_sharing: sharing
+                .host
+                .iter()
+                .map(|h| HostSharingRow {
+                    ns_type: h.ns_type,
+                    workload: workload_values(&h.container),
+                })
+                .collect(),
+            findings: sharing
+                .findings
+                .iter()
+                .map(|f| FindingRow {
+                    rule: f.rule.as_str(),
+                    ns_type: f.ns_type,
+                    workload: workload_values(&f.container),
+                })
+                .collect(),
         }
-        self.sharing_findings.reset();
-        let mut current = HashSet::with_capacity(sharing.findings.len());
-        for f in &sharing.findings {
-            let mut labels = vec![f.rule.as_str(), f.ns_type.as_str()];
-            labels.extend(workload_values(&f.container));
-            self.sharing_findings.with_label_values(&labels).set(1);
-            let key = f.key();
-            if !self.previous_findings.contains(&key) {
-                self.sharing_findings_total
-                    .with_label_values(&[f.rule.as_str(), f.ns_type.as_str()])
-                    .inc();
-                tracing::warn!(
-                    rule = f.rule.as_str(),
-                    r#type = f.ns_type.as_str(),
-                    runtime = f.container.runtime.as_str(),
-                    container_id = %f.container.id,
-                    pod = f.container.names.as_ref().map_or("", |n| n.pod.as_str()),
-                    k8s_namespace = f.container.names.as_ref().map_or("", |n| n.k8s_namespace.as_str()),
-                    "unexpected namespace sharing"
-                );
-            }
-            current.insert(key);
-        }
-        self.previous_findings = current;
     }
 
     /// Encodes every family in the text format, plain and gzipped.

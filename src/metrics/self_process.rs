@@ -8,7 +8,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Gauge, IntGauge, Opts};
 
-use crate::procfs::{ProcFs, parse_stat_full};
+use crate::procfs::{ProcFs, parse_stat_full, ticks_per_second};
 
 /// Collects `process_*` metrics of the exporter itself each time it is gathered.
 pub struct SelfProcessCollector {
@@ -74,10 +74,7 @@ impl SelfProcessCollector {
     fn refresh(&self) -> Option<()> {
         let stat = std::fs::read(self.procfs.path("self/stat")).ok()?;
         let stat = parse_stat_full(&stat).ok()?;
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
+        let ticks = ticks_per_second() as f64;
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
             .ok()
             .flatten()
