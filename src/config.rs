@@ -2,8 +2,16 @@
 //!
 //! Two stages, as in ripgrep's low/high args: [`RawConfig`] mirrors the YAML file, the
 //! `NSEXPORTER_SECTION__KEY` environment variables and the node_exporter-style flags
-//! (`--section.key-name`), merged by the `config` crate; [`Settings::try_from`] validates it.
+//! (`--section.key-name`), merged by the `config` crate and deserialized by serde into typed
+//! values (a duration, enums); [`Settings::try_from`] checks what serde cannot: that the
+//! procfs exists, the interval's minimum, the telemetry path's shape, the listen address.
 //! Every error names the key it is about, on one line.
+//!
+//! Each key is declared once, in the table of `config_keys!` below: section, name, type, flag,
+//! default, help and how its text is parsed. The table makes the YAML section structs, the
+//! clap [`Flags`] (with the default in each flag's help) and the list of keys that the loader
+//! walks to set defaults and flag overrides; adding a key is one entry, and its use in
+//! [`Settings`].
 //!
 //! A config file is untrusted input that a SIGHUP re-reads in a running exporter, so what it
 //! can cost is bounded before the `config` crate sees it: at most [`CONFIG_FILE_LIMIT`] bytes,
@@ -18,8 +26,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
 
 use crate::policy::{Policy, PolicyError, RawPolicy};
+
+/// `metrics.per_namespace`, the metrics stage's own type: a serde enum of lowercase names.
+pub use crate::metrics::PerNamespace;
 
 /// Where the host's /proc is by default. The only place the literal appears.
 pub const DEFAULT_PROCFS: &str = "/proc";
@@ -27,6 +39,154 @@ pub const DEFAULT_PROCFS: &str = "/proc";
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9917";
 /// The largest config file accepted, in bytes (1 MiB): the shipped configs are under 2 KiB.
 pub const CONFIG_FILE_LIMIT: u64 = 1024 * 1024;
+/// The shortest `scan.interval`: a scan of a busy host takes tens of milliseconds.
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Declares the configuration keys, each once. Every entry is
+///
+/// ```text
+/// key: Type { flag: "section.flag-name" <VALUE> as flags_field, default: "text",
+///             parse: "function", help: "Help text" }
+/// ```
+///
+/// inside `section: RawSection { .. }`. The default is text and goes through `parse` like a
+/// value from any other source. `parse` names the serde `deserialize_with` function: [`text`],
+/// [`duration`], [`one_of`] or [`one_of_any_case`] (a serde enum: its error lists the names).
+/// The flag's help gets ` [default: ...]` appended.
+macro_rules! config_keys {
+    ($(
+        $section:ident: $Section:ident {$(
+            $key:ident: $ty:ty {
+                flag: $flag:literal <$value:ident> as $field:ident,
+                default: $default:expr,
+                parse: $parse:literal,
+                help: $help:literal $(,)?
+            }
+        ),+ $(,)?}
+    )+) => {
+        /// The configuration as written, before validation.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawConfig {
+            $(pub $section: $Section,)+
+            /// File only: a list of rules is no flag.
+            #[serde(default)]
+            pub policy: RawPolicy,
+        }
+
+        $(
+            #[doc = concat!("The `", stringify!($section), ":` section, every key defaulted.")]
+            #[derive(Debug, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $Section {$(
+                #[doc = concat!($help, ".")]
+                #[serde(deserialize_with = $parse)]
+                pub $key: $ty,
+            )+}
+        )+
+
+        /// Flags shared by every command. Unset flags leave the key to the environment, file or
+        /// default. A value is text here: serde parses it with the other sources' values, so
+        /// that a bad one gets the same message wherever it came from.
+        #[derive(Clone, Debug, Default, Args)]
+        pub struct Flags {
+            /// YAML configuration file.
+            #[arg(long = "config.file", global = true, value_name = "FILE")]
+            pub config_file: Option<PathBuf>,
+            $($(
+                #[arg(
+                    long = $flag,
+                    global = true,
+                    value_name = stringify!($value),
+                    help = format!("{} [default: {}]", $help, $default),
+                )]
+                pub $field: Option<String>,
+            )+)+
+        }
+
+        /// Every key but the policy's, in the order of the table and of `--help`.
+        const KEYS: &[Key] = &[$($(
+            Key {
+                name: concat!(stringify!($section), ".", stringify!($key)),
+                default: $default,
+                flag: |flags: &Flags| flags.$field.as_deref(),
+            },
+        )+)+];
+    };
+}
+
+config_keys! {
+    web: RawWeb {
+        listen_address: String {
+            flag: "web.listen-address" <ADDR> as listen_address,
+            default: DEFAULT_LISTEN_ADDRESS,
+            parse: "text",
+            help: "Address to listen on for HTTP",
+        },
+        telemetry_path: String {
+            flag: "web.telemetry-path" <PATH> as telemetry_path,
+            default: "/metrics",
+            parse: "text",
+            help: "Path under which to expose metrics",
+        },
+    }
+    path: RawPath {
+        procfs: PathBuf {
+            flag: "path.procfs" <DIR> as procfs,
+            default: DEFAULT_PROCFS,
+            parse: "text",
+            help: "procfs mountpoint",
+        },
+        kubelet_logs: PathBuf {
+            flag: "path.kubelet-logs" <DIR> as kubelet_logs,
+            default: "/var/log/containers",
+            parse: "text",
+            help: "The kubelet's container log directory, whose file names give pod and \
+                   container names",
+        },
+    }
+    scan: RawScan {
+        interval: Duration {
+            flag: "scan.interval" <DURATION> as scan_interval,
+            default: "15s",
+            parse: "duration",
+            help: "Time between two scans of the procfs",
+        },
+    }
+    log: RawLog {
+        level: LogLevel {
+            flag: "log.level" <LEVEL> as log_level,
+            default: "info",
+            parse: "one_of_any_case",
+            help: "Only log messages at or above this level: error, warn, info, debug, trace",
+        },
+        format: LogFormat {
+            flag: "log.format" <FORMAT> as log_format,
+            default: "logfmt",
+            parse: "one_of",
+            help: "Log format: logfmt or json",
+        },
+    }
+    metrics: RawMetrics {
+        per_namespace: PerNamespace {
+            flag: "metrics.per-namespace" <MODE> as per_namespace,
+            default: "all",
+            parse: "one_of",
+            help: "Per-namespace series to export: all, shared (host namespaces and those \
+                   shared by several workloads or with findings) or none",
+        },
+    }
+}
+
+/// One configuration key, as the table declares it.
+struct Key {
+    /// `section.key`: the path in the YAML file, and the name an error gives.
+    name: &'static str,
+    /// Text, parsed as a value from any other source is.
+    default: &'static str,
+    /// The flag's value, if it was given.
+    flag: fn(&Flags) -> Option<&str>,
+}
 
 /// nsexporter: a Prometheus exporter that makes Linux kernel namespaces visible.
 #[derive(Debug, Parser)]
@@ -36,36 +196,6 @@ pub struct Cli {
     pub flags: Flags,
     #[command(subcommand)]
     pub command: Option<Command>,
-}
-
-/// Flags shared by every command. Unset flags leave the key to the environment, file or default.
-#[derive(Clone, Debug, Default, Args)]
-pub struct Flags {
-    /// YAML configuration file.
-    #[arg(long = "config.file", global = true, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// Address to listen on for HTTP [default: :9917].
-    #[arg(long = "web.listen-address", global = true, value_name = "ADDR")]
-    pub listen_address: Option<String>,
-    /// Path under which to expose metrics [default: /metrics].
-    #[arg(long = "web.telemetry-path", global = true, value_name = "PATH")]
-    pub telemetry_path: Option<String>,
-    /// procfs mountpoint [default: /proc].
-    #[arg(long = "path.procfs", global = true, value_name = "DIR")]
-    pub procfs: Option<String>,
-    /// The kubelet's container log directory, whose file names give pod and container names
-    /// [default: /var/log/containers].
-    #[arg(long = "path.kubelet-logs", global = true, value_name = "DIR")]
-    pub kubelet_logs: Option<String>,
-    /// Time between two scans of the procfs [default: 15s].
-    #[arg(long = "scan.interval", global = true, value_name = "DURATION")]
-    pub scan_interval: Option<String>,
-    /// Only log messages at or above this level: error, warn, info, debug, trace [default: info].
-    #[arg(long = "log.level", global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Log format: logfmt or json [default: logfmt].
-    #[arg(long = "log.format", global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,43 +217,35 @@ pub enum OutputFormat {
     Json,
 }
 
-/// The configuration as written, before validation.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub web: RawWeb,
-    pub path: RawPath,
-    pub scan: RawScan,
-    pub log: RawLog,
-    #[serde(default)]
-    pub policy: RawPolicy,
+/// `log.level`: the least severe level logged. Case-insensitive (`INFO` is `info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWeb {
-    pub listen_address: String,
-    pub telemetry_path: String,
+impl From<LogLevel> for tracing::Level {
+    fn from(level: LogLevel) -> tracing::Level {
+        match level {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPath {
-    pub procfs: String,
-    pub kubelet_logs: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawScan {
-    pub interval: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    pub level: String,
-    pub format: String,
+/// `log.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Logfmt,
+    Json,
 }
 
 /// A configuration problem, naming the key.
@@ -231,6 +353,50 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `deserialize_with` for text keys. `config` hands a YAML number or boolean over as text, as
+/// it does a flag's or a variable's value.
+fn text<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<T, D::Error> {
+    String::deserialize(d).map(T::from)
+}
+
+/// `deserialize_with` for durations, in humantime's syntax (`15s`, `1m 30s`). Not
+/// humantime-serde's: its error drops humantime's reason ("expected number at 0"), and it
+/// calls a YAML `15` a type error where humantime says that a unit is needed.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))
+}
+
+/// `deserialize_with` for a serde enum of lowercase names, written as text: a bad name is
+/// `"x" is not one of a, b, c`, listing the names serde derived.
+fn one_of<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    name(&String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+/// [`one_of`], ignoring case.
+fn one_of_any_case<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+    name(&String::deserialize(d)?.to_ascii_lowercase()).map_err(D::Error::custom)
+}
+
+fn name<T: DeserializeOwned>(text: &str) -> Result<T, NameError> {
+    T::deserialize(serde::de::value::StrDeserializer::<NameError>::new(text))
+}
+
+/// The error of [`name`]: serde hands `unknown_variant` the names it derived.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NameError(String);
+
+impl serde::de::Error for NameError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        NameError(msg.to_string())
+    }
+
+    fn unknown_variant(name: &str, names: &'static [&'static str]) -> Self {
+        NameError(format!("{name:?} is not one of {}", names.join(", ")))
+    }
+}
+
 impl RawConfig {
     /// Merges defaults, the file named by `--config.file`, the environment and the flags.
     pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
@@ -246,14 +412,10 @@ impl RawConfig {
             .into_iter()
             .filter(|(k, _)| k.starts_with("NSEXPORTER_"))
             .collect();
-        let mut b = config::Config::builder()
-            .set_default("web.listen_address", DEFAULT_LISTEN_ADDRESS)?
-            .set_default("web.telemetry_path", "/metrics")?
-            .set_default("path.procfs", DEFAULT_PROCFS)?
-            .set_default("path.kubelet_logs", "/var/log/containers")?
-            .set_default("scan.interval", "15s")?
-            .set_default("log.level", "info")?
-            .set_default("log.format", "logfmt")?;
+        let mut b = config::Config::builder();
+        for key in KEYS {
+            b = b.set_default(key.name, key.default)?;
+        }
         if let Some(file) = &flags.config_file {
             let text = read_config_file(file)?;
             b = b.add_source(config::File::from_str(&text, config::FileFormat::Yaml));
@@ -264,17 +426,9 @@ impl RawConfig {
                 .separator("__")
                 .source(Some(env)),
         );
-        for (key, value) in [
-            ("web.listen_address", &flags.listen_address),
-            ("web.telemetry_path", &flags.telemetry_path),
-            ("path.procfs", &flags.procfs),
-            ("path.kubelet_logs", &flags.kubelet_logs),
-            ("scan.interval", &flags.scan_interval),
-            ("log.level", &flags.log_level),
-            ("log.format", &flags.log_format),
-        ] {
-            if let Some(v) = value {
-                b = b.set_override(key, v.as_str())?;
+        for key in KEYS {
+            if let Some(value) = (key.flag)(flags) {
+                b = b.set_override(key.name, value)?;
             }
         }
         let built = b.build().map_err(|e| match (e, &flags.config_file) {
@@ -285,14 +439,34 @@ impl RawConfig {
             },
             (e, _) => e.into(),
         })?;
-        Ok(built.try_deserialize()?)
+        built.try_deserialize().map_err(key_first)
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
+/// `config` ends a value's error with `for key `scan.interval``; ours start with the key, as
+/// `Settings::try_from`'s do. Errors about another key (an unknown one, a policy's) are
+/// `config`'s.
+fn key_first(e: config::ConfigError) -> ConfigError {
+    use config::ConfigError::{At, Type};
+    let key = match &e {
+        At { key: Some(k), .. } | Type { key: Some(k), .. } => KEYS.iter().find(|x| x.name == k),
+        _ => None,
+    };
+    match (e, key) {
+        (At { error, .. }, Some(key)) => invalid(key.name, error.to_string()),
+        (
+            Type {
+                unexpected,
+                expected,
+                ..
+            },
+            Some(key),
+        ) => invalid(
+            key.name,
+            format!("invalid type: {unexpected}, expected {expected}"),
+        ),
+        (e, _) => e.into(),
+    }
 }
 
 /// Validated settings.
@@ -307,6 +481,7 @@ pub struct Settings {
     pub scan_interval: Duration,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
+    pub per_namespace: PerNamespace,
     pub policy: Policy,
 }
 
@@ -314,70 +489,56 @@ impl TryFrom<RawConfig> for Settings {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Settings, ConfigError> {
-        let listen_address = parse_listen_address(&raw.web.listen_address)
+        let RawConfig {
+            web,
+            path,
+            scan,
+            log,
+            metrics,
+            policy,
+        } = raw;
+        let listen_address = parse_listen_address(&web.listen_address)
             .map_err(|p| invalid("web.listen_address", p))?;
-        let path = raw.web.telemetry_path;
-        if !path.starts_with('/') || ["/", "/healthz", "/readyz"].contains(&path.as_str()) {
+        let telemetry_path = web.telemetry_path;
+        if !telemetry_path.starts_with('/')
+            || ["/", "/healthz", "/readyz"].contains(&telemetry_path.as_str())
+        {
             return Err(invalid(
                 "web.telemetry_path",
-                format!("{path:?} must start with / and not be /, /healthz or /readyz"),
+                format!("{telemetry_path:?} must start with / and not be /, /healthz or /readyz"),
             ));
         }
-        let procfs = PathBuf::from(&raw.path.procfs);
-        if !procfs.join("1").is_dir() {
+        if !path.procfs.join("1").is_dir() {
             return Err(invalid(
                 "path.procfs",
                 format!(
                     "{} is not a procfs: {} does not exist",
-                    procfs.display(),
-                    procfs.join("1").display()
+                    path.procfs.display(),
+                    path.procfs.join("1").display()
                 ),
             ));
         }
-        let scan_interval = humantime::parse_duration(&raw.scan.interval)
-            .map_err(|e| invalid("scan.interval", format!("{:?}: {e}", raw.scan.interval)))?;
-        if scan_interval < Duration::from_millis(100) {
+        if scan.interval < MIN_SCAN_INTERVAL {
             return Err(invalid(
                 "scan.interval",
                 format!(
-                    "{:?} is shorter than the minimum of 100ms",
-                    raw.scan.interval
+                    "\"{}\" is shorter than the minimum of {}",
+                    humantime::format_duration(scan.interval),
+                    humantime::format_duration(MIN_SCAN_INTERVAL)
                 ),
             ));
         }
-        let log_level = match raw.log.level.to_ascii_lowercase().as_str() {
-            "error" => tracing::Level::ERROR,
-            "warn" => tracing::Level::WARN,
-            "info" => tracing::Level::INFO,
-            "debug" => tracing::Level::DEBUG,
-            "trace" => tracing::Level::TRACE,
-            other => {
-                return Err(invalid(
-                    "log.level",
-                    format!("{other:?} is not one of error, warn, info, debug, trace"),
-                ));
-            }
-        };
-        let log_format = match raw.log.format.as_str() {
-            "logfmt" => LogFormat::Logfmt,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log.format",
-                    format!("{other:?} is not one of logfmt, json"),
-                ));
-            }
-        };
         Ok(Settings {
-            policy: Policy::try_from(raw.policy)?,
-            kubelet_logs: PathBuf::from(raw.path.kubelet_logs),
+            policy: Policy::try_from(policy)?,
             listen_address,
-            listen_address_text: raw.web.listen_address,
-            telemetry_path: path,
-            procfs,
-            scan_interval,
-            log_level,
-            log_format,
+            listen_address_text: web.listen_address,
+            telemetry_path,
+            procfs: path.procfs,
+            kubelet_logs: path.kubelet_logs,
+            scan_interval: scan.interval,
+            log_level: log.level.into(),
+            log_format: log.format,
+            per_namespace: metrics.per_namespace,
         })
     }
 }
@@ -645,5 +806,124 @@ mod tests {
         }
         let at = load(with(&at_limit), &[]);
         assert!(at.is_ok(), "exactly the limit is accepted: {at:?}");
+    }
+
+    /// As [`load`], with `yaml` as the config file and the fixture procfs unless a flag says.
+    fn load_yaml(flags: Flags, env: &[(&str, &str)], yaml: &str) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let flags = Flags {
+            config_file: Some(file),
+            procfs: flags.procfs.or_else(|| Some(fixture_procfs())),
+            ..flags
+        };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        RawConfig::load_from(&flags, env)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| Settings::try_from(raw).map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn every_key_has_a_flag_that_shows_its_default() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let longs: Vec<&str> = cli.get_arguments().filter_map(|a| a.get_long()).collect();
+        let wanted: Vec<String> = std::iter::once("config.file".to_owned())
+            .chain(KEYS.iter().map(|k| k.name.replace('_', "-")))
+            .collect();
+        assert_eq!(longs, wanted, "one flag per key, in table order");
+        for key in KEYS {
+            let flag = key.name.replace('_', "-");
+            let arg = cli.get_arguments().find(|a| a.get_long() == Some(&flag));
+            let help = arg.and_then(|a| a.get_help()).unwrap().to_string();
+            let default = format!("[default: {}]", key.default);
+            assert!(help.ends_with(&default), "--{flag}: {help:?}");
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_key() {
+        let readme = include_str!("../README.md");
+        for key in KEYS {
+            let row = format!(
+                "| `--{}` | `{}` | `NSEXPORTER_{}` | `{}`",
+                key.name.replace('_', "-"),
+                key.name,
+                key.name.to_ascii_uppercase().replace('.', "__"),
+                key.default
+            );
+            assert!(readme.contains(&row), "README lacks {row:?}");
+        }
+    }
+
+    #[test]
+    fn typed_values_from_every_source() {
+        let yaml = "scan:\n  interval: 1m 30s\nlog:\n  level: DEBUG\n  format: json\n";
+        let s = load_yaml(Flags::default(), &[], yaml).unwrap();
+        assert_eq!(s.scan_interval, Duration::from_secs(90));
+        assert_eq!(s.log_level, tracing::Level::DEBUG, "level ignores case");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.per_namespace, PerNamespace::All, "default");
+        let env = [("NSEXPORTER_METRICS__PER_NAMESPACE", "none")];
+        let s = load_yaml(
+            Flags::default(),
+            &env,
+            "metrics:\n  per_namespace: shared\n",
+        )
+        .unwrap();
+        assert_eq!(s.per_namespace, PerNamespace::None, "env beats file");
+        let flags = Flags {
+            per_namespace: Some("shared".into()),
+            ..Flags::default()
+        };
+        let s = load_yaml(flags, &env, "").unwrap();
+        assert_eq!(s.per_namespace, PerNamespace::Shared, "flag beats env");
+    }
+
+    #[test]
+    fn bad_typed_values_name_their_key_first() {
+        let cases = [
+            (
+                "metrics:\n  per_namespace: x\n",
+                "metrics.per_namespace: \"x\" is not one of all, shared, none",
+            ),
+            // Names other than the level's are exact.
+            (
+                "metrics:\n  per_namespace: All\n",
+                "metrics.per_namespace: \"All\" is not one of all, shared, none",
+            ),
+            (
+                "log:\n  format: JSON\n",
+                "log.format: \"JSON\" is not one of logfmt, json",
+            ),
+            (
+                "log:\n  level: 3\n",
+                "log.level: \"3\" is not one of error, warn, info, debug, trace",
+            ),
+            (
+                "scan:\n  interval: 15\n",
+                "scan.interval: \"15\": time unit needed, for example 15sec or 15ms",
+            ),
+            (
+                "scan:\n  interval: [1]\n",
+                "scan.interval: invalid type: sequence, expected a string",
+            ),
+            (
+                "web:\n  telemetry_path: {a: b}\n",
+                "web.telemetry_path: invalid type: map, expected a string",
+            ),
+            (
+                "scan:\n  interval: 99ms\n",
+                "scan.interval: \"99ms\" is shorter than the minimum of 100ms",
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(
+                load_yaml(Flags::default(), &[], yaml).unwrap_err(),
+                want,
+                "{yaml:?}"
+            );
+        }
     }
 }

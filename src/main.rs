@@ -142,7 +142,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         let metrics = Metrics::new(
             ProcFs::new(DEFAULT_PROCFS),
             settings.scan_interval,
-            Default::default(),
+            settings.per_namespace,
         );
         let collector = Collector::new(
             procfs,

@@ -33,6 +33,7 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterDown",
     "NsexporterAbsent",
     "NsexporterScansStalled",
+    "NsexporterScanFailing",
 ];
 
 fn repo_root() -> &'static Path {
@@ -254,4 +255,11 @@ fn line_scan_reads_the_layout_it_expects() {
         "alert names are their own anchors"
     );
     assert_eq!(github_anchor("Before you start"), "before-you-start");
+}
+
+/// The recording rules for a cluster-level view parse and compute what their unit tests say.
+#[test]
+fn recording_rules_pass_promtool() {
+    run_promtool(&["check", "rules", "deploy/prometheus/recording.yaml"]);
+    run_promtool(&["test", "rules", "deploy/prometheus/recording_test.yaml"]);
 }

@@ -637,3 +637,54 @@ fn kubelet_name_conflicts_resolve_the_same_way_and_are_logged_once() {
     assert!(said[0].contains("web-7d9c5b8f6-zzzzz"), "{}", said[0]);
     assert!(!said[0].contains("aaa-fifo"), "{}", said[0]);
 }
+
+/// `--metrics.per-namespace` bounds the per-namespace series and keeps everything else: per-type
+/// counts, findings, and host sharing.
+#[test]
+fn per_namespace_series_follow_the_budget() {
+    let per_ns = [
+        "nsexporter_namespace_processes",
+        "nsexporter_namespace_info",
+        "nsexporter_namespace_start_time_seconds",
+    ];
+    let exposition = |mode: &str| {
+        let procfs = fixture_procfs();
+        let logs = manifest_dir().join("tests/fixtures/kubelet-logs");
+        Exporter::start(&[
+            &format!("--path.procfs={}", procfs.display()),
+            &format!("--path.kubelet-logs={}", logs.display()),
+            "--scan.interval=1h",
+            &format!("--metrics.per-namespace={mode}"),
+        ])
+        .metrics()
+    };
+    let all = exposition("all");
+    let shared = exposition("shared");
+    let none = exposition("none");
+    let count = |m: &Metrics, name: &str| m.find(name, &[]).len();
+    for name in per_ns {
+        assert!(count(&shared, name) < count(&all, name), "{name}");
+        assert_eq!(count(&none, name), 0, "{name}");
+    }
+    // shared: the host's namespaces and those of several workloads, all of them.
+    let kept = |s: &&Sample| s.labels["host"] == "true" || s.labels["owner"] == "mixed";
+    let shared_info = shared.find("nsexporter_namespace_info", &[]);
+    let all_info = all.find("nsexporter_namespace_info", &[]);
+    assert!(shared_info.iter().all(kept), "{shared_info:?}");
+    assert_eq!(
+        shared_info.len(),
+        all_info.iter().filter(|s| kept(s)).count()
+    );
+    for m in [&shared, &none] {
+        for name in [
+            "nsexporter_sharing_findings_active",
+            "nsexporter_workload_host_namespace",
+        ] {
+            assert_eq!(count(m, name), count(&all, name), "{name}");
+        }
+        assert_eq!(
+            m.value("nsexporter_namespaces", &[("type", "net")]),
+            all.value("nsexporter_namespaces", &[("type", "net")])
+        );
+    }
+}
