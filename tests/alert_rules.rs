@@ -10,7 +10,7 @@
 //! (`- alert: Name`, `runbook_url: ...`, `alertname: Name` followed by
 //! `exp_alerts:`), and fails loudly if it finds no alerts at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -262,4 +262,123 @@ fn line_scan_reads_the_layout_it_expects() {
 fn recording_rules_pass_promtool() {
     run_promtool(&["check", "rules", "deploy/prometheus/recording.yaml"]);
     run_promtool(&["test", "rules", "deploy/prometheus/recording_test.yaml"]);
+}
+
+/// The fragments GitHub gives the headings of a Markdown file: `github_anchor` of each, with
+/// `-1`, `-2`, ... on repeats. Lines inside fenced code blocks are not headings.
+fn markdown_anchors(markdown: &str) -> BTreeSet<String> {
+    let mut anchors = BTreeSet::new();
+    let mut repeats: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fence: Option<&str> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        if let Some(open) = fence {
+            if trimmed.starts_with(open) {
+                fence = None;
+            }
+            continue;
+        }
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            fence = Some(&trimmed[..3]);
+            continue;
+        }
+        let level = line.bytes().take_while(|&b| b == b'#').count();
+        let Some(text) = line[level..]
+            .strip_prefix(' ')
+            .filter(|_| (1..=6).contains(&level))
+        else {
+            continue;
+        };
+        let anchor = github_anchor(text.trim_end_matches('#'));
+        let n = repeats.entry(anchor.clone()).or_insert(0);
+        anchors.insert(if *n == 0 {
+            anchor
+        } else {
+            format!("{anchor}-{n}")
+        });
+        *n += 1;
+    }
+    anchors
+}
+
+/// Each rule's one runbook_url: the default base, then `#` and an anchor that exists in the
+/// runbook and is the alert's own section.
+fn runbook_link_problems(rules: &[AlertRule], runbook: &str) -> Vec<String> {
+    let anchors = markdown_anchors(runbook);
+    let base = RUNBOOK_URL_PREFIX.trim_end_matches('#');
+    let mut problems = Vec::new();
+    for rule in rules {
+        let name = &rule.name;
+        let [url] = rule.runbook_urls.as_slice() else {
+            problems.push(format!(
+                "{name}: {} runbook_url lines, want one",
+                rule.runbook_urls.len()
+            ));
+            continue;
+        };
+        let Some((link_base, anchor)) = url.split_once('#') else {
+            problems.push(format!("{name}: runbook_url {url} has no #anchor"));
+            continue;
+        };
+        if link_base != base {
+            problems.push(format!(
+                "{name}: runbook_url {url} does not start with {base}#"
+            ));
+        }
+        if !anchors.contains(anchor) {
+            problems.push(format!("{name}: #{anchor} is not a heading of {RUNBOOK}"));
+        } else if anchor != github_anchor(name) {
+            problems.push(format!("{name}: #{anchor} is not the alert's own section"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_runbook_url_ends_in_an_anchor_of_docs_alerts_md() {
+    // Read now, not listed here: alerts added later are covered as they come.
+    let rules = alert_rules(&read(RULES));
+    assert!(!rules.is_empty(), "{RULES}: no alerts found");
+    let runbook = read(RUNBOOK);
+    let problems = runbook_link_problems(&rules, &runbook);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // A link that drifts from the runbook is caught.
+    let drifted = |url: &str| {
+        let rule = AlertRule {
+            name: rules[0].name.clone(),
+            runbook_urls: vec![url.to_owned()],
+        };
+        runbook_link_problems(&[rule], &runbook)
+    };
+    let own = github_anchor(&rules[0].name);
+    for url in [
+        format!("{RUNBOOK_URL_PREFIX}{own}-renamed"),
+        format!("{RUNBOOK_URL_PREFIX}before-you-start"),
+        format!("https://github.com/elsewhere/nsexporter/blob/main/docs/alerts.md#{own}"),
+    ] {
+        assert!(
+            !drifted(&url).is_empty(),
+            "a runbook_url of {url} was accepted"
+        );
+    }
+    let anchors = markdown_anchors("# T\n## A b\n```sh\n# not a heading\n```\n## A b\n## A b\n");
+    let found: Vec<&str> = anchors.iter().map(String::as_str).collect();
+    assert_eq!(found, ["a-b", "a-b-1", "a-b-2", "t"]);
+}
+
+#[test]
+fn runbook_base_is_where_the_readme_says_the_project_lives() {
+    let readme = read("README.md");
+    let marker = "The project lives at ";
+    let home = readme
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(|url| url.trim_end_matches([',', '.', ';', ')']))
+        .unwrap_or_else(|| panic!("README.md has no `{marker}URL`"));
+    assert_eq!(
+        RUNBOOK_URL_PREFIX,
+        format!("{home}/blob/main/docs/alerts.md#"),
+        "the runbook links' default base is not the README's project home"
+    );
 }

@@ -1,18 +1,22 @@
 //! Checks of the deployment files under `deploy/` and the repository's `.yamllint`: lint, schema
-//! validation against Kubernetes and the Prometheus Operator, rendering, generated-file drift,
-//! and the Prometheus, systemd and AppArmor tools' own checks.
+//! validation against Kubernetes, the Prometheus Operator and OpenShift, rendering, generated-file
+//! drift, the Prometheus, systemd and AppArmor tools' own checks, and that what managed clusters
+//! need (the priority-class quota, the OpenShift SCC, runbook links) agrees with the DaemonSet.
 //!
 //! Every tool comes from `scripts/install-test-deps`. A missing tool fails the test with a
 //! message naming that script: a check that quietly skips is a check that does not exist.
 //! Tools are looked for in `$NSEXPORTER_TEST_DEPS/venv/bin` (default
 //! `/opt/nsexporter-test-deps`, where the script puts its pinned ones) before `PATH`.
 
+use std::collections::BTreeSet;
 use std::env;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
 
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps` (as root) to install it";
 
@@ -24,6 +28,7 @@ const KUBERNETES_VERSIONS: &[&str] = &["1.30.0", "1.37.0"];
 /// The objects `deploy/kubernetes` renders to, as `kind/name` in kubernetes-validate's spelling.
 const CORE_OBJECTS: &[&str] = &[
     "namespace/nsexporter",
+    "resourcequota/nsexporter-critical-pods",
     "serviceaccount/nsexporter",
     "configmap/nsexporter-config",
     "service/nsexporter",
@@ -103,36 +108,67 @@ fn kustomize(dir: &Path) -> String {
     String::from_utf8(out.stdout).expect("kustomize output is UTF-8")
 }
 
-/// The base, and the base with the AppArmor component, each rendered to a file in `tmp`.
+/// The base, and the base with each opt-in component, each rendered to a file in `tmp`.
 fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
-    let base = repo().join("deploy/kubernetes");
-    let overlay = tmp.join("apparmor-overlay");
-    fs::create_dir(&overlay).expect("overlay dir");
+    let runbook_base = [("runbook-base.yaml", TEAM_RUNBOOK_BASE)];
+    [
+        ("base", repo().join("deploy/kubernetes")),
+        (
+            "apparmor component",
+            overlay(tmp, "apparmor-overlay", &["apparmor"], &[]),
+        ),
+        (
+            "openshift component",
+            overlay(tmp, "openshift-overlay", &["openshift"], &[]),
+        ),
+        (
+            "runbooks component",
+            overlay(tmp, "runbooks-overlay", &["runbooks"], &runbook_base),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        let file = tmp.join(format!("{}.yaml", name.replace(' ', "-")));
+        fs::write(&file, kustomize(&dir)).expect("write rendered");
+        (name, file)
+    })
+    .collect()
+}
+
+/// A team's overlay in `tmp/name`: the base and `files` (written beside its kustomization.yaml)
+/// as resources, and the `components` (folders of deploy/kubernetes).
+fn overlay(tmp: &Path, name: &str, components: &[&str], files: &[(&str, &str)]) -> PathBuf {
+    let dir = tmp.join(name);
+    fs::create_dir(&dir).expect("overlay dir");
     // kustomize takes only relative paths to other kustomizations.
-    let to_base = relative_to_root(&overlay).join(
-        base.canonicalize()
+    let to_base = relative_to_root(&dir).join(
+        repo()
+            .join("deploy/kubernetes")
+            .canonicalize()
             .expect("canonical base")
             .strip_prefix("/")
             .unwrap(),
     );
+    let mut resources = vec![to_base.display().to_string()];
+    for (file, text) in files {
+        fs::write(dir.join(file), text).expect("write overlay file");
+        resources.push(file.to_string());
+    }
+    let components: Vec<String> = components
+        .iter()
+        .map(|c| to_base.join(c).display().to_string())
+        .collect();
     fs::write(
-        overlay.join("kustomization.yaml"),
+        dir.join("kustomization.yaml"),
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
              resources: [{}]\ncomponents: [{}]\n",
-            to_base.display(),
-            to_base.join("apparmor").display()
+            resources.join(", "),
+            components.join(", ")
         ),
     )
     .expect("write overlay");
-    [("base", base), ("apparmor component", overlay)]
-        .into_iter()
-        .map(|(name, dir)| {
-            let file = tmp.join(format!("{}.yaml", name.replace(' ', "-")));
-            fs::write(&file, kustomize(&dir)).expect("write rendered");
-            (name, file)
-        })
-        .collect()
+    dir
 }
 
 /// The path from `dir` up to `/`: one `..` per component of its canonical path.
@@ -176,10 +212,12 @@ fn kustomize_renders_the_daemonset() {
         ] {
             assert!(yaml.contains(needle), "{variant}: no `{needle}` in\n{yaml}");
         }
-        // The namespace set by the kustomization reaches every namespaced object.
+        // The namespace set by the kustomization reaches every namespaced object (the
+        // openshift component adds a RoleBinding, whose subject names the namespace too).
         let namespaced = yaml.matches("\n  namespace: nsexporter\n").count();
         assert_eq!(
-            namespaced, 6,
+            namespaced,
+            7 + 2 * usize::from(variant == "openshift component"),
             "{variant}: objects in namespace nsexporter\n{yaml}"
         );
     }
@@ -219,9 +257,11 @@ fn core_objects_validate_strictly_against_kubernetes() {
                     "{object} was not validated: {ctx}"
                 );
             }
+            // The openshift component's SCC is checked against OpenShift's own schema below.
             for line in text.lines().filter(|l| l.contains("Couldn't find schema")) {
                 assert!(
-                    line.contains("monitoring.coreos.com/v1"),
+                    line.contains("monitoring.coreos.com/v1")
+                        || line.contains("api version security.openshift.io/v1"),
                     "object without a schema: {line}\n{ctx}"
                 );
             }
@@ -331,6 +371,7 @@ fn prometheusrule_is_generated_from_alerts_yaml() {
         "deploy/kubernetes/generate-prometheusrule --stdout",
         Command::new("sh")
             .current_dir(&root)
+            .env_remove("NSEXPORTER_RUNBOOK_BASE")
             .args(["deploy/kubernetes/generate-prometheusrule", "--stdout"]),
     );
     let checked_in = fs::read_to_string(root.join("deploy/kubernetes/prometheusrule.yaml"))
@@ -480,4 +521,832 @@ fn apparmor_profile_parses() {
         "{}",
         show(&out)
     );
+}
+
+// --- Managed clusters: the priority-class quota, runbook links, OpenShift ---------------------
+
+/// Where a team keeps its own runbooks, in the runbook-base tests.
+const TEAM_WIKI: &str = "https://wiki.example.com/nsexporter";
+
+/// The one file a team writes to point the runbooks component at its wiki (as its
+/// kustomization.yaml documents it).
+const TEAM_RUNBOOK_BASE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  \
+    name: nsexporter-runbook-base\n  annotations:\n    \
+    config.kubernetes.io/local-config: \"true\"\ndata:\n  \
+    base: https://wiki.example.com/nsexporter\n";
+
+/// Nodes in the largest clusters the DaemonSet may span: GKE's limit (upstream Kubernetes is
+/// tested to 5,000). One pod per node, so the quota must admit at least this many.
+const LARGEST_CLUSTER_NODES: u64 = 65_000;
+
+/// The documents of `yaml` as JSON values, read by the venv's PyYAML (serde_yaml is not a
+/// dependency; kubernetes-validate brings PyYAML).
+fn yaml_documents(yaml: &str) -> Vec<Value> {
+    let out = run(
+        Command::new(tool("python")).args([
+            "-c",
+            "import json, sys, yaml\n\
+             json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)",
+        ]),
+        Some(yaml.as_bytes()),
+    );
+    assert!(out.status.success(), "YAML to JSON failed\n{}", show(&out));
+    serde_json::from_slice(&out.stdout).expect("PyYAML's JSON")
+}
+
+fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+/// `objects` with the value at JSON `pointer` of object `kind/name` replaced: one drift, to
+/// show that a check notices it.
+fn drifted(objects: &[Value], kind: &str, name: &str, pointer: &str, value: Value) -> Vec<Value> {
+    let mut copy = objects.to_vec();
+    let target = copy
+        .iter_mut()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name}"));
+    *target
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in {kind}/{name}")) = value;
+    copy
+}
+
+/// What lets the DaemonSet's pods in on clusters that limit priority classes (GKE): exactly one
+/// ResourceQuota in its namespace whose only scope is `PriorityClass In [its class]`, room for
+/// a pod per node of the largest clusters, and no other hard limit (a quota on cpu or memory
+/// would refuse every pod in scope that does not declare that limit). Any other quota scoped
+/// by priority class is a leftover of a class the DaemonSet no longer uses.
+fn priority_quota_problems(objects: &[Value]) -> Vec<String> {
+    let Some(ds) = object(objects, "DaemonSet", "nsexporter") else {
+        return vec!["no DaemonSet nsexporter".into()];
+    };
+    let namespace = &ds["metadata"]["namespace"];
+    let class = &ds["spec"]["template"]["spec"]["priorityClassName"];
+    let scope = json!([{"scopeName": "PriorityClass", "operator": "In", "values": [class]}]);
+    let mut problems = Vec::new();
+    let mut admitting = 0;
+    for quota in objects.iter().filter(|o| o["kind"] == "ResourceQuota") {
+        let name = &quota["metadata"]["name"];
+        let expressions = &quota["spec"]["scopeSelector"]["matchExpressions"];
+        let by_class = expressions
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["scopeName"] == "PriorityClass"));
+        if !by_class {
+            continue;
+        }
+        if quota["metadata"]["namespace"] != *namespace
+            || *expressions != scope
+            || !quota["spec"]["scopes"].is_null()
+        {
+            problems.push(format!(
+                "ResourceQuota {name} in namespace {} selects {expressions} (scopes {}), but the \
+                 DaemonSet in namespace {namespace} has priorityClassName {class}: want exactly \
+                 {scope} in its namespace",
+                quota["metadata"]["namespace"], quota["spec"]["scopes"]
+            ));
+            continue;
+        }
+        admitting += 1;
+        let hard = quota["spec"]["hard"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for key in hard.keys().filter(|k| *k != "pods") {
+            problems.push(format!(
+                "ResourceQuota {name} limits {key}: pods that do not declare it are refused"
+            ));
+        }
+        let pods = hard.get("pods").and_then(|p| {
+            p.as_str()
+                .and_then(|p| p.parse::<u64>().ok())
+                .or(p.as_u64())
+        });
+        if pods.is_none_or(|p| p < LARGEST_CLUSTER_NODES) {
+            problems.push(format!(
+                "ResourceQuota {name}: hard pods {:?} must be a plain number of at least \
+                 {LARGEST_CLUSTER_NODES}, a pod per node of the largest clusters",
+                hard.get("pods")
+            ));
+        }
+    }
+    if class.is_string() && admitting != 1 {
+        problems.push(format!(
+            "{admitting} ResourceQuotas admit priority class {class} in namespace {namespace}; \
+             want one"
+        ));
+    }
+    problems
+}
+
+#[test]
+fn resourcequota_admits_the_daemonsets_priority_class() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (variant, file) in rendered_variants(tmp.path()) {
+        let objects = yaml_documents(&fs::read_to_string(&file).expect("read rendered"));
+        let problems = priority_quota_problems(&objects);
+        assert!(problems.is_empty(), "{variant}:\n{}", problems.join("\n"));
+    }
+    // Either side changed alone is caught.
+    let objects = yaml_documents(&kustomize(&repo().join("deploy/kubernetes")));
+    let ds_class = "/spec/template/spec/priorityClassName";
+    let quota = ("ResourceQuota", "nsexporter-critical-pods");
+    let scope = "/spec/scopeSelector/matchExpressions/0";
+    for (what, objects) in [
+        (
+            "DaemonSet class changed",
+            drifted(
+                &objects,
+                "DaemonSet",
+                "nsexporter",
+                ds_class,
+                json!("system-cluster-critical"),
+            ),
+        ),
+        (
+            "quota class changed",
+            drifted(
+                &objects,
+                quota.0,
+                quota.1,
+                &format!("{scope}/values"),
+                json!(["other"]),
+            ),
+        ),
+        (
+            "quota operator changed",
+            drifted(
+                &objects,
+                quota.0,
+                quota.1,
+                &format!("{scope}/operator"),
+                json!("NotIn"),
+            ),
+        ),
+        (
+            "quota too small",
+            drifted(&objects, quota.0, quota.1, "/spec/hard/pods", json!("5000")),
+        ),
+        (
+            "quota in another namespace",
+            drifted(
+                &objects,
+                quota.0,
+                quota.1,
+                "/metadata/namespace",
+                json!("default"),
+            ),
+        ),
+        (
+            "quota gone",
+            objects
+                .iter()
+                .filter(|o| o["kind"] != "ResourceQuota")
+                .cloned()
+                .collect(),
+        ),
+    ] {
+        assert!(
+            !priority_quota_problems(&objects).is_empty(),
+            "the quota check missed: {what}"
+        );
+    }
+}
+
+/// Checks that `rebased` is `original` with each runbook_url's base replaced by `base` and
+/// nothing else changed, anchors included.
+fn assert_rebased(what: &str, original: &str, rebased: &str, base: &str) {
+    let (original, rebased): (Vec<&str>, Vec<&str>) =
+        (original.lines().collect(), rebased.lines().collect());
+    assert_eq!(original.len(), rebased.len(), "{what}: line count changed");
+    let mut links = 0;
+    for (n, (before, after)) in original.iter().zip(&rebased).enumerate() {
+        let expected = match before.split_once("runbook_url: ") {
+            Some((indent, url)) if indent.trim().is_empty() => {
+                links += 1;
+                let anchor = url.split_once('#').expect("runbook_url with an anchor").1;
+                format!("{indent}runbook_url: {base}#{anchor}")
+            }
+            _ => before.to_string(),
+        };
+        assert_eq!(*after, expected, "{what}: line {}", n + 1);
+    }
+    assert!(links > 0, "{what}: no runbook_url lines");
+}
+
+fn generate_prometheusrule(args: &[&str], env: Option<&str>) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(repo())
+        .env_remove("NSEXPORTER_RUNBOOK_BASE")
+        .arg("deploy/kubernetes/generate-prometheusrule")
+        .args(args);
+    if let Some(base) = env {
+        cmd.env("NSEXPORTER_RUNBOOK_BASE", base);
+    }
+    run(&mut cmd, None)
+}
+
+#[test]
+fn generate_prometheusrule_takes_one_runbook_base() {
+    let root = repo();
+    let rule = fs::read_to_string(root.join("deploy/kubernetes/prometheusrule.yaml")).unwrap();
+    let alerts = fs::read_to_string(root.join("deploy/prometheus/alerts.yaml")).unwrap();
+    let stdout = |out: Output, what: &str| {
+        assert!(out.status.success(), "{what}\n{}", show(&out));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let by_flag = stdout(
+        generate_prometheusrule(&["--stdout", "--runbook-base", TEAM_WIKI], None),
+        "--runbook-base",
+    );
+    assert_rebased("--stdout --runbook-base", &rule, &by_flag, TEAM_WIKI);
+    let by_env = stdout(
+        generate_prometheusrule(&["--stdout"], Some(TEAM_WIKI)),
+        "env",
+    );
+    assert_eq!(
+        by_env, by_flag,
+        "NSEXPORTER_RUNBOOK_BASE and --runbook-base differ"
+    );
+    let rules = stdout(
+        generate_prometheusrule(&["--alerts", &format!("--runbook-base={TEAM_WIKI}")], None),
+        "--alerts",
+    );
+    assert_rebased("--alerts --runbook-base", &alerts, &rules, TEAM_WIKI);
+    let unchanged = stdout(generate_prometheusrule(&["--alerts"], None), "--alerts");
+    assert_eq!(
+        unchanged, alerts,
+        "--alerts without a base must print alerts.yaml as it is"
+    );
+    // A base that would break the links is refused, not written.
+    for bad in [
+        "https://wiki.example.com/a#b",
+        "wiki.example.com/nsexporter",
+        "https://a b/",
+    ] {
+        let out = generate_prometheusrule(&["--stdout", "--runbook-base", bad], None);
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "--runbook-base {bad} was accepted\n{}",
+            show(&out)
+        );
+    }
+}
+
+/// (alert, runbook_url) of every rule of the PrometheusRule in `objects`.
+fn prometheusrule_links(objects: &[Value]) -> Vec<(String, String)> {
+    let rule = object(objects, "PrometheusRule", "nsexporter").expect("PrometheusRule");
+    rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| {
+            Some((
+                r["alert"].as_str()?,
+                r["annotations"]["runbook_url"].as_str()?,
+            ))
+        })
+        .map(|(a, u)| (a.to_owned(), u.to_owned()))
+        .collect()
+}
+
+#[test]
+fn runbooks_component_sets_the_base_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let default = prometheusrule_links(&yaml_documents(&kustomize(
+        &repo().join("deploy/kubernetes"),
+    )));
+    let files = [("runbook-base.yaml", TEAM_RUNBOOK_BASE)];
+    let dir = overlay(tmp.path(), "team", &["runbooks"], &files);
+    let objects = yaml_documents(&kustomize(&dir));
+    let team = prometheusrule_links(&objects);
+    assert!(!default.is_empty(), "no alerts in the PrometheusRule");
+    let expected: Vec<(String, String)> = default
+        .iter()
+        .map(|(alert, url)| {
+            let anchor = url.split_once('#').expect("runbook_url with an anchor").1;
+            (alert.clone(), format!("{TEAM_WIKI}#{anchor}"))
+        })
+        .collect();
+    assert_eq!(team, expected, "runbook links with the runbooks component");
+    assert!(
+        object(&objects, "ConfigMap", "nsexporter-runbook-base").is_none(),
+        "the local-config ConfigMap must not reach the cluster"
+    );
+    // Without its ConfigMap the component fails the build rather than leave links as they were.
+    let bare = overlay(tmp.path(), "no-base", &["runbooks"], &[]);
+    let out = run(
+        Command::new(tool("kubectl")).arg("kustomize").arg(&bare),
+        None,
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("nsexporter-runbook-base"),
+        "the runbooks component without its ConfigMap\n{}",
+        show(&out)
+    );
+}
+
+/// The openshift component rendered on the base, as JSON objects.
+fn openshift_objects(tmp: &Path) -> Vec<Value> {
+    yaml_documents(&kustomize(&overlay(tmp, "openshift", &["openshift"], &[])))
+}
+
+/// The one value `values` agree on; a problem (and the first value) if they differ.
+fn agreed(what: &str, values: Vec<Value>, problems: &mut Vec<String>) -> Value {
+    let first = values.first().cloned().unwrap_or(Value::Null);
+    if values.iter().any(|v| *v != first) {
+        problems.push(format!("the containers differ in {what}: {values:?}"));
+    }
+    first
+}
+
+/// A JSON array of the distinct strings of `values`, sorted: SCC lists are sets.
+fn string_set<'a>(values: impl IntoIterator<Item = &'a Value>) -> Value {
+    let set: BTreeSet<&str> = values.into_iter().filter_map(Value::as_str).collect();
+    json!(set)
+}
+
+/// The SCC's grants that the DaemonSet's pod template needs, field by field, each derived from
+/// the template; what it does not use is refused.
+fn scc_needed_by(pod: &Value, problems: &mut Vec<String>) -> Value {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+        .collect();
+    // A container's securityContext field, or the pod's where the container leaves it unset.
+    let effective = |key: &str| -> Vec<Value> {
+        containers
+            .iter()
+            .map(|c| match &c["securityContext"][key] {
+                Value::Null => pod["securityContext"][key].clone(),
+                v => v.clone(),
+            })
+            .collect()
+    };
+    let uid = agreed("runAsUser", effective("runAsUser"), problems);
+    let gid = agreed("runAsGroup", effective("runAsGroup"), problems);
+    let selinux = agreed("seLinuxOptions", effective("seLinuxOptions"), problems);
+    let seccomp = match agreed("seccompProfile", effective("seccompProfile"), problems) {
+        p if p["type"] == "RuntimeDefault" => json!(["runtime/default"]),
+        p if p["type"] == "Localhost" => {
+            let profile = p["localhostProfile"].as_str().unwrap_or_default();
+            json!([format!("localhost/{profile}")])
+        }
+        p if p["type"] == "Unconfined" => json!(["unconfined"]),
+        _ => json!([]),
+    };
+    let context = |key: &'static str| containers.iter().map(move |c| &c["securityContext"][key]);
+    let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+    let kinds: BTreeSet<String> = volumes
+        .iter()
+        .flat_map(|v| v.as_object().into_iter().flat_map(|o| o.keys()))
+        .filter(|k| *k != "name")
+        .cloned()
+        .collect();
+    let drops = context("capabilities")
+        .map(|c| string_set(c["drop"].as_array().into_iter().flatten()))
+        .collect();
+    let dropped = agreed("capabilities.drop", drops, problems);
+    let escalation = context("allowPrivilegeEscalation").any(|v| *v != false);
+    let host = |key: &str| pod[key] == true;
+    // The SCC admits the containers' group alone as fsGroup and supplemental group.
+    let groups = &pod["securityContext"];
+    let other_group = |g: &Value| !g.is_null() && *g != gid;
+    if other_group(&groups["fsGroup"])
+        || groups["supplementalGroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(other_group)
+    {
+        problems.push(format!(
+            "the pod's fsGroup {} or supplementalGroups {} differ from runAsGroup {gid}",
+            groups["fsGroup"], groups["supplementalGroups"]
+        ));
+    }
+    let no_sysctls = pod["securityContext"]["sysctls"]
+        .as_array()
+        .is_none_or(Vec::is_empty);
+    json!({
+        // Granted by RBAC alone.
+        "users": [],
+        "groups": [],
+        "priority": null,
+        "allowHostDirVolumePlugin": kinds.contains("hostPath"),
+        "volumes": kinds,
+        "allowedCapabilities": string_set(
+            context("capabilities").flat_map(|c| c["add"].as_array().into_iter().flatten())
+        ),
+        "requiredDropCapabilities": dropped,
+        "defaultAddCapabilities": [],
+        "allowPrivilegedContainer": context("privileged").any(|v| *v == true),
+        "allowPrivilegeEscalation": escalation,
+        "defaultAllowPrivilegeEscalation": escalation,
+        "readOnlyRootFilesystem": context("readOnlyRootFilesystem").all(|v| *v == true),
+        "allowHostPID": host("hostPID"),
+        "allowHostNetwork": host("hostNetwork"),
+        "allowHostIPC": host("hostIPC"),
+        "allowHostPorts": containers.iter().any(|c| {
+            c["ports"].as_array().into_iter().flatten().any(|p| !p["hostPort"].is_null())
+        }),
+        "runAsUser": {"type": "MustRunAs", "uid": uid},
+        // Unset in the pod (or the same): admission fills in the group the containers run as.
+        "fsGroup": {"type": "MustRunAs", "ranges": [{"min": gid, "max": gid}]},
+        "supplementalGroups": {"type": "MustRunAs", "ranges": [{"min": gid, "max": gid}]},
+        "seLinuxContext": {"type": "MustRunAs", "seLinuxOptions": selinux},
+        "seccompProfiles": seccomp,
+        "forbiddenSysctls": if no_sysctls { json!(["*"]) } else { json!([]) },
+    })
+}
+
+/// Differences between the SCC the DaemonSet's pods name and what they need: every grant
+/// (`scc_needed_by`), the hostPath mounts being read-only (which an SCC cannot require), and
+/// the RBAC that lets exactly the DaemonSet's service account, in its namespace, use it.
+fn scc_problems(objects: &[Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(ds) = object(objects, "DaemonSet", "nsexporter") else {
+        return vec!["no DaemonSet nsexporter".into()];
+    };
+    let template = &ds["spec"]["template"];
+    let pod = &template["spec"];
+    let Some(name) = template["metadata"]["annotations"]["openshift.io/required-scc"].as_str()
+    else {
+        return vec!["the pod template names no SCC (openshift.io/required-scc)".into()];
+    };
+    let Some(scc) = object(objects, "SecurityContextConstraints", name) else {
+        return vec![format!(
+            "the pod template names SCC {name}, which is not rendered"
+        )];
+    };
+    if scc["apiVersion"] != "security.openshift.io/v1" || !scc["metadata"]["namespace"].is_null() {
+        problems.push(format!(
+            "SCC {name}: apiVersion {} (want security.openshift.io/v1), namespace {} (want none)",
+            scc["apiVersion"], scc["metadata"]["namespace"]
+        ));
+    }
+    let needed = scc_needed_by(pod, &mut problems);
+    let mut granted = scc.as_object().cloned().unwrap_or_default();
+    for key in ["apiVersion", "kind", "metadata"] {
+        granted.remove(key);
+    }
+    // Lists that are sets, compared sorted.
+    for key in ["volumes", "allowedCapabilities", "requiredDropCapabilities"] {
+        if let Some(list) = granted.get(key).and_then(Value::as_array) {
+            let set = string_set(list);
+            granted.insert(key.into(), set);
+        }
+    }
+    let needed = needed.as_object().expect("object");
+    let keys: BTreeSet<&String> = needed.keys().chain(granted.keys()).collect();
+    for key in keys {
+        let (want, have) = (
+            needed.get(key).unwrap_or(&Value::Null),
+            granted.get(key).unwrap_or(&Value::Null),
+        );
+        if want != have {
+            problems.push(format!(
+                "SCC {name}: {key} is {have}, the DaemonSet needs {want}"
+            ));
+        }
+    }
+    // Read-only hostPath: the SCC admits any hostPath, so the DaemonSet must mount them so.
+    let host_paths: BTreeSet<&str> = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| !v["hostPath"].is_null())
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for container in ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+    {
+        for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+            let volume = mount["name"].as_str().unwrap_or_default();
+            if host_paths.contains(volume) && mount["readOnly"] != true {
+                problems.push(format!(
+                    "container {} mounts hostPath volume {volume} writable",
+                    container["name"]
+                ));
+            }
+        }
+    }
+    // Who may use it: roles that grant `use` of this SCC grant that alone, and every binding of
+    // them is a RoleBinding of the DaemonSet's service account in its namespace.
+    let namespace = &ds["metadata"]["namespace"];
+    let account = match &pod["serviceAccountName"] {
+        Value::Null => json!("default"),
+        a => a.clone(),
+    };
+    let only_use = json!([{
+        "apiGroups": ["security.openshift.io"],
+        "resources": ["securitycontextconstraints"],
+        "resourceNames": [name],
+        "verbs": ["use"],
+    }]);
+    let roles: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        .filter(|r| {
+            r["rules"].as_array().into_iter().flatten().any(|rule| {
+                rule["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r == "securitycontextconstraints" || r == "*")
+            })
+        })
+        .collect();
+    for role in &roles {
+        if role["rules"] != only_use {
+            problems.push(format!(
+                "{} {} grants {}; want only {only_use}",
+                role["kind"], role["metadata"]["name"], role["rules"]
+            ));
+        }
+    }
+    let subject = json!([{"kind": "ServiceAccount", "name": account, "namespace": namespace}]);
+    let mut bound = 0;
+    for binding in objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+        .filter(|b| {
+            roles.iter().any(|r| {
+                r["kind"] == b["roleRef"]["kind"] && r["metadata"]["name"] == b["roleRef"]["name"]
+            })
+        })
+    {
+        if binding["kind"] != "RoleBinding"
+            || binding["metadata"]["namespace"] != *namespace
+            || binding["subjects"] != subject
+        {
+            problems.push(format!(
+                "{} {} (namespace {}) binds {} to {}; want a RoleBinding in {namespace} for \
+                 {subject}",
+                binding["kind"],
+                binding["metadata"]["name"],
+                binding["metadata"]["namespace"],
+                binding["roleRef"]["name"],
+                binding["subjects"]
+            ));
+        } else {
+            bound += 1;
+        }
+    }
+    if bound == 0 {
+        problems.push(format!(
+            "nothing lets service account {namespace}/{account} use SCC {name}"
+        ));
+    }
+    problems
+}
+
+#[test]
+fn openshift_scc_grants_exactly_what_the_daemonset_needs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let objects = openshift_objects(tmp.path());
+    let problems = scc_problems(&objects);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Either side changed alone is caught.
+    let ds = ("DaemonSet", "nsexporter");
+    let scc = ("SecurityContextConstraints", "nsexporter");
+    let container = "/spec/template/spec/containers/0";
+    let drifts: Vec<(&str, (&str, &str), String, Value)> = vec![
+        (
+            "a capability added",
+            ds,
+            format!("{container}/securityContext/capabilities/add"),
+            json!(["SYS_PTRACE", "NET_ADMIN"]),
+        ),
+        (
+            "another uid",
+            ds,
+            format!("{container}/securityContext/runAsUser"),
+            json!(1000),
+        ),
+        (
+            "a writable root",
+            ds,
+            format!("{container}/securityContext/readOnlyRootFilesystem"),
+            json!(false),
+        ),
+        (
+            "SELinux type",
+            ds,
+            format!("{container}/securityContext/seLinuxOptions/type"),
+            json!("container_t"),
+        ),
+        (
+            "a writable hostPath mount",
+            ds,
+            format!("{container}/volumeMounts/0/readOnly"),
+            json!(false),
+        ),
+        (
+            "an emptyDir volume",
+            ds,
+            "/spec/template/spec/volumes/2".into(),
+            json!({"name": "config", "emptyDir": {}}),
+        ),
+        (
+            "host PID",
+            ds,
+            "/spec/template/spec/hostPID".into(),
+            json!(true),
+        ),
+        (
+            "another service account",
+            ds,
+            "/spec/template/spec/serviceAccountName".into(),
+            json!("default"),
+        ),
+        (
+            "another SCC named",
+            ds,
+            "/spec/template/metadata/annotations/openshift.io~1required-scc".into(),
+            json!("restricted-v2"),
+        ),
+        (
+            "SCC allows host PID",
+            scc,
+            "/allowHostPID".into(),
+            json!(true),
+        ),
+        (
+            "SCC allows all capabilities",
+            scc,
+            "/allowedCapabilities".into(),
+            json!(["*"]),
+        ),
+        (
+            "SCC allows all volumes",
+            scc,
+            "/volumes".into(),
+            json!(["*"]),
+        ),
+        (
+            "SCC runs as any uid",
+            scc,
+            "/runAsUser".into(),
+            json!({"type": "RunAsAny"}),
+        ),
+        (
+            "SCC names a user",
+            scc,
+            "/users".into(),
+            json!(["system:serviceaccount:nsexporter:nsexporter"]),
+        ),
+        (
+            "SCC allows any seccomp",
+            scc,
+            "/seccompProfiles".into(),
+            json!(["*"]),
+        ),
+        (
+            "role grants another SCC",
+            ("ClusterRole", "nsexporter-scc"),
+            "/rules/0/resourceNames".into(),
+            json!(["privileged"]),
+        ),
+        (
+            "binding to another account",
+            ("RoleBinding", "nsexporter-scc"),
+            "/subjects/0/name".into(),
+            json!("default"),
+        ),
+    ];
+    for (what, (kind, name), pointer, value) in drifts {
+        assert!(
+            !scc_problems(&drifted(&objects, kind, name, &pointer, value)).is_empty(),
+            "the SCC check missed: {what}"
+        );
+    }
+}
+
+/// Turns a CRD's openAPIV3Schema into a strict JSON Schema and validates the JSON documents on
+/// stdin against it (argv: the CRD file, its version). `nullable` admits null; an object that
+/// lists its properties admits no other, where the API server would prune an unknown field
+/// silently; `x-kubernetes-*` extensions are dropped. Prints `VALID i` or `INVALID i: ...`.
+const CRD_VALIDATOR: &str = r#"
+import json, sys, yaml, jsonschema
+crd_file, version = sys.argv[1:]
+with open(crd_file) as f:
+    crd = yaml.safe_load(f)
+[served] = [v for v in crd["spec"]["versions"] if v["name"] == version]
+def strict(s):
+    out = {}
+    for k, v in s.items():
+        if k.startswith("x-kubernetes-") or k == "nullable":
+            continue
+        if k == "properties":
+            v = {name: strict(p) for name, p in v.items()}
+        elif k == "items" or (k == "additionalProperties" and isinstance(v, dict)):
+            v = strict(v)
+        out[k] = v
+    if s.get("nullable"):
+        out["type"] = [out["type"], "null"]
+    if "properties" in s and "additionalProperties" not in s:
+        out["additionalProperties"] = False
+    return out
+validator = jsonschema.Draft7Validator(strict(served["schema"]["openAPIV3Schema"]))
+for i, doc in enumerate(json.load(sys.stdin)):
+    errors = list(validator.iter_errors(doc))
+    for e in errors:
+        print(f"INVALID {i}: /{'/'.join(map(str, e.absolute_path))}: {e.message}")
+    if not errors:
+        print(f"VALID {i}")
+"#;
+
+#[test]
+fn openshift_scc_validates_against_the_openshift_api_schema() {
+    let crd_file = repo().join("tests/fixtures/openshift/securitycontextconstraints.crd.yaml");
+    let crd = &yaml_documents(&fs::read_to_string(&crd_file).expect("read vendored CRD"))[0];
+    assert_eq!(crd["spec"]["group"], "security.openshift.io");
+    assert_eq!(crd["spec"]["names"]["kind"], "SecurityContextConstraints");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let objects = openshift_objects(tmp.path());
+    let sccs: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "SecurityContextConstraints")
+        .collect();
+    assert_eq!(sccs.len(), 1, "SCCs rendered by the openshift component");
+    let scc = sccs[0].clone();
+    assert_eq!(scc["apiVersion"], "security.openshift.io/v1");
+    // The real SCC, then three that must fail, to show the schema is applied strictly.
+    let mut typo = scc.clone();
+    typo["allowHostDirVolumePlugins"] = json!(true);
+    let mut wrong_type = scc.clone();
+    wrong_type["runAsUser"]["uid"] = json!("65534");
+    let mut missing = scc.clone();
+    missing.as_object_mut().unwrap().remove("allowHostPorts");
+    let input = serde_json::to_vec(&json!([scc, typo, wrong_type, missing])).unwrap();
+    let out = run(
+        Command::new(tool("python"))
+            .args(["-c", CRD_VALIDATOR])
+            .arg(&crd_file)
+            .arg("v1"),
+        Some(&input),
+    );
+    assert!(
+        out.status.success(),
+        "schema validation did not run\n{}",
+        show(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "VALID 0") && !text.contains("INVALID 0:"),
+        "the openshift component's SCC does not validate\n{}",
+        show(&out)
+    );
+    for (i, what) in [
+        (1, "an unknown field"),
+        (2, "a string uid"),
+        (3, "a missing required field"),
+    ] {
+        assert!(
+            text.contains(&format!("INVALID {i}:")),
+            "the schema let {what} through\n{}",
+            show(&out)
+        );
+    }
+}
+
+#[test]
+fn openshift_rbac_validates_strictly_against_kubernetes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("openshift.yaml");
+    fs::write(
+        &file,
+        kustomize(&overlay(tmp.path(), "openshift", &["openshift"], &[])),
+    )
+    .expect("write rendered");
+    for version in KUBERNETES_VERSIONS {
+        let out = run(
+            Command::new(tool("kubernetes-validate"))
+                .args(["--strict", "--kubernetes-version", version])
+                .arg(&file),
+            None,
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !text.contains("did not validate"),
+            "{}",
+            show(&out)
+        );
+        for object in ["clusterrole/nsexporter-scc", "rolebinding/nsexporter-scc"] {
+            assert!(
+                text.contains(&format!("passed for resource {object} ")),
+                "{object} was not validated against Kubernetes {version}\n{}",
+                show(&out)
+            );
+        }
+    }
 }
