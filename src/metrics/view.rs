@@ -227,3 +227,97 @@ impl Collector for ViewCollector {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{Encoder, Registry, TextEncoder};
+
+    fn render(c: &Arc<ViewCollector>) -> String {
+        struct Handle(Arc<ViewCollector>);
+        impl Collector for Handle {
+            fn desc(&self) -> Vec<&Desc> {
+                self.0.desc()
+            }
+            fn collect(&self) -> Vec<MetricFamily> {
+                self.0.collect()
+            }
+        }
+        let registry = Registry::new();
+        registry.register(Box::new(Handle(Arc::clone(c)))).unwrap();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    fn workload(id: &str) -> [String; 5] {
+        ["containerd", id, "app", "web-1", "default"].map(String::from)
+    }
+
+    #[test]
+    fn a_view_renders_as_sorted_const_metrics_and_replaces_the_last() {
+        let c = Arc::new(ViewCollector::new());
+        c.set(ScanView {
+            namespaces: vec![
+                NamespaceRow {
+                    ns_type: NsType::Net,
+                    inode: "4026531840".into(),
+                    processes: 3,
+                    info: ["true", "host", "", "", "", "", "", ""].map(String::from),
+                    start_time: Some(1700000000.5),
+                },
+                NamespaceRow {
+                    ns_type: NsType::Mnt,
+                    inode: "4026532300".into(),
+                    processes: 1,
+                    info: [
+                        "false",
+                        "container",
+                        "containerd",
+                        "uid-1",
+                        "web-1",
+                        "default",
+                        "app",
+                        "aa",
+                    ]
+                    .map(String::from),
+                    start_time: None,
+                },
+            ],
+            host_sharing: vec![HostSharingRow {
+                ns_type: NsType::Net,
+                workload: workload("aa"),
+            }],
+            findings: vec![FindingRow {
+                rule: "host_namespace",
+                ns_type: NsType::Net,
+                workload: workload("aa"),
+            }],
+        });
+        let text = render(&c);
+        assert_eq!(
+            samples(&text),
+            [
+                r#"nsexporter_namespace_info{container="",container_id="",host="true",inode="4026531840",k8s_namespace="",owner="host",pod="",pod_uid="",runtime="",type="net"} 1"#,
+                r#"nsexporter_namespace_info{container="app",container_id="aa",host="false",inode="4026532300",k8s_namespace="default",owner="container",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt"} 1"#,
+                r#"nsexporter_namespace_processes{inode="4026531840",type="net"} 3"#,
+                r#"nsexporter_namespace_processes{inode="4026532300",type="mnt"} 1"#,
+                // No start time known for the second: no series, rather than a zero.
+                r#"nsexporter_namespace_start_time_seconds{inode="4026531840",type="net"} 1700000000.5"#,
+                r#"nsexporter_sharing_findings_active{container="app",container_id="aa",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
+                r#"nsexporter_workload_host_namespace{container="app",container_id="aa",k8s_namespace="default",pod="web-1",runtime="containerd",type="net"} 1"#,
+            ]
+        );
+        assert!(text.contains("# TYPE nsexporter_namespace_info gauge\n"));
+
+        // The next scan's view replaces this one whole: nothing of the last is left.
+        c.set(ScanView::default());
+        assert_eq!(samples(&render(&c)), Vec::<&str>::new());
+    }
+}
