@@ -118,6 +118,8 @@ impl LoadGroups {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0);
+            // pre_exec is unsafe by signature; std has no safe way to set PR_SET_PDEATHSIG.
+            #[allow(unsafe_code)]
             // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes
             // unshare die with this bench even if the bench is killed before Drop runs.
             unsafe {
@@ -257,6 +259,9 @@ impl ReferenceScan {
 
     fn run(&mut self) -> ReferenceResult {
         let mut out = ReferenceResult::default();
+        // Raw libc on purpose: this variant is the floor that the crate's scan is measured
+        // against, so it must not pay for any wrapper.
+        #[allow(unsafe_code)]
         // SAFETY: every pointer handed to the kernel below points into a live buffer of the
         // length passed with it, and every name is NUL-terminated (CStr literals, and d_name,
         // which the kernel NUL-terminates inside its record). Every fd opened is closed.
@@ -296,6 +301,8 @@ impl ReferenceScan {
 
     /// # Safety
     /// `name` is a NUL-terminated pid directory name relative to the open directory `root`.
+    // Raw libc on purpose, as in `run`: the reference variant pays for no wrapper.
+    #[allow(unsafe_code)]
     unsafe fn read_process(
         &mut self,
         root: libc::c_int,

@@ -270,6 +270,8 @@ struct KubeletCache {
 /// size stays at the peak of the largest scan; a node agent should sit at its working set.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // glibc's malloc_trim has no safe wrapper, and nothing else returns the arenas' memory.
+    #[allow(unsafe_code)]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         nix::libc::malloc_trim(0);

@@ -99,10 +99,10 @@ pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
         if !counts {
             continue;
         }
-        if let Some(file_name) = entry.file_name().to_str() {
-            if let Some(name) = parse_log_name(file_name) {
-                found.push((file_name.to_owned(), name));
-            }
+        if let Some(file_name) = entry.file_name().to_str()
+            && let Some(name) = parse_log_name(file_name)
+        {
+            found.push((file_name.to_owned(), name));
         }
     }
     // By id, then by file name: the first of each run of one id is the winner.

@@ -81,6 +81,9 @@ impl Exporter {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap());
         if let Some(n) = nofile {
+            // pre_exec is unsafe by signature, and it is the only way to set a limit on the
+            // child alone (the full-fd-table test must not shrink the test runner's own).
+            #[allow(unsafe_code)]
             // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and
             // exec.
             unsafe {
