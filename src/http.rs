@@ -55,8 +55,9 @@ pub fn accepts_gzip(value: &str) -> bool {
     })
 }
 
-/// Routes one request. HEAD is answered as GET without a body (hyper drops it).
-pub fn handle(state: &AppState, req: &Request<Incoming>) -> Resp {
+/// Routes one request. HEAD is answered as GET without a body (hyper drops it). Generic over
+/// the request body, which no route reads, so that tests can route a `Request<()>`.
+pub fn handle<B>(state: &AppState, req: &Request<B>) -> Resp {
     let path = req.uri().path();
     let known = path == &*state.telemetry_path || ["/", "/healthz", "/readyz"].contains(&path);
     if !known {
@@ -177,7 +178,200 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::accepts_gzip;
+    use std::sync::atomic::AtomicI32;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// State with the telemetry path `path`, no exposition yet and no scan yet, and the sender
+    /// that publishes expositions to it.
+    fn state(path: &str) -> (AppState, watch::Sender<Option<Arc<Exposition>>>) {
+        let (publish, published) = watch::channel(None);
+        let health = Health::new(Duration::from_secs(15), Arc::new(AtomicI32::new(0)));
+        let state = AppState {
+            telemetry_path: path.into(),
+            published,
+            health: Arc::new(health),
+        };
+        (state, publish)
+    }
+
+    fn exposition() -> Arc<Exposition> {
+        Arc::new(Exposition {
+            text: Bytes::from_static(b"nsexporter_up 1\n"),
+            gzip: Bytes::from_static(b"\x1f\x8b gzipped"),
+        })
+    }
+
+    fn request(method: &Method, path: &str, accept_encoding: Option<&str>) -> Request<()> {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(value) = accept_encoding {
+            req = req.header(ACCEPT_ENCODING, value);
+        }
+        req.body(()).unwrap()
+    }
+
+    fn get(state: &AppState, path: &str) -> Resp {
+        handle(state, &request(&Method::GET, path, None))
+    }
+
+    fn header(r: &Resp, name: hyper::header::HeaderName) -> Option<&str> {
+        r.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn body(r: Resp) -> Bytes {
+        // A `Full` body is ready at once: no runtime needed to collect it.
+        let mut collect = std::pin::pin!(r.into_body().collect());
+        match collect
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(collected)) => collected.to_bytes(),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => panic!("a Full body was not ready"),
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404_for_any_method() {
+        let (state, publish) = state("/metrics");
+        publish.send_replace(Some(exposition()));
+        for method in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
+            for path in [
+                "/nope",
+                "/metrics/",
+                "/metricsx",
+                "/healthz/x",
+                "//",
+                "/index.html",
+            ] {
+                let r = handle(&state, &request(&method, path, None));
+                assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+                assert_eq!(header(&r, ALLOW), None, "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_methods_are_405_with_allow() {
+        let (state, _publish) = state("/metrics");
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            for path in ["/", "/metrics", "/healthz", "/readyz"] {
+                let r = handle(&state, &request(&method, path, None));
+                assert_eq!(
+                    r.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}"
+                );
+                assert_eq!(header(&r, ALLOW), Some("GET, HEAD"), "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn head_is_answered_as_get() {
+        let (state, publish) = state("/metrics");
+        let paths = ["/", "/metrics", "/healthz", "/readyz", "/nope"];
+        let compare = |state: &AppState| {
+            for path in paths {
+                for gzip in [None, Some("gzip")] {
+                    let get = handle(state, &request(&Method::GET, path, gzip));
+                    let head = handle(state, &request(&Method::HEAD, path, gzip));
+                    assert_eq!(head.status(), get.status(), "{path} {gzip:?}");
+                    assert_eq!(head.headers(), get.headers(), "{path} {gzip:?}");
+                }
+            }
+        };
+        compare(&state);
+        state.health.scan_started();
+        state.health.scan_finished(Ok(()));
+        publish.send_replace(Some(exposition()));
+        compare(&state);
+    }
+
+    #[test]
+    fn metrics_are_503_until_published_then_negotiate_gzip() {
+        let (state, publish) = state("/metrics");
+        let r = get(&state, "/metrics");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r), "no scan has completed yet\n");
+
+        publish.send_replace(Some(exposition()));
+        // (Accept-Encoding, gzipped)
+        let cases = [
+            (None, false),
+            (Some("identity"), false),
+            (Some("gzip"), true),
+            (Some("deflate, gzip;q=0.5"), true),
+            (Some("*"), true),
+            (Some("gzip;q=0"), false),
+        ];
+        for (accept, gzipped) in cases {
+            let r = handle(&state, &request(&Method::GET, "/metrics", accept));
+            assert_eq!(r.status(), StatusCode::OK, "{accept:?}");
+            assert_eq!(header(&r, CONTENT_TYPE), Some(METRICS_CONTENT_TYPE));
+            assert_eq!(header(&r, VARY), Some("Accept-Encoding"), "{accept:?}");
+            let encoding = header(&r, CONTENT_ENCODING).map(str::to_owned);
+            let want = exposition();
+            if gzipped {
+                assert_eq!(encoding.as_deref(), Some("gzip"), "{accept:?}");
+                assert_eq!(body(r), want.gzip, "{accept:?}");
+            } else {
+                assert_eq!(encoding, None, "{accept:?}");
+                assert_eq!(body(r), want.text, "{accept:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn healthz_and_readyz_follow_the_scan_loop() {
+        let (state, _publish) = state("/metrics");
+        let status = |path| get(&state, path).status();
+        // Within the deadline of the start, healthy; not ready before a scan has succeeded.
+        assert_eq!(status("/healthz"), StatusCode::OK);
+        let r = get(&state, "/readyz");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r), "no scan has succeeded yet\n");
+        state.health.scan_started();
+        state
+            .health
+            .scan_finished(Err("cannot list the procfs".into()));
+        assert_eq!(status("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
+        state.health.scan_started();
+        state.health.scan_finished(Ok(()));
+        assert_eq!(body(get(&state, "/healthz")), "ok\n");
+        assert_eq!(body(get(&state, "/readyz")), "ready\n");
+        // Ready stays true once a scan has succeeded; healthy does not.
+        state.health.stopped();
+        let r = get(&state, "/healthz");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r), "the scan loop has stopped\n");
+        assert_eq!(status("/readyz"), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_custom_telemetry_path_replaces_metrics() {
+        let (state, publish) = state("/custom/path");
+        publish.send_replace(Some(exposition()));
+        let r = get(&state, "/custom/path");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body(r), exposition().text);
+        assert_eq!(get(&state, "/metrics").status(), StatusCode::NOT_FOUND);
+        let landing = get(&state, "/");
+        assert_eq!(landing.status(), StatusCode::OK);
+        assert_eq!(
+            header(&landing, CONTENT_TYPE),
+            Some("text/html; charset=utf-8")
+        );
+        let html = String::from_utf8(body(landing).to_vec()).unwrap();
+        assert!(
+            html.contains(r#"<a href="/custom/path">/custom/path</a>"#),
+            "{html}"
+        );
+    }
 
     #[test]
     fn gzip_negotiation() {

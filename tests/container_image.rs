@@ -247,6 +247,7 @@ fn unreadable_to_root() -> Vec<i32> {
 }
 
 #[test]
+#[ignore = "needs root, runc and setcap (scripts/install-test-deps): the image's static binary in a runc container"]
 fn image_with_sys_ptrace_sees_every_users_namespaces() {
     let (_others, perl, sleep) = other_user_processes();
     let other_net = ns_inode(perl, "net").unwrap();
@@ -365,6 +366,7 @@ fn image_with_sys_ptrace_sees_every_users_namespaces() {
 /// capability is permitted-only, so execve does not need it in the bounding set), sees only
 /// its own processes' namespaces, and says so once.
 #[test]
+#[ignore = "needs root, runc and setcap (scripts/install-test-deps): the image's static binary in a runc container"]
 fn image_without_sys_ptrace_degrades_and_says_so_once() {
     let (_others, perl, _) = other_user_processes();
     let other_net = ns_inode(perl, "net").unwrap();
@@ -431,6 +433,7 @@ fn image_without_sys_ptrace_degrades_and_says_so_once() {
 /// (capabilities(7): a capability-dumb binary whose file permitted set is not fully granted
 /// fails execve with EPERM).
 #[test]
+#[ignore = "needs root, runc and setcap (scripts/install-test-deps): the image's static binary in a runc container"]
 fn effective_file_capability_would_not_start_without_sys_ptrace() {
     let port = support::free_port();
     let bundle = daemonset_pod(image_bundle(Some("cap_sys_ptrace+ep")), port).capabilities(&[]);
@@ -444,6 +447,7 @@ fn effective_file_capability_would_not_start_without_sys_ptrace() {
 /// Why the Containerfile sets a file capability at all: without it, SYS_PTRACE added the
 /// way containerd adds it (no ambient) does not survive the execve of a uid 65534 process.
 #[test]
+#[ignore = "needs root, runc and setcap (scripts/install-test-deps): the image's static binary in a runc container"]
 fn without_the_file_capability_sys_ptrace_is_lost_at_exec() {
     let (_others, perl, _) = other_user_processes();
     let inode = ns_inode(perl, "net").unwrap().to_string();

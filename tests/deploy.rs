@@ -183,6 +183,7 @@ fn relative_to_root(dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs yamllint (scripts/install-test-deps)"]
 fn yamllint_passes_on_deploy_files() {
     let root = repo();
     run_ok(
@@ -198,6 +199,7 @@ fn yamllint_passes_on_deploy_files() {
 }
 
 #[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
 fn kustomize_renders_the_daemonset() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for (variant, file) in rendered_variants(tmp.path()) {
@@ -230,6 +232,7 @@ fn kustomize_renders_the_daemonset() {
 }
 
 #[test]
+#[ignore = "needs kubectl and kubernetes-validate (scripts/install-test-deps)"]
 fn core_objects_validate_strictly_against_kubernetes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let validate = tool("kubernetes-validate");
@@ -314,6 +317,7 @@ function track(value, path, seen) {
 "#;
 
 #[test]
+#[ignore = "needs kubectl, the venv's python and node with @kubernetes-models/prometheus-operator (scripts/install-test-deps)"]
 fn operator_objects_validate_against_prometheus_operator_types() {
     let schemas =
         deps_dir().join("node/node_modules/@kubernetes-models/prometheus-operator/_schemas");
@@ -392,6 +396,7 @@ fn prometheusrule_is_generated_from_alerts_yaml() {
 }
 
 #[test]
+#[ignore = "needs promtool (scripts/install-test-deps)"]
 fn prometheus_scrape_example_passes_promtool() {
     let dir = repo().join("deploy/prometheus");
     let promtool = tool("promtool");
@@ -466,6 +471,7 @@ fn without_kubernetes_sd(config: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze (scripts/install-test-deps)"]
 fn systemd_unit_passes_systemd_analyze_verify() {
     let unit = fs::read_to_string(repo().join("deploy/systemd/nsexporter.service"))
         .expect("read nsexporter.service");
@@ -500,6 +506,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
 }
 
 #[test]
+#[ignore = "needs apparmor_parser (scripts/install-test-deps)"]
 fn apparmor_profile_parses() {
     let profile = repo().join("deploy/kubernetes/apparmor/nsexporter");
     let out = run_ok(
@@ -642,6 +649,7 @@ fn priority_quota_problems(objects: &[Value]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
 fn resourcequota_admits_the_daemonsets_priority_class() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for (variant, file) in rendered_variants(tmp.path()) {
@@ -814,6 +822,7 @@ fn prometheusrule_links(objects: &[Value]) -> Vec<(String, String)> {
 }
 
 #[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
 fn runbooks_component_sets_the_base_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let default = prometheusrule_links(&yaml_documents(&kustomize(
@@ -1106,6 +1115,7 @@ fn scc_problems(objects: &[Value]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
 fn openshift_scc_grants_exactly_what_the_daemonset_needs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let objects = openshift_objects(tmp.path());
@@ -1262,6 +1272,7 @@ for i, doc in enumerate(json.load(sys.stdin)):
 "#;
 
 #[test]
+#[ignore = "needs kubectl and the venv's python with jsonschema (scripts/install-test-deps)"]
 fn openshift_scc_validates_against_the_openshift_api_schema() {
     let crd_file = repo().join("tests/fixtures/openshift/securitycontextconstraints.crd.yaml");
     let crd = &yaml_documents(&fs::read_to_string(&crd_file).expect("read vendored CRD"))[0];
@@ -1316,6 +1327,7 @@ fn openshift_scc_validates_against_the_openshift_api_schema() {
 }
 
 #[test]
+#[ignore = "needs kubectl and kubernetes-validate (scripts/install-test-deps)"]
 fn openshift_rbac_validates_strictly_against_kubernetes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("openshift.yaml");

@@ -100,6 +100,7 @@ fn shows_none(m: &Metrics, made: &BTreeMap<(String, u64), usize>) -> bool {
 }
 
 #[test]
+#[ignore = "needs root: makes namespaces of every type with unshare(1)"]
 fn unshared_namespaces_are_created_seen_and_destroyed() {
     let _guard = serial();
     let e = live_exporter();
@@ -220,6 +221,7 @@ fn unshared_namespaces_are_created_seen_and_destroyed() {
 }
 
 #[test]
+#[ignore = "needs root: reads the namespace links of init and the kernel threads"]
 fn host_namespaces_come_from_init_or_kthreadd() {
     let _guard = serial();
     let e = live_exporter();
@@ -321,6 +323,7 @@ fn lsns_rows(json: &str) -> BTreeMap<(String, u64), LsnsRow> {
 }
 
 #[test]
+#[ignore = "needs root: makes namespaces with unshare(1), and lsns must see every process"]
 fn list_agrees_with_lsns() {
     let _guard = serial();
     let all = Spawned::new(
@@ -375,6 +378,7 @@ fn list_agrees_with_lsns() {
 }
 
 #[test]
+#[ignore = "needs root (unshare --net) and promtool (scripts/install-test-deps)"]
 fn promtool_accepts_the_live_exposition() {
     let _guard = serial();
     let e = live_exporter();
@@ -434,6 +438,7 @@ fn lifetime_stats(m: &Metrics, t: &str, le: &str) -> (f64, f64, f64) {
 /// made is counted created and destroyed exactly once, and the lifetimes are within one
 /// interval (plus a scan) of the 2.5 s they lived.
 #[test]
+#[ignore = "needs root: makes namespaces with unshare(1)"]
 fn churn_is_counted_exactly_with_lifetimes_within_an_interval() {
     const MADE: u32 = 120;
     const TYPES: [&str; 3] = ["net", "uts", "ipc"];
@@ -543,6 +548,7 @@ fn host_has_v1_hierarchies() -> bool {
 /// On a v1 or hybrid host, where runtimes never unshare the cgroup namespace, that is no
 /// finding by default; with `host_namespace_types: [cgroup]` written out, it is.
 #[test]
+#[ignore = "needs root, runc and busybox-static (scripts/install-test-deps)"]
 fn cgroup_sharing_follows_the_hosts_cgroup_layout() {
     use support::runc::{Bundle, Container, hex_id};
     let _guard = serial();

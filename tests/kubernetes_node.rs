@@ -172,6 +172,7 @@ fn findings<'a>(m: &'a Metrics, rule: &str, pod: &str) -> Vec<&'a support::Sampl
 }
 
 #[test]
+#[ignore = "needs root, runc, busybox-static and prometheus (scripts/install-test-deps)"]
 fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
     // Declared first, so dropped last: after every container is gone.
     let mut parents = ParentCgroups::new();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{CgroupWorkload, KubeletName, Runtime, parse_cgroup};
+use super::{CgroupWorkload, ContainerRef, KubeletName, Runtime, parse_cgroup};
 use crate::model::{Process, Snapshot};
 
 /// One container, shared by all its processes. Ordered by id first (the field order), and
@@ -81,42 +81,56 @@ fn is_runtime_setup(comm: &str) -> bool {
 /// are known. A pure function of its inputs: processes of one cgroup share the bytes the scan
 /// read, so each distinct file is parsed once.
 pub fn attribute(snapshot: &Snapshot, names: &HashMap<String, KubeletName>) -> Attribution {
-    let mut containers: HashMap<String, Arc<Container>> = HashMap::new();
+    let kernel = |p: &Process| is_kernel_thread(p, snapshot);
     let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
+    for p in snapshot.processes.values().filter(|p| !kernel(p)) {
+        if let Some(bytes) = &p.cgroup {
+            // The Arc's address names its content: the snapshot keeps every one alive.
+            parsed
+                .entry(bytes.as_ptr())
+                .or_insert_with(|| parse_cgroup(bytes));
+        }
+    }
+    let cgroup_of = |p: &Process| Some(&parsed[&p.cgroup.as_ref()?.as_ptr()]);
+    // One container per id, described by its payload's cgroup where a payload was seen: a
+    // monitor may sit outside the pod (CRI-O's conmon in system.slice, istio/istio#55139), and
+    // it starts first, so it has the lower pid.
+    let mut refs: HashMap<&str, &ContainerRef> = HashMap::new();
+    for p in snapshot.processes.values().filter(|p| !kernel(p)) {
+        if let Some(CgroupWorkload::Container(c)) = cgroup_of(p) {
+            let seen = refs.entry(&c.id).or_insert(c);
+            if seen.monitor && !c.monitor {
+                *seen = c;
+            }
+        }
+    }
+    let containers: HashMap<&str, Arc<Container>> = refs
+        .into_iter()
+        .map(|(id, c)| {
+            let container = Container {
+                runtime: c.runtime,
+                names: names.get(id).cloned(),
+                id: id.to_owned(),
+                pod_uid: c.pod_uid.clone(),
+            };
+            (id, Arc::new(container))
+        })
+        .collect();
     let mut by_pid = HashMap::with_capacity(snapshot.processes.len());
     for p in snapshot.processes.values() {
-        let workload = if is_kernel_thread(p, snapshot) {
+        let workload = if kernel(p) {
             Workload::Kernel
         } else {
-            match &p.cgroup {
-                None => Workload::Unknown,
-                Some(bytes) => {
-                    // The Arc's address names its content: the snapshot keeps every one alive.
-                    let cgroup = parsed
-                        .entry(bytes.as_ptr())
-                        .or_insert_with(|| parse_cgroup(bytes));
-                    match cgroup {
-                        CgroupWorkload::Host => Workload::Host,
-                        CgroupWorkload::Unknown => Workload::Unknown,
-                        CgroupWorkload::Pod { uid } => Workload::Pod(uid.clone()),
-                        CgroupWorkload::Container(c) => {
-                            let container = containers
-                                .entry(c.id.clone())
-                                .or_insert_with(|| {
-                                    Arc::new(Container {
-                                        runtime: c.runtime,
-                                        names: names.get(&c.id).cloned(),
-                                        id: c.id.clone(),
-                                        pod_uid: c.pod_uid.clone(),
-                                    })
-                                })
-                                .clone();
-                            if c.monitor || is_runtime_setup(&p.comm) {
-                                Workload::Runtime(container)
-                            } else {
-                                Workload::Container(container)
-                            }
-                        }
+            match cgroup_of(p) {
+                None | Some(CgroupWorkload::Unknown) => Workload::Unknown,
+                Some(CgroupWorkload::Host) => Workload::Host,
+                Some(CgroupWorkload::Pod { uid }) => Workload::Pod(uid.clone()),
+                Some(CgroupWorkload::Container(c)) => {
+                    let container = Arc::clone(&containers[c.id.as_str()]);
+                    if c.monitor || is_runtime_setup(&p.comm) {
+                        Workload::Runtime(container)
+                    } else {
+                        Workload::Container(container)
                     }
                 }
             }
@@ -124,4 +138,201 @@ pub fn attribute(snapshot: &Snapshot, names: &HashMap<String, KubeletName>) -> A
         by_pid.insert(p.id.pid, workload);
     }
     Attribution { by_pid }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::model::{HostNamespaces, PerType, ProcessId, ScanTime};
+
+    /// Shapes from the corpus in `cgroup.rs`, where each one's source is given.
+    const CONTAINERD_POD: &str = "dd1bf9d1-241d-47f5-8e25-12de83135812";
+    const CONTAINERD_ID: &str = "f45298cd514d1930c4fe3afc4412e59547f7e3148fddd22ca33cefce046eb830";
+    const CONTAINERD_CGROUP: &str = "0::/kubepods.slice/kubepods-besteffort.slice/\
+kubepods-besteffort-poddd1bf9d1_241d_47f5_8e25_12de83135812.slice/\
+cri-containerd-f45298cd514d1930c4fe3afc4412e59547f7e3148fddd22ca33cefce046eb830.scope\n";
+    const CRIO_POD: &str = "b4e8e0dc-caf3-4a43-bf50-f84ef5ef7a8f";
+    const CRIO_ID: &str = "927cffdca4f374600fe49a62bfd7f2e73ea6d37cdafb1bf8f89afb64d7e6c6a5";
+    const CRIO_POD_SLICE: &str = "0::/kubepods.slice/kubepods-burstable.slice/\
+kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
+    const DOCKER_ID: &str = "5dace3de0735f73d2b5048f12d41a71741a02e49668de921fdae62f7e65dc498";
+    const V1_POD: &str = "6c85216c-82ad-11e7-9fb0-061c2985ea4a";
+
+    fn cgroup(text: &str) -> Arc<[u8]> {
+        Arc::from(text.as_bytes())
+    }
+
+    fn process(pid: i32, ppid: i32, comm: &str, cgroup: Option<&Arc<[u8]>>) -> Process {
+        Process {
+            id: ProcessId {
+                pid,
+                start_ticks: 1,
+            },
+            ppid,
+            uid: 0,
+            comm: comm.into(),
+            namespaces: PerType::splat(Some(1)),
+            cgroup: cgroup.cloned(),
+        }
+    }
+
+    fn snapshot(processes: Vec<Process>) -> Snapshot {
+        Snapshot::from_processes(
+            SystemTime::UNIX_EPOCH,
+            ScanTime {
+                ticks: 100,
+                ticks_per_second: 100,
+                boot_unix: 0.0,
+            },
+            processes.into_iter().map(|p| (p.id.pid, p)).collect(),
+            HostNamespaces::none(),
+        )
+    }
+
+    fn kubelet_name(pod: &str, container: &str, id: &str) -> KubeletName {
+        KubeletName {
+            pod: pod.into(),
+            k8s_namespace: "default".into(),
+            container: container.into(),
+            container_id: id.into(),
+        }
+    }
+
+    /// The container of a container's payload or plumbing.
+    fn container(w: &Workload) -> &Arc<Container> {
+        match w {
+            Workload::Container(c) | Workload::Runtime(c) => c,
+            other => panic!("not a container's: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_of_process_gets_its_workload() {
+        let host = cgroup("0::/init.scope\n");
+        let containerd = cgroup(CONTAINERD_CGROUP);
+        // Another file with the same text: one container still, however many copies.
+        let containerd_copy = cgroup(CONTAINERD_CGROUP);
+        let docker = cgroup(&format!("0::/system.slice/docker-{DOCKER_ID}.scope\n"));
+        let pod_v1 = cgroup(&format!("4:memory:/kubepods/besteffort/pod{V1_POD}\n"));
+        let empty = cgroup("");
+        let s = snapshot(vec![
+            process(1, 0, "systemd", Some(&host)),
+            process(2, 0, "kthreadd", None),
+            process(3, 2, "kworker/0:0", None),
+            process(100, 1, "nginx", Some(&containerd)),
+            process(101, 100, "nginx", Some(&containerd)),
+            process(102, 1, "sh", Some(&containerd_copy)),
+            process(103, 1, "runc:[2:INIT]", Some(&containerd)),
+            process(200, 1, "redis", Some(&docker)),
+            process(300, 1, "leftover", Some(&pod_v1)),
+            process(400, 1, "exiting", Some(&empty)),
+            process(401, 1, "unread", None),
+        ]);
+        let names = HashMap::from([(
+            CONTAINERD_ID.to_owned(),
+            kubelet_name("web-0", "nginx", CONTAINERD_ID),
+        )]);
+        let a = attribute(&s, &names);
+
+        assert_eq!(a.of(1), &Workload::Host);
+        assert_eq!(a.of(2), &Workload::Kernel);
+        assert_eq!(a.of(3), &Workload::Kernel);
+        assert_eq!(a.of(300), &Workload::Pod(V1_POD.into()));
+        assert_eq!(a.of(400), &Workload::Unknown);
+        assert_eq!(a.of(401), &Workload::Unknown);
+        assert_eq!(a.of(999), &Workload::Unknown, "a pid not in the snapshot");
+
+        let nginx = container(a.of(100));
+        assert_eq!(
+            **nginx,
+            Container {
+                id: CONTAINERD_ID.into(),
+                runtime: Runtime::Containerd,
+                pod_uid: Some(CONTAINERD_POD.into()),
+                names: Some(kubelet_name("web-0", "nginx", CONTAINERD_ID)),
+            }
+        );
+        assert_eq!(nginx.unit(), CONTAINERD_POD);
+        for pid in [101, 102] {
+            assert_eq!(a.of(pid), &Workload::Container(nginx.clone()), "pid {pid}");
+            assert!(Arc::ptr_eq(container(a.of(pid)), nginx), "pid {pid}");
+        }
+        // runc's init, already in the container's cgroup but not yet its payload.
+        assert_eq!(a.of(103), &Workload::Runtime(nginx.clone()));
+
+        // No kubelet name for it, and no pod: the container is its own unit.
+        let redis = container(a.of(200));
+        assert_eq!(a.of(200), &Workload::Container(redis.clone()));
+        assert_eq!(
+            (redis.runtime, redis.pod_uid.as_deref()),
+            (Runtime::Docker, None)
+        );
+        assert_eq!((redis.names.as_ref(), redis.unit()), (None, DOCKER_ID));
+    }
+
+    #[test]
+    fn runtime_plumbing_is_told_from_the_payload() {
+        let in_pod = |leaf: &str| cgroup(&format!("{CRIO_POD_SLICE}/{leaf}.scope\n"));
+        let conmon = in_pod(&format!("crio-conmon-{CRIO_ID}"));
+        let payload = in_pod(&format!("crio-{CRIO_ID}"));
+        let s = snapshot(vec![
+            process(10, 1, "conmon", Some(&conmon)),
+            process(11, 10, "runc:[1:CHILD]", Some(&payload)),
+            process(12, 10, "runc", Some(&payload)),
+            process(13, 10, "runc init", Some(&payload)),
+            process(14, 10, "app", Some(&payload)),
+            // A payload may be called anything but runc's own names.
+            process(15, 14, "runcible", Some(&payload)),
+        ]);
+        let a = attribute(&s, &HashMap::new());
+        let app = container(a.of(14));
+        assert_eq!(
+            (app.id.as_str(), app.runtime, app.unit(), app.names.as_ref()),
+            (CRIO_ID, Runtime::CriO, CRIO_POD, None)
+        );
+        for pid in [10, 11, 12, 13] {
+            assert_eq!(a.of(pid), &Workload::Runtime(app.clone()), "pid {pid}");
+        }
+        assert_eq!(a.of(15), &Workload::Container(app.clone()));
+    }
+
+    /// CRI-O's default `conmon_cgroup = "system.slice"` puts the monitor outside the pod
+    /// (istio/istio#55139), and it starts before the payload, so it has the lower pid.
+    #[test]
+    fn a_monitor_outside_the_pod_does_not_take_the_pod_away() {
+        let conmon = cgroup(&format!("0::/system.slice/crio-conmon-{CRIO_ID}.scope\n"));
+        let payload = cgroup(&format!("{CRIO_POD_SLICE}/crio-{CRIO_ID}.scope\n"));
+        let s = snapshot(vec![
+            process(10, 1, "conmon", Some(&conmon)),
+            process(11, 10, "app", Some(&payload)),
+        ]);
+        let a = attribute(&s, &HashMap::new());
+        let app = container(a.of(11));
+        assert_eq!(app.pod_uid.as_deref(), Some(CRIO_POD));
+        assert_eq!(a.of(10), &Workload::Runtime(app.clone()));
+        // Alone, the monitor still names its container, without a pod.
+        let alone = attribute(
+            &snapshot(vec![process(10, 1, "conmon", Some(&conmon))]),
+            &HashMap::new(),
+        );
+        assert_eq!(container(alone.of(10)).pod_uid, None);
+    }
+
+    /// Only kthreadd's own children are kernel threads: in a pid namespace (a fixture tree,
+    /// a container's procfs) pid 2 can be an ordinary process, and its children too.
+    #[test]
+    fn pid_2_is_kthreadd_only_with_parent_0() {
+        let host = cgroup("0::/user.slice\n");
+        let s = snapshot(vec![
+            process(1, 0, "sh", Some(&host)),
+            process(2, 1, "sleep", Some(&host)),
+            process(3, 2, "child", Some(&host)),
+        ]);
+        let a = attribute(&s, &HashMap::new());
+        for pid in [1, 2, 3] {
+            assert_eq!(a.of(pid), &Workload::Host, "pid {pid}");
+        }
+    }
 }
