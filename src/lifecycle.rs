@@ -156,6 +156,7 @@ mod tests {
 
     use super::*;
     use crate::model::{HostNamespaces, NsType, PerType, Process, ProcessId};
+    use std::num::NonZeroU64;
     use std::time::SystemTime;
 
     /// A process with a start time in seconds and net and pid namespace inodes.
@@ -171,8 +172,8 @@ mod tests {
         let mut processes = BTreeMap::new();
         for &P(pid, start, net, pidns) in ps {
             let mut namespaces = PerType::splat(None);
-            namespaces[NsType::Net] = Some(net);
-            namespaces[NsType::Pid] = Some(pidns);
+            namespaces[NsType::Net] = NonZeroU64::new(net);
+            namespaces[NsType::Pid] = NonZeroU64::new(pidns);
             processes.insert(
                 pid,
                 Process {

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -139,8 +140,9 @@ pub struct Process {
     pub uid: u32,
     /// `comm`, lossily decoded: it may hold any byte but NUL.
     pub comm: String,
-    /// Inode of each namespace by [`NsType::index`]; `None` where the link is missing or unreadable.
-    pub namespaces: PerType<Option<u64>>,
+    /// Inode of each namespace by type; `None` where the link is missing or unreadable. An
+    /// inode is never 0, and `Option<NonZeroU64>` is 8 bytes: 64 a process, not 128.
+    pub namespaces: PerType<Option<NonZeroU64>>,
     /// The bytes of `/proc/PID/cgroup`, read in the same pass as the links; `None` for kernel
     /// threads (not read) and where the read failed (counted by the scan). Processes of one
     /// cgroup share one allocation.
@@ -151,7 +153,10 @@ pub struct Process {
 impl Process {
     /// The process's namespace of `ns_type`, if it was read.
     pub fn namespace(&self, ns_type: NsType) -> Option<NamespaceId> {
-        self.namespaces[ns_type].map(|inode| NamespaceId { ns_type, inode })
+        self.namespaces[ns_type].map(|inode| NamespaceId {
+            ns_type,
+            inode: inode.get(),
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CStr;
 use std::io;
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -492,7 +493,7 @@ impl ProcessReader<'_> {
             let link = ns_type.proc_link();
             match readlink_at(pid_dir.as_fd(), link, &mut self.link_buf) {
                 Ok(text) => match parse_ns_link(ns_type, text) {
-                    Ok(inode) => namespaces[ns_type] = Some(inode),
+                    Ok(inode) => namespaces[ns_type] = NonZeroU64::new(inode),
                     Err(e) => {
                         if failed != Some(ErrorReason::ParseError) {
                             failed = Some(ErrorReason::ParseError);
@@ -570,7 +571,7 @@ pub fn host_namespaces(processes: &BTreeMap<i32, Process>) -> HostNamespaces {
         .map_or(none, |p| p.namespaces);
     let mut host = HostNamespaces::none();
     for t in NsType::ALL {
-        host.inodes[t] = init[t].or(kthreadd[t]);
+        host.inodes[t] = init[t].or(kthreadd[t]).map(NonZeroU64::get);
     }
     host.source = if init.values().any(Option::is_some) {
         HostSource::Init
@@ -604,8 +605,8 @@ mod tests {
 
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {
         let mut namespaces = PerType::splat(None);
-        namespaces[NsType::Net] = net;
-        namespaces[NsType::Pid] = Some(7);
+        namespaces[NsType::Net] = net.and_then(NonZeroU64::new);
+        namespaces[NsType::Pid] = NonZeroU64::new(7);
         Process {
             id: ProcessId {
                 pid,

@@ -106,7 +106,8 @@ impl FindingLog {
 /// The result of evaluating one snapshot.
 #[derive(Debug, Default)]
 pub struct Sharing {
-    pub owners: HashMap<NamespaceId, Ownership>,
+    /// Shared, so that the metrics' per-scan view keeps them without copying their labels.
+    pub owners: HashMap<NamespaceId, Arc<Ownership>>,
     /// Every container sharing a host namespace, allowed or not.
     pub host: Vec<HostSharing>,
     pub findings: Vec<Finding>,
@@ -141,7 +142,7 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         }
         out.owners.insert(
             ns.id,
-            ownership(is_host, host, kernel, &pods, &payload, &plumbing),
+            Arc::new(ownership(is_host, host, kernel, &pods, &payload, &plumbing)),
         );
 
         if is_host {
@@ -285,6 +286,7 @@ fn ownership(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::num::NonZeroU64;
     use std::time::SystemTime;
 
     use super::*;
@@ -314,9 +316,9 @@ mod tests {
         let mut processes = BTreeMap::new();
         let mut by_pid = HashMap::new();
         for (pid, net, mnt, w) in ps {
-            let mut namespaces = PerType::splat(Some(HOST));
-            namespaces[NsType::Net] = Some(*net);
-            namespaces[NsType::Mnt] = Some(*mnt);
+            let mut namespaces = PerType::splat(NonZeroU64::new(HOST));
+            namespaces[NsType::Net] = NonZeroU64::new(*net);
+            namespaces[NsType::Mnt] = NonZeroU64::new(*mnt);
             processes.insert(
                 *pid,
                 Process {

@@ -3,7 +3,7 @@
 //! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
 //! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Counters and
 //! histograms accumulate in the registry; everything per namespace and per container is one
-//! [`ScanView`] per scan, rendered as const metrics ([`view`]), so no series outlives its
+//! [`ScanView`] per scan, written straight into the exposition ([`view`]), so no series outlives its
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
 //! operator's choice ([`PerNamespace`]).
 
@@ -28,7 +28,7 @@ use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Owner, Ownership, Sharing};
 
 pub use self_process::SelfProcessCollector;
-use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView, ViewCollector};
+use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
 
 /// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months;
 /// short-lived ones (a CI step, a probe's exec) get the finer buckets.
@@ -38,20 +38,6 @@ const LIFETIME_BUCKETS: &[f64] = &[
 const SCAN_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-
-/// The view collector as the registry holds it: the registry wants an owned collector, the
-/// metrics keep the handle they set each scan's view through.
-struct ViewHandle(Arc<ViewCollector>);
-
-impl prometheus::core::Collector for ViewHandle {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        self.0.desc()
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.0.collect()
-    }
-}
 
 /// One encoded exposition, plain and gzipped, served until the next scan replaces it.
 #[derive(Clone, Debug)]
@@ -67,7 +53,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Metrics {
     registry: Registry,
     per_namespace: PerNamespace,
-    view: Arc<ViewCollector>,
+    /// The last successful scan's per-namespace and per-container series.
+    view: ScanView,
+    /// The length of the last exposition, to size the next one's buffer at once.
+    last_len: std::cell::Cell<usize>,
     namespaces: IntGaugeVec,
     created: IntCounterVec,
     destroyed: IntCounterVec,
@@ -144,7 +133,8 @@ impl Metrics {
         let types = &["type"];
         let m = Metrics {
             per_namespace,
-            view: Arc::new(ViewCollector::new()),
+            view: ScanView::default(),
+            last_len: std::cell::Cell::new(64 * 1024),
             namespaces: IntGaugeVec::new(
                 opts(
                     "nsexporter_namespaces",
@@ -311,7 +301,6 @@ impl Metrics {
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
-        r(Box::new(ViewHandle(Arc::clone(&m.view))));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
@@ -399,7 +388,7 @@ impl Metrics {
                 .with_label_values(&[t.as_str()])
                 .set(per_type[t]);
         }
-        self.view.set(self.view_of(snapshot, start_ticks, sharing));
+        self.view = self.view_of(snapshot, start_ticks, sharing);
     }
 
     /// The per-namespace and per-container series of one scan, with their label values.
@@ -409,8 +398,7 @@ impl Metrics {
         start_ticks: &dyn Fn(NamespaceId) -> Option<u64>,
         sharing: &Sharing,
     ) -> ScanView {
-        let unattributed = Ownership::default();
-        let mut inode = itoa::Buffer::new();
+        let unattributed = Arc::new(Ownership::default());
         let namespaces = snapshot
             .namespaces
             .values()
@@ -426,18 +414,10 @@ impl Metrics {
                 };
                 keep.then(|| NamespaceRow {
                     ns_type: ns.id.ns_type,
-                    inode: inode.format(ns.id.inode).to_owned(),
-                    processes: ns.members.len(),
-                    info: [
-                        if host { "true" } else { "false" }.to_owned(),
-                        o.owner.as_str().to_owned(),
-                        o.runtime.clone(),
-                        o.pod_uid.clone(),
-                        o.pod.clone(),
-                        o.k8s_namespace.clone(),
-                        o.container.clone(),
-                        o.container_id.clone(),
-                    ],
+                    inode: ns.id.inode,
+                    processes: u32::try_from(ns.members.len()).unwrap_or(u32::MAX),
+                    host,
+                    ownership: Arc::clone(o),
                     start_time: start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
                 })
             })
@@ -465,11 +445,27 @@ impl Metrics {
     }
 
     /// Encodes every family in the text format, plain and gzipped.
+    /// The registry's families and the view's are written in one name order, as a registry
+    /// holding them all would write them.
     pub fn encode(&self) -> Exposition {
-        let mut text = Vec::with_capacity(64 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut text)
-            .expect("encoding to a Vec cannot fail");
+        let mut text = Vec::with_capacity(self.last_len.get() + self.last_len.get() / 8);
+        let registered = self.registry.gather();
+        let mut names: Vec<&str> = registered
+            .iter()
+            .map(|f| f.name())
+            .chain(ScanView::FAMILIES)
+            .collect();
+        names.sort_unstable();
+        let encoder = TextEncoder::new();
+        for name in names {
+            match registered.iter().find(|f| f.name() == name) {
+                Some(family) => encoder
+                    .encode(std::slice::from_ref(family), &mut text)
+                    .expect("encoding to a Vec cannot fail"),
+                None => self.view.write_family(name, &mut text),
+            }
+        }
+        self.last_len.set(text.len());
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(text.len() / 4),
             flate2::Compression::fast(),

@@ -1,26 +1,45 @@
 //! The per-scan view: every per-namespace and per-container series of one scan, with its label
-//! values built once when the scan ends, rendered as const metrics each time the registry is
-//! gathered (node_exporter's collectors work this way). Nothing is reset and refilled: the next
-//! scan's view replaces this one whole, so no series outlives its namespace or container.
+//! values built once when the scan ends, written straight into the text exposition. Nothing is
+//! reset and refilled: the next scan's view replaces this one whole, so no series outlives its
+//! namespace or container. No intermediate metric objects are built either: at 10,000
+//! processes those (a label-pair object per label per series) were most of the exporter's peak
+//! memory.
 
-use std::sync::{Arc, Mutex};
-
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use std::io::Write;
+use std::sync::Arc;
 
 use crate::model::NsType;
+use crate::sharing::Ownership;
 
-/// One namespace's series.
+/// One namespace's series: small, as a node has thousands; the labels of what owns it are
+/// shared with the scan's sharing result, not copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceRow {
     pub ns_type: NsType,
-    pub inode: String,
-    pub processes: usize,
-    /// `host`, `owner`, `runtime`, `pod_uid`, `pod`, `k8s_namespace`, `container`,
-    /// `container_id`, in [`INFO_LABELS`] order.
-    pub info: [String; 8],
+    pub inode: u64,
+    pub processes: u32,
+    pub host: bool,
+    pub ownership: Arc<Ownership>,
     /// Estimated creation as unix time, where known.
     pub start_time: Option<f64>,
+}
+
+impl NamespaceRow {
+    /// The `nsexporter_namespace_info` labels after `type` and `inode`, in [`INFO_LABELS`]
+    /// order.
+    fn info(&self) -> [&str; 8] {
+        let o = &*self.ownership;
+        [
+            if self.host { "true" } else { "false" },
+            o.owner.as_str(),
+            &o.runtime,
+            &o.pod_uid,
+            &o.pod,
+            &o.k8s_namespace,
+            &o.container,
+            &o.container_id,
+        ]
+    }
 }
 
 /// The labels of `nsexporter_namespace_info` after `type` and `inode`.
@@ -67,188 +86,172 @@ pub struct ScanView {
     pub findings: Vec<FindingRow>,
 }
 
-/// Renders the current [`ScanView`] when gathered.
-pub struct ViewCollector {
-    view: Mutex<Arc<ScanView>>,
-    descs: Vec<Desc>,
+struct Family {
+    name: &'static str,
+    help: &'static str,
 }
 
-const PROCESSES: (&str, &str) = (
-    "nsexporter_namespace_processes",
-    "Member processes of each namespace in the last scan.",
-);
-const INFO: (&str, &str) = (
-    "nsexporter_namespace_info",
-    "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree.",
-);
-const START_TIME: (&str, &str) = (
-    "nsexporter_namespace_start_time_seconds",
-    "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
-);
-const HOST_SHARING: (&str, &str) = (
-    "nsexporter_workload_host_namespace",
-    "1 for each container with a process in the host's namespace of that type, allowed or not.",
-);
-const FINDINGS: (&str, &str) = (
-    "nsexporter_sharing_findings_active",
-    "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container); nsexporter_sharing_findings_total counts them as they appear.",
-);
+const PROCESSES: Family = Family {
+    name: "nsexporter_namespace_processes",
+    help: "Member processes of each namespace in the last scan.",
+};
+const INFO: Family = Family {
+    name: "nsexporter_namespace_info",
+    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree.",
+};
+const START_TIME: Family = Family {
+    name: "nsexporter_namespace_start_time_seconds",
+    help: "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
+};
+const HOST_SHARING: Family = Family {
+    name: "nsexporter_workload_host_namespace",
+    help: "1 for each container with a process in the host's namespace of that type, allowed or not.",
+};
+const FINDINGS: Family = Family {
+    name: "nsexporter_sharing_findings_active",
+    help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container); nsexporter_sharing_findings_total counts them as they appear.",
+};
 
-impl ViewCollector {
-    pub fn new() -> Self {
-        let desc = |(name, help): (&str, &str), labels: Vec<&str>| {
-            Desc::new(
-                name.into(),
-                help.into(),
-                labels.into_iter().map(String::from).collect(),
-                Default::default(),
-            )
-            .expect("valid metric names")
-        };
-        let workload = |first: &[&'static str]| [first, &WORKLOAD_LABELS[..]].concat();
-        ViewCollector {
-            view: Mutex::new(Arc::new(ScanView::default())),
-            descs: vec![
-                desc(PROCESSES, vec!["type", "inode"]),
-                desc(INFO, [&["type", "inode"][..], &INFO_LABELS].concat()),
-                desc(START_TIME, vec!["type", "inode"]),
-                desc(HOST_SHARING, workload(&["type"])),
-                desc(FINDINGS, workload(&["rule", "type"])),
-            ],
-        }
-    }
+/// A sample: its label pairs, sorted by name, and its value.
+type Sample<'a> = (Vec<(&'static str, &'a str)>, f64);
 
-    /// Replaces the view; the next gather renders it.
-    pub fn set(&self, view: ScanView) {
-        *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
-    }
-
-    /// The view the next gather renders.
-    pub fn get(&self) -> Arc<ScanView> {
-        Arc::clone(&self.view.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl Default for ViewCollector {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A gauge sample with these labels, sorted by name as the text format's other metrics are.
-fn sample(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut pairs: Vec<LabelPair> = labels
-        .iter()
-        .map(|(name, value)| {
-            let mut p = LabelPair::default();
-            p.set_name((*name).to_owned());
-            p.set_value((*value).to_owned());
-            p
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut g = Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::from_gauge(g);
-    m.set_label(pairs);
-    m
-}
-
-fn family((name, help): (&str, &str), metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
-    f.set_field_type(MetricType::GAUGE);
-    f.set_metric(metrics);
-    f
+fn sample<'a>(mut labels: Vec<(&'static str, &'a str)>, value: f64) -> Sample<'a> {
+    labels.sort_unstable_by_key(|(name, _)| *name);
+    (labels, value)
 }
 
 fn workload_labels<'a>(
-    first: &[(&'a str, &'a str)],
+    mut first: Vec<(&'static str, &'a str)>,
     w: &'a [String; 5],
-) -> Vec<(&'a str, &'a str)> {
-    let mut labels = first.to_vec();
-    labels.extend(WORKLOAD_LABELS.iter().zip(w).map(|(n, v)| (*n, v.as_str())));
-    labels
+) -> Vec<(&'static str, &'a str)> {
+    first.extend(WORKLOAD_LABELS.iter().zip(w).map(|(n, v)| (*n, v.as_str())));
+    first
 }
 
-impl Collector for ViewCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+/// `\`, `"` and newline escaped, as the text format wants label values.
+fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
+    for b in value.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'"' if quote => out.extend_from_slice(b"\\\""),
+            _ => out.push(b),
+        }
+    }
+}
+
+impl ScanView {
+    /// The names of the families a view writes.
+    pub const FAMILIES: [&'static str; 5] = [
+        PROCESSES.name,
+        INFO.name,
+        START_TIME.name,
+        HOST_SHARING.name,
+        FINDINGS.name,
+    ];
+
+    /// The samples of family `name`, sorted as a Prometheus registry sorts them: by label
+    /// values in the order of the sorted label names.
+    fn samples<'a>(&'a self, name: &str, inodes: &'a [String]) -> Vec<Sample<'a>> {
+        let id = |i: usize| {
+            let ns = &self.namespaces[i];
+            vec![("type", ns.ns_type.as_str()), ("inode", inodes[i].as_str())]
+        };
+        let rows = || self.namespaces.iter().enumerate();
+        let mut samples: Vec<Sample<'_>> = match name {
+            n if n == PROCESSES.name => rows()
+                .map(|(i, ns)| sample(id(i), f64::from(ns.processes)))
+                .collect(),
+            n if n == INFO.name => rows()
+                .map(|(i, ns)| {
+                    let mut labels = id(i);
+                    labels.extend(INFO_LABELS.into_iter().zip(ns.info()));
+                    sample(labels, 1.0)
+                })
+                .collect(),
+            n if n == START_TIME.name => rows()
+                .filter_map(|(i, ns)| Some(sample(id(i), ns.start_time?)))
+                .collect(),
+            n if n == HOST_SHARING.name => self
+                .host_sharing
+                .iter()
+                .map(|h| {
+                    sample(
+                        workload_labels(vec![("type", h.ns_type.as_str())], &h.workload),
+                        1.0,
+                    )
+                })
+                .collect(),
+            n if n == FINDINGS.name => self
+                .findings
+                .iter()
+                .map(|f| {
+                    let first = vec![("rule", f.rule), ("type", f.ns_type.as_str())];
+                    sample(workload_labels(first, &f.workload), 1.0)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        samples.sort_unstable_by(|(a, _), (b, _)| {
+            a.iter().map(|(_, v)| v).cmp(b.iter().map(|(_, v)| v))
+        });
+        samples
     }
 
-    fn collect(&self) -> Vec<MetricFamily> {
-        let view = self.get();
-        let n = view.namespaces.len();
-        let (mut processes, mut info, mut start) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for ns in &view.namespaces {
-            let id = [("type", ns.ns_type.as_str()), ("inode", ns.inode.as_str())];
-            processes.push(sample(&id, ns.processes as f64));
-            let mut labels = id.to_vec();
-            labels.extend(
-                INFO_LABELS
-                    .iter()
-                    .zip(&ns.info)
-                    .map(|(n, v)| (*n, v.as_str())),
-            );
-            info.push(sample(&labels, 1.0));
-            if let Some(t) = ns.start_time {
-                start.push(sample(&id, t));
-            }
+    /// Writes family `name` in the text format 0.0.4: HELP, TYPE and its samples; nothing
+    /// for a family without samples, as a registry leaves those out.
+    pub fn write_family(&self, name: &str, out: &mut Vec<u8>) {
+        let Some(family) = [PROCESSES, INFO, START_TIME, HOST_SHARING, FINDINGS]
+            .into_iter()
+            .find(|f| f.name == name)
+        else {
+            return;
+        };
+        // Inodes as text only while writing: a label value is text, a row keeps the number.
+        let inodes: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|ns| ns.inode.to_string())
+            .collect();
+        let samples = self.samples(name, &inodes);
+        if samples.is_empty() {
+            return;
         }
-        let host = view
-            .host_sharing
-            .iter()
-            .map(|h| {
-                sample(
-                    &workload_labels(&[("type", h.ns_type.as_str())], &h.workload),
-                    1.0,
-                )
-            })
-            .collect();
-        let findings = view
-            .findings
-            .iter()
-            .map(|f| {
-                let first = [("rule", f.rule), ("type", f.ns_type.as_str())];
-                sample(&workload_labels(&first, &f.workload), 1.0)
-            })
-            .collect();
-        vec![
-            family(PROCESSES, processes),
-            family(INFO, info),
-            family(START_TIME, start),
-            family(HOST_SHARING, host),
-            family(FINDINGS, findings),
-        ]
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(family.name.as_bytes());
+        out.push(b' ');
+        write_escaped(out, family.help, false);
+        out.extend_from_slice(b"\n# TYPE ");
+        out.extend_from_slice(family.name.as_bytes());
+        out.extend_from_slice(b" gauge\n");
+        for (labels, value) in samples {
+            out.extend_from_slice(family.name.as_bytes());
+            for (i, (label, v)) in labels.iter().enumerate() {
+                out.push(if i == 0 { b'{' } else { b',' });
+                out.extend_from_slice(label.as_bytes());
+                out.extend_from_slice(b"=\"");
+                write_escaped(out, v, true);
+                out.push(b'"');
+            }
+            if !labels.is_empty() {
+                out.push(b'}');
+            }
+            // f64's Display, as the prometheus crate's encoder writes values.
+            let _ = writeln!(out, " {value}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{Encoder, Registry, TextEncoder};
+    use crate::sharing::Owner;
 
-    fn render(c: &Arc<ViewCollector>) -> String {
-        struct Handle(Arc<ViewCollector>);
-        impl Collector for Handle {
-            fn desc(&self) -> Vec<&Desc> {
-                self.0.desc()
-            }
-            fn collect(&self) -> Vec<MetricFamily> {
-                self.0.collect()
-            }
-        }
-        let registry = Registry::new();
-        registry.register(Box::new(Handle(Arc::clone(c)))).unwrap();
+    fn render(view: &ScanView) -> String {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
+        for name in ScanView::FAMILIES {
+            view.write_family(name, &mut out);
+        }
         String::from_utf8(out).unwrap()
     }
 
@@ -260,34 +263,54 @@ mod tests {
         ["containerd", id, "app", "web-1", "default"].map(String::from)
     }
 
+    fn namespace(
+        t: NsType,
+        inode: u64,
+        host: bool,
+        o: Ownership,
+        start: Option<f64>,
+    ) -> NamespaceRow {
+        NamespaceRow {
+            ns_type: t,
+            inode,
+            processes: 1,
+            host,
+            ownership: Arc::new(o),
+            start_time: start,
+        }
+    }
+
     #[test]
-    fn a_view_renders_as_sorted_const_metrics_and_replaces_the_last() {
-        let c = Arc::new(ViewCollector::new());
-        c.set(ScanView {
+    fn a_view_writes_sorted_samples_in_the_text_format() {
+        let view = ScanView {
             namespaces: vec![
+                namespace(
+                    NsType::Mnt,
+                    4026532300,
+                    false,
+                    Ownership {
+                        owner: Owner::Container,
+                        runtime: "containerd".into(),
+                        pod_uid: "uid-1".into(),
+                        pod: "web-1".into(),
+                        k8s_namespace: "default".into(),
+                        container: "app".into(),
+                        container_id: "aa".into(),
+                    },
+                    None,
+                ),
                 NamespaceRow {
-                    ns_type: NsType::Net,
-                    inode: "4026531840".into(),
                     processes: 3,
-                    info: ["true", "host", "", "", "", "", "", ""].map(String::from),
-                    start_time: Some(1700000000.5),
-                },
-                NamespaceRow {
-                    ns_type: NsType::Mnt,
-                    inode: "4026532300".into(),
-                    processes: 1,
-                    info: [
-                        "false",
-                        "container",
-                        "containerd",
-                        "uid-1",
-                        "web-1",
-                        "default",
-                        "app",
-                        "aa",
-                    ]
-                    .map(String::from),
-                    start_time: None,
+                    ..namespace(
+                        NsType::Net,
+                        4026531840,
+                        true,
+                        Ownership {
+                            owner: Owner::Host,
+                            ..Ownership::default()
+                        },
+                        Some(1700000000.5),
+                    )
                 },
             ],
             host_sharing: vec![HostSharingRow {
@@ -299,25 +322,44 @@ mod tests {
                 ns_type: NsType::Net,
                 workload: workload("aa"),
             }],
-        });
-        let text = render(&c);
+        };
+        let text = render(&view);
+        // Sorted by label values in label-name order (container first), as a registry sorts.
         assert_eq!(
             samples(&text),
             [
-                r#"nsexporter_namespace_info{container="",container_id="",host="true",inode="4026531840",k8s_namespace="",owner="host",pod="",pod_uid="",runtime="",type="net"} 1"#,
-                r#"nsexporter_namespace_info{container="app",container_id="aa",host="false",inode="4026532300",k8s_namespace="default",owner="container",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt"} 1"#,
                 r#"nsexporter_namespace_processes{inode="4026531840",type="net"} 3"#,
                 r#"nsexporter_namespace_processes{inode="4026532300",type="mnt"} 1"#,
-                // No start time known for the second: no series, rather than a zero.
+                r#"nsexporter_namespace_info{container="",container_id="",host="true",inode="4026531840",k8s_namespace="",owner="host",pod="",pod_uid="",runtime="",type="net"} 1"#,
+                r#"nsexporter_namespace_info{container="app",container_id="aa",host="false",inode="4026532300",k8s_namespace="default",owner="container",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt"} 1"#,
+                // No start time known for the mnt namespace: no series rather than a zero.
                 r#"nsexporter_namespace_start_time_seconds{inode="4026531840",type="net"} 1700000000.5"#,
-                r#"nsexporter_sharing_findings_active{container="app",container_id="aa",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
                 r#"nsexporter_workload_host_namespace{container="app",container_id="aa",k8s_namespace="default",pod="web-1",runtime="containerd",type="net"} 1"#,
+                r#"nsexporter_sharing_findings_active{container="app",container_id="aa",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
             ]
         );
+        assert!(text.contains(
+            "# HELP nsexporter_namespace_info One series per namespace seen in the last scan; host=\"true\" marks"
+        ));
         assert!(text.contains("# TYPE nsexporter_namespace_info gauge\n"));
+        // A view without rows writes nothing, as a registry leaves empty families out.
+        assert_eq!(render(&ScanView::default()), "");
+    }
 
-        // The next scan's view replaces this one whole: nothing of the last is left.
-        c.set(ScanView::default());
-        assert_eq!(samples(&render(&c)), Vec::<&str>::new());
+    #[test]
+    fn label_values_are_escaped() {
+        let view = ScanView {
+            host_sharing: vec![HostSharingRow {
+                ns_type: NsType::Pid,
+                workload: ["docker", "id", "a\"b", "c\\d", "e\nf"].map(String::from),
+            }],
+            ..ScanView::default()
+        };
+        assert_eq!(
+            samples(&render(&view)),
+            [
+                r#"nsexporter_workload_host_namespace{container="a\"b",container_id="id",k8s_namespace="e\nf",pod="c\\d",runtime="docker",type="pid"} 1"#
+            ]
+        );
     }
 }
