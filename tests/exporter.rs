@@ -693,3 +693,34 @@ fn per_namespace_series_follow_the_budget() {
         );
     }
 }
+
+/// The kubelet's log directory is listed again only when it changes, and then at once: a
+/// name that appears between two scans names the container from the next one.
+#[test]
+fn kubelet_names_follow_the_directory() {
+    const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let dir = tempfile::tempdir().unwrap();
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--path.kubelet-logs={}", dir.path().display()),
+        "--scan.interval=100ms",
+    ]);
+    let pod_of = |m: &Metrics| {
+        m.find("nsexporter_namespace_info", &[("container_id", ID)])
+            .first()
+            .map(|s| s.labels["pod"].clone())
+    };
+    assert_eq!(pod_of(&e.metrics()).as_deref(), Some(""));
+    std::fs::write(dir.path().join(format!("web-1_default_app-{ID}.log")), "").unwrap();
+    wait_for("the new name", Duration::from_secs(5), || {
+        (pod_of(&e.metrics()).as_deref() == Some("web-1")).then_some(())
+    });
+    std::fs::rename(
+        dir.path().join(format!("web-1_default_app-{ID}.log")),
+        dir.path().join(format!("web-2_default_app-{ID}.log")),
+    )
+    .unwrap();
+    wait_for("the renamed name", Duration::from_secs(5), || {
+        (pod_of(&e.metrics()).as_deref() == Some("web-2")).then_some(())
+    });
+}
