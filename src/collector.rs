@@ -19,9 +19,8 @@ use crate::attribution::{KubeletName, attribute, read_kubelet_names};
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics, ScanRecord};
-use crate::model::CgroupLayout;
-use crate::policy::Policy;
-use crate::procfs::ProcFs;
+use crate::model::{CgroupLayout, NsType, Snapshot};
+use crate::policy::{Policy, Rule};
 use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
 use crate::sharing::{FindingLog, evaluate};
 
@@ -45,18 +44,22 @@ pub struct Collector {
     kubelet_names: Option<KubeletCache>,
     /// The findings of the last scan: each new one is counted and logged once.
     findings: FindingLog,
+    /// Processes the sweeps read since the last scan: pid, start ticks, reads.
+    swept: HashMap<i32, (u64, u8)>,
+    /// Pids from the proc connector, where it listens.
+    events: Option<Receiver<i32>>,
 }
 
 impl Collector {
     /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
     /// without a reboot.
     pub fn new(
-        procfs: ProcFs,
+        scanner: Scanner,
         mut metrics: Metrics,
         policy: Policy,
         kubelet_logs: Option<PathBuf>,
     ) -> Self {
-        let layout = procfs.cgroup_layout();
+        let layout = scanner.procfs().cgroup_layout();
         let policy = policy.for_cgroup_layout(layout);
         tracing::info!(
             cgroup_layout = layout.as_str(),
@@ -71,7 +74,7 @@ impl Collector {
         );
         metrics.set_cgroup_layout(layout);
         Collector {
-            scanner: Scanner::new(procfs),
+            scanner,
             tracker: Tracker::new(),
             metrics,
             layout,
@@ -82,6 +85,8 @@ impl Collector {
             name_conflicts: HashSet::new(),
             kubelet_names: None,
             findings: FindingLog::new(),
+            swept: HashMap::new(),
+            events: None,
         }
     }
 
@@ -222,15 +227,21 @@ impl Collector {
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
     /// stamping `health`. Ticks that a slow scan overran are skipped, not queued. A policy sent
     /// on `policies` (SIGHUP) applies from the next scan.
+    ///
+    /// Between two scans, every `sweep` (none where it is zero or not shorter than the
+    /// interval), a sweep reads the processes that started since and publishes at once what
+    /// the host rules find in them.
     pub fn run(
         mut self,
         interval: Duration,
+        sweep: Duration,
         publish: watch::Sender<Option<Arc<Exposition>>>,
         policies: Receiver<Policy>,
         stop: Receiver<()>,
         health: Arc<Health>,
     ) {
         let _guard = StopGuard(Arc::clone(&health));
+        let sweeping = !sweep.is_zero() && sweep < interval;
         let mut next = Instant::now();
         loop {
             while let Ok(policy) = policies.try_recv() {
@@ -240,17 +251,121 @@ impl Collector {
             let (exposition, result) = self.run_once();
             publish.send_replace(Some(Arc::new(exposition)));
             health.scan_finished(result.map_err(|e| e.to_string()));
+            self.swept.clear();
             release_free_memory();
             let now = Instant::now();
             next += interval;
             while next <= now {
                 next += interval;
             }
-            match stop.recv_timeout(next - now) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
+            let mut next_sweep = now + sweep;
+            loop {
+                let wake = if sweeping { next.min(next_sweep) } else { next };
+                let now = Instant::now();
+                let timeout = wake.saturating_duration_since(now);
+                match &self.events {
+                    // Woken by an event, or at the next sweep or scan; a stop is seen within
+                    // a second.
+                    Some(events) => {
+                        let first = events.recv_timeout(timeout.min(Duration::from_secs(1)));
+                        let pids: Vec<i32> = match first {
+                            Ok(pid) => std::iter::once(pid)
+                                .chain(events.try_iter().take(4096))
+                                .collect(),
+                            Err(_) => Vec::new(),
+                        };
+                        if matches!(first, Err(RecvTimeoutError::Disconnected)) {
+                            // The listener stopped (it said why); the sweeps go on.
+                            self.events = None;
+                        }
+                        if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+                            return;
+                        }
+                        if !pids.is_empty() {
+                            if let Some(exposition) = self.judge_pids(&pids) {
+                                publish.send_replace(Some(Arc::new(exposition)));
+                            }
+                            continue;
+                        }
+                    }
+                    None => match stop.recv_timeout(timeout) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    },
+                }
+                if Instant::now() >= next {
+                    break;
+                }
+                if Instant::now() < next_sweep || !sweeping {
+                    continue;
+                }
+                if let Some(exposition) = self.sweep_once() {
+                    publish.send_replace(Some(Arc::new(exposition)));
+                }
+                next_sweep += sweep;
+                while next_sweep <= Instant::now() {
+                    next_sweep += sweep;
+                }
             }
         }
+    }
+
+    /// One sweep: the processes new since the last scan, judged by the host rules against the
+    /// last scan's host namespaces. Returns the exposition to publish when it found something
+    /// new; `None` when it found nothing new (or could not run: the next scan says why).
+    fn sweep_once(&mut self) -> Option<Exposition> {
+        let known = Arc::clone(self.tracker.previous_arc()?);
+        let sweep = match self.scanner.sweep(&known, &mut self.swept) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "sweep failed");
+                return None;
+            }
+        };
+        tracing::trace!(listed = sweep.listed, read = sweep.processes.len(), "sweep");
+        let (read, new) = self.judge(sweep.processes, &known);
+        self.metrics.record_sweep(read, &new);
+        (!new.is_empty()).then(|| self.metrics.encode())
+    }
+
+    /// Reads the processes the kernel said forked or exec'd and judges them as a sweep does.
+    fn judge_pids(&mut self, pids: &[i32]) -> Option<Exposition> {
+        let known = Arc::clone(self.tracker.previous_arc()?);
+        let mut pids = pids.to_vec();
+        pids.sort_unstable();
+        pids.dedup();
+        let processes = self.scanner.read_pids(&pids, &known);
+        let (read, new) = self.judge(processes, &known);
+        self.metrics.record_events(pids.len(), read, &new);
+        (!new.is_empty()).then(|| self.metrics.encode())
+    }
+
+    /// Judges processes read between scans by the host rules, against the host namespaces of
+    /// `known`, and logs each new finding: how many it read, and the new findings to count.
+    fn judge(
+        &mut self,
+        processes: Vec<crate::model::Process>,
+        known: &Snapshot,
+    ) -> (usize, Vec<(Rule, NsType)>) {
+        let read = processes.len();
+        if read == 0 {
+            return (0, Vec::new());
+        }
+        let processes = processes.into_iter().map(|p| (p.id.pid, p)).collect();
+        let (time, wall) = self.scanner.now();
+        let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
+        let names = self.kubelet_names();
+        let attribution = attribute(&fresh, &names);
+        let sharing = evaluate(&fresh, &attribution, &self.policy);
+        let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
+        (read, new)
+    }
+
+    /// Judges the processes the kernel reports forking and exec'ing as they come (the proc
+    /// connector), besides the sweeps.
+    pub fn with_events(mut self, events: Receiver<i32>) -> Self {
+        self.events = Some(events);
+        self
     }
 }
 

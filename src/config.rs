@@ -28,10 +28,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 
+use crate::http::Limits;
 use crate::policy::{Policy, PolicyError, RawPolicy};
 
 /// `metrics.per_namespace`, the metrics stage's own type: a serde enum of lowercase names.
 pub use crate::metrics::PerNamespace;
+pub use crate::scan::ThreadScan;
 
 /// Where the host's /proc is by default. The only place the literal appears.
 pub const DEFAULT_PROCFS: &str = "/proc";
@@ -51,7 +53,7 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 ///
 /// inside `section: RawSection { .. }`. The default is text and goes through `parse` like a
 /// value from any other source. `parse` names the serde `deserialize_with` function: [`text`],
-/// [`duration`], [`one_of`] or [`one_of_any_case`] (a serde enum: its error lists the names).
+/// [`duration`], [`count`], [`one_of`] or [`one_of_any_case`] (a serde enum: its error lists the names).
 /// The flag's help gets ` [default: ...]` appended.
 macro_rules! config_keys {
     ($(
@@ -129,6 +131,33 @@ config_keys! {
             parse: "text",
             help: "Path under which to expose metrics",
         },
+        read_header_timeout: Duration {
+            flag: "web.read-header-timeout" <DURATION> as read_header_timeout,
+            default: "10s",
+            parse: "duration",
+            help: "Time a client has to send a request's header, from the connection's opening \
+                   or the first byte after an idle keep-alive wait",
+        },
+        idle_timeout: Duration {
+            flag: "web.idle-timeout" <DURATION> as idle_timeout,
+            default: "2m",
+            parse: "duration",
+            help: "Time a keep-alive connection may wait for its next request, and a response \
+                   may wait for the client to read it, before the connection is closed",
+        },
+        max_requests: usize {
+            flag: "web.max-requests" <N> as max_requests,
+            default: "40",
+            parse: "count",
+            help: "Scrapes answered at once; beyond them, 503. 0: no limit",
+        },
+        max_connections: usize {
+            flag: "web.max-connections" <N> as max_connections,
+            default: "256",
+            parse: "count",
+            help: "Connections open at once; beyond them, new ones wait in the listen backlog. \
+                   0: no limit",
+        },
     }
     path: RawPath {
         procfs: PathBuf {
@@ -151,6 +180,29 @@ config_keys! {
             default: "15s",
             parse: "duration",
             help: "Time between two scans of the procfs",
+        },
+        threads: ThreadScan {
+            flag: "scan.threads" <WHICH> as scan_threads,
+            default: "containers",
+            parse: "one_of",
+            help: "Whose threads to read, for a thread in another namespace than its process \
+                   (setns moves one thread): containers (multi-threaded container processes), \
+                   all or none",
+        },
+        sweep_interval: Duration {
+            flag: "scan.sweep-interval" <DURATION> as scan_sweep_interval,
+            default: "1s",
+            parse: "duration",
+            help: "Time between two sweeps for new processes between full scans, whose host \
+                   sharing is a finding at once; 0s: no sweeps",
+        },
+        proc_events: bool {
+            flag: "scan.proc-events" <BOOL> as scan_proc_events,
+            default: "false",
+            parse: "boolean",
+            help: "Also read every process the kernel reports forking or exec'ing, within \
+                   milliseconds (the proc connector: needs the host's PID, user and network \
+                   namespaces and CAP_NET_ADMIN): true or false",
         },
     }
     log: RawLog {
@@ -367,6 +419,26 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     humantime::parse_duration(&text).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))
 }
 
+/// `deserialize_with` for a whole number, written as text (a YAML number comes as text too).
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse()
+        .map_err(|_| D::Error::custom(format!("{text:?} is not a whole number")))
+}
+
+/// `deserialize_with` for `true` or `false`.
+fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(D::Error::custom(format!(
+            "{text:?} is not one of true, false"
+        ))),
+    }
+}
+
 /// `deserialize_with` for a serde enum of lowercase names, written as text: a bad name is
 /// `"x" is not one of a, b, c`, listing the names serde derived.
 fn one_of<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
@@ -475,10 +547,16 @@ pub struct Settings {
     pub listen_address: Vec<SocketAddr>,
     pub listen_address_text: String,
     pub telemetry_path: String,
+    /// What a client can hold open: timeouts and caps of `web.*`.
+    pub limits: Limits,
     pub procfs: PathBuf,
     /// Optional: where it does not exist only container ids and pod uids are known.
     pub kubelet_logs: PathBuf,
     pub scan_interval: Duration,
+    pub scan_threads: ThreadScan,
+    /// Zero: no sweeps.
+    pub scan_sweep_interval: Duration,
+    pub scan_proc_events: bool,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub per_namespace: PerNamespace,
@@ -528,14 +606,31 @@ impl TryFrom<RawConfig> for Settings {
                 ),
             ));
         }
+        for (key, timeout) in [
+            ("web.read_header_timeout", web.read_header_timeout),
+            ("web.idle_timeout", web.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(key, "\"0s\" would close every connection at once"));
+            }
+        }
         Ok(Settings {
             policy: Policy::try_from(policy)?,
+            limits: Limits {
+                read_header_timeout: web.read_header_timeout,
+                idle_timeout: web.idle_timeout,
+                max_requests: web.max_requests,
+                max_connections: web.max_connections,
+            },
             listen_address,
             listen_address_text: web.listen_address,
             telemetry_path,
             procfs: path.procfs,
             kubelet_logs: path.kubelet_logs,
             scan_interval: scan.interval,
+            scan_threads: scan.threads,
+            scan_sweep_interval: scan.sweep_interval,
+            scan_proc_events: scan.proc_events,
             log_level: log.level.into(),
             log_format: log.format,
             per_namespace: metrics.per_namespace,
@@ -589,6 +684,13 @@ mod tests {
         assert_eq!(s.listen_address[1], "0.0.0.0:9917".parse().unwrap());
         assert_eq!(s.procfs, PathBuf::from("/proc"));
         assert_eq!(s.log_format, LogFormat::Logfmt);
+        let limits = Limits {
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_requests: 40,
+            max_connections: 256,
+        };
+        assert_eq!(s.limits, limits);
     }
 
     #[test]
@@ -865,6 +967,11 @@ mod tests {
         assert_eq!(s.log_level, tracing::Level::DEBUG, "level ignores case");
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.per_namespace, PerNamespace::All, "default");
+        let yaml = "web:\n  max_requests: 0\n  max_connections: \"8\"\n  idle_timeout: 5m\n";
+        let s = load_yaml(Flags::default(), &[], yaml).unwrap();
+        assert_eq!(s.limits.max_requests, 0, "a YAML number");
+        assert_eq!(s.limits.max_connections, 8, "a YAML string");
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(300));
         let env = [("NSEXPORTER_METRICS__PER_NAMESPACE", "none")];
         let s = load_yaml(
             Flags::default(),
@@ -912,6 +1019,18 @@ mod tests {
             (
                 "web:\n  telemetry_path: {a: b}\n",
                 "web.telemetry_path: invalid type: map, expected a string",
+            ),
+            (
+                "web:\n  max_requests: many\n",
+                "web.max_requests: \"many\" is not a whole number",
+            ),
+            (
+                "web:\n  max_connections: -1\n",
+                "web.max_connections: \"-1\" is not a whole number",
+            ),
+            (
+                "web:\n  idle_timeout: 0s\n",
+                "web.idle_timeout: \"0s\" would close every connection at once",
             ),
             (
                 "scan:\n  interval: 99ms\n",

@@ -4,7 +4,10 @@
 //! A scrape never triggers or waits for a scan: it clones the bytes encoded after the last one.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,8 +18,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 
 use crate::health::Health;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
@@ -122,50 +127,369 @@ pub fn handle<B>(state: &AppState, req: &Request<B>) -> Resp {
     }
 }
 
+/// What a client can hold open, and for how long. Without a timer hyper applies no timeout at
+/// all: a connection that sent half a header stayed open for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// From a connection's opening, or from the first byte after an idle keep-alive wait, to
+    /// the end of the request's header.
+    pub read_header_timeout: Duration,
+    /// From a response's body handed to the connection (or the last byte written of it) to the
+    /// first byte of the next request.
+    pub idle_timeout: Duration,
+    /// Scrapes of the telemetry path answered at once; beyond them, 503. 0: no limit.
+    pub max_requests: usize,
+    /// Connections open at once; 0: no limit. At the cap the listener is not accepted from, so
+    /// new connections wait in the kernel's listen backlog until one closes (Go's
+    /// `netutil.LimitListener` does the same): a burst is delayed, not refused.
+    pub max_connections: usize,
+}
+
+/// A semaphore of `n` permits, or none for 0 (no limit).
+fn cap(n: usize) -> Option<Arc<Semaphore>> {
+    (n > 0).then(|| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))))
+}
+
+/// Admits a request to the telemetry path under `--web.max-requests`, or answers 503 as
+/// node_exporter does. Other paths are not counted: a health probe is never refused for
+/// scrapes. The permit lives in the response's body until hyper has taken it all; the body is
+/// bytes in memory, taken at once, so today the limit binds only under a flood of scrapes.
+pub fn respond<B>(state: &AppState, requests: Option<&Arc<Semaphore>>, req: &Request<B>) -> Answer {
+    let scrape = req.uri().path() == &*state.telemetry_path;
+    let permit = match requests.filter(|_| scrape) {
+        None => None,
+        Some(requests) => match Arc::clone(requests).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return answer(text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many scrapes at once (--web.max-requests); try again later\n",
+                ));
+            }
+        },
+    };
+    let mut answered = answer(handle(state, req));
+    answered.body_mut().permit = permit;
+    answered
+}
+
+/// A response whose body holds what its request holds: a `--web.max-requests` permit, and the
+/// connection's [`Deadline`], which goes idle when hyper drops the body.
+pub type Answer = Response<AnswerBody>;
+
+/// See [`Answer`].
+pub struct AnswerBody {
+    body: Full<Bytes>,
+    permit: Option<OwnedSemaphorePermit>,
+    deadline: Option<Arc<Deadline>>,
+}
+
+/// `r`, holding nothing yet.
+fn answer(r: Resp) -> Answer {
+    r.map(|body| AnswerBody {
+        body,
+        permit: None,
+        deadline: None,
+    })
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for AnswerBody {
+    fn drop(&mut self) {
+        if let Some(deadline) = &self.deadline {
+            deadline.idle();
+        }
+    }
+}
+
+/// Where a connection is in its request cycle, and by when it must move on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request's header, which must be complete by then.
+    Head(Instant),
+    /// A request is being answered: no deadline of ours.
+    Busy,
+    /// Waiting for the client to read the response or to send the next request.
+    Idle(Instant),
+}
+
+/// One connection's deadline: [`Limits::read_header_timeout`] while a header is read,
+/// [`Limits::idle_timeout`] while nothing is asked. hyper's own header timeout would do for the
+/// first, but it starts when a keep-alive connection goes idle, so that it would also be the
+/// idle timeout; this one starts at the first byte of the next request, as Go's
+/// `ReadHeaderTimeout` does after `IdleTimeout`.
+///
+/// Every change of phase happens while the connection is polled (its socket, its service, its
+/// response body), and [`Deadline::expired`] is polled right after it in the same task, so
+/// that it sees each change without a wake-up of its own.
+pub struct Deadline {
+    limits: Limits,
+    phase: Mutex<Phase>,
+}
+
+impl Deadline {
+    fn new(limits: Limits) -> Deadline {
+        Deadline {
+            limits,
+            phase: Mutex::new(Phase::Head(Instant::now() + limits.read_header_timeout)),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>) {
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(next) = f(*phase) {
+            *phase = next;
+        }
+    }
+
+    /// Bytes arrived: after an idle wait they start the next request's header.
+    fn read(&self) {
+        let header = self.limits.read_header_timeout;
+        self.set(|p| matches!(p, Phase::Idle(_)).then(|| Phase::Head(Instant::now() + header)));
+    }
+
+    /// Bytes of a response left: a client that reads slowly is not idle.
+    fn wrote(&self) {
+        let idle = self.limits.idle_timeout;
+        self.set(|p| matches!(p, Phase::Idle(_)).then(|| Phase::Idle(Instant::now() + idle)));
+    }
+
+    /// A request's header is complete.
+    fn busy(&self) {
+        self.set(|_| Some(Phase::Busy));
+    }
+
+    /// A response's body is with hyper.
+    fn idle(&self) {
+        let idle = self.limits.idle_timeout;
+        self.set(|_| Some(Phase::Idle(Instant::now() + idle)));
+    }
+
+    /// Resolves once the current phase's deadline has passed. Poll it after the connection, in
+    /// its task (see above). The timer is re-armed only when a deadline comes nearer (an idle
+    /// wait's first byte); a later one waits for the armed timer to fire, so that a busy
+    /// keep-alive connection does not touch the timer on every request.
+    async fn expired(&self) -> Phase {
+        let timer = tokio::time::sleep(self.limits.read_header_timeout);
+        tokio::pin!(timer);
+        std::future::poll_fn(|cx| {
+            let phase = self.phase();
+            let by = match phase {
+                Phase::Head(by) | Phase::Idle(by) => by,
+                Phase::Busy => return Poll::Pending,
+            };
+            if by < timer.deadline() {
+                timer.as_mut().reset(by);
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                if timer.deadline() >= by {
+                    return Poll::Ready(phase);
+                }
+                timer.as_mut().reset(by);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// A connection's socket, telling its [`Deadline`] of the bytes that move.
+struct Watched<T> {
+    io: T,
+    deadline: Arc<Deadline>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.deadline.read();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.deadline.wrote();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.deadline.wrote();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Failed accepts, said at most once a second with how many failed since the last line.
+#[derive(Debug, Default)]
+pub struct AcceptFailures {
+    unsaid: u64,
+    said_at: Option<std::time::Instant>,
+    /// Consecutive failures, for the backoff.
+    run: u32,
+}
+
+impl AcceptFailures {
+    /// The shortest and longest waits after a failed accept (Go's net/http waits 5 ms, doubled
+    /// up to 1 s; axum sleeps 1 s).
+    const FIRST_WAIT: Duration = Duration::from_millis(5);
+    const LAST_WAIT: Duration = Duration::from_secs(1);
+    const SAY_EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts a failure at `now`: how long to wait before the next accept, and the count to
+    /// log if a line is due.
+    pub fn failed(&mut self, now: std::time::Instant) -> (Duration, Option<u64>) {
+        self.unsaid += 1;
+        let wait = Self::FIRST_WAIT
+            .saturating_mul(1 << self.run.min(16))
+            .min(Self::LAST_WAIT);
+        self.run = self.run.saturating_add(1);
+        let due = self
+            .said_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Self::SAY_EVERY);
+        if !due {
+            return (wait, None);
+        }
+        self.said_at = Some(now);
+        (wait, Some(std::mem::take(&mut self.unsaid)))
+    }
+
+    /// An accept succeeded: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.run = 0;
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets open connections finish their request.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut accept_failing = false;
+    let connections = cap(limits.max_connections);
+    let requests = cap(limits.max_requests);
+    let mut failures = AcceptFailures::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => {
-                        accept_failing = false;
-                        a
-                    }
-                    Err(e) => {
-                        // EMFILE and the like persist while the listener stays readable:
-                        // retrying at once spins and floods the log (axum sleeps too). Said
-                        // once per run of failures.
-                        if !std::mem::replace(&mut accept_failing, true) {
-                            tracing::warn!(error = %e, "accept failed; retrying every second");
-                        }
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                let state = state.clone();
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let resp = handle(&state, &req);
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
+        let next = async {
+            let slot = match &connections {
+                Some(c) => Some(Arc::clone(c).acquire_owned().await.expect("never closed")),
+                None => None,
+            };
+            (slot, listener.accept().await)
+        };
+        let (slot, accepted) = tokio::select! {
+            next = next => next,
             () = &mut shutdown => break,
-        }
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                failures.succeeded();
+                a
+            }
+            Err(e) => {
+                // EMFILE and the like persist while the listener stays readable: retrying at
+                // once spins and floods the log.
+                let (wait, say) = failures.failed(std::time::Instant::now());
+                if let Some(count) = say {
+                    tracing::warn!(error = %e, count, "accept failed");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let deadline = Arc::new(Deadline::new(limits));
+        let service = {
+            let (state, requests, deadline) =
+                (state.clone(), requests.clone(), Arc::clone(&deadline));
+            service_fn(move |req: Request<Incoming>| {
+                deadline.busy();
+                let mut answer = respond(&state, requests.as_ref(), &req);
+                answer.body_mut().deadline = Some(Arc::clone(&deadline));
+                async move { Ok::<_, Infallible>(answer) }
+            })
+        };
+        let io = Watched {
+            io: stream,
+            deadline: Arc::clone(&deadline),
+        };
+        let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Biased: the deadline is polled after the connection, whose progress it reads.
+            tokio::select! {
+                biased;
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                phase = deadline.expired() => {
+                    tracing::debug!(%peer, ?phase, "connection closed: timed out");
+                }
+            }
+            drop(slot);
+        });
     }
     drop(listener);
     if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
@@ -370,6 +694,114 @@ mod tests {
         assert!(
             html.contains(r#"<a href="/custom/path">/custom/path</a>"#),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn scrapes_beyond_max_requests_are_503_until_one_is_answered() {
+        let (state, publish) = state("/metrics");
+        publish.send_replace(Some(exposition()));
+        let requests = cap(1);
+        let scrape = || {
+            respond(
+                &state,
+                requests.as_ref(),
+                &request(&Method::GET, "/metrics", None),
+            )
+        };
+        let first = scrape();
+        assert_eq!(first.status(), StatusCode::OK);
+        let refused = scrape();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Health probes are not counted, and are never refused for scrapes.
+        let health = &request(&Method::GET, "/healthz", None);
+        assert_eq!(
+            respond(&state, requests.as_ref(), health).status(),
+            StatusCode::OK
+        );
+        // The permit is held by the body, until hyper drops it.
+        drop(first);
+        assert_eq!(scrape().status(), StatusCode::OK);
+        // 0: no limit.
+        let many: Vec<Answer> = (0..100)
+            .map(|_| {
+                respond(
+                    &state,
+                    cap(0).as_ref(),
+                    &request(&Method::GET, "/metrics", None),
+                )
+            })
+            .collect();
+        assert!(many.iter().all(|a| a.status() == StatusCode::OK));
+    }
+
+    #[test]
+    fn accept_failures_back_off_and_are_said_once_a_second_with_a_count() {
+        let t0 = std::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut f = AcceptFailures::default();
+        // (at, wait, said)
+        let cases = [
+            (0, 5, Some(1)),
+            (5, 10, None),
+            (15, 20, None),
+            (35, 40, None),
+            (75, 80, None),
+            (155, 160, None),
+            (315, 320, None),
+            (635, 640, None),
+            (1275, 1000, Some(8)),
+            (2275, 1000, Some(1)),
+            (3275, 1000, Some(1)),
+        ];
+        for (at, wait, said) in cases {
+            assert_eq!(
+                f.failed(ms(at)),
+                (Duration::from_millis(wait), said),
+                "at {at} ms"
+            );
+        }
+        f.succeeded();
+        // The backoff starts again; the line stays at most one a second.
+        assert_eq!(f.failed(ms(3300)), (Duration::from_millis(5), None));
+        assert_eq!(f.failed(ms(4275)), (Duration::from_millis(10), Some(2)));
+    }
+
+    #[test]
+    fn a_connection_deadline_follows_the_request_cycle() {
+        let limits = Limits {
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_requests: 0,
+            max_connections: 0,
+        };
+        let d = Deadline::new(limits);
+        let phase = || d.phase();
+        let start = Instant::now();
+        let Phase::Head(first) = phase() else {
+            panic!("{:?}", phase())
+        };
+        assert!(first >= start + Duration::from_secs(9), "{first:?}");
+        // More bytes of the same header do not extend its deadline.
+        d.read();
+        assert_eq!(phase(), Phase::Head(first));
+        d.wrote();
+        assert_eq!(phase(), Phase::Head(first));
+        d.busy();
+        assert_eq!(phase(), Phase::Busy);
+        d.read();
+        assert_eq!(phase(), Phase::Busy, "a request body is no new header");
+        d.idle();
+        let Phase::Idle(idle) = phase() else {
+            panic!("{:?}", phase())
+        };
+        assert!(idle >= start + Duration::from_secs(119), "{idle:?}");
+        // The first byte after the wait starts the next header's clock.
+        d.read();
+        assert!(
+            matches!(phase(), Phase::Head(by) if by < idle),
+            "{:?}",
+            phase()
         );
     }
 

@@ -66,6 +66,11 @@ impl Tracker {
         self.live.get(&id).map(|t| t.start_ticks)
     }
 
+    /// The last snapshot taken, shared.
+    pub fn previous_arc(&self) -> Option<&Arc<Snapshot>> {
+        self.previous.as_ref()
+    }
+
     /// The last snapshot taken, which the next scan compares against.
     pub fn previous(&self) -> Option<&Snapshot> {
         self.previous.as_deref()
@@ -186,6 +191,7 @@ mod tests {
                     comm: "t".into(),
                     namespaces,
                     cgroup: None,
+                    thread_namespaces: Vec::new(),
                 },
             );
         }

@@ -51,6 +51,7 @@ fn run(cli: Cli) -> Result<()> {
     let settings = Settings::try_from(RawConfig::load(&cli.flags)?)?;
     init_logging(&settings);
     raise_ptrace_capability();
+    raise_nofile_limit();
     match cli.command {
         None => serve_metrics(settings, cli.flags),
         Some(Command::List { ns_type, output }) => {
@@ -87,6 +88,22 @@ fn raise_ptrace_capability() {
     }
 }
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does at start: the soft
+/// limit is often 1024, below `--web.max-connections` with the scan's fds beside them, and the
+/// hard one is there to be used. Where it cannot be raised (a seccomp filter such as systemd's
+/// `~@resources`), the limit stays, and full tables show as accept errors and scan errors.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised RLIMIT_NOFILE"),
+            Err(e) => tracing::debug!(soft, hard, error = %e, "cannot raise RLIMIT_NOFILE"),
+        },
+        Ok((soft, _)) => tracing::debug!(soft, "RLIMIT_NOFILE is at its hard limit"),
+        Err(e) => tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE"),
+    }
+}
+
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::filter::LevelFilter::from_level(settings.log_level);
     use tracing_subscriber::prelude::*;
@@ -111,7 +128,9 @@ fn init_logging(settings: &Settings) {
 
 fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
-    let outcome = Scanner::new(procfs.clone()).scan(None)?;
+    let outcome = Scanner::new(procfs.clone())
+        .with_threads(settings.scan_threads)
+        .scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
             let count = outcome.errors.count(reason);
@@ -144,13 +163,19 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             settings.scan_interval,
             settings.per_namespace,
         );
-        let collector = Collector::new(
-            procfs,
+        let mut collector = Collector::new(
+            Scanner::new(procfs).with_threads(settings.scan_threads),
             metrics,
             settings.policy.clone(),
             Some(settings.kubelet_logs.clone()),
         );
+        if settings.scan_proc_events
+            && let Some(events) = listen_for_process_events(&settings)
+        {
+            collector = collector.with_events(events);
+        }
         let interval = settings.scan_interval;
+        let sweep = settings.scan_sweep_interval;
         let health = Arc::new(Health::new(interval, collector.progress()));
         let (publish, published) = watch::channel(None);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -159,7 +184,9 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             let health = Arc::clone(&health);
             std::thread::Builder::new()
                 .name("scan".into())
-                .spawn(move || collector.run(interval, publish, policy_updates, stopped, health))?
+                .spawn(move || {
+                    collector.run(interval, sweep, publish, policy_updates, stopped, health)
+                })?
         };
         tokio::spawn(reload_on_sighup(flags, policies));
         tokio::spawn(watch_health(Arc::clone(&health)));
@@ -175,7 +202,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             published,
             health,
         };
-        serve(listener, state, shutdown_signal()).await;
+        serve(listener, state, settings.limits, shutdown_signal()).await;
         drop(stop);
         // A scan blocked in a read cannot be interrupted; exiting ends it. Shutdown waits for
         // a running scan only this long, so that SIGTERM always exits within a pod's grace
@@ -199,6 +226,73 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     // a hung filesystem must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     served
+}
+
+/// Subscribes to the kernel's process events on a thread of their own, which hands pids over
+/// a bounded channel (a fork bomb drops events, which the sweeps still see). Where the exporter
+/// cannot listen, it says why once and the sweeps go on.
+fn listen_for_process_events(settings: &Settings) -> Option<std::sync::mpsc::Receiver<i32>> {
+    use nsexporter::events::{ProcEvents, check_placement};
+    // CAP_NET_ADMIN, to join the connector's group: permitted by the image's file capability
+    // where the pod adds it (deploy/kubernetes/proc-events), made effective only here.
+    use caps::{CapSet, Capability};
+    let cap = Capability::CAP_NET_ADMIN;
+    if caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false)
+        && !caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
+        && let Err(e) = caps::raise(None, CapSet::Effective, cap)
+    {
+        tracing::debug!(error = %e, "cannot raise CAP_NET_ADMIN");
+    }
+    let cannot = |why: String| {
+        tracing::warn!(
+            reason = %why,
+            "scan.proc-events: cannot listen for process events; the sweeps go on"
+        );
+    };
+    if let Err(why) = check_placement(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs) {
+        cannot(why);
+        return None;
+    }
+    let mut events = match ProcEvents::subscribe() {
+        Ok(e) => e,
+        Err(e) => {
+            cannot(format!("proc connector: {e}"));
+            return None;
+        }
+    };
+    let (send, receive) = std::sync::mpsc::sync_channel(16 * 1024);
+    let spawned = std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            let mut pids = Vec::new();
+            loop {
+                pids.clear();
+                if let Err(e) = events.next(&mut pids) {
+                    // ENOBUFS: the kernel dropped events for us; the sweeps see those.
+                    if e.raw_os_error() == Some(nix::libc::ENOBUFS) {
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "process events stopped; the sweeps go on");
+                    return;
+                }
+                for &pid in &pids {
+                    match send.try_send(pid) {
+                        Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            tracing::info!("listening for process events (proc connector)");
+            Some(receive)
+        }
+        Err(e) => {
+            cannot(format!("thread: {e}"));
+            None
+        }
+    }
 }
 
 /// How long shutdown waits for a running scan.

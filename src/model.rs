@@ -148,6 +148,17 @@ pub struct Process {
     /// cgroup share one allocation.
     #[serde(skip)]
     pub cgroup: Option<Arc<[u8]>>,
+    /// Namespaces that a thread of this process is in and its main thread is not: setns(2)
+    /// moves only the calling thread, so `/proc/PID/ns/*` does not show them. Read where the
+    /// scan looks at threads (`--scan.threads`); empty, without allocation, elsewhere.
+    pub thread_namespaces: Vec<ThreadNamespace>,
+}
+
+/// A namespace that one thread of a process is in and its main thread is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreadNamespace {
+    pub tid: i32,
+    pub id: NamespaceId,
 }
 
 impl Process {
@@ -320,13 +331,19 @@ impl Snapshot {
         let mut namespaces: HashMap<NamespaceId, Namespace> =
             HashMap::with_capacity(processes.len());
         for process in processes.values() {
-            for ns_type in NsType::ALL {
-                if let Some(id) = process.namespace(ns_type) {
-                    namespaces
-                        .entry(id)
-                        .or_insert_with(|| Namespace::new(id))
-                        .members
-                        .push(process.id);
+            let threads = process.thread_namespaces.iter().map(|t| t.id);
+            for id in NsType::ALL
+                .into_iter()
+                .filter_map(|t| process.namespace(t))
+                .chain(threads)
+            {
+                let members = &mut namespaces
+                    .entry(id)
+                    .or_insert_with(|| Namespace::new(id))
+                    .members;
+                // Two threads in one other namespace make the process a member once.
+                if members.last() != Some(&process.id) {
+                    members.push(process.id);
                 }
             }
         }

@@ -276,9 +276,11 @@ pub struct StatFacts {
     pub comm: String,
     pub ppid: i32,
     pub start_ticks: u64,
+    /// Field 20, `num_threads`: whether the threads are worth a look.
+    pub threads: u64,
 }
 
-/// Parses the three facts the scan needs from `/proc/PID/stat`: `comm` is everything between
+/// Parses the four facts the scan needs from `/proc/PID/stat`: `comm` is everything between
 /// the first `(` and the last `)`, so a `comm` holding spaces, parentheses or newlines is read
 /// whole, and bytes that are not UTF-8 are replaced (`comm` may hold any byte but NUL).
 ///
@@ -302,12 +304,14 @@ pub fn parse_stat(bytes: &[u8]) -> Result<StatFacts, String> {
     // Fields 3 (state) to 37 (cnswap) must all be there, as the procfs crate requires.
     let mut fields = line[close + 2..].split(|&b| b == b' ');
     let mut ppid = None;
+    let mut threads = None;
     let mut start_ticks = None;
     for i in 3..=37 {
         let field = fields.next().ok_or_else(malformed)?;
         match i {
             3 if field.is_empty() => return Err(malformed()),
             4 => ppid = Some(decimal(field).ok_or_else(malformed)?),
+            20 => threads = Some(decimal(field).ok_or_else(malformed)?),
             22 => start_ticks = Some(decimal(field).ok_or_else(malformed)?),
             _ if i > 4 && !is_number(field) => return Err(malformed()),
             _ => {}
@@ -318,6 +322,7 @@ pub fn parse_stat(bytes: &[u8]) -> Result<StatFacts, String> {
         comm: String::from_utf8_lossy(&line[open + 1..close]).into_owned(),
         ppid: i32::try_from(ppid.ok_or_else(malformed)?).map_err(|_| malformed())?,
         start_ticks: start_ticks.ok_or_else(malformed)?,
+        threads: threads.ok_or_else(malformed)?,
     })
 }
 
@@ -439,6 +444,7 @@ mod tests {
                 comm: "sleep".into(),
                 ppid: 17,
                 start_ticks: 123456,
+                threads: 1,
             }
         );
     }
@@ -472,11 +478,14 @@ mod tests {
         // procfs-core 0.18 panics (slices past the end) on a line that stops right after `)`;
         // that is a rejection too.
         let parsed = std::panic::catch_unwind(|| parse_stat_full(bytes)).ok()?;
-        parsed.ok().map(|s| StatFacts {
+        let s = parsed.ok()?;
+        Some(StatFacts {
             pid: s.pid,
             comm: s.comm,
             ppid: s.ppid,
             start_ticks: s.starttime,
+            // A negative count is no stat line the kernel writes: a rejection.
+            threads: u64::try_from(s.num_threads).ok()?,
         })
     }
 

@@ -10,11 +10,11 @@
 //! counted by [`ErrorReason`] and the scan goes on. Only a procfs that cannot be listed, or
 //! lists no process, fails the scan ([`ScanFailure`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::io;
 use std::num::NonZeroU64;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -22,9 +22,10 @@ use std::time::{Duration, SystemTime};
 
 use nix::dir::Dir;
 
+use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{
-    HostNamespaces, HostSource, Identity, Namespace, NsType, PerType, Process, ProcessId, ScanTime,
-    Snapshot,
+    HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
+    ProcessId, ScanTime, Snapshot, ThreadNamespace,
 };
 use crate::procfs::{
     KernelId, ProcFs, boot_and_wall_time, is_vanished, ns_kernel_id, open_dir_at, owner_uid,
@@ -169,11 +170,21 @@ pub struct ScanOutcome {
     pub id_queries: u64,
 }
 
+/// What a sweep read: the processes new since the last full scan.
+#[derive(Debug)]
+pub struct Sweep {
+    pub processes: Vec<Process>,
+    /// Pid directories listed.
+    pub listed: u64,
+    pub errors: ScanErrors,
+}
+
 /// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
 /// `NS_GET_ID`, and the pid being read now, for the watchdog.
 #[derive(Debug)]
 pub struct Scanner {
     procfs: ProcFs,
+    threads: ThreadScan,
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -185,10 +196,17 @@ impl Scanner {
         let ticks_per_second = ticks_per_second();
         Scanner {
             procfs,
+            threads: ThreadScan::default(),
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
         }
+    }
+
+    /// Which processes' threads the scan reads.
+    pub fn with_threads(mut self, threads: ThreadScan) -> Scanner {
+        self.threads = threads;
+        self
     }
 
     pub fn procfs(&self) -> &ProcFs {
@@ -216,30 +234,26 @@ impl Scanner {
         (time, wall)
     }
 
-    /// Scans once. `previous` is the last snapshot: a namespace that shares a member process
-    /// with its namespace of the same inode there is the same one and keeps its kernel id;
-    /// the kernel is asked about the others.
-    pub fn scan(&mut self, previous: Option<&Snapshot>) -> Result<ScanOutcome, ScanFailure> {
+    /// The procfs root, listed and opened: getdents and openat need the same directory, and a
+    /// second fd keeps the borrow checker out of the iterator.
+    fn open_root(&self) -> Result<(PathBuf, Dir, OwnedFd), ScanFailure> {
         let root = self.procfs.root().to_path_buf();
         let root_err = |source| ScanFailure::Root {
             path: root.clone(),
             source,
         };
         let root_fd = open_dir_at(None, &root).map_err(root_err)?;
-        let mut dir = Dir::from_fd(root_fd).map_err(|e| root_err(e.into()))?;
-        // getdents and openat need the same directory; a second fd keeps the borrow checker
-        // out of the iterator.
+        let dir = Dir::from_fd(root_fd).map_err(|e| root_err(e.into()))?;
         let dir_fd = dir.as_fd().try_clone_to_owned().map_err(root_err)?;
-        let mut reader = ProcessReader {
-            dir: dir_fd.as_fd(),
-            root: &root,
-            errors: ScanErrors::default(),
-            link_buf: [0; 64],
-            stat_buf: [0; 1024],
-            cgroup_buf: vec![0; 16 * 1024],
-            cgroups: HashSet::new(),
-            kthreadd: false,
-        };
+        Ok((root, dir, dir_fd))
+    }
+
+    /// Scans once. `previous` is the last snapshot: a namespace that shares a member process
+    /// with its namespace of the same inode there is the same one and keeps its kernel id;
+    /// the kernel is asked about the others.
+    pub fn scan(&mut self, previous: Option<&Snapshot>) -> Result<ScanOutcome, ScanFailure> {
+        let (root, mut dir, dir_fd) = self.open_root()?;
+        let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         let mut vanished = 0;
         let mut processes = BTreeMap::new();
         for entry in dir.iter() {
@@ -284,6 +298,67 @@ impl Scanner {
             vanished,
             id_queries,
         })
+    }
+
+    /// A sweep between full scans: lists the procfs and reads only the processes that are
+    /// new, that is whose pid `known` does not hold, and that `swept` has not seen twice
+    /// already (a process read right after its exec is read once more at the next sweep, in
+    /// case it was about to call setns(2), as nsenter does). Costs a getdents of the procfs
+    /// and the reads of the new processes: the cost follows how many start, not how many run.
+    /// The processes come back without kernel ids; kthreadd's children count as kernel threads
+    /// only where `known` says PID 2 is kthreadd.
+    pub fn sweep(
+        &mut self,
+        known: &Snapshot,
+        swept: &mut HashMap<i32, (u64, u8)>,
+    ) -> Result<Sweep, ScanFailure> {
+        let (root, mut dir, dir_fd) = self.open_root()?;
+        let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
+        reader.kthreadd = known.processes.get(&2).is_some_and(|p| p.ppid == 0);
+        let mut processes = Vec::new();
+        let mut listed = 0;
+        for entry in dir.iter().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = pid_of(name.to_bytes()) else {
+                continue;
+            };
+            listed += 1;
+            if known.processes.contains_key(&pid) || swept.get(&pid).is_some_and(|s| s.1 >= 2) {
+                continue;
+            }
+            if let Ok(process) = reader.read(name, pid) {
+                let entry = swept.entry(pid).or_insert((process.id.start_ticks, 0));
+                if entry.0 != process.id.start_ticks {
+                    // The pid was reused since the last sweep: a new process.
+                    *entry = (process.id.start_ticks, 0);
+                }
+                entry.1 += 1;
+                processes.push(process);
+            }
+        }
+        Ok(Sweep {
+            processes,
+            listed,
+            errors: reader.errors,
+        })
+    }
+
+    /// Reads the processes `pids` now, whether known or not: the kernel said each forked or
+    /// exec'd (an exec keeps the pid, and may follow a setns). Those gone already are skipped.
+    pub fn read_pids(&mut self, pids: &[i32], known: &Snapshot) -> Vec<Process> {
+        let Ok(root_fd) = open_dir_at(None, self.procfs.root()) else {
+            return Vec::new();
+        };
+        let root = self.procfs.root().to_path_buf();
+        let mut reader = ProcessReader::new(root_fd.as_fd(), &root, self.threads);
+        reader.kthreadd = known.processes.get(&2).is_some_and(|p| p.ppid == 0);
+        let mut digits = itoa::Buffer::new();
+        pids.iter()
+            .filter_map(|&pid| {
+                let name = std::ffi::CString::new(digits.format(pid)).ok()?;
+                reader.read(&name, pid).ok()
+            })
+            .collect()
     }
 
     /// Fills in each namespace's kernel id: carried over where a member survived from
@@ -441,9 +516,27 @@ struct ProcessReader<'a> {
     cgroups: HashSet<Arc<[u8]>>,
     /// Whether PID 2 was kthreadd (parent 0): its children are kernel threads.
     kthreadd: bool,
+    threads: ThreadScan,
+    /// Whether each distinct cgroup file of this scan names a container, by its address.
+    in_container: HashMap<*const u8, bool>,
 }
 
-impl ProcessReader<'_> {
+impl<'a> ProcessReader<'a> {
+    fn new(dir: BorrowedFd<'a>, root: &'a Path, threads: ThreadScan) -> Self {
+        ProcessReader {
+            dir,
+            root,
+            errors: ScanErrors::default(),
+            link_buf: [0; 64],
+            stat_buf: [0; 1024],
+            cgroup_buf: vec![0; 16 * 1024],
+            cgroups: HashSet::new(),
+            kthreadd: false,
+            threads,
+            in_container: HashMap::new(),
+        }
+    }
+
     fn fail(&mut self, reason: ErrorReason, what: &str, e: &dyn std::fmt::Display) {
         let root = self.root;
         tracing::debug!(reason = reason.as_str(), path = %root.join(what).display(), error = %e, "scan error");
@@ -546,6 +639,11 @@ impl ProcessReader<'_> {
                 }
             }
         };
+        let thread_namespaces = if stat.threads > 1 && self.wants_threads(cgroup.as_ref()) {
+            self.read_threads(pid_dir.as_fd(), pid, &namespaces)
+        } else {
+            Vec::new()
+        };
         Ok(Process {
             id: ProcessId {
                 pid,
@@ -556,8 +654,100 @@ impl ProcessReader<'_> {
             comm: stat.comm,
             namespaces,
             cgroup,
+            thread_namespaces,
         })
     }
+
+    /// Whether to read the threads of a multi-threaded process with this cgroup file.
+    fn wants_threads(&mut self, cgroup: Option<&Arc<[u8]>>) -> bool {
+        match self.threads {
+            ThreadScan::None => false,
+            ThreadScan::All => true,
+            // The cgroup parser is a pure function of the bytes read here; attribution
+            // classifies the same bytes again, memoised the same way.
+            ThreadScan::Containers => cgroup.is_some_and(|c| {
+                *self
+                    .in_container
+                    .entry(c.as_ptr())
+                    .or_insert_with(|| matches!(parse_cgroup(c), CgroupWorkload::Container(_)))
+            }),
+        }
+    }
+
+    /// The namespaces the threads of `pid` are in and its main thread is not, read from
+    /// `task/TID/ns/TYPE`. A thread that exits meanwhile is skipped; other failures are
+    /// counted once for the process.
+    fn read_threads(
+        &mut self,
+        pid_dir: BorrowedFd<'_>,
+        pid: i32,
+        main: &PerType<Option<NonZeroU64>>,
+    ) -> Vec<ThreadNamespace> {
+        let mut out = Vec::new();
+        let task = match open_dir_at(Some(pid_dir), Path::new("task"))
+            .and_then(|fd| Dir::from_fd(fd).map_err(io::Error::from))
+        {
+            Ok(dir) => dir,
+            Err(e) if is_vanished(&e) => return out,
+            Err(e) => {
+                self.fail(ErrorReason::of_io(&e), &format!("{pid}/task"), &e);
+                return out;
+            }
+        };
+        let Ok(task_fd) = task.as_fd().try_clone_to_owned() else {
+            return out;
+        };
+        let mut name = LinkName::default();
+        let mut failed = false;
+        let mut task = task;
+        for entry in task.iter() {
+            let Some(tid) = entry.ok().and_then(|e| pid_of(e.file_name().to_bytes())) else {
+                continue;
+            };
+            if tid == pid {
+                continue;
+            }
+            for ns_type in NsType::ALL {
+                let link = name.of(tid, ns_type);
+                match readlink_at(task_fd.as_fd(), link, &mut self.link_buf) {
+                    Ok(text) => {
+                        if let Ok(inode) = parse_ns_link(ns_type, text)
+                            && NonZeroU64::new(inode) != main[ns_type]
+                        {
+                            out.push(ThreadNamespace {
+                                tid,
+                                id: NamespaceId { ns_type, inode },
+                            });
+                        }
+                    }
+                    Err(e) if is_vanished(&e) => break,
+                    Err(e) => {
+                        if !std::mem::replace(&mut failed, true) {
+                            let what = format!("{pid}/task/{}", name.as_path().display());
+                            self.fail(ErrorReason::of_io(&e), &what, &e);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Which processes' threads a scan reads (`--scan.threads`): setns(2) moves one thread, so a
+/// thread can sit in a namespace its process's `/proc/PID/ns` does not show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadScan {
+    /// Multi-threaded processes whose cgroup names a container: where a thread in the host's
+    /// namespaces is an escape.
+    #[default]
+    Containers,
+    /// Every multi-threaded process.
+    All,
+    /// None: the main thread's links only, as lsns shows them.
+    None,
 }
 
 /// The host's namespaces: PID 1's, or, type by type where PID 1's link was unreadable,
@@ -617,6 +807,7 @@ mod tests {
             comm: "x".into(),
             namespaces,
             cgroup: None,
+            thread_namespaces: Vec::new(),
         }
     }
 

@@ -101,6 +101,48 @@ impl FindingLog {
         self.previous = current;
         new
     }
+
+    /// Takes the host rules' findings of a sweep between full scans, on `snapshot` (the new
+    /// processes only): each not already standing is logged at warn with the process that
+    /// made it and counted, and stands until the next full scan says otherwise, so that scan
+    /// does not count it again. Cross-workload findings need every member and are left to
+    /// the full scan.
+    pub fn sweep(
+        &mut self,
+        findings: &[Finding],
+        snapshot: &Snapshot,
+        attribution: &Attribution,
+    ) -> Vec<(Rule, NsType)> {
+        let mut new = Vec::new();
+        for f in findings.iter().filter(|f| f.rule != Rule::CrossWorkload) {
+            if !self.previous.insert(f.key()) {
+                continue;
+            }
+            new.push((f.rule, f.ns_type));
+            // The new process of that container in the host's namespace of that type.
+            let process = snapshot.processes.values().find(|p| {
+                matches!(attribution.of(p.id.pid), Workload::Container(c) if c.id == f.container.id)
+                    && p.namespace(f.ns_type)
+                        .is_some_and(|id| snapshot.host.contains(id))
+            });
+            let names = f.container.names.as_ref();
+            tracing::warn!(
+                rule = f.rule.as_str(),
+                r#type = f.ns_type.as_str(),
+                pid = process.map_or(0, |p| p.id.pid),
+                comm = process.map_or("", |p| p.comm.as_str()),
+                runtime = f.container.runtime.as_str(),
+                container_id = %f.container.id,
+                pod = names.map_or("", |n| n.pod.as_str()),
+                k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
+                namespace = process
+                    .and_then(|p| p.namespace(f.ns_type))
+                    .map_or(0, |id| id.inode),
+                "unexpected namespace sharing, seen by the sweep between scans"
+            );
+        }
+        new
+    }
 }
 
 /// The result of evaluating one snapshot.
@@ -331,6 +373,7 @@ mod tests {
                     comm: "p".into(),
                     namespaces,
                     cgroup: None,
+                    thread_namespaces: Vec::new(),
                 },
             );
             by_pid.insert(*pid, w.clone());

@@ -33,6 +33,7 @@ const CORE_OBJECTS: &[&str] = &[
     "configmap/nsexporter-config",
     "service/nsexporter",
     "daemonset/nsexporter",
+    "networkpolicy/nsexporter",
 ];
 
 fn repo() -> PathBuf {
@@ -125,6 +126,10 @@ fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
             "runbooks component",
             overlay(tmp, "runbooks-overlay", &["runbooks"], &runbook_base),
         ),
+        (
+            "proc-events component",
+            overlay(tmp, "proc-events-overlay", &["proc-events"], &[]),
+        ),
     ]
     .into_iter()
     .map(|(name, dir)| {
@@ -207,6 +212,7 @@ fn kustomize_renders_the_daemonset() {
         for needle in [
             "kind: DaemonSet",
             "kind: Service\n",
+            "kind: NetworkPolicy",
             "kind: ServiceMonitor",
             "kind: PrometheusRule",
             "--path.procfs=/host/proc",
@@ -219,7 +225,7 @@ fn kustomize_renders_the_daemonset() {
         let namespaced = yaml.matches("\n  namespace: nsexporter\n").count();
         assert_eq!(
             namespaced,
-            7 + 2 * usize::from(variant == "openshift component"),
+            8 + 2 * usize::from(variant == "openshift component"),
             "{variant}: objects in namespace nsexporter\n{yaml}"
         );
     }
@@ -1361,4 +1367,25 @@ fn openshift_rbac_validates_strictly_against_kubernetes() {
             );
         }
     }
+}
+
+/// The proc-events component gives the DaemonSet exactly what the kernel's proc connector
+/// needs (the initial PID and network namespaces, NET_ADMIN) and turns the flag on; the base
+/// has none of it.
+#[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
+fn proc_events_component_adds_what_the_proc_connector_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = kustomize(&repo().join("deploy/kubernetes"));
+    let events = kustomize(&overlay(tmp.path(), "events", &["proc-events"], &[]));
+    for (text, on) in [(&base, false), (&events, true)] {
+        assert_eq!(text.contains("hostPID: true"), on);
+        assert_eq!(text.contains("hostNetwork: true"), on);
+        assert_eq!(text.contains("- --scan.proc-events=true"), on);
+        assert_eq!(text.contains("- NET_ADMIN"), on);
+        assert!(text.contains("- SYS_PTRACE"));
+    }
+    // The image's binary may be granted it: the Containerfile's file capability names it.
+    let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
+    assert!(containerfile.contains("setcap cap_net_admin,cap_sys_ptrace+p"));
 }

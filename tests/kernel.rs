@@ -615,3 +615,280 @@ fn cgroup_sharing_follows_the_hosts_cgroup_layout() {
     });
     drop(container);
 }
+
+/// A process whose main thread left the host's network namespace and whose second thread then
+/// joined it again (setns(2) moves one thread): `/proc/PID/ns/net` shows the private one.
+/// Python's threads are pthreads and ctypes reaches unshare(2) and setns(2).
+const THREAD_IN_HOST_NET: &str = r#"
+import ctypes, os, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+host = os.open("/proc/self/ns/net", os.O_RDONLY)
+if libc.unshare(CLONE_NEWNET) != 0:
+    raise OSError(ctypes.get_errno(), "unshare")
+def join_host():
+    if libc.setns(host, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+    time.sleep(1000)
+threading.Thread(target=join_host, daemon=True).start()
+time.sleep(1000)
+"#;
+
+/// A container process's second thread in the host's network namespace is a `host_namespace`
+/// net finding for that container by default (`--scan.threads=containers`), and invisible
+/// with `--scan.threads=none`, as it is to lsns.
+#[test]
+#[ignore = "needs root: unshare(2), setns(2) and a real cgroup"]
+fn a_container_thread_in_the_hosts_net_namespace_is_a_finding() {
+    use support::cgroup::Cgroup;
+    use support::runc::hex_id;
+    let _guard = serial();
+    let id = hex_id();
+    let cgroup = Cgroup::create(&format!("/docker/{id}"));
+    let python = Spawned::new("python3", &["-c", THREAD_IN_HOST_NET]);
+    let pid = python.pid();
+    let host_net = ns_inode(2, "net").unwrap();
+    // The main thread in a private net namespace, the second in the host's.
+    let tid = wait_for(
+        "the second thread in the host's net namespace",
+        Duration::from_secs(10),
+        || {
+            let main = ns_inode(pid, "net")?;
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+            let tid = tasks
+                .flatten()
+                .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+                .find(|&tid| tid != pid)?;
+            let link = std::fs::read_link(format!("/proc/{pid}/task/{tid}/ns/net")).ok()?;
+            (main != host_net && link.to_str()? == format!("net:[{host_net}]")).then_some(tid)
+        },
+    );
+    cgroup.add(pid);
+    let net_finding = |m: &Metrics| {
+        m.find(
+            "nsexporter_sharing_findings_active",
+            &[
+                ("container_id", &id),
+                ("type", "net"),
+                ("rule", "host_namespace"),
+            ],
+        )
+        .len()
+    };
+
+    let threads = live_exporter();
+    wait_for(
+        "a net finding from the thread",
+        Duration::from_secs(10),
+        || (net_finding(&threads.metrics()) == 1).then_some(()),
+    );
+    // The process counts as a member of the host's net namespace, as it is of its own.
+    let m = threads.metrics();
+    assert!(
+        m.value(
+            "nsexporter_namespace_processes",
+            &[("type", "net"), ("inode", &host_net.to_string())]
+        )
+        .is_some()
+    );
+    drop(threads);
+
+    let main_only = Exporter::start(&["--scan.interval=200ms", "--scan.threads=none"]);
+    let m = wait_for("three scans", Duration::from_secs(10), || {
+        let m = main_only.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= 3.0).then_some(m)
+    });
+    // Seen as a container (its pid namespace is the host's), but not in the host's net.
+    assert!(
+        !m.find(
+            "nsexporter_workload_host_namespace",
+            &[("container_id", &id), ("type", "pid")]
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        net_finding(&m),
+        0,
+        "thread {tid} is not read with --scan.threads=none"
+    );
+    drop(main_only);
+    drop(python);
+}
+
+/// A container process (private mount namespace, in the container's cgroup) forks a child
+/// that enters the host's mount namespace and execs `sleep` for the seconds of the second
+/// argument: what nsenter from a container does. The first argument is a file whose appearance says go.
+const HOST_MOUNT_FOR_TWO_SECONDS: &str = r#"
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS = 0x00020000
+host = os.open("/proc/2/ns/mnt", os.O_RDONLY)
+if libc.unshare(CLONE_NEWNS) != 0:
+    raise OSError(ctypes.get_errno(), "unshare")
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+child = os.fork()
+if child == 0:
+    if libc.setns(host, CLONE_NEWNS) != 0:
+        os._exit(1)
+    os.execv("/bin/sleep", ["sleep", sys.argv[2]])
+os.waitpid(child, 0)
+time.sleep(1000)
+"#;
+
+/// A container (a Docker-shaped cgroup) whose process waits to send a child into the host's
+/// mount namespace for `seconds`; `go` starts it. Dropped in field order: the process, then
+/// the cgroup, then the file.
+struct HostMountVisit {
+    _python: Spawned,
+    _cgroup: support::cgroup::Cgroup,
+    id: String,
+    go: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostMountVisit {
+    fn prepare(seconds: &str) -> HostMountVisit {
+        let id = support::runc::hex_id();
+        let cgroup = support::cgroup::Cgroup::create(&format!("/docker/{id}"));
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let script = HOST_MOUNT_FOR_TWO_SECONDS;
+        let python = Spawned::new("python3", &["-c", script, go.to_str().unwrap(), seconds]);
+        let host_mnt = ns_inode(2, "mnt").unwrap();
+        wait_for(
+            "the container's own mount namespace",
+            Duration::from_secs(10),
+            || (ns_inode(python.pid(), "mnt")? != host_mnt).then_some(()),
+        );
+        cgroup.add(python.pid());
+        HostMountVisit {
+            _python: python,
+            _cgroup: cgroup,
+            id,
+            go,
+            _dir: dir,
+        }
+    }
+
+    fn go(&self) {
+        std::fs::write(&self.go, "").unwrap();
+    }
+}
+
+/// Host mount findings counted so far.
+fn host_mounts_counted(m: &Metrics) -> f64 {
+    m.value(
+        "nsexporter_sharing_findings_total",
+        &[("rule", "host_mount_from_container"), ("type", "mnt")],
+    )
+    .unwrap_or(0.0)
+}
+
+/// With full scans a minute apart, the sweep sees a 2-second visit to the host's mount
+/// namespace: the findings counter rises before the next scan, the warn line names the
+/// process, and the shipped critical alert fires in a real Prometheus on the increase.
+#[test]
+#[ignore = "needs root: unshare(2), setns(2), a real cgroup, and prometheus"]
+fn a_two_second_host_mount_between_scans_is_counted_and_pages() {
+    use support::prometheus::Prometheus;
+    let _guard = serial();
+    let visit = HostMountVisit::prepare("2");
+    let id = visit.id.clone();
+    let e = Exporter::start(&["--scan.interval=60s", "--scan.sweep-interval=1s"]);
+    let counted = host_mounts_counted;
+    assert_eq!(counted(&e.metrics()), 0.0);
+    let rules = manifest_dir().join("deploy/prometheus/alerts.yaml");
+    let prometheus = Prometheus::start(&[format!("127.0.0.1:{}", e.port)], "1s", &[&rules]);
+    wait_for(
+        "Prometheus to scrape the exporter",
+        Duration::from_secs(30),
+        || {
+            (!prometheus
+                .query("nsexporter_sharing_findings_total")
+                .is_empty())
+            .then_some(())
+        },
+    );
+
+    visit.go();
+    let m = wait_for(
+        "the sweep to count the finding",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            (counted(&m) == 1.0).then_some(m)
+        },
+    );
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "counted by a sweep, not by a scan"
+    );
+    let log = e.stderr();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("seen by the sweep") && l.contains("rule=host_mount_from_container"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains(&format!("container_id={id}")),
+        "{}",
+        said[0]
+    );
+    assert!(said[0].contains("comm=sleep"), "{}", said[0]);
+
+    wait_for(
+        "the critical alert to fire",
+        Duration::from_secs(30),
+        || {
+            prometheus
+                .alerts()
+                .iter()
+                .any(|(name, state, labels)| {
+                    name == "NsexporterHostMountNamespaceFromContainer"
+                        && state == "firing"
+                        && labels["rule"] == "host_mount_from_container"
+                })
+                .then_some(())
+        },
+    );
+    drop(prometheus);
+    drop(e);
+    drop(visit);
+}
+
+/// With `--scan.proc-events` (this machine: root, in the host's namespaces) and no sweeps, a
+/// 0.2-second visit to the host's mount namespace is counted from the kernel's exec and fork
+/// events, long before the next scan.
+#[test]
+#[ignore = "needs root in the host's namespaces: the proc connector, setns(2), a real cgroup"]
+fn a_fifth_of_a_second_host_mount_is_seen_through_process_events() {
+    let _guard = serial();
+    let visit = HostMountVisit::prepare("0.2");
+    let e = Exporter::start(&[
+        "--scan.interval=60s",
+        "--scan.sweep-interval=0s",
+        "--scan.proc-events=true",
+    ]);
+    assert!(
+        e.stderr().contains("listening for process events"),
+        "{}",
+        e.stderr()
+    );
+    let counted = host_mounts_counted;
+    visit.go();
+    let m = wait_for(
+        "the events to count the finding",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            (counted(&m) == 1.0).then_some(m)
+        },
+    );
+    assert_eq!(m.value("nsexporter_scans_total", &[]), Some(1.0));
+    assert_eq!(m.value("nsexporter_sweeps_total", &[]), Some(0.0));
+    assert!(m.value("nsexporter_proc_events_total", &[]).unwrap() >= 1.0);
+    drop(e);
+    drop(visit);
+}

@@ -175,6 +175,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             comm: comm.into(),
             namespaces: PerType::splat(std::num::NonZeroU64::new(1)),
             cgroup: cgroup.cloned(),
+            thread_namespaces: Vec::new(),
         }
     }
 

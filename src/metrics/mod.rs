@@ -73,6 +73,9 @@ pub struct Metrics {
     cgroup_layout: IntGaugeVec,
     host_source: IntGaugeVec,
     sharing_findings_total: IntCounterVec,
+    sweeps: IntCounter,
+    sweep_processes: IntCounter,
+    proc_events: IntCounter,
 }
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
@@ -249,6 +252,21 @@ impl Metrics {
                 &["rule", "type"],
             )
             .unwrap(),
+            sweeps: IntCounter::with_opts(opts(
+                "nsexporter_sweeps_total",
+                "Sweeps between full scans for new processes (--scan.sweep-interval).",
+            ))
+            .unwrap(),
+            sweep_processes: IntCounter::with_opts(opts(
+                "nsexporter_sweep_processes_total",
+                "Processes read between full scans, by the sweeps and on process events.",
+            ))
+            .unwrap(),
+            proc_events: IntCounter::with_opts(opts(
+                "nsexporter_proc_events_total",
+                "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
+            ))
+            .unwrap(),
             registry: registry.clone(),
         };
         let build_info = IntGaugeVec::new(
@@ -301,6 +319,9 @@ impl Metrics {
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
+        r(Box::new(m.sweeps.clone()));
+        r(Box::new(m.sweep_processes.clone()));
+        r(Box::new(m.proc_events.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
@@ -314,6 +335,29 @@ impl Metrics {
             self.cgroup_layout
                 .with_label_values(&[l.as_str()])
                 .set(i64::from(l == layout));
+        }
+    }
+
+    /// Records a sweep: how many new processes it read and the findings it counted.
+    pub fn record_sweep(&mut self, processes: usize, new_findings: &[(Rule, NsType)]) {
+        self.sweeps.inc();
+        self.sweep_processes.inc_by(processes as u64);
+        for (rule, t) in new_findings {
+            self.sharing_findings_total
+                .with_label_values(&[rule.as_str(), t.as_str()])
+                .inc();
+        }
+    }
+
+    /// Records a batch of process events: how many pids the kernel named, how many could be
+    /// read, and the findings they made.
+    pub fn record_events(&mut self, events: usize, read: usize, new_findings: &[(Rule, NsType)]) {
+        self.proc_events.inc_by(events as u64);
+        self.sweep_processes.inc_by(read as u64);
+        for (rule, t) in new_findings {
+            self.sharing_findings_total
+                .with_label_values(&[rule.as_str(), t.as_str()])
+                .inc();
         }
     }
 

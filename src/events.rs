@@ -1,0 +1,222 @@
+//! Kernel process events: the proc connector (netlink `NETLINK_CONNECTOR`, group
+//! `CN_IDX_PROC`; include/uapi/linux/cn_proc.h) tells a listener of every fork and exec within
+//! microseconds, so a process that lives 0.2 s is still read while it runs.
+//!
+//! The kernel delivers these events only to a listener in the initial user, PID and network
+//! namespaces with `CAP_NET_ADMIN`; [`check_placement`] says why not, once, where that is not
+//! so, and the exporter keeps its sweep. A flood of events (a fork bomb) never queues without
+//! bound: the reader hands pids over a bounded channel and counts what it drops, which the
+//! next sweep or scan still sees.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// `NETLINK_CONNECTOR` (include/uapi/linux/netlink.h).
+const NETLINK_CONNECTOR: i32 = 11;
+/// `CN_IDX_PROC`, `CN_VAL_PROC`: the proc connector's id.
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+/// `PROC_CN_MCAST_LISTEN`.
+const MCAST_LISTEN: u32 = 1;
+/// `PROC_EVENT_FORK`, `PROC_EVENT_EXEC`.
+const EVENT_FORK: u32 = 0x1;
+const EVENT_EXEC: u32 = 0x2;
+/// `NLMSG_DONE`: the type of every connector message.
+const NLMSG_DONE: u16 = 3;
+
+/// Sizes of the headers: `struct nlmsghdr` (16), `struct cn_msg` (20).
+const NLMSG_HDR: usize = 16;
+const CN_MSG_HDR: usize = 20;
+
+/// Why the exporter cannot listen where it runs, if it cannot: it must share the initial
+/// PID, user and network namespaces, which are kthreadd's in the host's procfs.
+pub fn check_placement(own: &Path, host: &Path) -> Result<(), String> {
+    for ns in ["user", "pid", "net"] {
+        let mine = std::fs::read_link(own.join("self/ns").join(ns));
+        let hosts = std::fs::read_link(host.join("2/ns").join(ns));
+        match (mine, hosts) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => {
+                return Err(format!(
+                    "the exporter is not in the host's {ns} namespace (the kernel sends process events only there)"
+                ));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(format!("cannot compare {ns} namespaces: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A subscription to the proc connector.
+pub struct ProcEvents {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+/// Builds the listen request: nlmsghdr, cn_msg, and the u32 operation.
+fn listen_request(pid: u32) -> Vec<u8> {
+    let len = NLMSG_HDR + CN_MSG_HDR + 4;
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes()); // nlmsg_len
+    m.extend_from_slice(&NLMSG_DONE.to_ne_bytes()); // nlmsg_type
+    m.extend_from_slice(&0u16.to_ne_bytes()); // nlmsg_flags
+    m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_seq
+    m.extend_from_slice(&pid.to_ne_bytes()); // nlmsg_pid
+    m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes()); // cn_msg.id.idx
+    m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes()); // cn_msg.id.val
+    m.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    m.extend_from_slice(&4u16.to_ne_bytes()); // len
+    m.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    m.extend_from_slice(&MCAST_LISTEN.to_ne_bytes());
+    m
+}
+
+/// The pids that the datagram's fork (the child) and exec events name.
+pub fn parse_events(mut datagram: &[u8], out: &mut Vec<i32>) {
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    while datagram.len() >= NLMSG_HDR {
+        let Some(len) = u32_at(datagram, 0).map(|l| l as usize) else {
+            return;
+        };
+        if len < NLMSG_HDR || len > datagram.len() {
+            return;
+        }
+        let msg = &datagram[NLMSG_HDR..len];
+        // cn_msg, then struct proc_event: what, cpu, timestamp_ns (u64), then the union.
+        let event = msg.get(CN_MSG_HDR..).unwrap_or(&[]);
+        match u32_at(event, 0) {
+            // exec_proc_event { process_pid, process_tgid }
+            Some(EVENT_EXEC) => out.extend(u32_at(event, 20).map(|t| t as i32)),
+            // fork_proc_event { parent_pid, parent_tgid, child_pid, child_tgid }
+            Some(EVENT_FORK) => out.extend(u32_at(event, 28).map(|t| t as i32)),
+            _ => {}
+        }
+        // Messages are aligned to 4 bytes.
+        let next = (len + 3) & !3;
+        datagram = datagram.get(next..).unwrap_or(&[]);
+    }
+}
+
+impl ProcEvents {
+    /// Opens a connector socket, joins the proc group and asks the kernel to send events.
+    pub fn subscribe() -> io::Result<ProcEvents> {
+        #[allow(unsafe_code)]
+        // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+        let fd = unsafe {
+            nix::libc::socket(
+                nix::libc::AF_NETLINK,
+                nix::libc::SOCK_DGRAM | nix::libc::SOCK_CLOEXEC,
+                NETLINK_CONNECTOR,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        #[allow(unsafe_code)]
+        // SAFETY: a zeroed sockaddr_nl is valid; bind reads exactly its size.
+        let bound = unsafe {
+            let mut addr: nix::libc::sockaddr_nl = std::mem::zeroed();
+            addr.nl_family = nix::libc::AF_NETLINK as u16;
+            addr.nl_groups = CN_IDX_PROC;
+            nix::libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const nix::libc::sockaddr_nl).cast(),
+                std::mem::size_of::<nix::libc::sockaddr_nl>() as u32,
+            )
+        };
+        if bound < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let request = listen_request(std::process::id());
+        #[allow(unsafe_code)]
+        // SAFETY: the buffer is valid for its length.
+        let sent =
+            unsafe { nix::libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ProcEvents {
+            fd,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Blocks for the next datagram and appends the pids of its fork and exec events.
+    pub fn next(&mut self, out: &mut Vec<i32>) -> io::Result<()> {
+        #[allow(unsafe_code)]
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe {
+            nix::libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        parse_events(&self.buf[..n as usize], out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram as the kernel sends it: nlmsghdr, cn_msg, proc_event.
+    fn event(what: u32, fields: &[u32]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&what.to_ne_bytes());
+        body.extend_from_slice(&0u32.to_ne_bytes()); // cpu
+        body.extend_from_slice(&0u64.to_ne_bytes()); // timestamp
+        for f in fields {
+            body.extend_from_slice(&f.to_ne_bytes());
+        }
+        let mut m = listen_request(0);
+        m.truncate(NLMSG_HDR + CN_MSG_HDR);
+        m.extend_from_slice(&body);
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        while !m.len().is_multiple_of(4) {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn exec_and_fork_events_name_their_process() {
+        let mut datagram = event(EVENT_EXEC, &[41, 40]);
+        datagram.extend(event(EVENT_FORK, &[1, 1, 52, 50]));
+        datagram.extend(event(0x80000000, &[9, 9, 9])); // exit: not ours
+        let mut pids = Vec::new();
+        parse_events(&datagram, &mut pids);
+        assert_eq!(pids, [40, 50]);
+        // Truncated and garbage datagrams give nothing rather than a panic.
+        for cut in 0..datagram.len() {
+            parse_events(&datagram[..cut], &mut Vec::new());
+        }
+        parse_events(&[0xff; 64], &mut Vec::new());
+    }
+
+    #[test]
+    fn placement_is_checked_against_kthreadd() {
+        // The test runs on the host, as root: its namespaces are kthreadd's.
+        let proc = Path::new("/proc");
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(check_placement(proc, proc), Ok(()));
+        }
+        let err = check_placement(proc, Path::new("/nonexistent")).unwrap_err();
+        assert!(err.starts_with("cannot compare user namespaces"), "{err}");
+    }
+}
