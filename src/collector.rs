@@ -242,6 +242,7 @@ impl Collector {
     ) {
         let _guard = StopGuard(Arc::clone(&health));
         let sweeping = !sweep.is_zero() && sweep < interval;
+        self.metrics.between_scans(sweeping, self.events.is_some());
         let mut next = Instant::now();
         loop {
             while let Ok(policy) = policies.try_recv() {

@@ -724,3 +724,36 @@ fn kubelet_names_follow_the_directory() {
         (pod_of(&e.metrics()).as_deref() == Some("web-2")).then_some(())
     });
 }
+
+/// With no sweeps, no process events and main threads only, the exposition is what it was
+/// before those existed: none of their counters, and the same families as the golden file
+/// otherwise.
+#[test]
+fn with_everything_between_scans_off_nothing_changes() {
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        "--scan.interval=1h",
+        "--scan.sweep-interval=0s",
+        "--scan.threads=none",
+    ]);
+    let text = e.get("/metrics").text();
+    for name in [
+        "nsexporter_sweeps_total",
+        "nsexporter_sweep_processes_total",
+        "nsexporter_proc_events_total",
+    ] {
+        assert!(!text.contains(name), "{name} exported");
+    }
+    let golden =
+        std::fs::read_to_string(manifest_dir().join("tests/fixtures/e2e-output.txt")).unwrap();
+    let families = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter(|l| !l.starts_with("process_"))
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    let mut want = families(&golden);
+    want.retain(|f| !f.starts_with("nsexporter_sweep"));
+    assert_eq!(families(&text), want);
+}

@@ -319,9 +319,6 @@ impl Metrics {
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
-        r(Box::new(m.sweeps.clone()));
-        r(Box::new(m.sweep_processes.clone()));
-        r(Box::new(m.proc_events.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
@@ -335,6 +332,24 @@ impl Metrics {
             self.cgroup_layout
                 .with_label_values(&[l.as_str()])
                 .set(i64::from(l == layout));
+        }
+    }
+
+    /// Exports the counters of what runs between scans, for what is on: with neither sweeps
+    /// nor process events the exposition is what it was without them.
+    pub fn between_scans(&mut self, sweeps: bool, events: bool) {
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            // Registering twice is refused, and harmless: the counter is already there.
+            let _ = self.registry.register(c);
+        };
+        if sweeps {
+            register(Box::new(self.sweeps.clone()));
+        }
+        if sweeps || events {
+            register(Box::new(self.sweep_processes.clone()));
+        }
+        if events {
+            register(Box::new(self.proc_events.clone()));
         }
     }
 
