@@ -261,8 +261,12 @@ impl Collector {
             }
             let mut next_sweep = now + sweep;
             loop {
-                let wake = if sweeping { next.min(next_sweep) } else { next };
                 let now = Instant::now();
+                // A flood of process events must not hold off the next scan.
+                if now >= next {
+                    break;
+                }
+                let wake = if sweeping { next.min(next_sweep) } else { next };
                 let timeout = wake.saturating_duration_since(now);
                 match &self.events {
                     // Woken by an event, or at the next sweep or scan; a stop is seen within
