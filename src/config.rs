@@ -100,7 +100,7 @@ macro_rules! config_keys {
                     long = $flag,
                     global = true,
                     value_name = stringify!($value),
-                    help = format!("{} [default: {}]", $help, $default),
+                    help = format!("{} [default: {}]", $help, shown($default)),
                 )]
                 pub $field: Option<String>,
             )+)+
@@ -110,6 +110,7 @@ macro_rules! config_keys {
         const KEYS: &[Key] = &[$($(
             Key {
                 name: concat!(stringify!($section), ".", stringify!($key)),
+                long: $flag,
                 default: $default,
                 flag: |flags: &Flags| flags.$field.as_deref(),
             },
@@ -157,6 +158,15 @@ config_keys! {
             parse: "count",
             help: "Connections open at once; beyond them, new ones wait in the listen backlog. \
                    0: no limit",
+        },
+        // node_exporter's flag has a dot where the table's convention would put a dash
+        // (`--web.config-file`): the dot is kept, so that its users' flags work as they are.
+        config_file: String {
+            flag: "web.config.file" <FILE> as web_config_file,
+            default: "",
+            parse: "text",
+            help: "exporter-toolkit web config file (TLS, basic auth, headers), re-read when it \
+                   changes; empty: plain HTTP",
         },
     }
     path: RawPath {
@@ -230,10 +240,18 @@ config_keys! {
     }
 }
 
+/// A default as `--help` shows it: an empty one is `none`.
+fn shown(default: &str) -> &str {
+    if default.is_empty() { "none" } else { default }
+}
+
 /// One configuration key, as the table declares it.
 struct Key {
     /// `section.key`: the path in the YAML file, and the name an error gives.
     name: &'static str,
+    /// The flag, without its `--`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    long: &'static str,
     /// Text, parsed as a value from any other source is.
     default: &'static str,
     /// The flag's value, if it was given.
@@ -547,6 +565,8 @@ pub struct Settings {
     pub listen_address: Vec<SocketAddr>,
     pub listen_address_text: String,
     pub telemetry_path: String,
+    /// `web.config_file`: TLS, basic auth and headers; None: plain HTTP.
+    pub web_config_file: Option<PathBuf>,
     /// What a client can hold open: timeouts and caps of `web.*`.
     pub limits: Limits,
     pub procfs: PathBuf,
@@ -624,6 +644,7 @@ impl TryFrom<RawConfig> for Settings {
             },
             listen_address,
             listen_address_text: web.listen_address,
+            web_config_file: (!web.config_file.is_empty()).then(|| web.config_file.into()),
             telemetry_path,
             procfs: path.procfs,
             kubelet_logs: path.kubelet_logs,
@@ -932,14 +953,18 @@ mod tests {
         let cli = Cli::command();
         let longs: Vec<&str> = cli.get_arguments().filter_map(|a| a.get_long()).collect();
         let wanted: Vec<String> = std::iter::once("config.file".to_owned())
-            .chain(KEYS.iter().map(|k| k.name.replace('_', "-")))
+            .chain(KEYS.iter().map(|k| k.long.to_owned()))
             .collect();
         assert_eq!(longs, wanted, "one flag per key, in table order");
         for key in KEYS {
-            let flag = key.name.replace('_', "-");
-            let arg = cli.get_arguments().find(|a| a.get_long() == Some(&flag));
+            // `--section.key-name`, but for node_exporter's `--web.config.file`.
+            if key.name != "web.config_file" {
+                assert_eq!(key.long, key.name.replace('_', "-"));
+            }
+            let flag = key.long;
+            let arg = cli.get_arguments().find(|a| a.get_long() == Some(flag));
             let help = arg.and_then(|a| a.get_help()).unwrap().to_string();
-            let default = format!("[default: {}]", key.default);
+            let default = format!("[default: {}]", shown(key.default));
             assert!(help.ends_with(&default), "--{flag}: {help:?}");
         }
     }
@@ -948,12 +973,15 @@ mod tests {
     fn readme_lists_every_key() {
         let readme = include_str!("../README.md");
         for key in KEYS {
+            let default = match key.default {
+                "" => "none".to_owned(),
+                d => format!("`{d}`"),
+            };
             let row = format!(
-                "| `--{}` | `{}` | `NSEXPORTER_{}` | `{}`",
-                key.name.replace('_', "-"),
+                "| `--{}` | `{}` | `NSEXPORTER_{}` | {default}",
+                key.long,
                 key.name,
                 key.name.to_ascii_uppercase().replace('.', "__"),
-                key.default
             );
             assert!(readme.contains(&row), "README lacks {row:?}");
         }

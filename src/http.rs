@@ -2,6 +2,9 @@
 //! page, on hyper 1 over tokio.
 //!
 //! A scrape never triggers or waits for a scan: it clones the bytes encoded after the last one.
+//! With `--web.config.file` ([`crate::web_config`]) connections speak TLS (tokio-rustls, with
+//! the same timeouts and caps: the handshake counts as header time), and requests pass basic
+//! auth first.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -12,7 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
+use hyper::header::{
+    ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY,
+    WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -22,9 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::health::Health;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
+use crate::web_config::{WebConfig, WebConfigFile};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -418,11 +426,59 @@ impl AcceptFailures {
     }
 }
 
-/// Serves until `shutdown` resolves, then lets open connections finish their request.
+/// [`respond`], behind the web config's basic auth, with its headers added to every answer
+/// (a 401 too).
+async fn guarded(
+    web: &WebConfig,
+    state: &AppState,
+    requests: Option<&Arc<Semaphore>>,
+    req: &Request<Incoming>,
+) -> Answer {
+    let allowed = match &web.users {
+        None => true,
+        Some(users) => users.allow(req.headers().get(AUTHORIZATION)).await,
+    };
+    let mut answered = if allowed {
+        respond(state, requests, req)
+    } else {
+        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        answer(r)
+    };
+    for (name, value) in &web.headers {
+        answered.headers_mut().insert(name, value.clone());
+    }
+    answered
+}
+
+/// Whether a connection's first byte is a TLS handshake record's (22). Go's server answers
+/// anything else on a TLS port with a 400, and so does this one: a client that forgot
+/// `https://` gets a reason rather than a reset.
+async fn starts_tls(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+}
+
+/// Go's answer to plain HTTP on a TLS port.
+async fn refuse_plain_http(mut io: impl AsyncWrite + Unpin) {
+    use tokio::io::AsyncWriteExt;
+    let _ = io
+        .write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )
+        .await;
+    let _ = io.shutdown().await;
+}
+
+/// Serves until `shutdown` resolves, then lets open connections finish their request. `web`:
+/// the TLS, users and headers of `--web.config.file`, read afresh for each connection (TLS) and
+/// request (users, headers).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: Limits,
+    web: Option<Arc<WebConfigFile>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -461,29 +517,76 @@ pub async fn serve(
             }
         };
         let deadline = Arc::new(Deadline::new(limits));
+        // The certificate is the connection's; users and headers are looked up per request, so
+        // that a keep-alive connection sees a changed password at its next request.
+        let tls = web
+            .as_ref()
+            .and_then(|w| w.current().tls.clone())
+            .map(TlsAcceptor::from);
         let service = {
-            let (state, requests, deadline) =
-                (state.clone(), requests.clone(), Arc::clone(&deadline));
+            let (state, requests, deadline, web) = (
+                state.clone(),
+                requests.clone(),
+                Arc::clone(&deadline),
+                web.clone(),
+            );
             service_fn(move |req: Request<Incoming>| {
                 deadline.busy();
-                let mut answer = respond(&state, requests.as_ref(), &req);
-                answer.body_mut().deadline = Some(Arc::clone(&deadline));
-                async move { Ok::<_, Infallible>(answer) }
+                let (state, requests, deadline, web) = (
+                    state.clone(),
+                    requests.clone(),
+                    Arc::clone(&deadline),
+                    web.as_ref().map(|w| w.current()),
+                );
+                async move {
+                    let mut answer = match &web {
+                        Some(web) => guarded(web, &state, requests.as_ref(), &req).await,
+                        None => respond(&state, requests.as_ref(), &req),
+                    };
+                    answer.body_mut().deadline = Some(deadline);
+                    Ok::<_, Infallible>(answer)
+                }
             })
         };
         let io = Watched {
             io: stream,
             deadline: Arc::clone(&deadline),
         };
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let served = async move {
+            let ended = match tls {
+                None => {
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    if !starts_tls(&io.io).await {
+                        refuse_plain_http(io).await;
+                        tracing::debug!(%peer, "plain HTTP on the TLS port: 400");
+                        return;
+                    }
+                    let stream = match acceptor.accept(io).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let conn =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        };
         tokio::spawn(async move {
             // Biased: the deadline is polled after the connection, whose progress it reads.
+            // The TLS handshake is part of the first request's header time.
             tokio::select! {
                 biased;
-                ended = conn => if let Err(e) = ended {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
+                () = served => {},
                 phase = deadline.expired() => {
                     tracing::debug!(%peer, ?phase, "connection closed: timed out");
                 }

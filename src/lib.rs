@@ -16,3 +16,4 @@ pub mod policy;
 pub mod procfs;
 pub mod scan;
 pub mod sharing;
+pub mod web_config;

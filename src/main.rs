@@ -19,6 +19,7 @@ use nsexporter::model::NsType;
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, Scanner};
+use nsexporter::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -155,6 +156,13 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Read before the listener opens: a bad file fails the start with its one line.
+    let web = settings
+        .web_config_file
+        .as_deref()
+        .map(WebConfigFile::open)
+        .transpose()?
+        .map(Arc::new);
     let served = runtime.block_on(async {
         let listener = bind(&settings).await?;
         let procfs = ProcFs::new(&settings.procfs);
@@ -195,6 +203,8 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             procfs = %settings.procfs.display(),
             interval = %humantime::format_duration(interval),
             version = env!("CARGO_PKG_VERSION"),
+            tls = web.as_ref().is_some_and(|w| w.current().tls.is_some()),
+            basic_auth = web.as_ref().is_some_and(|w| w.current().users.is_some()),
             "listening"
         );
         let state = AppState {
@@ -202,7 +212,10 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             published,
             health,
         };
-        serve(listener, state, settings.limits, shutdown_signal()).await;
+        if let Some(web) = &web {
+            tokio::spawn(reload_on_change(Arc::clone(web)));
+        }
+        serve(listener, state, settings.limits, web, shutdown_signal()).await;
         drop(stop);
         // A scan blocked in a read cannot be interrupted; exiting ends it. Shutdown waits for
         // a running scan only this long, so that SIGTERM always exits within a pod's grace

@@ -69,6 +69,14 @@ impl Exporter {
         e
     }
 
+    /// Starts the binary and waits until its port answers anything: over TLS, the plain
+    /// HTTP of [`http`] gets a 400, and whether it is ready is for the caller's client to see.
+    pub fn start_listening(args: &[&str]) -> Exporter {
+        let mut e = Exporter::spawn(args, None);
+        e.wait_until("listening", |_| true, "/healthz");
+        e
+    }
+
     fn spawn(args: &[&str], nofile: Option<u64>) -> Exporter {
         use std::os::unix::process::CommandExt;
         let port = free_port();

@@ -17,6 +17,17 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (host:port) as job `nsexporter` every
     /// `scrape_interval`, evaluating `rule_files` (copied into its directory) as often.
     pub fn start(targets: &[String], scrape_interval: &str, rule_files: &[&Path]) -> Prometheus {
+        Prometheus::start_with_scrape_config(targets, scrape_interval, rule_files, "")
+    }
+
+    /// As [`Prometheus::start`], with `job_yaml` (keys of the scrape job, e.g. `scheme`,
+    /// `tls_config`, `basic_auth`, each line indented by 4 spaces) added to the job.
+    pub fn start_with_scrape_config(
+        targets: &[String],
+        scrape_interval: &str,
+        rule_files: &[&Path],
+        job_yaml: &str,
+    ) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let mut rules = Vec::new();
         for (i, f) in rule_files.iter().enumerate() {
@@ -27,7 +38,7 @@ impl Prometheus {
         let config = format!(
             "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n\
 rule_files:\n{}\
-scrape_configs:\n  - job_name: nsexporter\n    static_configs:\n      - targets: [{}]\n",
+scrape_configs:\n  - job_name: nsexporter\n{job_yaml}    static_configs:\n      - targets: [{}]\n",
             if rules.is_empty() {
                 "  []\n".to_string()
             } else {

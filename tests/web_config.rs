@@ -1,0 +1,419 @@
+//! `--web.config.file` against the real binary: TLS, basic auth with bcrypt, client
+//! certificates, headers, and a certificate rotated while it runs. Certificates are made at
+//! test time with rcgen (a CA, a server certificate for 127.0.0.1 and localhost, a client
+//! certificate); the clients are curl, a real Prometheus, and rustls where the test needs to
+//! see the certificate served. Tests that need curl or Prometheus are ignored; `scripts/test`,
+//! and so CI, runs them with `--include-ignored`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::prometheus::Prometheus;
+use support::*;
+
+const USER: &str = "prometheus";
+const PASSWORD: &str = "s3cret";
+
+/// A CA and the files a web config names, in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "nsexporter test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        pki.server_cert(1);
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `server.pem` and `server-key.pem` with serial `serial`; returns the certificate.
+    fn server_cert(&self, serial: u64) -> CertificateDer<'static> {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        // The key first, as cert-manager's secret update may land: for a moment they differ.
+        std::fs::write(self.path("server-key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(self.path("server.pem"), cert.pem()).unwrap();
+        cert.der().clone()
+    }
+
+    /// Writes `client.pem` and `client-key.pem`.
+    fn client_cert(&self) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "prometheus");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        std::fs::write(self.path("client-key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(self.path("client.pem"), cert.pem()).unwrap();
+    }
+
+    /// Writes `web.yml`: TLS with the server certificate, `extra_tls` (lines of
+    /// `tls_server_config`), and `USER` with a bcrypt hash of `PASSWORD` (cost 4: fast).
+    fn web_config(&self, extra_tls: &str) -> PathBuf {
+        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        let text = format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n{extra_tls}\
+http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+basic_auth_users:\n  {USER}: {hash}\n"
+        );
+        let path = self.path("web.yml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn exporter(web_config: &Path) -> Exporter {
+    let procfs = fixture_procfs();
+    Exporter::start_listening(&[
+        &format!("--path.procfs={}", procfs.display()),
+        "--scan.interval=1h",
+        &format!("--web.config.file={}", web_config.display()),
+    ])
+}
+
+/// curl's HTTP status for `url` with `args`, or `Err(curl's exit code)` when it got none.
+fn curl(pki: &Pki, url: &str, args: &[&str]) -> Result<u16, i32> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg("--cacert")
+        .arg(pki.path("ca.pem"))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl (Debian package curl)");
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).parse().unwrap()),
+        code => Err(code.unwrap_or(-1)),
+    }
+}
+
+/// Waits until the first scan is published: /metrics answers 200 to the right password.
+fn wait_ready(pki: &Pki, url: &str, extra: &[&str]) {
+    let user = format!("{USER}:{PASSWORD}");
+    let mut args = vec!["-u", &user];
+    args.extend_from_slice(extra);
+    wait_for("a 200 over TLS", Duration::from_secs(15), || {
+        (curl(pki, url, &args) == Ok(200)).then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs curl (scripts/install-test-deps)"]
+fn tls_and_basic_auth_answer_as_node_exporter_does() {
+    let pki = Pki::new();
+    let e = exporter(&pki.web_config(""));
+    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    wait_ready(&pki, &url, &[]);
+
+    // Plain HTTP to the TLS port: Go's 400, from our client and from curl.
+    let plain = e.get("/metrics");
+    assert_eq!(plain.status, 400, "{}", plain.text());
+    assert_eq!(
+        curl(&pki, &format!("http://127.0.0.1:{}/metrics", e.port), &[]),
+        Ok(400)
+    );
+
+    assert_eq!(curl(&pki, &url, &[]), Ok(401), "no credentials");
+    let right = format!("{USER}:{PASSWORD}");
+    let wrong = format!("{USER}:{PASSWORD}x");
+    let stranger = format!("nobody:{PASSWORD}");
+    // Both orders, twice: a cached answer for one password never decides another's.
+    for (creds, want) in [
+        (&wrong, 401),
+        (&right, 200),
+        (&wrong, 401),
+        (&stranger, 401),
+        (&right, 200),
+        (&wrong, 401),
+    ] {
+        assert_eq!(curl(&pki, &url, &["-u", creds]), Ok(want), "{creds}");
+    }
+
+    // A 401 says how to authenticate, and the configured headers are on every answer.
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+}
+
+#[test]
+#[ignore = "needs curl (scripts/install-test-deps)"]
+fn a_client_certificate_is_required_when_configured() {
+    let pki = Pki::new();
+    pki.client_cert();
+    let web = pki
+        .web_config("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n");
+    let e = exporter(&web);
+    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    let (cert, key) = (pki.path("client.pem"), pki.path("client-key.pem"));
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let with_cert = ["--cert", cert, "--key", key];
+    wait_ready(&pki, &url, &with_cert);
+    let right = format!("{USER}:{PASSWORD}");
+    assert!(
+        curl(&pki, &url, &["-u", &right]).is_err(),
+        "the handshake must fail without a client certificate"
+    );
+    let mut args = vec!["-u", &right];
+    args.extend_from_slice(&with_cert);
+    assert_eq!(curl(&pki, &url, &args), Ok(200));
+    // A certificate is not a password.
+    assert_eq!(curl(&pki, &url, &with_cert), Ok(401));
+}
+
+/// The certificate a TLS handshake with the exporter presents.
+fn served_certificate(pki: &Pki, port: u16) -> Option<CertificateDer<'static>> {
+    let mut tls = tls_client(pki, port);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).ok()?;
+    }
+    tls.conn.peer_certificates()?.first().cloned()
+}
+
+#[test]
+fn a_rotated_certificate_is_served_without_a_restart() {
+    let pki = Pki::new();
+    let first = pki.server_cert(1);
+    let web = pki.web_config("");
+    let mut e = exporter(&web);
+    assert_eq!(served_certificate(&pki, e.port), Some(first.clone()));
+
+    let second = pki.server_cert(2);
+    assert_ne!(first, second);
+    wait_for("the rotated certificate", Duration::from_secs(10), || {
+        (served_certificate(&pki, e.port).as_ref() == Some(&second)).then_some(())
+    });
+
+    // A broken file keeps the running config, said on one line.
+    std::fs::write(&web, "tls_server_config:\n  min_version: TLS10\n").unwrap();
+    wait_for("the failed reload's line", Duration::from_secs(10), || {
+        e.stderr()
+            .contains("web config reload failed")
+            .then_some(())
+    });
+    assert_eq!(served_certificate(&pki, e.port), Some(second.clone()));
+    // So does a file without TLS: a reload never turns TLS off.
+    std::fs::write(&web, "basic_auth_users: {}\n").unwrap();
+    wait_for("the refused reload's line", Duration::from_secs(10), || {
+        e.stderr()
+            .contains("turning TLS off takes a restart")
+            .then_some(())
+    });
+    assert_eq!(served_certificate(&pki, e.port), Some(second));
+    assert!(e.terminate().success());
+}
+
+/// A rustls client connection to the exporter, trusting the test CA.
+fn tls_client(pki: &Pki, port: u16) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// Sends a keep-alive GET of /healthz as `user:password` on `stream`; returns the status.
+fn get_healthz(stream: &mut (impl Read + Write), user: &str, password: &str) -> u16 {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+#[test]
+fn a_changed_password_applies_to_the_next_request_of_an_open_connection() {
+    let pki = Pki::new();
+    let web = pki.web_config("");
+    let e = exporter(&web);
+    let mut conn = tls_client(&pki, e.port);
+    assert_eq!(get_healthz(&mut conn, USER, PASSWORD), 200);
+    let text = std::fs::read_to_string(&web).unwrap();
+    let (before, _) = text.split_once("basic_auth_users:").unwrap();
+    let hash = bcrypt::hash("new password", 4).unwrap();
+    std::fs::write(
+        &web,
+        format!("{before}basic_auth_users:\n  {USER}: {hash}\n"),
+    )
+    .unwrap();
+    wait_for("the reload", Duration::from_secs(10), || {
+        e.stderr().contains("web config reloaded").then_some(())
+    });
+    assert_eq!(
+        get_healthz(&mut conn, USER, PASSWORD),
+        401,
+        "the old password"
+    );
+    assert_eq!(get_healthz(&mut conn, USER, "new password"), 200);
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_at_the_read_header_timeout() {
+    let pki = Pki::new();
+    let web = pki.web_config("");
+    let e = Exporter::start_listening(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        "--scan.interval=1h",
+        "--web.read-header-timeout=1s",
+        &format!("--web.config.file={}", web.display()),
+    ]);
+    // Nothing sent, and the first bytes of a TLS record then nothing.
+    for first in [&b""[..], &[0x16, 0x03, 0x01][..]] {
+        let mut sock = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let opened = std::time::Instant::now();
+        sock.write_all(first).unwrap();
+        let mut buf = [0u8; 64];
+        let read = sock.read(&mut buf);
+        let took = opened.elapsed();
+        assert!(
+            matches!(read, Ok(0)) || read.is_err() && took < Duration::from_secs(5),
+            "{first:?}: {read:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{first:?}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_web_config_fails_the_start_with_one_line_from_any_source() {
+    let pki = Pki::new();
+    let web = pki.path("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  \
+         min_version: TLS11\n",
+    )
+    .unwrap();
+    let want = format!(
+        "nsexporter: web.config_file: {}: tls_server_config.min_version: \"TLS11\" is not \
+         supported (rustls: TLS12, TLS13)\n",
+        web.display()
+    );
+    let config = pki.path("nsexporter.yaml");
+    std::fs::write(&config, format!("web:\n  config_file: {}\n", web.display())).unwrap();
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let flag = format!("--web.config.file={}", web.display());
+    let file = format!("--config.file={}", config.display());
+    for (args, env) in [
+        (vec![procfs.as_str(), flag.as_str()], None),
+        (vec![procfs.as_str(), file.as_str()], None),
+        (
+            vec![procfs.as_str()],
+            Some(("NSEXPORTER_WEB__CONFIG_FILE", web.as_os_str())),
+        ),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .arg("--web.listen-address=127.0.0.1:0")
+            .args(&args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?} {env:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            want,
+            "{args:?} {env:?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs prometheus (scripts/install-test-deps)"]
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    let pki = Pki::new();
+    let e = exporter(&pki.web_config(""));
+    wait_ready(&pki, &format!("https://127.0.0.1:{}/metrics", e.port), &[]);
+    let job = format!(
+        "    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      \
+         username: {USER}\n      password: {PASSWORD}\n",
+        pki.path("ca.pem").display()
+    );
+    let target = format!("127.0.0.1:{}", e.port);
+    let prometheus =
+        Prometheus::start_with_scrape_config(std::slice::from_ref(&target), "1s", &[], &job);
+    wait_for("up == 1 over TLS", Duration::from_secs(15), || {
+        let up = prometheus.query("up");
+        up.iter()
+            .any(|s| s["metric"]["instance"] == target.as_str() && s["value"][1] == "1")
+            .then_some(())
+    });
+    let scraped = prometheus.query("nsexporter_build_info");
+    assert!(!scraped.is_empty(), "{}", prometheus.log());
+}
