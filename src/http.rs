@@ -427,15 +427,19 @@ impl AcceptFailures {
 }
 
 /// [`respond`], behind the web config's basic auth, with its headers added to every answer
-/// (a 401 too).
+/// (a 401 too). `/healthz` and `/readyz` answer without credentials (over TLS where it is on):
+/// they say only whether the scan loop is well, and a kubelet probe has no password to give.
+/// exporter-toolkit guards every path; this is the one difference.
 async fn guarded(
     web: &WebConfig,
     state: &AppState,
     requests: Option<&Arc<Semaphore>>,
     req: &Request<Incoming>,
 ) -> Answer {
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     let allowed = match &web.users {
         None => true,
+        Some(_) if probe => true,
         Some(users) => users.allow(req.headers().get(AUTHORIZATION)).await,
     };
     let mut answered = if allowed {

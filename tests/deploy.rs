@@ -130,6 +130,7 @@ fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
             "proc-events component",
             overlay(tmp, "proc-events-overlay", &["proc-events"], &[]),
         ),
+        ("tls component", overlay(tmp, "tls-overlay", &["tls"], &[])),
     ]
     .into_iter()
     .map(|(name, dir)| {
@@ -332,7 +333,33 @@ fn operator_objects_validate_against_prometheus_operator_types() {
         "{} is missing; {INSTALL_HINT}",
         schemas.display()
     );
-    let yaml = kustomize(&repo().join("deploy/kubernetes"));
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = overlay(tmp.path(), "tls-overlay", &["tls"], &[]);
+    for dir in [repo().join("deploy/kubernetes"), tls] {
+        let yaml = kustomize(&dir);
+        let out = validate_operator_objects(&schemas, &yaml);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "Prometheus Operator validation failed\n{}",
+            show(&out)
+        );
+        for object in [
+            "VALID ServiceMonitor/nsexporter",
+            "VALID PrometheusRule/nsexporter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == object),
+                "no `{object}`\n{}",
+                show(&out)
+            );
+        }
+    }
+}
+
+/// Runs the Prometheus Operator's validators (generated from its Go API types) on the objects
+/// of `yaml`: one `VALID Kind/name` line per valid object.
+fn validate_operator_objects(schemas: &Path, yaml: &str) -> Output {
     // YAML to JSON with the venv's PyYAML (a kubernetes-validate dependency), so that the
     // node side needs no YAML parser.
     let json = run(
@@ -348,30 +375,14 @@ fn operator_objects_validate_against_prometheus_operator_types() {
         "YAML to JSON failed\n{}",
         show(&json)
     );
-    let out = run(
+    run(
         Command::new(tool("node")).args([
             OsStr::new("-e"),
             OsStr::new(OPERATOR_VALIDATOR),
             schemas.as_os_str(),
         ]),
         Some(&json.stdout),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Prometheus Operator validation failed\n{}",
-        show(&out)
-    );
-    for object in [
-        "VALID ServiceMonitor/nsexporter",
-        "VALID PrometheusRule/nsexporter",
-    ] {
-        assert!(
-            text.lines().any(|l| l == object),
-            "no `{object}`\n{}",
-            show(&out)
-        );
-    }
+    )
 }
 
 #[test]
@@ -1388,4 +1399,28 @@ fn proc_events_component_adds_what_the_proc_connector_needs() {
     // The image's binary may be granted it: the Containerfile's file capability names it.
     let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
     assert!(containerfile.contains("setcap cap_net_admin,cap_sys_ptrace+p"));
+}
+
+/// The tls component serves the metrics port with the web config and certificate from their
+/// Secrets, probes over HTTPS, and has the ServiceMonitor scrape with https, the CA and basic
+/// auth.
+#[test]
+#[ignore = "needs kubectl (scripts/install-test-deps)"]
+fn tls_component_serves_and_scrapes_over_tls_with_basic_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = kustomize(&overlay(tmp.path(), "tls", &["tls"], &[]));
+    for want in [
+        "- --web.config.file=/etc/nsexporter/web/web.yml",
+        "scheme: HTTPS",
+        "secretName: nsexporter-tls",
+        "secretName: nsexporter-web-config",
+        "mountPath: /etc/nsexporter/web",
+        "scheme: https",
+        "name: nsexporter-scrape-auth",
+        "key: ca.crt",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    let base = kustomize(&repo().join("deploy/kubernetes"));
+    assert!(!base.contains("web.config.file"));
 }

@@ -180,6 +180,15 @@ fn tls_and_basic_auth_answer_as_node_exporter_does() {
     assert!(head.starts_with("http/1.1 401"), "{head}");
     assert!(head.contains("www-authenticate: basic"), "{head}");
     assert!(head.contains("x-frame-options: deny"), "{head}");
+
+    // The health endpoints answer a kubelet probe, which has no password: over TLS, without
+    // credentials. Everything else needs them.
+    for path in ["/healthz", "/readyz"] {
+        let url = format!("https://127.0.0.1:{}{path}", e.port);
+        assert_eq!(curl(&pki, &url, &[]), Ok(200), "{path}");
+    }
+    let landing = format!("https://127.0.0.1:{}/", e.port);
+    assert_eq!(curl(&pki, &landing, &[]), Ok(401));
 }
 
 #[test]
