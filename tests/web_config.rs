@@ -275,12 +275,13 @@ fn tls_client(pki: &Pki, port: u16) -> rustls::StreamOwned<rustls::ClientConnect
     rustls::StreamOwned::new(conn, sock)
 }
 
-/// Sends a keep-alive GET of /healthz as `user:password` on `stream`; returns the status.
-fn get_healthz(stream: &mut (impl Read + Write), user: &str, password: &str) -> u16 {
+/// Sends a keep-alive GET of /metrics as `user:password` on `stream`; returns the status.
+/// (Not /healthz: the health endpoints answer without a password.)
+fn get_metrics(stream: &mut (impl Read + Write), user: &str, password: &str) -> u16 {
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let request =
-        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n");
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -308,7 +309,7 @@ fn a_changed_password_applies_to_the_next_request_of_an_open_connection() {
     let web = pki.web_config("");
     let e = exporter(&web);
     let mut conn = tls_client(&pki, e.port);
-    assert_eq!(get_healthz(&mut conn, USER, PASSWORD), 200);
+    assert_eq!(get_metrics(&mut conn, USER, PASSWORD), 200);
     let text = std::fs::read_to_string(&web).unwrap();
     let (before, _) = text.split_once("basic_auth_users:").unwrap();
     let hash = bcrypt::hash("new password", 4).unwrap();
@@ -321,11 +322,11 @@ fn a_changed_password_applies_to_the_next_request_of_an_open_connection() {
         e.stderr().contains("web config reloaded").then_some(())
     });
     assert_eq!(
-        get_healthz(&mut conn, USER, PASSWORD),
+        get_metrics(&mut conn, USER, PASSWORD),
         401,
         "the old password"
     );
-    assert_eq!(get_healthz(&mut conn, USER, "new password"), 200);
+    assert_eq!(get_metrics(&mut conn, USER, "new password"), 200);
 }
 
 #[test]
