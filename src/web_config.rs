@@ -142,6 +142,11 @@ impl Users {
         let Ok(_turn) = self.checks.acquire().await else {
             return false;
         };
+        // Scrapers that connect at once all miss the cache; whoever waited for a turn looks
+        // again, so one bcrypt per (user, password) serves them, not one each.
+        if self.cache().contains(&key) {
+            return true;
+        }
         let users = Arc::clone(self);
         let user = key.0.clone();
         let ok = tokio::task::spawn_blocking(move || {
