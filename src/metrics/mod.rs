@@ -353,10 +353,8 @@ impl Metrics {
         }
     }
 
-    /// Records a sweep: how many new processes it read and the findings it counted.
-    pub fn record_sweep(&mut self, processes: usize, new_findings: &[(Rule, NsType)]) {
-        self.sweeps.inc();
-        self.sweep_processes.inc_by(processes as u64);
+    /// Counts findings as they first appear, whoever saw them: a scan, a sweep or an event.
+    fn count_findings(&self, new_findings: &[(Rule, NsType)]) {
         for (rule, t) in new_findings {
             self.sharing_findings_total
                 .with_label_values(&[rule.as_str(), t.as_str()])
@@ -364,16 +362,19 @@ impl Metrics {
         }
     }
 
+    /// Records a sweep: how many new processes it read and the findings it counted.
+    pub fn record_sweep(&mut self, processes: usize, new_findings: &[(Rule, NsType)]) {
+        self.sweeps.inc();
+        self.sweep_processes.inc_by(processes as u64);
+        self.count_findings(new_findings);
+    }
+
     /// Records a batch of process events: how many pids the kernel named, how many could be
     /// read, and the findings they made.
     pub fn record_events(&mut self, events: usize, read: usize, new_findings: &[(Rule, NsType)]) {
         self.proc_events.inc_by(events as u64);
         self.sweep_processes.inc_by(read as u64);
-        for (rule, t) in new_findings {
-            self.sharing_findings_total
-                .with_label_values(&[rule.as_str(), t.as_str()])
-                .inc();
-        }
+        self.count_findings(new_findings);
     }
 
     /// Records a scan that failed. Everything the last good scan set stays as it was.
@@ -433,11 +434,7 @@ impl Metrics {
             self.lifetime.with_label_values(&[t]).observe(*lifetime);
         }
 
-        for (rule, t) in new_findings {
-            self.sharing_findings_total
-                .with_label_values(&[rule.as_str(), t.as_str()])
-                .inc();
-        }
+        self.count_findings(new_findings);
         let mut per_type = crate::model::PerType::splat(0i64);
         for ns in snapshot.namespaces.values() {
             per_type[ns.id.ns_type] += 1;
