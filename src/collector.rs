@@ -24,6 +24,9 @@ use crate::policy::{Policy, Rule};
 use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
 use crate::sharing::{FindingLog, evaluate};
 
+/// `--namespace.orphan-age`'s default.
+pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(600);
+
 /// Owns the state that lives across scans.
 pub struct Collector {
     scanner: Scanner,
@@ -48,6 +51,8 @@ pub struct Collector {
     swept: HashMap<i32, (u64, u8)>,
     /// Pids from the proc connector, where it listens.
     events: Option<Receiver<i32>>,
+    /// How long a namespace must be held without a process to be an orphan.
+    orphan_age: Duration,
 }
 
 impl Collector {
@@ -87,7 +92,15 @@ impl Collector {
             findings: FindingLog::new(),
             swept: HashMap::new(),
             events: None,
+            orphan_age: DEFAULT_ORPHAN_AGE,
         }
+    }
+
+    /// How long a namespace must have had no member process, held by a bind mount or an fd
+    /// only, to count as orphaned (`--namespace.orphan-age`).
+    pub fn with_orphan_age(mut self, age: Duration) -> Self {
+        self.orphan_age = age;
+        self
     }
 
     /// The scanner's progress, for [`Health`].
@@ -135,6 +148,7 @@ impl Collector {
         let attribution = attribute(&snapshot, &names);
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let new_findings = self.findings.update(&sharing.findings);
+        let orphans = self.tracker.orphans(self.orphan_age);
         let duration = started.elapsed();
         let tracker = &self.tracker;
         self.metrics.record_scan(&ScanRecord {
@@ -145,6 +159,7 @@ impl Collector {
             id_queries: outcome.id_queries,
             sharing: &sharing,
             new_findings: &new_findings,
+            orphans: &orphans,
             duration,
         });
         for reason in ErrorReason::ALL {

@@ -33,7 +33,7 @@ use crate::policy::{Policy, PolicyError, RawPolicy};
 
 /// `metrics.per_namespace`, the metrics stage's own type: a serde enum of lowercase names.
 pub use crate::metrics::PerNamespace;
-pub use crate::scan::ThreadScan;
+pub use crate::scan::{PinScan, ThreadScan};
 
 /// Where the host's /proc is by default. The only place the literal appears.
 pub const DEFAULT_PROCFS: &str = "/proc";
@@ -214,6 +214,30 @@ config_keys! {
                    milliseconds (the proc connector: needs the host's PID, user and network \
                    namespaces and CAP_NET_ADMIN): true or false",
         },
+        bind_mounts: bool {
+            flag: "scan.bind-mounts" <BOOL> as scan_bind_mounts,
+            default: "true",
+            parse: "boolean",
+            help: "Read each mount namespace's mountinfo once a scan for namespaces that an nsfs \
+                   bind mount holds with no process (ip netns, CNI's /run/netns): true or false",
+        },
+        fd_interval: Duration {
+            flag: "scan.fd-interval" <DURATION> as scan_fd_interval,
+            default: "1m",
+            parse: "duration",
+            help: "Time between two reads of every process's open fds, for namespaces an fd \
+                   holds (a readlink per fd); between them an fd found stays while its process \
+                   lives. 0s: never",
+        },
+    }
+    namespace: RawNamespace {
+        orphan_age: Duration {
+            flag: "namespace.orphan-age" <DURATION> as namespace_orphan_age,
+            default: "10m",
+            parse: "duration",
+            help: "How long a namespace held by a bind mount or an fd only, with no process, \
+                   must last to count in nsexporter_orphaned_namespaces",
+        },
     }
     log: RawLog {
         level: LogLevel {
@@ -278,6 +302,9 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Draw the table as a tree of this relation, like `lsns --tree`.
+        #[arg(long, value_enum, value_name = "RELATION", conflicts_with = "output")]
+        tree: Option<crate::list::Tree>,
     },
 }
 
@@ -577,6 +604,9 @@ pub struct Settings {
     /// Zero: no sweeps.
     pub scan_sweep_interval: Duration,
     pub scan_proc_events: bool,
+    /// `scan.bind_mounts` and `scan.fd_interval`.
+    pub scan_pins: PinScan,
+    pub orphan_age: Duration,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub per_namespace: PerNamespace,
@@ -591,6 +621,7 @@ impl TryFrom<RawConfig> for Settings {
             web,
             path,
             scan,
+            namespace,
             log,
             metrics,
             policy,
@@ -652,6 +683,11 @@ impl TryFrom<RawConfig> for Settings {
             scan_threads: scan.threads,
             scan_sweep_interval: scan.sweep_interval,
             scan_proc_events: scan.proc_events,
+            scan_pins: PinScan {
+                mounts: scan.bind_mounts,
+                fds: (!scan.fd_interval.is_zero()).then_some(scan.fd_interval),
+            },
+            orphan_age: namespace.orphan_age,
             log_level: log.level.into(),
             log_format: log.format,
             per_namespace: metrics.per_namespace,

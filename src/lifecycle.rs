@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Namespace, NamespaceId, ScanTime, Snapshot};
+use crate::model::{HeldBy, Namespace, NamespaceId, ScanTime, Snapshot};
 
 /// What the tracker remembers of a live namespace.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +33,18 @@ pub struct Tracked {
     pub start_ticks: u64,
     /// The kernel's id for it, once known.
     pub kernel_id: Option<u64>,
+    /// Since when (ticks since boot) it has had no member process, held only by a bind mount
+    /// or an fd: the first snapshot that saw it so. `None` while it has members.
+    pub memberless_since: Option<u64>,
+}
+
+/// A namespace held only by a bind mount or an fd for longer than the orphan age.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Orphan {
+    pub id: NamespaceId,
+    pub held_by: HeldBy,
+    /// Seconds since it was first seen with no member process.
+    pub age: f64,
 }
 
 /// The difference between the previous snapshot and the current one.
@@ -64,6 +76,32 @@ impl Tracker {
     /// The estimated creation of the live namespace `id`, in ticks since boot.
     pub fn start_ticks(&self, id: NamespaceId) -> Option<u64> {
         self.live.get(&id).map(|t| t.start_ticks)
+    }
+
+    /// The namespaces of the last snapshot that have had no member process for at least
+    /// `min_age`, while a bind mount or an fd holds them: leaked, most often. A namespace first
+    /// seen memberless counts from then (the exporter cannot know since when before).
+    pub fn orphans(&self, min_age: std::time::Duration) -> Vec<Orphan> {
+        let Some(snapshot) = &self.previous else {
+            return Vec::new();
+        };
+        let time = snapshot.time;
+        let mut out: Vec<Orphan> = snapshot
+            .namespaces
+            .values()
+            .filter(|ns| ns.held_by().without_process())
+            .filter_map(|ns| {
+                let since = self.live.get(&ns.id)?.memberless_since?;
+                let age = time.seconds(time.ticks.saturating_sub(since));
+                (age >= min_age.as_secs_f64()).then_some(Orphan {
+                    id: ns.id,
+                    held_by: ns.held_by(),
+                    age,
+                })
+            })
+            .collect();
+        out.sort_by_key(|o| o.id);
+        out
     }
 
     /// The last snapshot taken, shared.
@@ -113,6 +151,10 @@ impl Tracker {
                         t.start_ticks = t.start_ticks.min(s);
                     }
                     t.kernel_id = t.kernel_id.or(ns.kernel_id);
+                    t.memberless_since = match ns.members.is_empty() {
+                        true => t.memberless_since.or(Some(now)),
+                        false => None,
+                    };
                 }
                 None => {
                     self.live.insert(
@@ -121,6 +163,7 @@ impl Tracker {
                             first_seen: now,
                             start_ticks: members_start.map_or(now, |s| s.min(now)),
                             kernel_id: ns.kernel_id,
+                            memberless_since: ns.members.is_empty().then_some(now),
                         },
                     );
                     if !baseline {
@@ -472,5 +515,63 @@ mod tests {
                 destroyed: vec![(net(11), 25.0)],
             },
         ]);
+    }
+
+    /// A snapshot at `t` with the net namespace `inode` pinned by a bind mount, and members.
+    fn pinned(t: f64, inode: u64, kernel_id: u64, ps: &[P]) -> Arc<Snapshot> {
+        let mut snapshot = Arc::unwrap_or_clone(snap_ids(t, ps, &[]));
+        let ns = snapshot
+            .namespaces
+            .entry(net(inode))
+            .or_insert_with(|| Namespace::new(net(inode)));
+        ns.mounts.push(crate::model::MountPin {
+            mnt_ns: 4026531832,
+            path: "/run/netns/x".into(),
+            via_pid: 1,
+        });
+        ns.kernel_id = Some(kernel_id);
+        Arc::new(snapshot)
+    }
+
+    #[test]
+    fn a_pinned_namespace_lives_on_without_members_and_becomes_an_orphan_with_age() {
+        let mut tracker = Tracker::new();
+        let age = Duration::from_secs(60);
+        // Baseline: the host, and nothing pinned.
+        tracker.update(snap_ids(0.0, &[P(1, 0.0, 10, 20)], &[]));
+        // `ip netns add x`: held by the mount only.
+        let c = tracker.update(pinned(10.0, 30, 300, &[P(1, 0.0, 10, 20)]));
+        assert_eq!(c.created, [net(30)]);
+        assert!(tracker.orphans(Duration::ZERO).len() == 1);
+        // `ip netns exec x sleep`: a member comes, then goes; the namespace stays one.
+        let c = tracker.update(pinned(
+            20.0,
+            30,
+            300,
+            &[P(1, 0.0, 10, 20), P(5, 15.0, 30, 20)],
+        ));
+        assert_eq!(c, Changes::default());
+        assert!(tracker.orphans(Duration::ZERO).is_empty(), "a member");
+        let c = tracker.update(pinned(40.0, 30, 300, &[P(1, 0.0, 10, 20)]));
+        assert_eq!(c, Changes::default());
+        // Memberless since the scan at 40 s: an orphan from 100 s on, not before.
+        let c = tracker.update(pinned(99.0, 30, 300, &[P(1, 0.0, 10, 20)]));
+        assert_eq!(c, Changes::default());
+        assert!(tracker.orphans(age).is_empty());
+        tracker.update(pinned(130.0, 30, 300, &[P(1, 0.0, 10, 20)]));
+        let orphans = tracker.orphans(age);
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].id, net(30));
+        assert_eq!(orphans[0].held_by.as_str(), "bind_mount");
+        assert!((orphans[0].age - 90.0).abs() < 1e-9, "{}", orphans[0].age);
+        // `ip netns del x; ip netns add x` between scans: the inode again, a new kernel id.
+        let c = tracker.update(pinned(140.0, 30, 301, &[P(1, 0.0, 10, 20)]));
+        assert_eq!(c.created, [net(30)]);
+        assert_eq!(c.destroyed.len(), 1);
+        assert!(tracker.orphans(age).is_empty(), "the new one is young");
+        // Unmounted: destroyed once.
+        let c = tracker.update(snap_ids(150.0, &[P(1, 0.0, 10, 20)], &[]));
+        assert_eq!(c.destroyed.len(), 1);
+        assert_eq!(c.destroyed[0].0, net(30));
     }
 }

@@ -1,14 +1,19 @@
-//! `nsexporter list`: one scan printed like lsns(8), as a table or JSON.
+//! `nsexporter list`: one scan printed like lsns(8), as a table, a tree or JSON.
 //!
 //! The same scan code as the exporter. Columns follow `lsns`: NS, TYPE, NPROCS, PID (the oldest
-//! member), USER (its owner), COMMAND (its command line, or `comm` for kernel threads).
+//! member), USER (its owner), COMMAND (its command line, or `comm` for kernel threads), with
+//! HELD_BY (what keeps the namespace alive: process, bind_mount, fd) before COMMAND. A
+//! namespace that no process is in has no PID, USER or COMMAND; its COMMAND column shows
+//! where it is pinned instead. The JSON adds `pns` and `ons` with `lsns`'s meaning (the
+//! parent and the owning user namespace, 0 where there is none or it is out of reach) and
+//! `nsfs` (the bind mount paths, like `lsns -o NSFS`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 use serde::Serialize;
 
-use crate::model::{NsType, Snapshot};
+use crate::model::{HeldBy, NsType, Snapshot};
 use crate::procfs::ProcFs;
 
 /// One row, named like `lsns --json`'s fields.
@@ -18,11 +23,30 @@ pub struct Row {
     #[serde(rename = "type")]
     pub ns_type: NsType,
     pub nprocs: usize,
-    pub pid: i32,
-    pub user: String,
-    pub command: String,
+    pub pid: Option<i32>,
+    pub user: Option<String>,
+    pub command: Option<String>,
+    /// The parent pid or user namespace's inode; 0 where none (`lsns`'s PNS).
+    pub pns: u64,
+    /// The owning user namespace's inode; 0 where out of reach (`lsns`'s ONS).
+    pub ons: u64,
+    /// What keeps it alive (not in lsns).
+    pub held_by: HeldBy,
+    /// The paths it is bind-mounted at, comma-separated, like `lsns -o NSFS`.
+    pub nsfs: Option<String>,
+    /// The fds that hold it, as `PID:FD` (not in lsns).
+    pub fds: Vec<String>,
     /// Whether it is the host's namespace of its type (not in lsns).
     pub host: bool,
+}
+
+/// Which relation `list --tree` draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tree {
+    /// Each namespace under the user namespace that owns it (`lsns -T owner`).
+    Owner,
+    /// Each pid and user namespace under its parent (`lsns -T parent`).
+    Parent,
 }
 
 /// The rows of a snapshot, optionally of one type, sorted by inode like lsns.
@@ -32,21 +56,34 @@ pub fn rows(snapshot: &Snapshot, procfs: &ProcFs, only: Option<NsType>) -> Vec<R
         .namespaces
         .values()
         .filter(|ns| only.is_none_or(|t| ns.id.ns_type == t))
-        .filter_map(|ns| {
-            let oldest = snapshot.oldest_member(ns)?;
-            let user = users
-                .entry(oldest.uid)
-                .or_insert_with(|| user_name(oldest.uid))
-                .clone();
-            Some(Row {
+        .map(|ns| {
+            let oldest = snapshot.oldest_member(ns);
+            let user = oldest.map(|p| {
+                users
+                    .entry(p.uid)
+                    .or_insert_with(|| user_name(p.uid))
+                    .clone()
+            });
+            let paths = ns.mount_paths();
+            Row {
                 ns: ns.id.inode,
                 ns_type: ns.id.ns_type,
                 nprocs: ns.members.len(),
-                pid: oldest.id.pid,
+                pid: oldest.map(|p| p.id.pid),
                 user,
-                command: command_line(procfs, oldest.id.pid).unwrap_or_else(|| oldest.comm.clone()),
+                command: oldest
+                    .map(|p| command_line(procfs, p.id.pid).unwrap_or_else(|| p.comm.clone())),
+                pns: ns.parent.unwrap_or(0),
+                ons: ns.owner.unwrap_or(0),
+                held_by: ns.held_by(),
+                nsfs: (!paths.is_empty()).then(|| paths.join(",")),
+                fds: ns
+                    .fds
+                    .iter()
+                    .map(|f| format!("{}:{}", f.process.pid, f.fd))
+                    .collect(),
                 host: snapshot.host.contains(ns.id),
-            })
+            }
         })
         .collect();
     rows.sort_by_key(|r| (r.ns, r.ns_type));
@@ -69,22 +106,107 @@ fn command_line(procfs: &ProcFs, pid: i32) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+const HEADER: [&str; 7] = ["NS", "TYPE", "NPROCS", "PID", "USER", "HELD_BY", "COMMAND"];
+
+/// One row's columns after NS, as the table prints them.
+fn columns(r: &Row) -> String {
+    // What the row's COMMAND column says: the oldest member's command line, or for a
+    // namespace no process is in, where it is pinned.
+    let command = match (&r.command, &r.nsfs) {
+        (Some(c), _) => c.clone(),
+        (None, Some(paths)) => paths.clone(),
+        (None, None) => r
+            .fds
+            .iter()
+            .map(|f| format!("fd {f}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    // A command may hold control characters (comm can be anything but NUL): escape them so
+    // one namespace stays one line.
+    let command: String = command.escape_debug().collect();
+    let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    format!(
+        "{:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        r.ns_type,
+        r.nprocs,
+        pid,
+        r.user.as_deref().unwrap_or("-"),
+        r.held_by.as_str(),
+        command
+    )
+}
+
 /// Writes the rows as an lsns-style table.
 pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>10} {:<6} {:>6} {:>7} {:<8} COMMAND",
-        "NS", "TYPE", "NPROCS", "PID", "USER"
+        "{:>10} {:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
     )?;
     for r in rows {
-        // A command may hold control characters (comm can be anything but NUL): escape them so
-        // one namespace stays one line.
-        let command: String = r.command.escape_debug().collect();
-        writeln!(
-            out,
-            "{:>10} {:<6} {:>6} {:>7} {:<8} {}",
-            r.ns, r.ns_type, r.nprocs, r.pid, r.user, command
-        )?;
+        writeln!(out, "{:>10} {}", r.ns, columns(r))?;
+    }
+    Ok(())
+}
+
+/// Writes the rows as a tree of `relation`, like `lsns --tree`: each namespace under the one
+/// it points to, roots (none, or one not among the rows) in inode order.
+pub fn write_tree(out: &mut impl Write, rows: &[Row], relation: Tree) -> std::io::Result<()> {
+    // The namespace a row hangs under, as an index into `rows`.
+    let key = |r: &Row| (r.ns_type, r.ns);
+    let index: HashMap<(NsType, u64), usize> =
+        rows.iter().enumerate().map(|(i, r)| (key(r), i)).collect();
+    let up = |r: &Row| -> Option<usize> {
+        let target = match relation {
+            Tree::Owner => (NsType::User, r.ons),
+            Tree::Parent => (r.ns_type, r.pns),
+        };
+        (target.1 != 0)
+            .then(|| index.get(&target).copied())
+            .flatten()
+    };
+    let mut children: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match up(r).filter(|&p| p != i) {
+            Some(p) => children.entry(p).or_default().push(i),
+            None => roots.push(i),
+        }
+    }
+    writeln!(
+        out,
+        "{:<24} {:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
+    )?;
+    let mut seen = HashSet::new();
+    // Depth-first, iteratively: a hostile depth (user namespaces nest 32 deep at most, but a
+    // fixture can say anything) cannot overflow the stack.
+    let mut stack: Vec<(usize, String, bool, bool)> = roots
+        .iter()
+        .rev()
+        .map(|&i| (i, String::new(), true, true))
+        .collect();
+    while let Some((i, indent, last, root)) = stack.pop() {
+        if !seen.insert(i) {
+            continue;
+        }
+        let branch = match (root, last) {
+            (true, _) => "",
+            (false, true) => "└─",
+            (false, false) => "├─",
+        };
+        let ns = format!("{indent}{branch}{}", rows[i].ns);
+        writeln!(out, "{ns:<24} {}", columns(&rows[i]))?;
+        let below = match (root, last) {
+            (true, _) => indent,
+            (false, true) => format!("{indent}  "),
+            (false, false) => format!("{indent}│ "),
+        };
+        let kids = children.get(&i).map_or(&[][..], Vec::as_slice);
+        for (n, &c) in kids.iter().enumerate().rev() {
+            stack.push((c, below.clone(), n + 1 == kids.len(), false));
+        }
     }
     Ok(())
 }
@@ -97,4 +219,87 @@ pub fn write_json(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     }
     serde_json::to_writer_pretty(&mut *out, &Listing { namespaces: rows })?;
     writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ns_type: NsType, ns: u64, pns: u64, ons: u64) -> Row {
+        Row {
+            ns,
+            ns_type,
+            nprocs: 1,
+            pid: Some(1),
+            user: Some("root".into()),
+            command: Some(format!("cmd{ns}")),
+            pns,
+            ons,
+            held_by: HeldBy::default().with(crate::model::Holder::Process),
+            nsfs: None,
+            fds: Vec::new(),
+            host: false,
+        }
+    }
+
+    fn tree(rows: &[Row], relation: Tree) -> Vec<String> {
+        let mut out = Vec::new();
+        write_tree(&mut out, rows, relation).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.chars().take(24).collect::<String>().trim_end().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn trees_hang_each_namespace_under_its_owner_or_parent() {
+        use NsType::*;
+        let rows = [
+            row(User, 10, 0, 0),
+            row(Net, 11, 0, 10),
+            row(User, 20, 10, 10),
+            row(Net, 21, 0, 20),
+            row(Pid, 22, 30, 20),
+            row(Pid, 30, 0, 10),
+            row(User, 40, 20, 20),
+            // Owned by a user namespace not among the rows: a root.
+            row(Uts, 50, 0, 99),
+        ];
+        assert_eq!(
+            tree(&rows, Tree::Owner),
+            [
+                "10",
+                "├─11",
+                "├─20",
+                "│ ├─21",
+                "│ ├─22",
+                "│ └─40",
+                "└─30",
+                "50"
+            ]
+        );
+        assert_eq!(
+            tree(&rows, Tree::Parent),
+            ["10", "└─20", "  └─40", "11", "21", "30", "└─22", "50"]
+        );
+    }
+
+    #[test]
+    fn a_namespace_without_processes_shows_where_it_is_pinned() {
+        let mut r = row(NsType::Net, 7, 0, 1);
+        (r.pid, r.user, r.command) = (None, None, None);
+        r.nprocs = 0;
+        r.held_by = HeldBy::default().with(crate::model::Holder::BindMount);
+        r.nsfs = Some("/run/netns/blue".into());
+        let mut out = Vec::new();
+        write_table(&mut out, &[r]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            line,
+            ["7", "net", "0", "-", "-", "bind_mount", "/run/netns/blue"]
+        );
+    }
 }

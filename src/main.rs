@@ -55,12 +55,16 @@ fn run(cli: Cli) -> Result<()> {
     raise_nofile_limit();
     match cli.command {
         None => serve_metrics(settings, cli.flags),
-        Some(Command::List { ns_type, output }) => {
+        Some(Command::List {
+            ns_type,
+            output,
+            tree,
+        }) => {
             let only = ns_type
                 .map(|t| t.parse::<NsType>())
                 .transpose()
                 .context("--type")?;
-            list_once(&settings, only, output)
+            list_once(&settings, only, output, tree)
         }
     }
 }
@@ -127,10 +131,16 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) -> Result<()> {
+fn list_once(
+    settings: &Settings,
+    only: Option<NsType>,
+    output: OutputFormat,
+    tree: Option<list::Tree>,
+) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
     let outcome = Scanner::new(procfs.clone())
         .with_threads(settings.scan_threads)
+        .with_pins(settings.scan_pins)
         .scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
@@ -145,9 +155,10 @@ fn list_once(settings: &Settings, only: Option<NsType>, output: OutputFormat) ->
     }
     let rows = list::rows(&outcome.snapshot, &procfs, only);
     let mut out = std::io::stdout().lock();
-    match output {
-        OutputFormat::Table => list::write_table(&mut out, &rows)?,
-        OutputFormat::Json => list::write_json(&mut out, &rows)?,
+    match (output, tree) {
+        (_, Some(relation)) => list::write_tree(&mut out, &rows, relation)?,
+        (OutputFormat::Table, None) => list::write_table(&mut out, &rows)?,
+        (OutputFormat::Json, None) => list::write_json(&mut out, &rows)?,
     }
     Ok(())
 }
@@ -172,11 +183,14 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             settings.per_namespace,
         );
         let mut collector = Collector::new(
-            Scanner::new(procfs).with_threads(settings.scan_threads),
+            Scanner::new(procfs)
+                .with_threads(settings.scan_threads)
+                .with_pins(settings.scan_pins),
             metrics,
             settings.policy.clone(),
             Some(settings.kubelet_logs.clone()),
-        );
+        )
+        .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events
             && let Some(events) = listen_for_process_events(&settings)
         {

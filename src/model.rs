@@ -174,15 +174,20 @@ impl Process {
 /// One namespace in a snapshot.
 ///
 /// Members may be empty: a namespace can be held alive by a bind mount or an open file
-/// descriptor only. `owner` (the owning user namespace) and `parent` (for pid and user
-/// namespaces) are the links ioctl_ns(2) exposes; discovery fills them where it can.
+/// descriptor only ([`Namespace::mounts`], [`Namespace::fds`]). `owner` (the owning user
+/// namespace) and `parent` (for pid and user namespaces) are the links ioctl_ns(2) exposes,
+/// as inodes; `lsns` calls them ONS and PNS.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Namespace {
     pub id: NamespaceId,
     /// Member processes, in ascending pid order.
     pub members: Vec<ProcessId>,
-    pub owner: Option<NamespaceId>,
-    pub parent: Option<NamespaceId>,
+    /// nsfs bind mounts of it, sorted, one per mount namespace and path.
+    pub mounts: Vec<MountPin>,
+    /// Open fds of it, sorted.
+    pub fds: Vec<FdPin>,
+    pub owner: Option<u64>,
+    pub parent: Option<u64>,
     /// The kernel's namespace id (`NS_GET_ID`), never reused: carried over from the previous
     /// snapshot where a member survived, asked of the kernel where the namespace is new or all
     /// its members are; `None` where the kernel lacks the ioctl or no member could be opened.
@@ -194,10 +199,122 @@ impl Namespace {
         Namespace {
             id,
             members: Vec::new(),
+            mounts: Vec::new(),
+            fds: Vec::new(),
             owner: None,
             parent: None,
             kernel_id: None,
         }
+    }
+
+    /// What holds it alive.
+    pub fn held_by(&self) -> HeldBy {
+        let mut held = HeldBy::default();
+        for (holder, yes) in [
+            (Holder::Process, !self.members.is_empty()),
+            (Holder::BindMount, !self.mounts.is_empty()),
+            (Holder::Fd, !self.fds.is_empty()),
+        ] {
+            if yes {
+                held = held.with(holder);
+            }
+        }
+        held
+    }
+
+    /// The distinct paths it is mounted at, sorted: one path is often seen from many mount
+    /// namespaces (`/run/netns` is a shared mount).
+    pub fn mount_paths(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.mounts.iter().map(|m| &*m.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths
+    }
+}
+
+/// An nsfs bind mount: a namespace file mounted on a path (`ip netns add`, CNI's
+/// `/run/netns/cni-*`, `unshare --net=FILE`), which keeps the namespace alive with no process.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MountPin {
+    /// The inode of the mount namespace whose `mountinfo` lists it.
+    pub mnt_ns: u64,
+    /// The mount point, as that mount namespace sees it.
+    #[serde(serialize_with = "as_str")]
+    pub path: Arc<str>,
+    /// A process in that mount namespace, through whose `root` the path can be opened.
+    pub via_pid: i32,
+}
+
+/// An open file descriptor of a namespace (`/proc/PID/fd/N` → `net:[INODE]`): a runtime
+/// holding a sandbox's namespace, or any process that opened `/proc/P/ns/TYPE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FdPin {
+    pub process: ProcessId,
+    pub fd: i32,
+}
+
+fn as_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s)
+}
+
+label_enum! {
+    /// What holds a namespace alive.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Holder {
+        /// A member process (or thread).
+        Process = "process",
+        /// An nsfs bind mount.
+        BindMount = "bind_mount",
+        /// An open file descriptor.
+        Fd = "fd",
+    }
+}
+
+/// The set of [`Holder`]s of a namespace; the label value lists them in [`Holder::ALL`] order,
+/// joined by commas: `process`, `bind_mount,fd`, …; `none` for the empty set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldBy(u8);
+
+impl HeldBy {
+    /// Every value [`HeldBy::as_str`] can give, by bits.
+    const NAMES: [&'static str; 8] = [
+        "none",
+        "process",
+        "bind_mount",
+        "process,bind_mount",
+        "fd",
+        "process,fd",
+        "bind_mount,fd",
+        "process,bind_mount,fd",
+    ];
+
+    pub const fn with(self, h: Holder) -> Self {
+        HeldBy(self.0 | 1 << h.index())
+    }
+
+    pub const fn contains(self, h: Holder) -> bool {
+        self.0 & (1 << h.index()) != 0
+    }
+
+    /// Held, but by no process: a bind mount or an fd only.
+    pub const fn without_process(self) -> bool {
+        self.0 != 0 && !self.contains(Holder::Process)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        Self::NAMES[self.0 as usize]
+    }
+
+    /// The sets without a process and not empty: the `held_by` values of an orphan.
+    pub fn orphan_values() -> impl Iterator<Item = HeldBy> {
+        (1..8u8).map(HeldBy).filter(|h| h.without_process())
+    }
+}
+
+impl Serialize for HeldBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -383,5 +500,34 @@ mod tests {
         }
         assert!("pid_for_children".parse::<NsType>().is_err());
         assert!("".parse::<NsType>().is_err());
+    }
+
+    #[test]
+    fn held_by_names_each_set_in_holder_order() {
+        let all = HeldBy::default()
+            .with(Holder::Fd)
+            .with(Holder::Process)
+            .with(Holder::BindMount);
+        assert_eq!(all.as_str(), "process,bind_mount,fd");
+        assert_eq!(HeldBy::default().as_str(), "none");
+        let names: Vec<&str> = HeldBy::orphan_values().map(HeldBy::as_str).collect();
+        assert_eq!(names, ["bind_mount", "fd", "bind_mount,fd"]);
+        let mut ns = Namespace::new(NamespaceId {
+            ns_type: NsType::Net,
+            inode: 4026532177,
+        });
+        assert_eq!(ns.held_by().as_str(), "none");
+        ns.mounts.push(MountPin {
+            mnt_ns: 1,
+            path: "/run/netns/x".into(),
+            via_pid: 10,
+        });
+        ns.mounts.push(MountPin {
+            mnt_ns: 2,
+            path: "/run/netns/x".into(),
+            via_pid: 20,
+        });
+        assert!(ns.held_by().without_process());
+        assert_eq!(ns.mount_paths(), ["/run/netns/x"]);
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! Files are opened with `O_NONBLOCK`: procfs and regular files ignore it, but a FIFO or a
 //! file under a lease in a tree that only looks like a procfs would otherwise block the open
-//! until a writer comes. ioctl_ns(2) `NS_GET_ID` asks the kernel for a namespace's id, which,
-//! unlike its inode number, is never reused.
+//! until a writer comes. ioctl_ns(2) on an fd of a namespace asks the kernel for its id
+//! (`NS_GET_ID`, which unlike the inode number is never reused), its owning user namespace
+//! (`NS_GET_USERNS`) and its parent (`NS_GET_PARENT`): see [`ns_facts`].
 
 use std::ffi::CStr;
 use std::io;
@@ -143,21 +144,51 @@ fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// `NS_GET_ID`: `_IOR(0xb7, 13, __u64)` (include/uapi/linux/nsfs.h, Linux 6.18).
 const NS_GET_ID: nix::libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 13;
 
-/// What asking the kernel for a namespace's id gave.
-#[derive(Debug)]
-pub enum KernelId {
-    /// The namespace the link named at the time of the open: its inode and id.
-    Id { inode: u64, id: u64 },
-    /// The kernel has no `NS_GET_ID` (before 6.18): ENOTTY or EINVAL from nsfs.
-    Unsupported,
+/// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`: an fd of the user namespace that owns a namespace.
+const NS_GET_USERNS: nix::libc::c_ulong = (0xb7 << 8) | 0x1;
+/// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`: an fd of the parent of a pid or user namespace.
+const NS_GET_PARENT: nix::libc::c_ulong = (0xb7 << 8) | 0x2;
+/// `NSFS_MAGIC`, the `f_type` of nsfs (include/uapi/linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// What the kernel said of one namespace through an fd of it (ioctl_ns(2)).
+#[derive(Debug, PartialEq, Eq)]
+pub struct NsFacts {
+    /// The inode of the namespace the path named at the time of the open, from `fstat` of the
+    /// same fd, so the caller can check it opened the namespace it meant: a process may have
+    /// exited and its pid been reused, a mount been replaced, since the path was read.
+    pub inode: u64,
+    /// `NS_GET_ID`: `None` where the kernel lacks it (before 6.18: ENOTTY or EINVAL).
+    pub kernel_id: Option<u64>,
+    /// `NS_GET_USERNS`: the inode of the owning user namespace; `None` where it is outside
+    /// the caller's user namespace (EPERM, as for the initial one).
+    pub owner: Option<u64>,
+    /// `NS_GET_PARENT`, for pid and user namespaces only: the parent's inode; `None` for the
+    /// initial namespace and where the parent is outside the caller's (EPERM).
+    pub parent: Option<u64>,
 }
 
-/// Opens the namespace link `name` (e.g. `ns/net`) relative to `dir` and asks the kernel for
-/// the namespace's id. The inode is returned beside it, from `fstat` of the same fd, so the
-/// caller can check it opened the namespace it meant: the process may have exited and its pid
-/// been reused since the link was read.
-pub fn ns_kernel_id(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<KernelId> {
+/// An error for a path that opened something other than a namespace: a fixture's plain file,
+/// or a mount point a container replaced. Taken as a changed path, like a vanished process.
+pub fn not_a_namespace() -> io::Error {
+    io::Error::from_raw_os_error(nix::libc::ESTALE)
+}
+
+/// Opens the namespace file `name` (a link `PID/ns/net`, a bind mount `PID/root/run/netns/x`,
+/// an fd `PID/fd/7`) relative to `dir` and asks the kernel what it is: its id, its owner and,
+/// for a pid or user namespace of `ns_type`, its parent. What was opened must be on nsfs: a
+/// path that leads elsewhere is an error ([`not_a_namespace`]), never "the kernel has no
+/// `NS_GET_ID`".
+pub fn ns_facts(dir: BorrowedFd<'_>, name: &CStr, ns_type: NsType) -> io::Result<NsFacts> {
     let fd = open_file_at(dir, name)?;
+    let on_nsfs = nix::sys::statfs::fstatfs(fd.as_fd())
+        .map_err(io::Error::from)?
+        .filesystem_type()
+        .0 as i64
+        == NSFS_MAGIC;
+    if !on_nsfs {
+        return Err(not_a_namespace());
+    }
     let inode = nix::sys::stat::fstat(fd.as_fd())
         .map_err(io::Error::from)?
         .st_ino;
@@ -166,14 +197,68 @@ pub fn ns_kernel_id(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<KernelId> {
     #[allow(unsafe_code)]
     // SAFETY: NS_GET_ID writes one u64 through the pointer, which is valid for that.
     let r = unsafe { nix::libc::ioctl(fd.as_raw_fd(), NS_GET_ID as _, &mut id as *mut u64) };
-    if r < 0 {
+    let kernel_id = if r < 0 {
         let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(nix::libc::ENOTTY) | Some(nix::libc::EINVAL) => Ok(KernelId::Unsupported),
-            _ => Err(e),
-        };
+        match e.raw_os_error() {
+            Some(nix::libc::ENOTTY) | Some(nix::libc::EINVAL) => None,
+            _ => return Err(e),
+        }
+    } else {
+        Some(id)
+    };
+    let parent = matches!(ns_type, NsType::Pid | NsType::User)
+        .then(|| related_inode(fd.as_fd(), NS_GET_PARENT))
+        .flatten();
+    Ok(NsFacts {
+        inode,
+        kernel_id,
+        owner: related_inode(fd.as_fd(), NS_GET_USERNS),
+        parent,
+    })
+}
+
+/// The inode of the namespace that `request` (`NS_GET_USERNS`, `NS_GET_PARENT`) returns an fd
+/// of; `None` where the kernel refuses (EPERM: outside the caller's user namespace or the
+/// initial one) or lacks the request.
+fn related_inode(fd: BorrowedFd<'_>, request: nix::libc::c_ulong) -> Option<u64> {
+    #[allow(unsafe_code)]
+    // SAFETY: these requests take no argument and return a new fd or -1.
+    let r = unsafe { nix::libc::ioctl(fd.as_raw_fd(), request as _) };
+    if r < 0 {
+        return None;
     }
-    Ok(KernelId::Id { inode, id })
+    #[allow(unsafe_code)]
+    // SAFETY: `r` is a new fd that nothing else owns.
+    let related = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+    nix::sys::stat::fstat(related.as_fd())
+        .ok()
+        .map(|st| st.st_ino)
+}
+
+/// Reads the whole file `name` relative to `dir` into `buf` (cleared first), up to `cap`
+/// bytes: for files such as `mountinfo` that the kernel hands out a page at a time. Returns
+/// whether the file was longer than `cap` (then `buf` holds the first `cap` bytes).
+pub fn read_all_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<bool> {
+    let fd = open_file_at(dir, name)?;
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = nix::unistd::read(fd.as_fd(), &mut chunk).map_err(io::Error::from)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let room = cap - buf.len();
+        if n > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok(true);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/PID/stat` (100 on every Linux
@@ -267,6 +352,18 @@ pub fn parse_ns_link(expected: NsType, text: &[u8]) -> Result<u64, NsLinkError> 
             .and_then(|v| v.checked_add(u64::from(b - b'0')))
             .ok_or(NsLinkError::Inode)
     })
+}
+
+/// Parses the text of a link to a namespace of any type (`/proc/PID/fd/N`, the root field of
+/// an nsfs line of `mountinfo`): `Some` for `TYPE:[INODE]` where TYPE is one of the eight,
+/// `None` for anything else (`socket:[…]`, `pipe:[…]`, a path).
+pub fn parse_any_ns_link(text: &[u8]) -> Option<crate::model::NamespaceId> {
+    let colon = text.iter().position(|&b| b == b':')?;
+    let ns_type = NsType::ALL
+        .into_iter()
+        .find(|t| t.as_str().as_bytes() == &text[..colon])?;
+    let inode = parse_ns_link(ns_type, text).ok()?;
+    Some(crate::model::NamespaceId { ns_type, inode })
 }
 
 /// The facts this exporter takes from `/proc/PID/stat`.
@@ -577,36 +674,62 @@ mod tests {
     }
 
     #[test]
-    fn kernel_ids_name_a_namespace_for_good() {
+    fn kernel_ids_name_a_namespace_for_good_with_its_owner_and_parent() {
         // The real kernel: our own net namespace, opened twice, has one id; another type has
-        // another. Where the kernel lacks NS_GET_ID the call says so instead of failing.
+        // another. Where the kernel lacks NS_GET_ID the id is None and the rest still answers.
         let dir = open_dir_at(None, Path::new("/proc/self")).unwrap();
-        let net = ns_kernel_id(dir.as_fd(), c"ns/net").unwrap();
-        let again = ns_kernel_id(dir.as_fd(), c"ns/net").unwrap();
-        let uts = ns_kernel_id(dir.as_fd(), c"ns/uts").unwrap();
-        match (net, again, uts) {
-            (
-                KernelId::Id { inode, id },
-                KernelId::Id {
-                    inode: inode2,
-                    id: id2,
-                },
-                KernelId::Id { id: uts_id, .. },
-            ) => {
-                assert_eq!((inode, id), (inode2, id2));
-                assert_ne!(id, uts_id);
-                let link = std::fs::read_link("/proc/self/ns/net").unwrap();
-                assert_eq!(link.to_str().unwrap(), format!("net:[{inode}]"));
-            }
-            (KernelId::Unsupported, KernelId::Unsupported, KernelId::Unsupported) => {}
-            other => panic!("{other:?}"),
+        let net = ns_facts(dir.as_fd(), c"ns/net", NsType::Net).unwrap();
+        let again = ns_facts(dir.as_fd(), c"ns/net", NsType::Net).unwrap();
+        let uts = ns_facts(dir.as_fd(), c"ns/uts", NsType::Uts).unwrap();
+        assert_eq!(net, again);
+        if let (Some(id), Some(uts_id)) = (net.kernel_id, uts.kernel_id) {
+            assert_ne!(id, uts_id);
         }
+        let link = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert_eq!(link.to_str().unwrap(), format!("net:[{}]", net.inode));
+        // Both are owned by our user namespace; only pid and user namespaces have parents.
+        let user = std::fs::metadata("/proc/self/ns/user").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(net.owner, Some(user.ino()));
+        assert_eq!((net.parent, uts.parent), (None, None));
         assert_eq!(
-            ns_kernel_id(dir.as_fd(), c"ns/nonexistent")
+            ns_facts(dir.as_fd(), c"ns/nonexistent", NsType::Net)
                 .unwrap_err()
                 .raw_os_error(),
             Some(nix::libc::ENOENT)
         );
+        // A path that opens something else is not a namespace, never "no NS_GET_ID".
+        let cwd = open_dir_at(None, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let e = ns_facts(cwd.as_fd(), c"Cargo.toml", NsType::Net).unwrap_err();
+        assert_eq!(e.raw_os_error(), not_a_namespace().raw_os_error());
+    }
+
+    #[test]
+    fn namespace_links_of_any_type_parse_and_others_do_not() {
+        let id = parse_any_ns_link(b"time:[4026531834]").unwrap();
+        assert_eq!((id.ns_type, id.inode), (NsType::Time, 4026531834));
+        for other in [
+            &b"socket:[123]"[..],
+            b"pipe:[9]",
+            b"anon_inode:[eventpoll]",
+            b"/dev/null",
+            b"net:[x]",
+            b"pid_for_children:[4026531836]",
+            b"",
+        ] {
+            assert_eq!(parse_any_ns_link(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn whole_files_are_read_up_to_the_cap() {
+        let dir = open_dir_at(None, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut buf = Vec::new();
+        let cut = read_all_at(dir.as_fd(), c"Cargo.toml", &mut buf, 1 << 20).unwrap();
+        assert!(!cut);
+        assert_eq!(buf, std::fs::read("Cargo.toml").unwrap());
+        assert!(read_all_at(dir.as_fd(), c"Cargo.toml", &mut buf, 10).unwrap());
+        assert_eq!(buf.len(), 10);
     }
 
     #[test]

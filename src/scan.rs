@@ -24,11 +24,12 @@ use nix::dir::Dir;
 
 use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{
-    HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
+    FdPin, HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
     ProcessId, ScanTime, Snapshot, ThreadNamespace,
 };
+use crate::pins;
 use crate::procfs::{
-    KernelId, ProcFs, boot_and_wall_time, is_vanished, ns_kernel_id, open_dir_at, owner_uid,
+    NsFacts, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at, owner_uid,
     parse_ns_link, parse_stat, read_at, readlink_at, ticks_per_second,
 };
 
@@ -50,7 +51,7 @@ label_enum! {
 }
 
 impl ErrorReason {
-    fn of_io(e: &io::Error) -> Self {
+    pub(crate) fn of_io(e: &io::Error) -> Self {
         match e.raw_os_error() {
             Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => ErrorReason::PermissionDenied,
             Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE) => ErrorReason::TooManyOpenFiles,
@@ -67,7 +68,7 @@ pub struct ScanErrors {
 }
 
 impl ScanErrors {
-    fn record(&mut self, reason: ErrorReason, what: impl FnOnce() -> String) {
+    pub(crate) fn record(&mut self, reason: ErrorReason, what: impl FnOnce() -> String) {
         let i = reason.index();
         self.counts[i] += 1;
         if self.first[i].is_none() {
@@ -179,12 +180,25 @@ pub struct Sweep {
     pub errors: ScanErrors,
 }
 
+/// Where a scan looks for namespaces that no process is in ([`crate::pins`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PinScan {
+    /// nsfs bind mounts, from the `mountinfo` of each mount namespace.
+    pub mounts: bool,
+    /// Open fds: `None` never; otherwise at most this often (zero: every scan). Between two
+    /// fd passes, a pin found by the last one is kept while its process lives.
+    pub fds: Option<Duration>,
+}
+
 /// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
-/// `NS_GET_ID`, and the pid being read now, for the watchdog.
+/// `NS_GET_ID`, the last fd pass, and the pid being read now, for the watchdog.
 #[derive(Debug)]
 pub struct Scanner {
     procfs: ProcFs,
     threads: ThreadScan,
+    pins: PinScan,
+    /// The fd pins of the last fd pass, and when it was (ticks since boot).
+    fd_pass: Option<(u64, Vec<(NamespaceId, FdPin)>)>,
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -197,6 +211,8 @@ impl Scanner {
         Scanner {
             procfs,
             threads: ThreadScan::default(),
+            pins: PinScan::default(),
+            fd_pass: None,
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
@@ -206,6 +222,12 @@ impl Scanner {
     /// Which processes' threads the scan reads.
     pub fn with_threads(mut self, threads: ThreadScan) -> Scanner {
         self.threads = threads;
+        self
+    }
+
+    /// Where the scan looks for namespaces held without a process.
+    pub fn with_pins(mut self, pins: PinScan) -> Scanner {
+        self.pins = pins;
         self
     }
 
@@ -291,6 +313,7 @@ impl Scanner {
         let (time, wall) = self.now();
         let host = host_namespaces(&processes);
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
+        self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
         let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);
         Ok(ScanOutcome {
             snapshot,
@@ -361,10 +384,70 @@ impl Scanner {
             .collect()
     }
 
-    /// Fills in each namespace's kernel id: carried over where a member survived from
-    /// `previous` (a process cannot be in two namespaces of one type, so the namespace is the
-    /// same one), asked of the kernel through a member's link otherwise. Returns how many
-    /// namespaces were asked about.
+    /// Adds the namespaces held by bind mounts and fds, as [`PinScan`] says, to `snapshot`.
+    fn add_pins(&mut self, root: BorrowedFd<'_>, snapshot: &mut Snapshot, errors: &mut ScanErrors) {
+        let procfs = self.procfs.root();
+        let mounts = if self.pins.mounts {
+            pins::read_mounts(root, procfs, snapshot, errors)
+        } else {
+            Vec::new()
+        };
+        let fds = match self.pins.fds {
+            None => Vec::new(),
+            Some(every) => {
+                let now = snapshot.time.ticks;
+                let every = every.as_millis() as u64 * self.ticks_per_second / 1000;
+                match &self.fd_pass {
+                    Some((at, fds)) if now.saturating_sub(*at) < every => fds
+                        .iter()
+                        .filter(|(_, pin)| {
+                            snapshot
+                                .processes
+                                .get(&pin.process.pid)
+                                .is_some_and(|p| p.id == pin.process)
+                        })
+                        .copied()
+                        .collect(),
+                    _ => {
+                        let fds = pins::read_fds(root, procfs, &snapshot.processes, errors);
+                        self.fd_pass = Some((now, fds.clone()));
+                        fds
+                    }
+                }
+            }
+        };
+        let mut touched = HashSet::new();
+        for (id, pin) in mounts {
+            let ns = snapshot
+                .namespaces
+                .entry(id)
+                .or_insert_with(|| Namespace::new(id));
+            ns.mounts.push(pin);
+            touched.insert(id);
+        }
+        for (id, pin) in fds {
+            let ns = snapshot
+                .namespaces
+                .entry(id)
+                .or_insert_with(|| Namespace::new(id));
+            ns.fds.push(pin);
+            touched.insert(id);
+        }
+        for id in touched {
+            let ns = snapshot.namespaces.get_mut(&id).expect("just added");
+            ns.mounts.sort();
+            ns.mounts
+                .dedup_by(|a, b| a.mnt_ns == b.mnt_ns && a.path == b.path);
+            ns.fds.sort();
+        }
+    }
+
+    /// Fills in each namespace's kernel id, owner and parent: carried over where a member
+    /// survived from `previous` (a process cannot be in two namespaces of one type, so the
+    /// namespace is the same one), asked of the kernel through a member's link, a bind mount
+    /// or an fd otherwise. A namespace with no member is asked every scan: a pin proves
+    /// nothing across scans, since `ip netns del x; ip netns add x` can mount a new namespace
+    /// with the old inode on the old path. Returns how many namespaces were asked about.
     fn identify(
         &mut self,
         root: BorrowedFd<'_>,
@@ -374,20 +457,24 @@ impl Scanner {
     ) -> u64 {
         let mut queries = 0;
         let mut name = LinkName::default();
+        let kernel_ids = self.kernel_ids;
         for ns in snapshot.namespaces.values_mut() {
             let carried = previous
                 .and_then(|p| p.namespaces.get(&ns.id))
                 .filter(|old| shares_member(&old.members, &ns.members))
-                .and_then(|old| old.kernel_id);
-            if carried.is_some() {
-                ns.kernel_id = carried;
-                continue;
-            }
-            if self.kernel_ids == Some(false) {
+                .filter(|old| old.kernel_id.is_some() || kernel_ids == Some(false));
+            if let Some(old) = carried {
+                ns.kernel_id = old.kernel_id;
+                ns.owner = old.owner;
+                ns.parent = old.parent;
                 continue;
             }
             queries += 1;
-            ns.kernel_id = self.ask_kernel_id(root, ns, &mut name, errors);
+            if let Some(facts) = self.ask(root, ns, &mut name, errors) {
+                ns.kernel_id = facts.kernel_id;
+                ns.owner = facts.owner;
+                ns.parent = facts.parent;
+            }
         }
         snapshot.identity = if snapshot.namespaces.values().any(|n| n.kernel_id.is_some()) {
             Identity::KernelId
@@ -397,39 +484,45 @@ impl Scanner {
         queries
     }
 
-    /// Asks the kernel for the id of `ns` through its members' links, in pid order, until one
-    /// answers for the inode the scan saw (a member may have exited, and its pid been reused).
-    fn ask_kernel_id(
+    /// Asks the kernel about `ns` through its members' links (in pid order), then its bind
+    /// mounts, then its fds, until one opens the inode the scan saw (a member may have exited
+    /// and its pid been reused, a mount been replaced).
+    fn ask(
         &mut self,
         root: BorrowedFd<'_>,
         ns: &Namespace,
         name: &mut LinkName,
         errors: &mut ScanErrors,
-    ) -> Option<u64> {
-        for m in ns.members.iter().take(4) {
-            self.progress.store(m.pid, Ordering::Relaxed);
-            let result = ns_kernel_id(root, name.of(m.pid, ns.id.ns_type));
+    ) -> Option<NsFacts> {
+        let t = ns.id.ns_type;
+        let members = ns.members.iter().take(4).map(|m| (m.pid, None));
+        let mounts = ns.mounts.iter().take(4).map(|m| {
+            let path = format!("{}/root{}", m.via_pid, m.path);
+            (m.via_pid, std::ffi::CString::new(path).ok())
+        });
+        let fds = ns.fds.iter().take(4).map(|f| {
+            let path = format!("{}/fd/{}", f.process.pid, f.fd);
+            (f.process.pid, std::ffi::CString::new(path).ok())
+        });
+        for (pid, path) in members.chain(mounts).chain(fds) {
+            let path = match &path {
+                Some(p) => p.as_c_str(),
+                None => name.of(pid, t),
+            };
+            self.progress.store(pid, Ordering::Relaxed);
+            let result = ns_facts(root, path, t);
             self.progress.store(0, Ordering::Relaxed);
             match result {
-                Ok(KernelId::Id { inode, id }) if inode == ns.id.inode => {
-                    self.kernel_ids = Some(true);
-                    return Some(id);
+                Ok(facts) if facts.inode == ns.id.inode => {
+                    self.note_kernel_ids(facts.kernel_id.is_some());
+                    return Some(facts);
                 }
-                // The pid now names another process, in another namespace.
-                Ok(KernelId::Id { .. }) => {}
-                Ok(KernelId::Unsupported) => {
-                    if self.kernel_ids.is_none() {
-                        tracing::info!(
-                            "the kernel has no NS_GET_ID (Linux < 6.18): namespaces are told apart by inode and member start times"
-                        );
-                    }
-                    self.kernel_ids = Some(false);
-                    return None;
-                }
-                Err(e) if is_vanished(&e) => {}
+                // The path now leads to another namespace.
+                Ok(_) => {}
+                Err(e) if is_vanished(&e) || e.raw_os_error() == Some(nix::libc::ESTALE) => {}
                 Err(e) => {
-                    let path = self.procfs.path(name.as_path());
-                    tracing::debug!(path = %path.display(), error = %e, "NS_GET_ID failed");
+                    let path = self.procfs.path(path.to_string_lossy().as_ref());
+                    tracing::debug!(path = %path.display(), error = %e, "ioctl_ns failed");
                     errors.record(ErrorReason::of_io(&e), || {
                         format!("{}: {e}", path.display())
                     });
@@ -438,6 +531,18 @@ impl Scanner {
             }
         }
         None
+    }
+
+    /// Remembers whether the kernel answers `NS_GET_ID`, and says so once where it does not.
+    fn note_kernel_ids(&mut self, answered: bool) {
+        if !answered && self.kernel_ids.is_none() {
+            tracing::info!(
+                "the kernel has no NS_GET_ID (Linux < 6.18): namespaces are told apart by inode and member start times"
+            );
+        }
+        if self.kernel_ids != Some(true) {
+            self.kernel_ids = Some(answered);
+        }
     }
 }
 

@@ -27,6 +27,8 @@ label_enum! {
         /// No member could be attributed.
         #[default]
         Unknown = "unknown",
+        /// No member process at all: held by a bind mount or an open fd only.
+        NoProcess = "none",
     }
 }
 
@@ -184,7 +186,15 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         }
         out.owners.insert(
             ns.id,
-            Arc::new(ownership(is_host, host, kernel, &pods, &payload, &plumbing)),
+            Arc::new(ownership(
+                ns.members.len(),
+                is_host,
+                host,
+                kernel,
+                &pods,
+                &payload,
+                &plumbing,
+            )),
         );
 
         if is_host {
@@ -258,6 +268,7 @@ fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn ownership(
+    members: usize,
     is_host: bool,
     host: bool,
     kernel: bool,
@@ -277,6 +288,8 @@ fn ownership(
         .collect();
     let owner = if is_host {
         Owner::Host
+    } else if members == 0 {
+        Owner::NoProcess
     } else if units.is_empty() {
         match (host, kernel) {
             (true, _) => Owner::Host,

@@ -309,7 +309,7 @@ fn list_prints_the_fixture_like_lsns() {
     assert!(
         lines[0]
             .split_whitespace()
-            .eq(["NS", "TYPE", "NPROCS", "PID", "USER", "COMMAND"])
+            .eq(["NS", "TYPE", "NPROCS", "PID", "USER", "HELD_BY", "COMMAND"])
     );
     assert!(
         lines[1]

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::lifecycle::Changes;
-use crate::model::{CgroupLayout, Identity, NamespaceId, NsType, Snapshot};
+use crate::lifecycle::{Changes, Orphan};
+use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
@@ -76,6 +76,8 @@ pub struct Metrics {
     sweeps: IntCounter,
     sweep_processes: IntCounter,
     proc_events: IntCounter,
+    orphans: IntGaugeVec,
+    orphan_age: GaugeVec,
 }
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
@@ -104,6 +106,8 @@ pub struct ScanRecord<'a> {
     pub sharing: &'a Sharing,
     /// The findings that first appeared in this scan, as `sharing` judged them.
     pub new_findings: &'a [(Rule, NsType)],
+    /// The namespaces held without a process for longer than the orphan age.
+    pub orphans: &'a [Orphan],
     pub duration: Duration,
 }
 
@@ -267,6 +271,22 @@ impl Metrics {
                 "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
             ))
             .unwrap(),
+            orphans: IntGaugeVec::new(
+                opts(
+                    "nsexporter_orphaned_namespaces",
+                    "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount or an open fd (held_by): leaked, most often.",
+                ),
+                &["type", "held_by"],
+            )
+            .unwrap(),
+            orphan_age: GaugeVec::new(
+                opts(
+                    "nsexporter_orphaned_namespace_max_age_seconds",
+                    "Seconds the oldest orphaned namespace of each type and held_by has had no member process (counted from when the exporter first saw it so).",
+                ),
+                &["type", "held_by"],
+            )
+            .unwrap(),
             registry: registry.clone(),
         };
         let build_info = IntGaugeVec::new(
@@ -295,6 +315,11 @@ impl Metrics {
         for reason in ErrorReason::ALL {
             m.scan_errors.with_label_values(&[reason.as_str()]);
         }
+        for t in NsType::ALL {
+            for held_by in HeldBy::orphan_values() {
+                m.orphans.with_label_values(&[t.as_str(), held_by.as_str()]);
+            }
+        }
         for reason in FailureReason::ALL {
             m.scan_failures.with_label_values(&[reason.as_str()]);
         }
@@ -320,6 +345,8 @@ impl Metrics {
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
         r(Box::new(m.sharing_findings_total.clone()));
+        r(Box::new(m.orphans.clone()));
+        r(Box::new(m.orphan_age.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
         r(Box::new(SelfProcessCollector::new(own_procfs)));
@@ -397,6 +424,7 @@ impl Metrics {
             id_queries,
             sharing,
             new_findings,
+            orphans,
             duration,
         } = *record;
         self.scans.inc();
@@ -444,7 +472,27 @@ impl Metrics {
                 .with_label_values(&[t.as_str()])
                 .set(per_type[t]);
         }
+        self.record_orphans(orphans);
         self.view = self.view_of(snapshot, start_ticks, sharing);
+    }
+
+    /// Sets the orphan count of every type and `held_by`, and the oldest age where there is one.
+    fn record_orphans(&mut self, orphans: &[Orphan]) {
+        // At most 24 series: reset and refilled, so that an age goes with its last orphan.
+        self.orphan_age.reset();
+        for t in NsType::ALL {
+            for held_by in HeldBy::orphan_values() {
+                let these = orphans
+                    .iter()
+                    .filter(|o| o.id.ns_type == t && o.held_by == held_by);
+                let (count, oldest) = these.fold((0, 0.0f64), |(n, a), o| (n + 1, a.max(o.age)));
+                let labels = [t.as_str(), held_by.as_str()];
+                self.orphans.with_label_values(&labels).set(count);
+                if count > 0 {
+                    self.orphan_age.with_label_values(&labels).set(oldest);
+                }
+            }
+        }
     }
 
     /// The per-namespace and per-container series of one scan, with their label values.
@@ -475,6 +523,10 @@ impl Metrics {
                     host,
                     ownership: Arc::clone(o),
                     start_time: start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
+                    held_by: ns.held_by(),
+                    pinned_at: ns.mount_paths().join(","),
+                    userns: ns.owner.map_or_else(String::new, |i| i.to_string()),
+                    parent: ns.parent.map_or_else(String::new, |i| i.to_string()),
                 })
             })
             .collect();

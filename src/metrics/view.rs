@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::model::NsType;
+use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
 
 /// One namespace's series: small, as a node has thousands; the labels of what owns it are
@@ -22,15 +22,27 @@ pub struct NamespaceRow {
     pub ownership: Arc<Ownership>,
     /// Estimated creation as unix time, where known.
     pub start_time: Option<f64>,
+    pub held_by: HeldBy,
+    /// The paths bind mounts pin it at, comma-separated; empty where none does.
+    pub pinned_at: String,
+    /// The inode of the owning user namespace (`NS_GET_USERNS`); empty where unknown.
+    pub userns: String,
+    /// The inode of the parent pid or user namespace (`NS_GET_PARENT`); empty for other
+    /// types and where unknown.
+    pub parent: String,
 }
 
 impl NamespaceRow {
     /// The `nsexporter_namespace_info` labels after `type` and `inode`, in [`INFO_LABELS`]
     /// order.
-    fn info(&self) -> [&str; 8] {
+    fn info(&self) -> [&str; 12] {
         let o = &*self.ownership;
         [
             if self.host { "true" } else { "false" },
+            self.held_by.as_str(),
+            &self.pinned_at,
+            &self.userns,
+            &self.parent,
             o.owner.as_str(),
             &o.runtime,
             &o.pod_uid,
@@ -43,8 +55,12 @@ impl NamespaceRow {
 }
 
 /// The labels of `nsexporter_namespace_info` after `type` and `inode`.
-pub const INFO_LABELS: [&str; 8] = [
+pub const INFO_LABELS: [&str; 12] = [
     "host",
+    "held_by",
+    "pinned_at",
+    "userns",
+    "parent",
     "owner",
     "runtime",
     "pod_uid",
@@ -97,7 +113,7 @@ const PROCESSES: Family = Family {
 };
 const INFO: Family = Family {
     name: "nsexporter_namespace_info",
-    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree.",
+    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
 };
 const START_TIME: Family = Family {
     name: "nsexporter_namespace_start_time_seconds",
@@ -277,6 +293,10 @@ mod tests {
             host,
             ownership: Arc::new(o),
             start_time: start,
+            held_by: HeldBy::default().with(crate::model::Holder::Process),
+            pinned_at: String::new(),
+            userns: "4026531837".into(),
+            parent: String::new(),
         }
     }
 
@@ -330,8 +350,8 @@ mod tests {
             [
                 r#"nsexporter_namespace_processes{inode="4026531840",type="net"} 3"#,
                 r#"nsexporter_namespace_processes{inode="4026532300",type="mnt"} 1"#,
-                r#"nsexporter_namespace_info{container="",container_id="",host="true",inode="4026531840",k8s_namespace="",owner="host",pod="",pod_uid="",runtime="",type="net"} 1"#,
-                r#"nsexporter_namespace_info{container="app",container_id="aa",host="false",inode="4026532300",k8s_namespace="default",owner="container",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt"} 1"#,
+                r#"nsexporter_namespace_info{container="",container_id="",held_by="process",host="true",inode="4026531840",k8s_namespace="",owner="host",parent="",pinned_at="",pod="",pod_uid="",runtime="",type="net",userns="4026531837"} 1"#,
+                r#"nsexporter_namespace_info{container="app",container_id="aa",held_by="process",host="false",inode="4026532300",k8s_namespace="default",owner="container",parent="",pinned_at="",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt",userns="4026531837"} 1"#,
                 // No start time known for the mnt namespace: no series rather than a zero.
                 r#"nsexporter_namespace_start_time_seconds{inode="4026531840",type="net"} 1700000000.5"#,
                 r#"nsexporter_workload_host_namespace{container="app",container_id="aa",k8s_namespace="default",pod="web-1",runtime="containerd",type="net"} 1"#,

@@ -1,0 +1,271 @@
+//! Namespaces held without a process: nsfs bind mounts and open file descriptors.
+//!
+//! Kernel interfaces: proc_pid_mountinfo(5), read once per mount namespace through one of its
+//! member processes (`/proc/PID/mountinfo` lists the mounts of that process's mount namespace;
+//! an nsfs mount's root field is the namespace, `net:[4026532177]`), and proc_pid_fd(5),
+//! `readlinkat(2)` of every `/proc/PID/fd/N` (an fd of a namespace reads `TYPE:[INODE]`).
+//! `ip netns add`, CNI's `/run/netns/cni-*`, Docker's `/run/docker/netns/*` and
+//! `unshare --net=FILE` pin with a bind mount; a runtime or `nsenter` waiting to `setns`
+//! holds an fd.
+//!
+//! The parsers are pure; the readers around them count failures in the scan's
+//! [`ScanErrors`] and go on, as the per-process reads do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::dir::Dir;
+
+use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot};
+use crate::procfs::{is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at};
+use crate::scan::{ErrorReason, ScanErrors};
+
+/// A `mountinfo` longer than this is cut, and counted as an error: 16 MiB is some 100,000
+/// mounts, beyond any node's.
+const MOUNTINFO_CAP: usize = 16 << 20;
+
+/// The nsfs mounts in the bytes of a `mountinfo`: each one's namespace and mount point.
+/// Lines that are not nsfs, or do not parse, are skipped.
+pub fn parse_mountinfo_nsfs(bytes: &[u8]) -> Vec<(NamespaceId, String)> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+            let sep = line.windows(3).position(|w| w == b" - ")?;
+            let fstype = line[sep + 3..].split(|&b| b == b' ').next()?;
+            if fstype != b"nsfs" {
+                return None;
+            }
+            let mut fields = line[..sep].split(|&b| b == b' ');
+            let root = fields.nth(3)?;
+            let mount_point = fields.next()?;
+            Some((parse_any_ns_link(root)?, unescape(mount_point)))
+        })
+        .collect()
+}
+
+/// A `mountinfo` path field with its octal escapes (`\040` for a space, `\011`, `\012`,
+/// `\134`) decoded; bytes that are not UTF-8 are replaced.
+fn unescape(field: &[u8]) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field.get(i + 1..i + 4).filter(|d| {
+            field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)) && d[0] <= b'3'
+        });
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads the `mountinfo` of one member of each mount namespace in `snapshot` (the first, in
+/// pid order, whose main thread is in it and whose file can be read) and returns every nsfs
+/// mount found, one per mount namespace and path.
+pub fn read_mounts(
+    root: BorrowedFd<'_>,
+    procfs: &Path,
+    snapshot: &Snapshot,
+    errors: &mut ScanErrors,
+) -> Vec<(NamespaceId, MountPin)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut paths: HashSet<Arc<str>> = HashSet::new();
+    for ns in snapshot
+        .namespaces
+        .values()
+        .filter(|ns| ns.id.ns_type == NsType::Mnt)
+    {
+        let readers = ns.members.iter().filter(|m| {
+            snapshot
+                .processes
+                .get(&m.pid)
+                .is_some_and(|p| p.namespace(NsType::Mnt) == Some(ns.id))
+        });
+        for m in readers.take(4) {
+            let name = CString::new(format!("{}/mountinfo", m.pid)).expect("digits");
+            match read_all_at(root, &name, &mut buf, MOUNTINFO_CAP) {
+                Ok(cut) => {
+                    if cut {
+                        let what = || {
+                            format!(
+                                "{}/{}/mountinfo: longer than 16 MiB",
+                                procfs.display(),
+                                m.pid
+                            )
+                        };
+                        errors.record(ErrorReason::IoError, what);
+                    }
+                    for (id, path) in parse_mountinfo_nsfs(&buf) {
+                        // One node mounts the same few paths in many mount namespaces.
+                        let path = match paths.get(path.as_str()) {
+                            Some(p) => Arc::clone(p),
+                            None => {
+                                let p: Arc<str> = path.into();
+                                paths.insert(Arc::clone(&p));
+                                p
+                            }
+                        };
+                        let pin = MountPin {
+                            mnt_ns: ns.id.inode,
+                            path,
+                            via_pid: m.pid,
+                        };
+                        out.push((id, pin));
+                    }
+                    break;
+                }
+                Err(e) if is_vanished(&e) => {}
+                Err(e) => {
+                    let path = format!("{}/{}/mountinfo", procfs.display(), m.pid);
+                    tracing::debug!(%path, error = %e, "mountinfo unreadable");
+                    errors.record(ErrorReason::of_io(&e), || format!("{path}: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Lists the fds of every process in `processes` but kernel threads and returns those that
+/// are namespaces. Costs a getdents of each `PID/fd` and a readlink of each fd.
+pub fn read_fds(
+    root: BorrowedFd<'_>,
+    procfs: &Path,
+    processes: &BTreeMap<i32, Process>,
+    errors: &mut ScanErrors,
+) -> Vec<(NamespaceId, FdPin)> {
+    let kthreadd = processes.get(&2).is_some_and(|p| p.ppid == 0);
+    let mut out = Vec::new();
+    let mut link = [0u8; 64];
+    for p in processes.values() {
+        let pid = p.id.pid;
+        if kthreadd && (pid == 2 || p.ppid == 2) {
+            continue;
+        }
+        let dir_name = format!("{pid}/fd");
+        let fail = |errors: &mut ScanErrors, e: &io::Error| {
+            let path = format!("{}/{dir_name}", procfs.display());
+            tracing::debug!(%path, error = %e, "fd directory unreadable");
+            errors.record(ErrorReason::of_io(e), || format!("{path}: {e}"));
+        };
+        let fd = match open_dir_at(Some(root), Path::new(&dir_name)) {
+            Ok(fd) => fd,
+            Err(e) if is_vanished(&e) => continue,
+            Err(e) => {
+                fail(errors, &e);
+                continue;
+            }
+        };
+        let Ok(links) = fd.try_clone() else {
+            continue;
+        };
+        let Ok(mut dir) = Dir::from_fd(fd) else {
+            continue;
+        };
+        for entry in dir.iter().flatten() {
+            let name = entry.file_name();
+            let Some(n) = fd_number(name.to_bytes()) else {
+                continue;
+            };
+            // A closed fd reads as ENOENT: the process moved on, nothing to count.
+            let Ok(text) = readlink_at(links.as_fd(), name, &mut link) else {
+                continue;
+            };
+            if let Some(id) = parse_any_ns_link(text) {
+                out.push((
+                    id,
+                    FdPin {
+                        process: p.id,
+                        fd: n,
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// An fd directory entry's number (`.` and `..` are not).
+fn fd_number(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsfs_mounts_are_found_with_their_paths_unescaped() {
+        let text = b"\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+43 42 0:4 net:[4026532177] /run/netns/blue rw shared:2 - nsfs nsfs rw
+44 42 0:4 net:[4026532299] /run/netns/with\\040space rw - nsfs nsfs rw
+45 27 0:4 mnt:[4026532301] /tmp/pin rw master:3 shared:9 - nsfs nsfs rw
+46 27 0:4 pid:[4026532302] /tmp/p rw - nsfs nsfs rw
+47 27 0:4 / /tmp/weird rw - nsfs nsfs rw
+48 27 0:4 bogus:[1] /tmp/bogus rw - nsfs nsfs rw
+49 27 0:4 net:[4026532303] /tmp/tmpfs rw - tmpfs tmpfs rw
+50 27 0:4 net:[4026532304]
+";
+        let found = parse_mountinfo_nsfs(text);
+        let net = |inode| NamespaceId {
+            ns_type: NsType::Net,
+            inode,
+        };
+        assert_eq!(
+            found,
+            [
+                (net(4026532177), "/run/netns/blue".to_string()),
+                (net(4026532299), "/run/netns/with space".to_string()),
+                (
+                    NamespaceId {
+                        ns_type: NsType::Mnt,
+                        inode: 4026532301
+                    },
+                    "/tmp/pin".to_string()
+                ),
+                (
+                    NamespaceId {
+                        ns_type: NsType::Pid,
+                        inode: 4026532302
+                    },
+                    "/tmp/p".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes_decode_only_when_whole() {
+        assert_eq!(unescape(br"a\040b\011c\012d\134e"), "a b\tc\nd\\e");
+        assert_eq!(unescape(br"a\04"), r"a\04");
+        assert_eq!(unescape(br"a\999"), r"a\999");
+        assert_eq!(unescape(br"\"), r"\");
+        assert_eq!(unescape(b"\xff/x"), "\u{fffd}/x");
+    }
+
+    #[test]
+    fn fd_names_are_numbers() {
+        assert_eq!(fd_number(b"17"), Some(17));
+        assert_eq!(fd_number(b"."), None);
+        assert_eq!(fd_number(b""), None);
+        assert_eq!(fd_number(b"99999999999"), None);
+    }
+}
