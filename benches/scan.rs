@@ -8,6 +8,10 @@
 //! fstat(2) of the directory. The scan compares against the snapshot before it, as the
 //! exporter's do, so in steady state it asks the kernel for no namespace id.
 //!
+//! With every process holding ten fds and `NSX_BENCH_NETNS` (20) network namespaces pinned by
+//! `ip netns add`, it also times the scan with namespaces held without a process: E reads
+//! each mount namespace's mountinfo for nsfs bind mounts, F also every process's fds.
+//!
 //! Knobs (environment): `NSX_BENCH_GROUPS` (200), `NSX_BENCH_PER_GROUP` (9 sleeps per group),
 //! `NSX_BENCH_ROUNDS` (30), `NSX_BENCH_WARMUP` (5), `NSX_BIN` (the release `nsexporter` next to
 //! this bench's executable).
@@ -33,10 +37,10 @@ use nix::unistd::Pid;
 
 use nsexporter::attribution::attribute;
 use nsexporter::lifecycle::Tracker;
-use nsexporter::model::NsType;
+use nsexporter::model::{Holder, NsType};
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{ErrorReason, Scanner};
+use nsexporter::scan::{ErrorReason, PinScan, Scanner};
 use nsexporter::sharing::evaluate;
 
 /// The procfs every variant reads.
@@ -64,6 +68,7 @@ fn main() {
     let load_before = load_average();
     let started = Instant::now();
     let load = LoadGroups::spawn(groups, per_group);
+    let pins = NetnsPins::add(env_usize("NSX_BENCH_NETNS", 20));
     eprintln!(
         "load: {groups} groups x ({per_group} sleeps + unshare + sh) = {} processes running after {:.1?}",
         load.expected_members(),
@@ -73,6 +78,7 @@ fn main() {
     let timings = time_variants(rounds, warmup);
     let exporter = measure_exporter();
     let load_after = load_average();
+    drop(pins);
     drop(load);
     report(
         &timings,
@@ -87,6 +93,33 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // The load: process groups of namespaced sleeps, killed on drop.
 
+/// `ip netns add` of N network namespaces, as CNI pins a pod's: removed again on drop.
+struct NetnsPins(Vec<String>);
+
+impl NetnsPins {
+    fn add(n: usize) -> NetnsPins {
+        let mut pins = NetnsPins(Vec::with_capacity(n));
+        for i in 0..n {
+            let name = format!("nsx-bench-{}-{i}", std::process::id());
+            let ok = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip netns add {name}");
+            pins.0.push(name);
+        }
+        pins
+    }
+}
+
+impl Drop for NetnsPins {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 /// The spawned `unshare` trees, each its own process group. Dropping it (also on panic) kills
 /// every group and waits until no member is left.
 struct LoadGroups {
@@ -100,8 +133,12 @@ impl LoadGroups {
             children: Vec::with_capacity(groups),
             per_group,
         };
-        let script =
-            format!("i=0; while [ $i -lt {per_group} ]; do sleep 86400 & i=$((i+1)); done; wait");
+        // Seven more fds in every process (dash takes single-digit fds only), so that fd
+        // discovery reads about ten links a process, as a modest real process has.
+        let script = format!(
+            "exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null 7</dev/null 8</dev/null 9</dev/null; \
+             i=0; while [ $i -lt {per_group} ]; do sleep 86400 & i=$((i+1)); done; wait"
+        );
         for _ in 0..groups {
             let mut cmd = Command::new("unshare");
             cmd.args([
@@ -388,6 +425,13 @@ struct Timings {
     lsns_minus_true: Vec<f64>,
     /// C: the reference loop.
     reference: Vec<f64>,
+    /// E: A with bind mounts; F: A with bind mounts and fds.
+    scan_mounts: Vec<f64>,
+    scan_pins: Vec<f64>,
+    /// Namespaces held by a bind mount, and by an fd, in the last F scan; fds read by it.
+    pinned_by_mount: usize,
+    pinned_by_fd: usize,
+    fds_open: usize,
     processes: usize,
     namespaces: usize,
     scan_errors: u64,
@@ -403,13 +447,19 @@ struct Timings {
 #[derive(Clone, Copy)]
 enum Variant {
     Scan,
+    /// A with nsfs bind mounts read from each mount namespace's mountinfo (the default).
+    ScanMounts,
+    /// A with bind mounts and every process's fds read in every scan.
+    ScanPins,
     Lsns,
     True,
     Reference,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 6] = [
     Variant::Scan,
+    Variant::ScanMounts,
+    Variant::ScanPins,
     Variant::Lsns,
     Variant::True,
     Variant::Reference,
@@ -442,6 +492,15 @@ fn time_command(program: &str, args: &[&str]) -> f64 {
 fn time_variants(rounds: usize, warmup: usize) -> Timings {
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
     let mut scanner = Scanner::new(procfs.clone());
+    let mut with_mounts = Scanner::new(procfs.clone()).with_pins(PinScan {
+        mounts: true,
+        fds: None,
+    });
+    let mut with_pins = Scanner::new(procfs.clone()).with_pins(PinScan {
+        mounts: true,
+        fds: Some(Duration::ZERO),
+    });
+    let (mut mounts_tracker, mut pins_tracker) = (Tracker::new(), Tracker::new());
     // Steady state: each scan compares against the one before, as the exporter's do, and the
     // served scan goes on as the exporter's scan loop does: lifecycle, attribution, policy.
     let mut tracker = Tracker::new();
@@ -455,6 +514,12 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
         .output()
         .expect("run lsns");
     assert!(lsns.status.success(), "lsns failed: {}", lsns.status);
+    t.fds_open = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path().join("fd")).ok())
+        .map(|d| d.count())
+        .sum();
     t.lsns_lines = lsns
         .stdout
         .split(|&b| b == b'\n')
@@ -491,6 +556,34 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
                     if timed {
                         t.scan.push(elapsed);
                         t.served.push(served);
+                    }
+                }
+                Variant::ScanMounts => {
+                    let start = Instant::now();
+                    let outcome = with_mounts.scan(mounts_tracker.previous()).expect("scan");
+                    let elapsed = start.elapsed().as_secs_f64();
+                    mounts_tracker.update(Arc::new(black_box(outcome).snapshot));
+                    if timed {
+                        t.scan_mounts.push(elapsed);
+                    }
+                }
+                Variant::ScanPins => {
+                    let start = Instant::now();
+                    let outcome = with_pins.scan(pins_tracker.previous()).expect("scan");
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let snapshot = black_box(outcome).snapshot;
+                    let held = |h| {
+                        snapshot
+                            .namespaces
+                            .values()
+                            .filter(|n| n.held_by().contains(h))
+                            .count()
+                    };
+                    t.pinned_by_mount = held(Holder::BindMount);
+                    t.pinned_by_fd = held(Holder::Fd);
+                    pins_tracker.update(Arc::new(snapshot));
+                    if timed {
+                        t.scan_pins.push(elapsed);
                     }
                 }
                 Variant::Lsns => lsns_s = time_command("lsns", &LSNS_ARGS),
@@ -717,9 +810,11 @@ fn report(
     load_after: &str,
 ) {
     let ms = |v: &[f64], p: f64| percentile(v, p) * 1e3;
-    let rows: [(&str, &[f64]); 7] = [
+    let rows: [(&str, &[f64]); 9] = [
         ("A nsexporter scan()", &t.scan),
         ("A2 served scan", &t.served),
+        ("E A + bind mounts", &t.scan_mounts),
+        ("F A + mounts + fds", &t.scan_pins),
         ("D sweep", &t.sweep),
         ("B lsns (subprocess)", &t.lsns),
         ("  true (subprocess)", &t.exec_true),
@@ -731,6 +826,8 @@ fn report(
     let bt_a = ms(&t.lsns_minus_true, 0.5) / ms(&t.scan, 0.5);
     let a2_c = ms(&t.served, 0.5) / ms(&t.reference, 0.5);
     let b_a2 = ms(&t.lsns, 0.5) / ms(&t.served, 0.5);
+    let e_a = ms(&t.scan_mounts, 0.5) / ms(&t.scan, 0.5);
+    let f_a = ms(&t.scan_pins, 0.5) / ms(&t.scan, 0.5);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
 
     println!();
@@ -767,6 +864,14 @@ fn report(
         verdict(b_a >= 8.0)
     );
     println!("(B-t)/A  {bt_a:>6.2}");
+    println!(
+        "E/A      {e_a:>6.2}   (bind mounts: {} pinned namespaces)",
+        t.pinned_by_mount
+    );
+    println!(
+        "F/A      {f_a:>6.2}   (and fds: {} open fds read, {} namespaces held by one)",
+        t.fds_open, t.pinned_by_fd
+    );
     let sweep_share = ms(&t.sweep, 0.5) / 1000.0 * 100.0;
     println!(
         "D at 1s  {sweep_share:>6.3}%  of a core, {} pids listed (goal < 1% at 2,500) {}",
@@ -825,6 +930,13 @@ fn report(
         "b_minus_true_ms": { "median": ms(&t.lsns_minus_true, 0.5), "p90": ms(&t.lsns_minus_true, 0.9) },
         "c_reference_ms": { "median": ms(&t.reference, 0.5), "p90": ms(&t.reference, 0.9) },
         "a_over_c": a_c,
+        "e_scan_mounts_ms": { "median": ms(&t.scan_mounts, 0.5), "p90": ms(&t.scan_mounts, 0.9) },
+        "f_scan_pins_ms": { "median": ms(&t.scan_pins, 0.5), "p90": ms(&t.scan_pins, 0.9) },
+        "e_over_a": e_a,
+        "f_over_a": f_a,
+        "pinned_by_mount": t.pinned_by_mount,
+        "pinned_by_fd": t.pinned_by_fd,
+        "fds_open": t.fds_open,
         "a2_served_ms": { "median": ms(&t.served, 0.5), "p90": ms(&t.served, 0.9) },
         "a2_over_c": a2_c,
         "d_sweep_ms": { "median": ms(&t.sweep, 0.5), "p90": ms(&t.sweep, 0.9) },

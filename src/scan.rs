@@ -504,8 +504,8 @@ impl Scanner {
             let path = format!("{}/fd/{}", f.process.pid, f.fd);
             (f.process.pid, std::ffi::CString::new(path).ok())
         });
-        for (pid, path) in members.chain(mounts).chain(fds) {
-            let path = match &path {
+        for (pid, pin) in members.chain(mounts).chain(fds) {
+            let path = match &pin {
                 Some(p) => p.as_c_str(),
                 None => name.of(pid, t),
             };
@@ -520,6 +520,13 @@ impl Scanner {
                 // The path now leads to another namespace.
                 Ok(_) => {}
                 Err(e) if is_vanished(&e) || e.raw_os_error() == Some(nix::libc::ESTALE) => {}
+                // A pin's path is opened through /proc/PID/root or /proc/PID/fd, which an LSM
+                // profile may refuse (the shipped AppArmor profile does) where it allows the
+                // ns links: the namespace then goes without its id and owner, which its
+                // `userns=""` shows, rather than counting an error every scan.
+                Err(e) if pin.is_some() => {
+                    tracing::debug!(?path, error = %e, "a pinned namespace could not be opened");
+                }
                 Err(e) => {
                     let path = self.procfs.path(path.to_string_lossy().as_ref());
                     tracing::debug!(path = %path.display(), error = %e, "ioctl_ns failed");

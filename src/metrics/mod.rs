@@ -123,6 +123,19 @@ fn workload_values(c: &crate::attribution::Container) -> [String; 5] {
     ]
 }
 
+/// The `pinned_at` label: the first [`PINNED_AT_PATHS`] mount paths, comma-joined, and how
+/// many more there are. A container that may mount can bind its namespace on any number of
+/// paths; the label stays one line.
+fn pinned_at(paths: &[&str]) -> String {
+    let mut label = paths[..paths.len().min(PINNED_AT_PATHS)].join(",");
+    if paths.len() > PINNED_AT_PATHS {
+        label.push_str(&format!(",+{} more", paths.len() - PINNED_AT_PATHS));
+    }
+    label
+}
+
+const PINNED_AT_PATHS: usize = 3;
+
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
 }
@@ -524,7 +537,7 @@ impl Metrics {
                     ownership: Arc::clone(o),
                     start_time: start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
                     held_by: ns.held_by(),
-                    pinned_at: ns.mount_paths().join(","),
+                    pinned_at: pinned_at(&ns.mount_paths()),
                     userns: ns.owner.map_or_else(String::new, |i| i.to_string()),
                     parent: ns.parent.map_or_else(String::new, |i| i.to_string()),
                 })
@@ -583,5 +596,19 @@ impl Metrics {
             gzip: gz.finish().expect("writing to a Vec cannot fail").into(),
             text: text.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_at_names_three_paths_and_counts_the_rest() {
+        assert_eq!(pinned_at(&[]), "");
+        assert_eq!(pinned_at(&["/run/netns/a"]), "/run/netns/a");
+        let many: Vec<String> = (0..1000).map(|i| format!("/p/{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(pinned_at(&many), "/p/0,/p/1,/p/2,+997 more");
     }
 }
