@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::cgroup::Cgroup;
 use support::prometheus::{Prometheus, encode};
-use support::{Exporter, Spawned, manifest_dir, wait_for};
+use support::{Exporter, Spawned, manifest_dir, run, wait_for};
 
 const DASHBOARD: &str = "dashboards/nsexporter.json";
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps` (as root) to install it";
@@ -401,7 +401,7 @@ fn values(answer: &Value) -> Vec<f64> {
 fn every_query_returns_data_from_a_live_exporter() {
     let d = dashboard();
     let started = Instant::now();
-    let exporter = Exporter::start(&["--scan.interval=500ms"]);
+    let exporter = Exporter::start(&["--scan.interval=500ms", "--namespace.orphan-age=1s"]);
     let prometheus = Prometheus::start(&[format!("127.0.0.1:{}", exporter.port)], "1s", &[]);
     // Everything below must happen after the first scrape: a counter that rose before it shows
     // no increase in Prometheus.
@@ -410,6 +410,19 @@ fn every_query_returns_data_from_a_live_exporter() {
         Duration::from_secs(30),
         || (!prometheus.query(r#"up{job="nsexporter"} == 1"#).is_empty()).then_some(()),
     );
+
+    // A network namespace pinned by a bind mount with no process: the table of namespaces
+    // held without a process, and, after a second, an orphan.
+    let netns = format!("nsx-dashboard-{}", std::process::id());
+    let (ok, _, err) = run("ip", &["netns", "add", &netns]);
+    assert!(ok, "ip netns add: {err}");
+    struct Unpin(String);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = run("ip", &["netns", "del", &self.0]);
+        }
+    }
+    let _unpin = Unpin(netns);
 
     // A Docker-shaped container whose process keeps the host's net, pid, ipc and cgroup
     // namespaces (and user and time): host-namespace series and `host_namespace` findings.
