@@ -181,17 +181,70 @@ pub fn not_a_namespace() -> io::Error {
 /// `NS_GET_ID`".
 pub fn ns_facts(dir: BorrowedFd<'_>, name: &CStr, ns_type: NsType) -> io::Result<NsFacts> {
     let fd = open_file_at(dir, name)?;
-    let on_nsfs = nix::sys::statfs::fstatfs(fd.as_fd())
-        .map_err(io::Error::from)?
-        .filesystem_type()
-        .0 as i64
-        == NSFS_MAGIC;
-    if !on_nsfs {
+    if !on_nsfs(fd.as_fd())? {
         return Err(not_a_namespace());
     }
-    let inode = nix::sys::stat::fstat(fd.as_fd())
-        .map_err(io::Error::from)?
-        .st_ino;
+    facts_of(fd.as_fd(), ns_type)
+}
+
+/// Where a namespace held without a process can be opened.
+#[derive(Clone, Copy, Debug)]
+pub enum PinPath<'a> {
+    /// A bind mount at `path`, as the mount namespace of process `pid` sees it.
+    Mount { pid: i32, path: &'a str },
+    /// The fd `fd` of process `pid`.
+    Fd { pid: i32, fd: i32 },
+}
+
+/// [`ns_facts`] of a namespace that a bind mount or an fd holds, opened relative to the procfs
+/// root `procfs`, without ever opening anything else: the path is another process's to change
+/// (a container may swap its mount point for a symlink to `/dev/watchdog`, a process may
+/// `dup2` a device onto the fd), so it is first opened `O_PATH`, which runs no driver's open,
+/// a mount path with no symlink followed and never above that process's root; only once
+/// `fstatfs` says nsfs is it opened for the ioctls, through `/proc/self/fd`.
+pub fn pin_facts(procfs: BorrowedFd<'_>, pin: PinPath<'_>, ns_type: NsType) -> io::Result<NsFacts> {
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+    let o_path = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let handle = match pin {
+        PinPath::Mount { pid, path } => {
+            let root = openat(
+                procfs,
+                format!("{pid}/root").as_str(),
+                o_path | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )?;
+            let how = OpenHow::new()
+                .flags(o_path)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            openat2(root, path.trim_start_matches('/'), how)?
+        }
+        PinPath::Fd { pid, fd } => openat(
+            procfs,
+            format!("{pid}/fd/{fd}").as_str(),
+            o_path,
+            Mode::empty(),
+        )?,
+    };
+    if !on_nsfs(handle.as_fd())? {
+        return Err(not_a_namespace());
+    }
+    let reopened = nix::fcntl::open(
+        format!("/proc/self/fd/{}", handle.as_raw_fd()).as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    facts_of(reopened.as_fd(), ns_type)
+}
+
+/// Whether `fd` is a file of nsfs.
+fn on_nsfs(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let fs = nix::sys::statfs::fstatfs(fd).map_err(io::Error::from)?;
+    Ok(fs.filesystem_type().0 as i64 == NSFS_MAGIC)
+}
+
+/// The ioctls of [`ns_facts`] on an open fd of a namespace.
+fn facts_of(fd: BorrowedFd<'_>, ns_type: NsType) -> io::Result<NsFacts> {
+    let inode = nix::sys::stat::fstat(fd).map_err(io::Error::from)?.st_ino;
     let mut id: u64 = 0;
     // No safe wrapper exists for an ioctl; nix's ioctl macros would generate an unsafe fn too.
     #[allow(unsafe_code)]
@@ -207,12 +260,12 @@ pub fn ns_facts(dir: BorrowedFd<'_>, name: &CStr, ns_type: NsType) -> io::Result
         Some(id)
     };
     let parent = matches!(ns_type, NsType::Pid | NsType::User)
-        .then(|| related_inode(fd.as_fd(), NS_GET_PARENT))
+        .then(|| related_inode(fd, NS_GET_PARENT))
         .flatten();
     Ok(NsFacts {
         inode,
         kernel_id,
-        owner: related_inode(fd.as_fd(), NS_GET_USERNS),
+        owner: related_inode(fd, NS_GET_USERNS),
         parent,
     })
 }
@@ -702,6 +755,64 @@ mod tests {
         let cwd = open_dir_at(None, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
         let e = ns_facts(cwd.as_fd(), c"Cargo.toml", NsType::Net).unwrap_err();
         assert_eq!(e.raw_os_error(), not_a_namespace().raw_os_error());
+    }
+
+    #[test]
+    fn a_pin_path_that_leads_elsewhere_is_never_opened_for_real() {
+        use std::os::fd::AsRawFd;
+        let proc = open_dir_at(None, Path::new("/proc")).unwrap();
+        let me = std::process::id() as i32;
+        let dir = std::env::temp_dir().join(format!("nsx-pin-{me}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        // A FIFO: a real open for reading would block until a writer came.
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let held = nix::fcntl::open(&fifo, OFlag::O_RDWR, Mode::empty()).unwrap();
+        let pin = PinPath::Fd {
+            pid: me,
+            fd: held.as_raw_fd(),
+        };
+        let e = pin_facts(proc.as_fd(), pin, NsType::Net).unwrap_err();
+        assert_eq!(e.raw_os_error(), not_a_namespace().raw_os_error());
+        // A mount point swapped for a symlink, even to a namespace: not followed.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink("/proc/self/ns/net", &link).unwrap();
+        let path = link.to_str().unwrap();
+        let e = pin_facts(proc.as_fd(), PinPath::Mount { pid: me, path }, NsType::Net).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ELOOP), "{e}");
+        // And a FIFO there, with no writer now, is opened O_PATH only: a real open would
+        // wait for a writer for ever.
+        drop(held);
+        let (done, answer) = std::sync::mpsc::channel();
+        let path = fifo.to_str().unwrap().to_owned();
+        std::thread::spawn(move || {
+            let proc = open_dir_at(None, Path::new("/proc")).unwrap();
+            let pin = PinPath::Mount {
+                pid: me,
+                path: &path,
+            };
+            let _ =
+                done.send(pin_facts(proc.as_fd(), pin, NsType::Net).map_err(|e| e.raw_os_error()));
+        });
+        let e = answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("pin_facts blocked on a FIFO")
+            .unwrap_err();
+        assert_eq!(e, not_a_namespace().raw_os_error());
+        // Our own fd of our net namespace: the facts of the namespace.
+        let ns = nix::fcntl::open("/proc/self/ns/net", OFlag::O_RDONLY, Mode::empty()).unwrap();
+        let pin = PinPath::Fd {
+            pid: me,
+            fd: ns.as_raw_fd(),
+        };
+        let facts = pin_facts(proc.as_fd(), pin, NsType::Net).unwrap();
+        let direct = open_dir_at(None, Path::new("/proc/self")).unwrap();
+        assert_eq!(
+            facts,
+            ns_facts(direct.as_fd(), c"ns/net", NsType::Net).unwrap()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -29,8 +29,8 @@ use crate::model::{
 };
 use crate::pins;
 use crate::procfs::{
-    NsFacts, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at, owner_uid,
-    parse_ns_link, parse_stat, read_at, readlink_at, ticks_per_second,
+    NsFacts, PinPath, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at, owner_uid,
+    parse_ns_link, parse_stat, pin_facts, read_at, readlink_at, ticks_per_second,
 };
 
 label_enum! {
@@ -497,20 +497,22 @@ impl Scanner {
         let t = ns.id.ns_type;
         let members = ns.members.iter().take(4).map(|m| (m.pid, None));
         let mounts = ns.mounts.iter().take(4).map(|m| {
-            let path = format!("{}/root{}", m.via_pid, m.path);
-            (m.via_pid, std::ffi::CString::new(path).ok())
+            let pin = PinPath::Mount {
+                pid: m.via_pid,
+                path: &m.path,
+            };
+            (m.via_pid, Some(pin))
         });
         let fds = ns.fds.iter().take(4).map(|f| {
-            let path = format!("{}/fd/{}", f.process.pid, f.fd);
-            (f.process.pid, std::ffi::CString::new(path).ok())
+            let pid = f.process.pid;
+            (pid, Some(PinPath::Fd { pid, fd: f.fd }))
         });
         for (pid, pin) in members.chain(mounts).chain(fds) {
-            let path = match &pin {
-                Some(p) => p.as_c_str(),
-                None => name.of(pid, t),
-            };
             self.progress.store(pid, Ordering::Relaxed);
-            let result = ns_facts(root, path, t);
+            let result = match pin {
+                Some(pin) => pin_facts(root, pin, t),
+                None => ns_facts(root, name.of(pid, t), t),
+            };
             self.progress.store(0, Ordering::Relaxed);
             match result {
                 Ok(facts) if facts.inode == ns.id.inode => {
@@ -520,15 +522,16 @@ impl Scanner {
                 // The path now leads to another namespace.
                 Ok(_) => {}
                 Err(e) if is_vanished(&e) || e.raw_os_error() == Some(nix::libc::ESTALE) => {}
-                // A pin's path is opened through /proc/PID/root or /proc/PID/fd, which an LSM
-                // profile may refuse (the shipped AppArmor profile does) where it allows the
-                // ns links: the namespace then goes without its id and owner, which its
-                // `userns=""` shows, rather than counting an error every scan.
+                // A pin is opened through /proc/PID/root or /proc/PID/fd, which an LSM profile
+                // may refuse (the shipped AppArmor profile does) where it allows the ns links;
+                // and a path swapped for a symlink is refused (ELOOP). The namespace then goes
+                // without its id and owner, which its `userns=""` shows, rather than counting
+                // an error every scan.
                 Err(e) if pin.is_some() => {
-                    tracing::debug!(?path, error = %e, "a pinned namespace could not be opened");
+                    tracing::debug!(?pin, error = %e, "a pinned namespace could not be opened");
                 }
                 Err(e) => {
-                    let path = self.procfs.path(path.to_string_lossy().as_ref());
+                    let path = self.procfs.path(name.as_path());
                     tracing::debug!(path = %path.display(), error = %e, "ioctl_ns failed");
                     errors.record(ErrorReason::of_io(&e), || {
                         format!("{}: {e}", path.display())
