@@ -417,20 +417,15 @@ impl Scanner {
             }
         };
         let mut touched = HashSet::new();
-        for (id, pin) in mounts {
+        let mounts = mounts.into_iter().map(|(id, m)| (id, Some(m), None));
+        let fds = fds.into_iter().map(|(id, f)| (id, None, Some(f)));
+        for (id, mount, fd) in mounts.chain(fds) {
             let ns = snapshot
                 .namespaces
                 .entry(id)
                 .or_insert_with(|| Namespace::new(id));
-            ns.mounts.push(pin);
-            touched.insert(id);
-        }
-        for (id, pin) in fds {
-            let ns = snapshot
-                .namespaces
-                .entry(id)
-                .or_insert_with(|| Namespace::new(id));
-            ns.fds.push(pin);
+            ns.mounts.extend(mount);
+            ns.fds.extend(fd);
             touched.insert(id);
         }
         for id in touched {

@@ -311,16 +311,30 @@ struct LsnsRow {
     command: Option<String>,
 }
 
-fn lsns_rows(json: &str) -> BTreeMap<(String, u64), LsnsRow> {
-    #[derive(serde::Deserialize)]
-    struct Out {
-        namespaces: Vec<LsnsRow>,
+/// A row of `lsns --json` (or `nsexporter list --output json`), known by type and inode.
+trait Listed: serde::de::DeserializeOwned {
+    fn key(&self) -> (String, u64);
+}
+
+impl Listed for LsnsRow {
+    fn key(&self) -> (String, u64) {
+        (self.ns_type.clone(), self.ns)
     }
-    let out: Out = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    out.namespaces
-        .into_iter()
-        .map(|r| ((r.ns_type.clone(), r.ns), r))
-        .collect()
+}
+
+/// The rows of a `{"namespaces": [...]}` listing by type and inode.
+fn listed<R: Listed>(json: &str) -> BTreeMap<(String, u64), R> {
+    #[derive(serde::Deserialize)]
+    #[serde(bound = "R: serde::de::DeserializeOwned")]
+    struct Out<R> {
+        namespaces: Vec<R>,
+    }
+    let out: Out<R> = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    out.namespaces.into_iter().map(|r| (r.key(), r)).collect()
+}
+
+fn lsns_rows(json: &str) -> BTreeMap<(String, u64), LsnsRow> {
+    listed(json)
 }
 
 #[test]
@@ -1055,16 +1069,14 @@ struct Hierarchy {
     ons: u64,
 }
 
-fn hierarchy(json: &str) -> BTreeMap<(String, u64), Hierarchy> {
-    #[derive(serde::Deserialize)]
-    struct Out {
-        namespaces: Vec<Hierarchy>,
+impl Listed for Hierarchy {
+    fn key(&self) -> (String, u64) {
+        (self.ns_type.clone(), self.ns)
     }
-    let out: Out = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    out.namespaces
-        .into_iter()
-        .map(|r| ((r.ns_type.clone(), r.ns), r))
-        .collect()
+}
+
+fn hierarchy(json: &str) -> BTreeMap<(String, u64), Hierarchy> {
+    listed(json)
 }
 
 /// `pns` and `ons` in `list --output json` are lsns's PNS and ONS, for every namespace both
