@@ -74,9 +74,10 @@ pub struct ContainerRef {
     /// the machine name for systemd-nspawn (unescaped, so `a\x2db` becomes `a-b`); the
     /// container name for LXC.
     pub id: String,
-    /// The Kubernetes pod UID, in the API's form: dashed UUID (`0d33f94b-ab1a-...`), or the
-    /// 32-hex-digit hash the kubelet uses as the UID of a static pod. `None` outside
-    /// Kubernetes, and for a container not directly under its pod's cgroup.
+    /// The pod: the Kubernetes pod UID, in the API's form (dashed UUID `0d33f94b-ab1a-...`,
+    /// or the 32-hex-digit hash the kubelet uses as the UID of a static pod), or a Podman
+    /// pod's id (64 hex digits). `None` outside a pod, and for a container not directly under
+    /// its pod's cgroup.
     pub pod_uid: Option<String>,
     /// The process is the runtime's per-container *monitor*, not the container's payload:
     /// conmon (`crio-conmon-<id>`, `libpod-conmon-<id>`), `lxc.monitor.<name>`, or the
@@ -253,7 +254,13 @@ fn container_at(components: &[&str], at: usize) -> Option<ContainerRef> {
     let stem = component.strip_suffix(".scope").unwrap_or(component);
     for &(prefix, runtime, monitor) in SCOPE_PREFIXES {
         match stem.strip_prefix(prefix) {
-            Some(id) if is_container_id(id) => return container(runtime, id, pod_uid(), monitor),
+            Some(id) if is_container_id(id) => {
+                let pod = match runtime {
+                    Runtime::Podman => parent.and_then(podman_pod_of),
+                    _ => pod_uid(),
+                };
+                return container(runtime, id, pod, monitor);
+            }
             _ => {}
         }
     }
@@ -334,6 +341,21 @@ fn pod_uid_of(component: &str) -> Option<String> {
         uid.len() == 32 && is_hex(&uid)
     };
     valid.then_some(uid)
+}
+
+/// The id of the Podman pod whose cgroup directory `component` is, from the directory right
+/// above a Podman container's. With the systemd cgroup manager a pod is a slice named
+/// `<parent>-libpod_pod_<id>.slice` (`machine-` when rootful, `user-` when rootless:
+/// `systemdSliceFromPath(parent, "libpod_pod_<id>")` in libpod's `runtime_pod_linux.go`);
+/// with cgroupfs it is `<cgroup parent>/<id>` (`/libpod_parent/<id>` by default, what this
+/// machine's podman 4.3 made). A container outside a pod sits right in the parent
+/// (`machine.slice`, `libpod_parent`), which is no id.
+fn podman_pod_of(component: &str) -> Option<String> {
+    let id = match component.strip_suffix(".slice") {
+        Some(slice) => slice.rsplit_once("libpod_pod_")?.1,
+        None => component,
+    };
+    is_container_id(id).then(|| id.to_owned())
 }
 
 /// Docker, containerd (CRI or not), CRI-O and Podman all use 64 lowercase hex digits, in
@@ -658,13 +680,49 @@ mod tests {
                     None,
                 ),
             ),
-            // Podman pod with crun's `container` sub-cgroup, v2 (podman#13673).
+            // Podman pod with crun's `container` sub-cgroup, v2 (podman#13673): the pod's
+            // slice names the pod.
             (
                 "podman pod, crun sub-cgroup",
                 b"0::/machine.slice/machine-libpod_pod_ddf44d54b520f0b4469fcd01c3155ca49e6911dc2175471eb3a7b789187a7a89.slice/libpod-1dadda571b14eefb3158a15d0fff7e0089f9dd92f922679ed0116cccdfe8bb0f.scope/container\n",
                 container(
                     Podman,
                     "1dadda571b14eefb3158a15d0fff7e0089f9dd92f922679ed0116cccdfe8bb0f",
+                    Some("ddf44d54b520f0b4469fcd01c3155ca49e6911dc2175471eb3a7b789187a7a89"),
+                ),
+            ),
+            // A pod's container on this machine: podman 4.3.1, cgroupfs manager (no systemd),
+            // hybrid; `podman pod create` and `podman run --pod` (2 of the 10 lines).
+            (
+                "podman pod, cgroupfs hybrid",
+                b"4:memory:/libpod_parent/5fe9274922d8a61fbdc2b12b003e5438bf711497817f5befc31eb76448311c37/libpod-3c34722df70de591a8507eca22496776799930a05fb734903555bec0e8259688\n\
+0::/libpod_parent/5fe9274922d8a61fbdc2b12b003e5438bf711497817f5befc31eb76448311c37/libpod-3c34722df70de591a8507eca22496776799930a05fb734903555bec0e8259688\n",
+                container(
+                    Podman,
+                    "3c34722df70de591a8507eca22496776799930a05fb734903555bec0e8259688",
+                    Some("5fe9274922d8a61fbdc2b12b003e5438bf711497817f5befc31eb76448311c37"),
+                ),
+            ),
+            // Rootless pod, systemd manager: the slice under the user manager's `user.slice`
+            // (`systemdSliceFromPath("user.slice", "libpod_pod_<id>")`, podman's
+            // libpod/runtime_pod_linux.go).
+            (
+                "podman pod, rootless systemd",
+                b"0::/user.slice/user-1000.slice/user@1000.service/user.slice/user-libpod_pod_ddf44d54b520f0b4469fcd01c3155ca49e6911dc2175471eb3a7b789187a7a89.slice/libpod-1dadda571b14eefb3158a15d0fff7e0089f9dd92f922679ed0116cccdfe8bb0f.scope\n",
+                container(
+                    Podman,
+                    "1dadda571b14eefb3158a15d0fff7e0089f9dd92f922679ed0116cccdfe8bb0f",
+                    Some("ddf44d54b520f0b4469fcd01c3155ca49e6911dc2175471eb3a7b789187a7a89"),
+                ),
+            ),
+            // A container outside a pod on this machine, the same podman: no pod.
+            (
+                "podman, cgroupfs hybrid, no pod",
+                b"4:memory:/libpod_parent/libpod-7c308bef06a80bef84d586a6e3659246ee5412165f5884945f7029a8d14fec46\n\
+0::/libpod_parent/libpod-7c308bef06a80bef84d586a6e3659246ee5412165f5884945f7029a8d14fec46\n",
+                container(
+                    Podman,
+                    "7c308bef06a80bef84d586a6e3659246ee5412165f5884945f7029a8d14fec46",
                     None,
                 ),
             ),
@@ -1039,6 +1097,42 @@ mod tests {
                 "component {component:?}"
             );
         }
+    }
+
+    #[test]
+    fn podman_pod_ids() {
+        let id = "ddf44d54b520f0b4469fcd01c3155ca49e6911dc2175471eb3a7b789187a7a89";
+        let cases: &[(String, Option<&str>)] = &[
+            (format!("machine-libpod_pod_{id}.slice"), Some(id)),
+            (format!("user-libpod_pod_{id}.slice"), Some(id)),
+            // A `--cgroup-parent` slice of one's own keeps its prefix.
+            (format!("team-libpod_pod_{id}.slice"), Some(id)),
+            (id.to_owned(), Some(id)),
+            ("machine.slice".to_owned(), None),
+            ("libpod_parent".to_owned(), None),
+            (format!("{id}.slice"), None),
+            (format!("machine-libpod_pod_{}.slice", &id[..63]), None),
+            (
+                format!("machine-libpod_pod_{}.slice", id.to_uppercase()),
+                None,
+            ),
+            (format!("machine-libpod_pod_{id}"), None),
+            (format!("pod{id}"), None),
+        ];
+        for (component, expected) in cases {
+            assert_eq!(
+                podman_pod_of(component).as_deref(),
+                *expected,
+                "component {component:?}"
+            );
+        }
+        // Only a Podman container's parent is read so: a Docker container under a directory
+        // of 64 hex digits is in no pod.
+        let docker = "5dace3de0735f73d2b5048f12d41a71741a02e49668de921fdae62f7e65dc498";
+        assert_eq!(
+            parse_cgroup(format!("0::/{id}/docker-{docker}.scope\n").as_bytes()),
+            container(Runtime::Docker, docker, None)
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ pub struct Container {
 }
 
 impl Container {
-    /// What counts as "one workload" for sharing: the pod for Kubernetes containers (its
-    /// containers share namespaces by design), the container otherwise.
+    /// What counts as "one workload" for sharing: the pod for Kubernetes and Podman
+    /// containers (a pod's containers share namespaces by design: the pause or infra
+    /// container's), the container otherwise.
     pub fn unit(&self) -> &str {
         self.pod_uid.as_deref().unwrap_or(&self.id)
     }
@@ -319,6 +320,32 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             &HashMap::new(),
         );
         assert_eq!(container(alone.of(10)).pod_uid, None);
+    }
+
+    /// A Podman pod's containers, its infra container included, are one workload, as a
+    /// Kubernetes pod's are; a container outside the pod is its own (cgroups as podman 4.3
+    /// makes them with the cgroupfs manager).
+    #[test]
+    fn a_podman_pods_containers_are_one_unit() {
+        let pod = "5fe9274922d8a61fbdc2b12b003e5438bf711497817f5befc31eb76448311c37";
+        let in_pod = |id: char| {
+            let id: String = std::iter::repeat_n(id, 64).collect();
+            cgroup(&format!("0::/libpod_parent/{pod}/libpod-{id}\n"))
+        };
+        let (infra, a, b) = (in_pod('1'), in_pod('2'), in_pod('3'));
+        let alone = cgroup(&format!("0::/libpod_parent/libpod-{}\n", "4".repeat(64)));
+        let s = snapshot(vec![
+            process(10, 1, "catatonit", Some(&infra)),
+            process(11, 1, "sleep", Some(&a)),
+            process(12, 1, "sleep", Some(&b)),
+            process(13, 1, "sleep", Some(&alone)),
+        ]);
+        let a = attribute(&s, &HashMap::new());
+        for pid in [10, 11, 12] {
+            let c = container(a.of(pid));
+            assert_eq!((c.runtime, c.unit()), (Runtime::Podman, pod), "pid {pid}");
+        }
+        assert_eq!(container(a.of(13)).unit(), "4".repeat(64));
     }
 
     /// Only kthreadd's own children are kernel threads: in a pid namespace (a fixture tree,
