@@ -35,7 +35,7 @@ use nix::libc;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use nsexporter::attribution::attribute;
+use nsexporter::attribution::{Names, attribute};
 use nsexporter::lifecycle::Tracker;
 use nsexporter::model::{Holder, NsType};
 use nsexporter::policy::Policy;
@@ -505,7 +505,7 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
     // served scan goes on as the exporter's scan loop does: lifecycle, attribution, policy.
     let mut tracker = Tracker::new();
     let policy = Policy::default().for_cgroup_layout(procfs.cgroup_layout());
-    let names = HashMap::new();
+    let names = Names::default();
     let mut reference = ReferenceScan::new();
     let mut t = Timings::default();
 

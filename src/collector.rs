@@ -8,17 +8,16 @@
 //! dropped so that a failing scan never resolves a security alert by itself.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::attribution::{KubeletName, attribute, read_kubelet_names};
+use crate::attribution::{NameErrorReason, NameSource, NameSources, Names, attribute};
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
-use crate::metrics::{Exposition, Metrics, ScanRecord};
+use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
 use crate::model::{CgroupLayout, NsType, Snapshot};
 use crate::policy::{Policy, Rule};
 use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
@@ -35,7 +34,8 @@ pub struct Collector {
     layout: CgroupLayout,
     /// The policy in force: as configured, resolved for the cgroup layout.
     policy: Policy,
-    kubelet_logs: Option<PathBuf>,
+    /// Where container names come from, with their last reads.
+    names: NameSources,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
     warned: [bool; ErrorReason::ALL.len()],
@@ -43,8 +43,9 @@ pub struct Collector {
     failing: Option<FailureReason>,
     /// Container ids whose conflicting kubelet log names were already logged.
     name_conflicts: HashSet<String>,
-    /// The kubelet's names as last read, with the directory's identity and change time then.
-    kubelet_names: Option<KubeletCache>,
+    /// Name source failures, counted; and which were logged at warn already, as `warned`.
+    name_errors: NameSourceErrors,
+    name_warned: [[bool; NameErrorReason::ALL.len()]; NameSource::ALL.len()],
     /// The findings of the last scan: each new one is counted and logged once.
     findings: FindingLog,
     /// Processes the sweeps read since the last scan: pid, start ticks, reads.
@@ -58,12 +59,7 @@ pub struct Collector {
 impl Collector {
     /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
     /// without a reboot.
-    pub fn new(
-        scanner: Scanner,
-        mut metrics: Metrics,
-        policy: Policy,
-        kubelet_logs: Option<PathBuf>,
-    ) -> Self {
+    pub fn new(scanner: Scanner, mut metrics: Metrics, policy: Policy, names: NameSources) -> Self {
         let layout = scanner.procfs().cgroup_layout();
         let policy = policy.for_cgroup_layout(layout);
         tracing::info!(
@@ -78,17 +74,19 @@ impl Collector {
             }
         );
         metrics.set_cgroup_layout(layout);
+        let name_errors = metrics.name_source_errors();
         Collector {
             scanner,
             tracker: Tracker::new(),
             metrics,
             layout,
             policy,
-            kubelet_logs,
+            names,
             warned: [false; ErrorReason::ALL.len()],
             failing: None,
             name_conflicts: HashSet::new(),
-            kubelet_names: None,
+            name_errors,
+            name_warned: Default::default(),
             findings: FindingLog::new(),
             swept: HashMap::new(),
             events: None,
@@ -144,7 +142,7 @@ impl Collector {
         }
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
-        let names = self.kubelet_names();
+        let names = self.names();
         let attribution = attribute(&snapshot, &names);
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let new_findings = self.findings.update(&sharing.findings);
@@ -193,50 +191,37 @@ impl Collector {
         (self.metrics.encode(), Ok(()))
     }
 
-    /// The kubelet's names by container id, read again only when the directory changed (its
-    /// inode or mtime: every create, remove and rename in it moves the mtime) or the last read
-    /// is [`KUBELET_REREAD`] old, as a net for a change within one timestamp tick. A container
-    /// id with several names is logged once.
-    fn kubelet_names(&mut self) -> Arc<HashMap<String, KubeletName>> {
-        let Some(dir) = &self.kubelet_logs else {
-            return Arc::default();
-        };
-        let stamp = std::fs::metadata(dir).ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino(), m.mtime(), m.mtime_nsec())
-        });
-        if let Some(cache) = &self.kubelet_names
-            && stamp.is_some()
-            && cache.stamp == stamp
-            && cache.read_at.elapsed() < KUBELET_REREAD
-        {
-            return Arc::clone(&cache.names);
+    /// Container names by id, each source read again only when it changed (see
+    /// [`NameSources`]). A container id with several kubelet names is logged once; a failed
+    /// read is counted, and logged at warn the first time its source and reason appear.
+    fn names(&mut self) -> Names {
+        let refresh = self.names.refresh(Instant::now());
+        for c in &refresh.conflicts {
+            if self.name_conflicts.insert(c.container_id.clone()) {
+                tracing::warn!(
+                    dir = %c.dir.display(),
+                    container_id = %c.container_id,
+                    file_names = ?c.file_names,
+                    "several kubelet log names for one container id; the first in byte order is used"
+                );
+            }
         }
-        let names = match read_kubelet_names(dir) {
-            Ok(names) => {
-                for c in &names.conflicts {
-                    if self.name_conflicts.insert(c.container_id.clone()) {
-                        tracing::warn!(
-                            dir = %dir.display(),
-                            container_id = %c.container_id,
-                            file_names = ?c.file_names,
-                            "several kubelet log names for one container id; the first in byte order is used"
-                        );
-                    }
-                }
-                Arc::new(names.by_id)
+        for (source, e) in &refresh.errors {
+            let reason = e.reason();
+            self.name_errors.count(*source, reason);
+            let warned = &mut self.name_warned[source.index()][reason.index()];
+            if std::mem::replace(warned, true) {
+                tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
+            } else {
+                tracing::warn!(
+                    source = source.as_str(),
+                    reason = reason.as_str(),
+                    error = %e,
+                    "container names unread (said once per source and reason; counted in nsexporter_name_source_errors_total)"
+                );
             }
-            Err(e) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "no kubelet log names");
-                Arc::default()
-            }
-        };
-        self.kubelet_names = Some(KubeletCache {
-            stamp,
-            read_at: Instant::now(),
-            names: Arc::clone(&names),
-        });
-        names
+        }
+        refresh.names
     }
 
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
@@ -374,7 +359,7 @@ impl Collector {
         let processes = processes.into_iter().map(|p| (p.id.pid, p)).collect();
         let (time, wall) = self.scanner.now();
         let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
-        let names = self.kubelet_names();
+        let names = self.names();
         let attribution = attribute(&fresh, &names);
         let sharing = evaluate(&fresh, &attribution, &self.policy);
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
@@ -387,17 +372,6 @@ impl Collector {
         self.events = Some(events);
         self
     }
-}
-
-/// The longest a kubelet name listing is used without being read again.
-const KUBELET_REREAD: Duration = Duration::from_secs(60);
-
-/// The kubelet's names as last read.
-struct KubeletCache {
-    /// Device, inode, mtime seconds and nanoseconds of the directory at the read.
-    stamp: Option<(u64, u64, i64, i64)>,
-    read_at: Instant,
-    names: Arc<HashMap<String, KubeletName>>,
 }
 
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)

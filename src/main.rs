@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use tokio::sync::watch;
 
+use nsexporter::attribution::NameSources;
 use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
@@ -188,7 +189,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
                 .with_pins(settings.scan_pins),
             metrics,
             settings.policy.clone(),
-            Some(settings.kubelet_logs.clone()),
+            NameSources::new().kubelet(settings.kubelet_logs.clone()),
         )
         .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events

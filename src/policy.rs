@@ -272,14 +272,14 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attribution::{KubeletName, Runtime};
+    use crate::attribution::{ContainerNames, Runtime};
 
     fn container(ns: &str, pod: &str, name: &str) -> Container {
         Container {
             runtime: Runtime::Containerd,
             id: "a".repeat(64),
             pod_uid: Some("0d33f94b-ab1a-4c5e-9d1f-2c8f2a4e6b7c".into()),
-            names: Some(KubeletName {
+            names: Some(ContainerNames {
                 pod: pod.into(),
                 k8s_namespace: ns.into(),
                 container: name.into(),

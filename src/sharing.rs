@@ -305,7 +305,7 @@ fn ownership(
     };
     let labelled = matches!(owner, Owner::Container | Owner::Pod | Owner::Mixed);
     let cs = || containers.values().map(|c| c.as_ref());
-    let names = |f: fn(&crate::attribution::KubeletName) -> &str| {
+    let names = |f: fn(&crate::attribution::ContainerNames) -> &str| {
         if labelled && cs().all(|c| c.names.is_some()) {
             single(cs().filter_map(|c| c.names.as_ref().map(f)))
         } else {
@@ -345,7 +345,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::attribution::{KubeletName, Runtime};
+    use crate::attribution::{ContainerNames, Runtime};
     use crate::model::{HostNamespaces, HostSource, PerType, Process, ProcessId, ScanTime};
     use crate::policy::{RawAllow, RawPolicy};
 
@@ -356,7 +356,7 @@ mod tests {
         Arc::new(Container {
             runtime: Runtime::Containerd,
             pod_uid: Some(format!("uid-{pod}")),
-            names: Some(KubeletName {
+            names: Some(ContainerNames {
                 pod: pod.into(),
                 k8s_namespace: ns.into(),
                 container: format!("ctr-{}", &id[..1]),

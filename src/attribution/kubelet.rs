@@ -21,20 +21,11 @@ use std::io;
 use std::path::Path;
 
 use super::cgroup::is_container_id;
+use super::names::ContainerNames;
 
-/// The Kubernetes names of one container, from one log symlink's name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KubeletName {
-    pub pod: String,
-    pub k8s_namespace: String,
-    pub container: String,
-    /// 64 lowercase hex digits, without a `containerd://`-style scheme: the id that
-    /// `/proc/PID/cgroup` shows.
-    pub container_id: String,
-}
-
-/// Parses one file name of `/var/log/containers/`; `None` for anything else.
-pub fn parse_log_name(name: &str) -> Option<KubeletName> {
+/// Parses one file name of `/var/log/containers/` into the names it carries; `None` for
+/// anything else.
+pub fn parse_log_name(name: &str) -> Option<ContainerNames> {
     let stem = name.strip_suffix(".log")?;
     let (head, container_id) = stem.rsplit_once('-')?;
     let mut parts = head.split('_');
@@ -44,7 +35,7 @@ pub fn parse_log_name(name: &str) -> Option<KubeletName> {
         && is_dns_subdomain(pod)
         && is_dns_label(k8s_namespace)
         && is_dns_label(container);
-    valid.then(|| KubeletName {
+    valid.then(|| ContainerNames {
         pod: pod.to_owned(),
         k8s_namespace: k8s_namespace.to_owned(),
         container: container.to_owned(),
@@ -54,10 +45,10 @@ pub fn parse_log_name(name: &str) -> Option<KubeletName> {
 
 /// The names a kubelet log directory gives, by container id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KubeletNames {
+pub struct ContainerNamess {
     /// One name per container id; where several file names carry the id, the one of the
     /// smallest file name (see [`read_kubelet_names`]).
-    pub by_id: HashMap<String, KubeletName>,
+    pub by_id: HashMap<String, ContainerNames>,
     /// Every container id that two or more file names carry, ordered by id.
     pub conflicts: Vec<NameConflict>,
 }
@@ -65,6 +56,8 @@ pub struct KubeletNames {
 /// Two or more file names that carry one container id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameConflict {
+    /// The directory listed.
+    pub dir: std::path::PathBuf,
     pub container_id: String,
     /// The file names, in byte order: the first is the one used.
     pub file_names: Vec<String>,
@@ -83,14 +76,14 @@ pub struct NameConflict {
 ///
 /// Where two or more file names carry one container id, the smallest file name (in byte
 /// order) wins, whatever the readdir order, and the id is listed in
-/// [`KubeletNames::conflicts`] for the caller to report.
+/// [`ContainerNamess::conflicts`] for the caller to report.
 ///
 /// # Errors
 ///
 /// The error of opening or reading the directory, as `read_dir` gives it: the caller knows
 /// `dir` and adds it. A node that runs no kubelet has no such directory (`NotFound`).
-pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
-    let mut found: Vec<(String, KubeletName)> = Vec::new();
+pub fn read_kubelet_names(dir: &Path) -> io::Result<ContainerNamess> {
+    let mut found: Vec<(String, ContainerNames)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let counts = entry
@@ -109,11 +102,12 @@ pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
     found.sort_unstable_by(|(a_file, a), (b_file, b)| {
         (&a.container_id, a_file).cmp(&(&b.container_id, b_file))
     });
-    let mut names = KubeletNames::default();
+    let mut names = ContainerNamess::default();
     for run in found.chunk_by(|(_, a), (_, b)| a.container_id == b.container_id) {
         let (_, first) = &run[0];
         if run.len() > 1 {
             names.conflicts.push(NameConflict {
+                dir: dir.to_owned(),
                 container_id: first.container_id.clone(),
                 file_names: run.iter().map(|(file, _)| file.clone()).collect(),
             });
@@ -151,8 +145,8 @@ mod tests {
 
     const ID: &str = "3959d7abfbd0221e5043fccbcb8040e9a1a4e6518dad483b7a33a131885e0283";
 
-    fn name(pod: &str, ns: &str, container: &str, id: &str) -> Option<KubeletName> {
-        Some(KubeletName {
+    fn name(pod: &str, ns: &str, container: &str, id: &str) -> Option<ContainerNames> {
+        Some(ContainerNames {
             pod: pod.to_owned(),
             k8s_namespace: ns.to_owned(),
             container: container.to_owned(),
@@ -162,7 +156,7 @@ mod tests {
 
     #[test]
     fn log_names() {
-        let cases: Vec<(String, Option<KubeletName>)> = vec![
+        let cases: Vec<(String, Option<ContainerNames>)> = vec![
             // Real names from a kubeadm control-plane node (dec1/practical_devops,
             // cloud/devops/kubernetes/ref/troubleshooting/general.md).
             (
@@ -307,6 +301,7 @@ mod tests {
                 names.conflicts,
                 vec![NameConflict {
                     container_id: ID.to_owned(),
+                    dir: dir.path().to_owned(),
                     file_names: vec![proxy.clone(), forged.clone(), third.clone()],
                 }],
                 "order {order:?}"

@@ -3,11 +3,12 @@
 //! Kernel interface: `/proc/PID/cgroup` (cgroups(7)). Container runtimes name the cgroup of
 //! each container after it, so the cgroup path of a process says which container, and for
 //! Kubernetes which pod, it runs in: [`parse_cgroup`] turns the bytes of that file into a
-//! [`CgroupWorkload`]. The kubelet's `/var/log/containers/` directory maps a container id to
-//! its pod, namespace and container names: [`read_kubelet_names`] lists it (names only,
-//! never contents) and [`parse_log_name`] parses one name.
+//! [`CgroupWorkload`]. Names come from files beside the kernel's: the kubelet's
+//! `/var/log/containers/` directory maps a container id to its pod, namespace and container
+//! names ([`read_kubelet_names`] lists it, names only, never contents, and
+//! [`parse_log_name`] parses one name); [`NameSources`] keeps them fresh.
 //!
-//! Everything here is a pure function of bytes already read, except the directory listing;
+//! Everything here is a pure function of bytes already read, except the name sources' reads;
 //! reading `/proc/PID/cgroup` itself belongs to the scan stage, through `ProcFs`.
 //!
 //! # Kernel threads
@@ -20,8 +21,12 @@
 
 mod cgroup;
 mod kubelet;
+mod names;
 mod workload;
 
 pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
-pub use kubelet::{KubeletName, parse_log_name, read_kubelet_names};
+pub use kubelet::{NameConflict, parse_log_name, read_kubelet_names};
+pub use names::{
+    ContainerNames, NameError, NameErrorReason, NameSource, NameSources, Names, Refresh,
+};
 pub use workload::{Attribution, Container, Workload, attribute};

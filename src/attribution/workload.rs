@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{CgroupWorkload, ContainerRef, KubeletName, Runtime, parse_cgroup};
+use super::{CgroupWorkload, ContainerNames, ContainerRef, Names, Runtime, parse_cgroup};
 use crate::model::{Process, Snapshot};
 
 /// One container, shared by all its processes. Ordered by id first (the field order), and
@@ -14,8 +14,8 @@ pub struct Container {
     pub id: String,
     pub runtime: Runtime,
     pub pod_uid: Option<String>,
-    /// Pod, namespace and container names, where the kubelet's log directory had them.
-    pub names: Option<KubeletName>,
+    /// Pod, namespace and container names, where a name source had them.
+    pub names: Option<ContainerNames>,
 }
 
 impl Container {
@@ -78,10 +78,10 @@ fn is_runtime_setup(comm: &str) -> bool {
 }
 
 /// Attributes every process of `snapshot` from the cgroup file the scan read with it.
-/// `names` maps container ids to the kubelet's names; where it is empty only ids and pod uids
-/// are known. A pure function of its inputs: processes of one cgroup share the bytes the scan
+/// `names` gives each container id's names; where it has none only ids and pod uids are
+/// known. A pure function of its inputs: processes of one cgroup share the bytes the scan
 /// read, so each distinct file is parsed once.
-pub fn attribute(snapshot: &Snapshot, names: &HashMap<String, KubeletName>) -> Attribution {
+pub fn attribute(snapshot: &Snapshot, names: &Names) -> Attribution {
     let kernel = |p: &Process| is_kernel_thread(p, snapshot);
     let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
     for p in snapshot.processes.values().filter(|p| !kernel(p)) {
@@ -193,8 +193,8 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         )
     }
 
-    fn kubelet_name(pod: &str, container: &str, id: &str) -> KubeletName {
-        KubeletName {
+    fn kubelet_name(pod: &str, container: &str, id: &str) -> ContainerNames {
+        ContainerNames {
             pod: pod.into(),
             k8s_namespace: "default".into(),
             container: container.into(),
@@ -232,10 +232,13 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(400, 1, "exiting", Some(&empty)),
             process(401, 1, "unread", None),
         ]);
-        let names = HashMap::from([(
-            CONTAINERD_ID.to_owned(),
-            kubelet_name("web-0", "nginx", CONTAINERD_ID),
-        )]);
+        let names = Names::of(
+            crate::attribution::NameSource::Kubelet,
+            HashMap::from([(
+                CONTAINERD_ID.to_owned(),
+                kubelet_name("web-0", "nginx", CONTAINERD_ID),
+            )]),
+        );
         let a = attribute(&s, &names);
 
         assert_eq!(a.of(1), &Workload::Host);
@@ -288,7 +291,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             // A payload may be called anything but runc's own names.
             process(15, 14, "runcible", Some(&payload)),
         ]);
-        let a = attribute(&s, &HashMap::new());
+        let a = attribute(&s, &Names::default());
         let app = container(a.of(14));
         assert_eq!(
             (app.id.as_str(), app.runtime, app.unit(), app.names.as_ref()),
@@ -310,14 +313,14 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(10, 1, "conmon", Some(&conmon)),
             process(11, 10, "app", Some(&payload)),
         ]);
-        let a = attribute(&s, &HashMap::new());
+        let a = attribute(&s, &Names::default());
         let app = container(a.of(11));
         assert_eq!(app.pod_uid.as_deref(), Some(CRIO_POD));
         assert_eq!(a.of(10), &Workload::Runtime(app.clone()));
         // Alone, the monitor still names its container, without a pod.
         let alone = attribute(
             &snapshot(vec![process(10, 1, "conmon", Some(&conmon))]),
-            &HashMap::new(),
+            &Names::default(),
         );
         assert_eq!(container(alone.of(10)).pod_uid, None);
     }
@@ -340,7 +343,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(12, 1, "sleep", Some(&b)),
             process(13, 1, "sleep", Some(&alone)),
         ]);
-        let a = attribute(&s, &HashMap::new());
+        let a = attribute(&s, &Names::default());
         for pid in [10, 11, 12] {
             let c = container(a.of(pid));
             assert_eq!((c.runtime, c.unit()), (Runtime::Podman, pod), "pid {pid}");
@@ -358,7 +361,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(2, 1, "sleep", Some(&host)),
             process(3, 2, "child", Some(&host)),
         ]);
-        let a = attribute(&s, &HashMap::new());
+        let a = attribute(&s, &Names::default());
         for pid in [1, 2, 3] {
             assert_eq!(a.of(pid), &Workload::Host, "pid {pid}");
         }

@@ -7,6 +7,7 @@
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
 //! operator's choice ([`PerNamespace`]).
 
+mod name_sources;
 mod self_process;
 pub mod view;
 
@@ -27,6 +28,7 @@ use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Owner, Ownership, Sharing};
 
+pub use name_sources::NameSourceErrors;
 pub use self_process::SelfProcessCollector;
 use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
 

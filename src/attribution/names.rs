@@ -1,0 +1,339 @@
+//! Container names, from files the kubelet and the container engines keep on the node, and
+//! the cache that keeps them fresh without reading them every scan.
+//!
+//! Interfaces: files, not the kernel and not an API. The kubelet's `/var/log/containers`
+//! listing ([`super::read_kubelet_names`]). A source is read again only when its *stamp*
+//! moves — device, inode, mtime and size of the directory or file that every change of
+//! the source rewrites (stat(2)) — or when its last read is a re-read period old, as a net
+//! for two changes within one timestamp tick. A stamp that cannot be taken (the path is
+//! absent, or unreadable) is a stamp too: an absent source costs one `stat` a scan, and is
+//! read at once when it appears.
+//!
+//! Failures are returned by source and [`NameErrorReason`], for the caller to count and log.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::kubelet::{NameConflict, read_kubelet_names};
+
+/// The names of one container: pod, Kubernetes namespace and container name where the
+/// kubelet gave them, the container name alone where an engine did.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerNames {
+    /// The Kubernetes pod's name; empty outside Kubernetes.
+    pub pod: String,
+    /// The pod's Kubernetes namespace; empty outside Kubernetes.
+    pub k8s_namespace: String,
+    pub container: String,
+    /// 64 lowercase hex digits, without a `containerd://`-style scheme: the id that
+    /// `/proc/PID/cgroup` shows.
+    pub container_id: String,
+}
+
+label_enum! {
+    /// Where container names come from: the `source` label. Earlier sources win where two
+    /// name one container id (a Docker container that the kubelet made has both names; the
+    /// kubelet's carry the pod).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum NameSource {
+        /// The kubelet's `/var/log/containers` listing (`--path.kubelet-logs`).
+        Kubelet = "kubelet",
+    }
+}
+
+label_enum! {
+    /// Why a name source, or one of its files, could not be read: the `reason` label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum NameErrorReason {
+        /// EACCES or EPERM: typically a non-root exporter without CAP_DAC_READ_SEARCH.
+        PermissionDenied = "permission_denied",
+        /// Not a regular file, not the JSON expected, or no valid name in it.
+        ParseError = "parse_error",
+        /// Larger than the source's limit: refused before it is read.
+        TooLarge = "too_large",
+        /// Any other I/O error.
+        IoError = "io_error",
+    }
+}
+
+/// A failed read of a name source, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: larger than the limit of {limit} bytes", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{}: {detail}", path.display())]
+    Parse { path: PathBuf, detail: String },
+}
+
+impl NameError {
+    pub(super) fn io(path: &Path, source: io::Error) -> NameError {
+        NameError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub fn reason(&self) -> NameErrorReason {
+        match self {
+            NameError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                NameErrorReason::PermissionDenied
+            }
+            NameError::Io { .. } => NameErrorReason::IoError,
+            NameError::TooLarge { .. } => NameErrorReason::TooLarge,
+            NameError::Parse { .. } => NameErrorReason::ParseError,
+        }
+    }
+}
+
+/// The names every source gave at its last read, by container id: what attribution looks up.
+/// Cheap to clone: each source's map is shared with the cache.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    by_source: [Arc<HashMap<String, ContainerNames>>; NameSource::ALL.len()],
+}
+
+impl Names {
+    /// Names from one source (tests, benchmarks).
+    pub fn of(source: NameSource, by_id: HashMap<String, ContainerNames>) -> Names {
+        let mut names = Names::default();
+        names.by_source[source.index()] = Arc::new(by_id);
+        names
+    }
+
+    /// The names of container `id`, from the first source (in [`NameSource::ALL`] order)
+    /// that has it.
+    pub fn get(&self, id: &str) -> Option<&ContainerNames> {
+        self.by_source.iter().find_map(|by_id| by_id.get(id))
+    }
+}
+
+/// What a refresh found: the names, and what went wrong or looked wrong on the way.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    pub names: Names,
+    /// Failed reads of this refresh, each once: a source or file that keeps failing is
+    /// tried again only when it changes or at the re-read period.
+    pub errors: Vec<(NameSource, NameError)>,
+    /// Kubelet log names that carry one container id twice, at each read of the listing.
+    pub conflicts: Vec<NameConflict>,
+}
+
+/// The longest a source is used without being read again, by default.
+pub const REREAD: Duration = Duration::from_secs(60);
+
+/// The configured name sources and their last reads.
+#[derive(Debug)]
+pub struct NameSources {
+    kubelet: Option<(PathBuf, Cache<Stamp>)>,
+    reread: Duration,
+}
+
+impl Default for NameSources {
+    fn default() -> Self {
+        NameSources {
+            kubelet: None,
+            reread: REREAD,
+        }
+    }
+}
+
+impl NameSources {
+    /// No source: only container ids and pod uids are known.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The kubelet's log directory, normally `/var/log/containers`.
+    pub fn kubelet(mut self, dir: PathBuf) -> Self {
+        self.kubelet = Some((dir, Cache::default()));
+        self
+    }
+
+    /// Re-reads every source at least this often (tests).
+    pub fn reread_every(mut self, period: Duration) -> Self {
+        self.reread = period;
+        self
+    }
+
+    /// The names of every source, each read again if its stamp moved or it is
+    /// [`reread_every`](Self::reread_every) old at `now`.
+    pub fn refresh(&mut self, now: Instant) -> Refresh {
+        let mut out = Refresh::default();
+        if let Some((dir, cache)) = &mut self.kubelet {
+            let stamp = Stamp::of(std::fs::metadata(&dir));
+            if cache.stale(&stamp, now, self.reread) {
+                let names = match read_kubelet_names(dir) {
+                    Ok(names) => {
+                        out.conflicts.extend(names.conflicts);
+                        names.by_id
+                    }
+                    // No kubelet on this node.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+                    Err(e) => {
+                        out.errors
+                            .push((NameSource::Kubelet, NameError::io(dir, e)));
+                        HashMap::new()
+                    }
+                };
+                cache.store(stamp, now, names);
+            }
+            out.names.by_source[NameSource::Kubelet.index()] = Arc::clone(&cache.names);
+        }
+        out
+    }
+}
+
+/// One source's last read.
+#[derive(Debug)]
+struct Cache<S> {
+    /// The source's stamp just before that read, and when it was.
+    read: Option<(S, Instant)>,
+    names: Arc<HashMap<String, ContainerNames>>,
+}
+
+impl<S> Default for Cache<S> {
+    fn default() -> Self {
+        Cache {
+            read: None,
+            names: Arc::default(),
+        }
+    }
+}
+
+impl<S: PartialEq> Cache<S> {
+    /// Whether the source must be read again: never read, its stamp moved since, or read
+    /// `period` ago.
+    fn stale(&self, stamp: &S, now: Instant, period: Duration) -> bool {
+        self.read
+            .as_ref()
+            .is_none_or(|(seen, at)| seen != stamp || now.saturating_duration_since(*at) >= period)
+    }
+
+    /// Keeps a read, with the stamp taken *before* it: a change during the read moves the
+    /// stamp again, so the next refresh reads once more.
+    fn store(&mut self, stamp: S, now: Instant, names: HashMap<String, ContainerNames>) {
+        self.read = Some((stamp, now));
+        self.names = Arc::new(names);
+    }
+}
+
+/// What moves when a directory's entries or a file's contents change: device, inode, mtime
+/// (seconds and nanoseconds) and size; or why there is none to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stamp {
+    Seen {
+        dev: u64,
+        ino: u64,
+        mtime: i64,
+        mtime_nsec: i64,
+        size: u64,
+    },
+    Failed(io::ErrorKind),
+}
+
+impl Stamp {
+    pub(super) fn of(meta: io::Result<Metadata>) -> Stamp {
+        match meta {
+            Ok(m) => Stamp::Seen {
+                dev: m.dev(),
+                ino: m.ino(),
+                mtime: m.mtime(),
+                mtime_nsec: m.mtime_nsec(),
+                size: m.size(),
+            },
+            Err(e) => Stamp::Failed(e.kind()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3959d7abfbd0221e5043fccbcb8040e9a1a4e6518dad483b7a33a131885e0283";
+
+    fn names(container: &str) -> ContainerNames {
+        ContainerNames {
+            pod: String::new(),
+            k8s_namespace: String::new(),
+            container: container.into(),
+            container_id: ID.into(),
+        }
+    }
+
+    #[test]
+    fn errors_name_their_path_and_reason() {
+        let path = Path::new("/var/lib/docker/containers");
+        let denied = NameError::io(path, io::Error::from_raw_os_error(nix::libc::EACCES));
+        assert_eq!(denied.reason(), NameErrorReason::PermissionDenied);
+        assert_eq!(
+            denied.to_string(),
+            "/var/lib/docker/containers: Permission denied (os error 13)"
+        );
+        let big = NameError::TooLarge {
+            path: path.join("x"),
+            limit: 1024,
+        };
+        assert_eq!(
+            big.to_string(),
+            "/var/lib/docker/containers/x: larger than the limit of 1024 bytes"
+        );
+    }
+
+    #[test]
+    fn earlier_sources_win() {
+        let kubelet = Names::of(
+            NameSource::Kubelet,
+            HashMap::from([(ID.to_owned(), names("app"))]),
+        );
+        assert_eq!(kubelet.get(ID).map(|n| n.container.as_str()), Some("app"));
+        assert_eq!(kubelet.get("other"), None);
+        assert_eq!(Names::default().get(ID), None);
+    }
+
+    /// The kubelet's directory is read again when it changes and once a period, not every
+    /// refresh; a missing directory is no error and is read as soon as it appears.
+    #[test]
+    fn kubelet_listing_follows_its_stamp() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("containers");
+        let mut sources = NameSources::new().kubelet(dir.clone());
+        let t0 = Instant::now();
+        let r = sources.refresh(t0);
+        assert!(r.errors.is_empty() && r.names.get(ID).is_none());
+
+        std::fs::create_dir(&dir).unwrap();
+        let log = dir.join(format!("web-0_shop_nginx-{ID}.log"));
+        std::fs::write(&log, b"").unwrap();
+        let r = sources.refresh(t0);
+        assert_eq!(r.names.get(ID).map(|n| n.pod.as_str()), Some("web-0"));
+
+        // Unchanged: the cached map itself, not a new read.
+        let again = sources.refresh(t0 + Duration::from_secs(1));
+        assert!(Arc::ptr_eq(
+            &r.names.by_source[0],
+            &again.names.by_source[0]
+        ));
+        // A period later it is read again, changed or not.
+        let later = sources.refresh(t0 + REREAD);
+        assert!(!Arc::ptr_eq(
+            &r.names.by_source[0],
+            &later.names.by_source[0]
+        ));
+
+        std::fs::remove_file(&log).unwrap();
+        let r = sources.refresh(t0 + REREAD);
+        assert_eq!(r.names.get(ID), None);
+    }
+}
