@@ -183,6 +183,13 @@ config_keys! {
             help: "The kubelet's container log directory, whose file names give pod and \
                    container names",
         },
+        docker: PathBuf {
+            flag: "path.docker" <DIR> as docker,
+            default: "/var/lib/docker",
+            parse: "text",
+            help: "Docker's data root, whose containers/<id>/config.v2.json give container \
+                   names",
+        },
     }
     scan: RawScan {
         interval: Duration {
@@ -599,6 +606,8 @@ pub struct Settings {
     pub procfs: PathBuf,
     /// Optional: where it does not exist only container ids and pod uids are known.
     pub kubelet_logs: PathBuf,
+    /// Optional, as `kubelet_logs`: Docker's data root.
+    pub docker: PathBuf,
     pub scan_interval: Duration,
     pub scan_threads: ThreadScan,
     /// Zero: no sweeps.
@@ -679,6 +688,7 @@ impl TryFrom<RawConfig> for Settings {
             telemetry_path,
             procfs: path.procfs,
             kubelet_logs: path.kubelet_logs,
+            docker: path.docker,
             scan_interval: scan.interval,
             scan_threads: scan.threads,
             scan_sweep_interval: scan.sweep_interval,

@@ -189,7 +189,9 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
                 .with_pins(settings.scan_pins),
             metrics,
             settings.policy.clone(),
-            NameSources::new().kubelet(settings.kubelet_logs.clone()),
+            NameSources::new()
+                .kubelet(settings.kubelet_logs.clone())
+                .docker(settings.docker.clone()),
         )
         .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events

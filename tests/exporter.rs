@@ -12,9 +12,12 @@ use support::*;
 fn fixture_exporter() -> Exporter {
     let procfs = fixture_procfs();
     let logs = manifest_dir().join("tests/fixtures/kubelet-logs");
+    // Not this machine's engines: the golden output is the fixture's alone.
+    let no_docker = manifest_dir().join("tests/fixtures/no-docker");
     Exporter::start(&[
         &format!("--path.procfs={}", procfs.display()),
         &format!("--path.kubelet-logs={}", logs.display()),
+        &format!("--path.docker={}", no_docker.display()),
         "--scan.interval=1h",
     ])
 }

@@ -6,7 +6,8 @@
 //! [`CgroupWorkload`]. Names come from files beside the kernel's: the kubelet's
 //! `/var/log/containers/` directory maps a container id to its pod, namespace and container
 //! names ([`read_kubelet_names`] lists it, names only, never contents, and
-//! [`parse_log_name`] parses one name); [`NameSources`] keeps them fresh.
+//! [`parse_log_name`] parses one name); Docker's data root has each container's name in its
+//! `config.v2.json`; [`NameSources`] keeps them fresh.
 //!
 //! Everything here is a pure function of bytes already read, except the name sources' reads;
 //! reading `/proc/PID/cgroup` itself belongs to the scan stage, through `ProcFs`.
@@ -20,6 +21,7 @@
 //! `/proc/PID/stat`, not this file, so it is not done here.
 
 mod cgroup;
+mod docker;
 mod kubelet;
 mod names;
 mod workload;

@@ -2,23 +2,28 @@
 //! the cache that keeps them fresh without reading them every scan.
 //!
 //! Interfaces: files, not the kernel and not an API. The kubelet's `/var/log/containers`
-//! listing ([`super::read_kubelet_names`]). A source is read again only when its *stamp*
+//! listing ([`super::read_kubelet_names`]); Docker's `containers/<id>/config.v2.json`
+//! ([`super::docker`]). A source is read again only when its *stamp*
 //! moves — device, inode, mtime and size of the directory or file that every change of
 //! the source rewrites (stat(2)) — or when its last read is a re-read period old, as a net
 //! for two changes within one timestamp tick. A stamp that cannot be taken (the path is
 //! absent, or unreadable) is a stamp too: an absent source costs one `stat` a scan, and is
 //! read at once when it appears.
 //!
-//! Failures are returned by source and [`NameErrorReason`], for the caller to count and log.
+//! Every file is untrusted input: read only when it is a regular file no larger than a
+//! limit, and never through a symlink or into a FIFO (`O_NOFOLLOW | O_NONBLOCK`), so a
+//! hostile or broken file costs at most the limit and is counted, not followed. Failures
+//! are returned by source and [`NameErrorReason`], for the caller to count and log.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::docker::DockerStore;
 use super::kubelet::{NameConflict, read_kubelet_names};
 
 /// The names of one container: pod, Kubernetes namespace and container name where the
@@ -43,6 +48,8 @@ label_enum! {
     pub enum NameSource {
         /// The kubelet's `/var/log/containers` listing (`--path.kubelet-logs`).
         Kubelet = "kubelet",
+        /// Docker's `containers/<id>/config.v2.json` (`--path.docker`).
+        Docker = "docker",
     }
 }
 
@@ -81,6 +88,13 @@ impl NameError {
         NameError::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    pub(super) fn parse(path: &Path, detail: impl Into<String>) -> NameError {
+        NameError::Parse {
+            path: path.to_owned(),
+            detail: detail.into(),
         }
     }
 
@@ -136,6 +150,7 @@ pub const REREAD: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct NameSources {
     kubelet: Option<(PathBuf, Cache<Stamp>)>,
+    docker: Option<(DockerStore, Cache<Stamp>)>,
     reread: Duration,
 }
 
@@ -143,6 +158,7 @@ impl Default for NameSources {
     fn default() -> Self {
         NameSources {
             kubelet: None,
+            docker: None,
             reread: REREAD,
         }
     }
@@ -160,6 +176,12 @@ impl NameSources {
         self
     }
 
+    /// Docker's data root, normally `/var/lib/docker`.
+    pub fn docker(mut self, root: PathBuf) -> Self {
+        self.docker = Some((DockerStore::new(root), Cache::default()));
+        self
+    }
+
     /// Re-reads every source at least this often (tests).
     pub fn reread_every(mut self, period: Duration) -> Self {
         self.reread = period;
@@ -170,10 +192,11 @@ impl NameSources {
     /// [`reread_every`](Self::reread_every) old at `now`.
     pub fn refresh(&mut self, now: Instant) -> Refresh {
         let mut out = Refresh::default();
+        let period = self.reread;
         if let Some((dir, cache)) = &mut self.kubelet {
             let stamp = Stamp::of(std::fs::metadata(&dir));
-            if cache.stale(&stamp, now, self.reread) {
-                let names = match read_kubelet_names(dir) {
+            out.names.by_source[NameSource::Kubelet.index()] =
+                cache.refresh(stamp, now, period, || match read_kubelet_names(dir) {
                     Ok(names) => {
                         out.conflicts.extend(names.conflicts);
                         names.by_id
@@ -185,10 +208,19 @@ impl NameSources {
                             .push((NameSource::Kubelet, NameError::io(dir, e)));
                         HashMap::new()
                     }
-                };
-                cache.store(stamp, now, names);
-            }
-            out.names.by_source[NameSource::Kubelet.index()] = Arc::clone(&cache.names);
+                });
+        }
+        if let Some((store, cache)) = &mut self.docker {
+            // Creating or removing a container moves `containers/`; a rename rewrites only
+            // its own file, which the listing then finds changed.
+            let stamp = Stamp::of(std::fs::metadata(store.containers_dir()));
+            out.names.by_source[NameSource::Docker.index()] =
+                cache.refresh(stamp, now, period, || {
+                    let (names, errors) = store.read();
+                    out.errors
+                        .extend(errors.into_iter().map(|e| (NameSource::Docker, e)));
+                    names
+                });
         }
         out
     }
@@ -212,19 +244,24 @@ impl<S> Default for Cache<S> {
 }
 
 impl<S: PartialEq> Cache<S> {
-    /// Whether the source must be read again: never read, its stamp moved since, or read
-    /// `period` ago.
-    fn stale(&self, stamp: &S, now: Instant, period: Duration) -> bool {
-        self.read
-            .as_ref()
-            .is_none_or(|(seen, at)| seen != stamp || now.saturating_duration_since(*at) >= period)
-    }
-
-    /// Keeps a read, with the stamp taken *before* it: a change during the read moves the
-    /// stamp again, so the next refresh reads once more.
-    fn store(&mut self, stamp: S, now: Instant, names: HashMap<String, ContainerNames>) {
-        self.read = Some((stamp, now));
-        self.names = Arc::new(names);
+    /// The names, read again with `read` if the source must be: never read, its stamp moved
+    /// since, or read `period` ago. The stamp is taken *before* the read: a change during
+    /// the read moves it again, so the next refresh reads once more.
+    fn refresh(
+        &mut self,
+        stamp: S,
+        now: Instant,
+        period: Duration,
+        read: impl FnOnce() -> HashMap<String, ContainerNames>,
+    ) -> Arc<HashMap<String, ContainerNames>> {
+        let stale = self.read.as_ref().is_none_or(|(seen, at)| {
+            *seen != stamp || now.saturating_duration_since(*at) >= period
+        });
+        if stale {
+            self.names = Arc::new(read());
+            self.read = Some((stamp, now));
+        }
+        Arc::clone(&self.names)
     }
 }
 
@@ -257,6 +294,56 @@ impl Stamp {
     }
 }
 
+/// Reads a regular file of at most `limit` bytes, whole. A symlink is not followed and a
+/// FIFO or device is not read (`O_NOFOLLOW | O_NONBLOCK`, then `fstat`): both are parse
+/// errors. A file larger than `limit` is refused by its size before any read, and one that
+/// grows past it while read is refused too, so no file costs more than `limit` bytes.
+pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
+    use nix::libc::{ELOOP, O_NOFOLLOW, O_NONBLOCK};
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(ELOOP) => NameError::parse(path, "a symlink, not followed"),
+            _ => NameError::io(path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| NameError::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(NameError::parse(path, "not a regular file"));
+    }
+    let too_large = || NameError::TooLarge {
+        path: path.to_owned(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Read::take(&file as &File, limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| NameError::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// The longest container name taken. Docker and Podman set no limit, but a name is a label
+/// value on every series of its container; cri-dockerd's `k8s_<container>_<pod>_<namespace>_
+/// <uid>_<attempt>` is at most some 430 bytes.
+const NAME_LIMIT: usize = 1024;
+
+/// Docker's and Podman's rule for a container name, `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (moby's
+/// `RestrictedNamePattern` asks for two characters, Podman's `NameRegex` for one), at most
+/// [`NAME_LIMIT`] bytes.
+pub(super) fn is_engine_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= NAME_LIMIT
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +357,53 @@ mod tests {
             container: container.into(),
             container_id: ID.into(),
         }
+    }
+
+    #[test]
+    fn bounded_reads_refuse_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&file, 10).unwrap(), b"0123456789");
+        let reason = |path: &Path, limit| read_bounded(path, limit).unwrap_err().reason();
+        assert_eq!(reason(&file, 9), NameErrorReason::TooLarge);
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(reason(&link, 100), NameErrorReason::ParseError);
+        // A FIFO would block an open without O_NONBLOCK, and a read without the fstat.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(reason(&fifo, 100), NameErrorReason::ParseError);
+        assert_eq!(reason(dir.path(), 1 << 20), NameErrorReason::ParseError);
+        assert_eq!(
+            reason(Path::new("/dev/zero"), 1 << 20),
+            NameErrorReason::ParseError
+        );
+        assert_eq!(
+            reason(&dir.path().join("absent"), 100),
+            NameErrorReason::IoError
+        );
+    }
+
+    #[test]
+    fn engine_names() {
+        for ok in [
+            "web",
+            "a",
+            "nsx-web",
+            "k8s_app_web-0_default_0d33f94b_0",
+            "A.b_c-1",
+        ] {
+            assert!(is_engine_name(ok), "{ok:?}");
+        }
+        let long = "a".repeat(NAME_LIMIT + 1);
+        for bad in [
+            "", "/web", "-web", "_web", ".web", "we b", "web\n", "wéb", "a/b", &long,
+        ] {
+            assert!(!is_engine_name(bad), "{bad:?}");
+        }
+        assert!(is_engine_name(&long[1..]));
     }
 
     #[test]
