@@ -190,6 +190,13 @@ config_keys! {
             help: "Docker's data root, whose containers/<id>/config.v2.json give container \
                    names",
         },
+        podman: PathBuf {
+            flag: "path.podman" <DIR> as podman,
+            default: "/var/lib/containers/storage",
+            parse: "text",
+            help: "Podman's containers/storage graph root, whose <driver>-containers/\
+                   containers.json give container names",
+        },
     }
     scan: RawScan {
         interval: Duration {
@@ -608,6 +615,8 @@ pub struct Settings {
     pub kubelet_logs: PathBuf,
     /// Optional, as `kubelet_logs`: Docker's data root.
     pub docker: PathBuf,
+    /// Optional, as `kubelet_logs`: Podman's graph root.
+    pub podman: PathBuf,
     pub scan_interval: Duration,
     pub scan_threads: ThreadScan,
     /// Zero: no sweeps.
@@ -689,6 +698,7 @@ impl TryFrom<RawConfig> for Settings {
             procfs: path.procfs,
             kubelet_logs: path.kubelet_logs,
             docker: path.docker,
+            podman: path.podman,
             scan_interval: scan.interval,
             scan_threads: scan.threads,
             scan_sweep_interval: scan.sweep_interval,

@@ -191,7 +191,8 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             settings.policy.clone(),
             NameSources::new()
                 .kubelet(settings.kubelet_logs.clone())
-                .docker(settings.docker.clone()),
+                .docker(settings.docker.clone())
+                .podman(settings.podman.clone()),
         )
         .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events

@@ -12,12 +12,15 @@ use support::*;
 fn fixture_exporter() -> Exporter {
     let procfs = fixture_procfs();
     let logs = manifest_dir().join("tests/fixtures/kubelet-logs");
-    // Not this machine's engines: the golden output is the fixture's alone.
+    // Not this machine's engines: the golden output is the fixture's alone. The Podman
+    // store names the fixture's Podman container (pid 200).
     let no_docker = manifest_dir().join("tests/fixtures/no-docker");
+    let podman = manifest_dir().join("tests/fixtures/podman-storage");
     Exporter::start(&[
         &format!("--path.procfs={}", procfs.display()),
         &format!("--path.kubelet-logs={}", logs.display()),
         &format!("--path.docker={}", no_docker.display()),
+        &format!("--path.podman={}", podman.display()),
         "--scan.interval=1h",
     ])
 }

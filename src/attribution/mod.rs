@@ -7,7 +7,8 @@
 //! `/var/log/containers/` directory maps a container id to its pod, namespace and container
 //! names ([`read_kubelet_names`] lists it, names only, never contents, and
 //! [`parse_log_name`] parses one name); Docker's data root has each container's name in its
-//! `config.v2.json`; [`NameSources`] keeps them fresh.
+//! `config.v2.json`, and containers/storage lists Podman's in `containers.json`;
+//! [`NameSources`] keeps them fresh.
 //!
 //! Everything here is a pure function of bytes already read, except the name sources' reads;
 //! reading `/proc/PID/cgroup` itself belongs to the scan stage, through `ProcFs`.
@@ -24,6 +25,7 @@ mod cgroup;
 mod docker;
 mod kubelet;
 mod names;
+mod podman;
 mod workload;
 
 pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};

@@ -3,7 +3,8 @@
 //!
 //! Interfaces: files, not the kernel and not an API. The kubelet's `/var/log/containers`
 //! listing ([`super::read_kubelet_names`]); Docker's `containers/<id>/config.v2.json`
-//! ([`super::docker`]). A source is read again only when its *stamp*
+//! ([`super::docker`]); containers/storage's `containers.json`, for Podman
+//! ([`super::podman`]). A source is read again only when its *stamp*
 //! moves — device, inode, mtime and size of the directory or file that every change of
 //! the source rewrites (stat(2)) — or when its last read is a re-read period old, as a net
 //! for two changes within one timestamp tick. A stamp that cannot be taken (the path is
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::docker::DockerStore;
 use super::kubelet::{NameConflict, read_kubelet_names};
+use super::podman::PodmanStore;
 
 /// The names of one container: pod, Kubernetes namespace and container name where the
 /// kubelet gave them, the container name alone where an engine did.
@@ -50,6 +52,8 @@ label_enum! {
         Kubelet = "kubelet",
         /// Docker's `containers/<id>/config.v2.json` (`--path.docker`).
         Docker = "docker",
+        /// containers/storage's `<driver>-containers/containers.json` (`--path.podman`).
+        Podman = "podman",
     }
 }
 
@@ -151,6 +155,7 @@ pub const REREAD: Duration = Duration::from_secs(60);
 pub struct NameSources {
     kubelet: Option<(PathBuf, Cache<Stamp>)>,
     docker: Option<(DockerStore, Cache<Stamp>)>,
+    podman: Option<(PodmanStore, Cache<ListStamps>)>,
     reread: Duration,
 }
 
@@ -159,6 +164,7 @@ impl Default for NameSources {
         NameSources {
             kubelet: None,
             docker: None,
+            podman: None,
             reread: REREAD,
         }
     }
@@ -182,6 +188,12 @@ impl NameSources {
         self
     }
 
+    /// Podman's graph root (containers/storage), normally `/var/lib/containers/storage`.
+    pub fn podman(mut self, root: PathBuf) -> Self {
+        self.podman = Some((PodmanStore::new(root), Cache::default()));
+        self
+    }
+
     /// Re-reads every source at least this often (tests).
     pub fn reread_every(mut self, period: Duration) -> Self {
         self.reread = period;
@@ -196,7 +208,7 @@ impl NameSources {
         if let Some((dir, cache)) = &mut self.kubelet {
             let stamp = Stamp::of(std::fs::metadata(&dir));
             out.names.by_source[NameSource::Kubelet.index()] =
-                cache.refresh(stamp, now, period, || match read_kubelet_names(dir) {
+                cache.refresh(stamp, now, period, |_| match read_kubelet_names(dir) {
                     Ok(names) => {
                         out.conflicts.extend(names.conflicts);
                         names.by_id
@@ -215,16 +227,28 @@ impl NameSources {
             // its own file, which the listing then finds changed.
             let stamp = Stamp::of(std::fs::metadata(store.containers_dir()));
             out.names.by_source[NameSource::Docker.index()] =
-                cache.refresh(stamp, now, period, || {
+                cache.refresh(stamp, now, period, |_| {
                     let (names, errors) = store.read();
                     out.errors
                         .extend(errors.into_iter().map(|e| (NameSource::Docker, e)));
                     names
                 });
         }
+        if let Some((store, cache)) = &mut self.podman {
+            out.names.by_source[NameSource::Podman.index()] =
+                cache.refresh(store.stamps(), now, period, |stamps| {
+                    let (names, errors) = store.read(stamps);
+                    out.errors
+                        .extend(errors.into_iter().map(|e| (NameSource::Podman, e)));
+                    names
+                });
+        }
         out
     }
 }
+
+/// The stamps of every list of a Podman store.
+type ListStamps = Vec<(PathBuf, Stamp)>;
 
 /// One source's last read.
 #[derive(Debug)]
@@ -252,13 +276,13 @@ impl<S: PartialEq> Cache<S> {
         stamp: S,
         now: Instant,
         period: Duration,
-        read: impl FnOnce() -> HashMap<String, ContainerNames>,
+        read: impl FnOnce(&S) -> HashMap<String, ContainerNames>,
     ) -> Arc<HashMap<String, ContainerNames>> {
         let stale = self.read.as_ref().is_none_or(|(seen, at)| {
             *seen != stamp || now.saturating_duration_since(*at) >= period
         });
         if stale {
-            self.names = Arc::new(read());
+            self.names = Arc::new(read(&stamp));
             self.read = Some((stamp, now));
         }
         Arc::clone(&self.names)

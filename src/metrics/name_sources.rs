@@ -26,7 +26,7 @@ impl Metrics {
         let errors = IntCounterVec::new(
             opts(
                 "nsexporter_name_source_errors_total",
-                "Failed reads of the files that name containers, by source (kubelet, docker) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
+                "Failed reads of the files that name containers, by source (kubelet, docker, podman) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
             ),
             &["source", "reason"],
         )
