@@ -93,6 +93,7 @@ impl FindingLog {
                     r#type = f.ns_type.as_str(),
                     runtime = f.container.runtime.as_str(),
                     container_id = %f.container.id,
+                    container = names.map_or("", |n| n.container.as_str()),
                     pod = names.map_or("", |n| n.pod.as_str()),
                     k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
                     "unexpected namespace sharing"
@@ -135,6 +136,7 @@ impl FindingLog {
                 comm = process.map_or("", |p| p.comm.as_str()),
                 runtime = f.container.runtime.as_str(),
                 container_id = %f.container.id,
+                container = names.map_or("", |n| n.container.as_str()),
                 pod = names.map_or("", |n| n.pod.as_str()),
                 k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
                 namespace = process

@@ -162,6 +162,13 @@ fn fixture_facts_survive_odd_entries() {
         .filter(|l| l.contains("unexpected namespace sharing"))
         .count();
     assert_eq!(findings, 5, "{log}");
+    // With its name, from the fixture's Podman store.
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("unexpected namespace sharing"))
+            .all(|l| l.contains("container=toolbox")),
+        "{log}"
+    );
 }
 
 #[test]
