@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod engines;
 pub mod prometheus;
 pub mod runc;
 
