@@ -11,6 +11,9 @@
 //! non-root uid) and the pid namespace of a procfs mount (a bind mount of the host's /proc
 //! shows host pids from inside a container's pid namespace).
 //!
+//! With deploy/kubernetes/docker-podman-names, the same pod also gets DAC_READ_SEARCH and the
+//! engines' container directories (tests/support/engines.rs runs a real dockerd and Podman).
+//!
 //! The first run builds the release binary with `+crt-static` into `<target dir>/static`,
 //! which takes a few minutes; later runs let cargo find it fresh.
 
@@ -23,6 +26,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use support::engines::{Dockerd, PodmanStore, busybox_tar};
 use support::runc::{Bundle, Container, hex_id, unique_id};
 use support::{Metrics, NS_TYPES, Spawned, http, ns_inode, wait_for};
 
@@ -121,15 +125,22 @@ fn image_bundle(file_cap: Option<&str>) -> Bundle {
 /// use pod networking. Which net namespace the exporter sits in changes nothing proven here:
 /// it reads the host's processes through /host/proc, not through its own namespaces.
 fn daemonset_pod(bundle: Bundle, port: u16) -> Bundle {
+    daemonset_pod_with_args(bundle, port, &[])
+}
+
+/// [`daemonset_pod`] with `extra` arguments after the DaemonSet's, as a component adds them.
+fn daemonset_pod_with_args(bundle: Bundle, port: u16, extra: &[&str]) -> Bundle {
     let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    let mut args = vec![
+        IMAGE_BIN,
+        "--path.procfs=/host/proc",
+        &listen,
+        "--scan.interval=200ms",
+        "--log.format=logfmt",
+    ];
+    args.extend_from_slice(extra);
     bundle
-        .args(&[
-            IMAGE_BIN,
-            "--path.procfs=/host/proc",
-            &listen,
-            "--scan.interval=200ms",
-            "--log.format=logfmt",
-        ])
+        .args(&args)
         .user(NOBODY, NOBODY)
         .no_new_privileges(true)
         .readonly_rootfs(true)
@@ -465,4 +476,163 @@ fn without_the_file_capability_sys_ptrace_is_lost_at_exec() {
         "uid {OTHER_UID}'s namespace is visible without the file capability"
     );
     pod.container.remove();
+}
+
+/// What deploy/kubernetes/docker-podman-names adds, as (host directory, mount path) and flags;
+/// checked against its kustomization.yaml.
+const NAMES_MOUNTS: [(&str, &str); 2] = [
+    (
+        "/var/lib/docker/containers",
+        "/host/var/lib/docker/containers",
+    ),
+    (
+        "/var/lib/containers/storage/overlay-containers",
+        "/host/var/lib/containers/storage/overlay-containers",
+    ),
+];
+const NAMES_FLAGS: [&str; 2] = [
+    "--path.docker=/host/var/lib/docker",
+    "--path.podman=/host/var/lib/containers/storage",
+];
+
+/// The docker-podman-names component as the DaemonSet runs the image with it: the engines'
+/// container directories read-only where it mounts them, its flags, and DAC_READ_SEARCH added
+/// as containerd adds it (bounding, effective, permitted; no ambient). Real Docker and Podman
+/// containers on the host network are named on their findings, and the capability is
+/// effective only while the engines' files are read: the main thread's stays SYS_PTRACE
+/// alone. Without it (the base DaemonSet's capabilities, the same mounts) the root-only files
+/// are unreadable: counted as permission_denied and said once per source.
+#[test]
+#[ignore = "needs root, runc, setcap, docker.io, podman and catatonit (scripts/install-test-deps): the image's static binary in a runc container"]
+fn image_with_the_names_component_names_docker_and_podman_containers() {
+    let component = std::fs::read_to_string(
+        support::manifest_dir().join("deploy/kubernetes/docker-podman-names/kustomization.yaml"),
+    )
+    .unwrap();
+    for (host, at) in NAMES_MOUNTS {
+        assert!(component.contains(&format!("path: {host}\n")), "{host}");
+        assert!(component.contains(&format!("mountPath: {at}\n")), "{at}");
+    }
+    for flag in NAMES_FLAGS {
+        assert!(component.contains(&format!("value: {flag}\n")), "{flag}");
+    }
+    assert!(component.contains("value: DAC_READ_SEARCH\n"));
+
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_tar(work.path());
+    let tar = tar.to_str().unwrap();
+    let docker = Dockerd::start();
+    docker.docker(&["import", tar, "nsx-busybox"]);
+    let web = docker.docker(&[
+        "run",
+        "--detach",
+        "--network",
+        "host",
+        "--name",
+        "nsx-web",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    let podman = PodmanStore::new();
+    podman.podman(&["import", tar, "nsx-busybox"]);
+    let pm = podman.podman(&[
+        "run",
+        "--detach",
+        "--network",
+        "host",
+        "--name",
+        "nsx-pm",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    // The engines' directories, as the node has them.
+    let sources = [
+        docker.data_root().join("containers"),
+        podman.root().join("overlay-containers"),
+    ];
+    let pod = |caps: &[&str]| {
+        let port = support::free_port();
+        let file_cap = containerfile_file_capability();
+        let mut bundle = daemonset_pod_with_args(image_bundle(Some(&file_cap)), port, &NAMES_FLAGS)
+            .capabilities(caps)
+            .ambient(&[]);
+        for (source, (_, at)) in sources.iter().zip(NAMES_MOUNTS) {
+            bundle = bundle.bind_mount(source.to_str().unwrap(), at, true);
+        }
+        Pod::start(bundle, port)
+    };
+    let named = |m: &Metrics, id: &str| {
+        m.find(
+            "nsexporter_sharing_findings_active",
+            &[
+                ("container_id", id),
+                ("type", "net"),
+                ("rule", "host_namespace"),
+            ],
+        )
+        .first()
+        .map(|s| s.labels["container"].clone())
+    };
+    let errors = |m: &Metrics, source: &str, reason: &str| {
+        m.value(
+            "nsexporter_name_source_errors_total",
+            &[("source", source), ("reason", reason)],
+        )
+        .unwrap()
+    };
+
+    let with = pod(&["SYS_PTRACE", "DAC_READ_SEARCH"]);
+    let m = wait_for("both containers named", Duration::from_secs(20), || {
+        let m = with.metrics();
+        (named(&m, &web).as_deref() == Some("nsx-web")
+            && named(&m, &pm).as_deref() == Some("nsx-pm"))
+        .then_some(m)
+    });
+    for source in ["docker", "podman"] {
+        for reason in ["permission_denied", "parse_error", "too_large", "io_error"] {
+            assert_eq!(
+                errors(&m, source, reason),
+                0.0,
+                "{source} {reason}: {}",
+                with.container.log()
+            );
+        }
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", with.container.pid())).unwrap();
+    let cap = |name: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let (sys_ptrace, dac_read_search) = (1u64 << 19, 1u64 << 2);
+    assert_eq!(cap("CapPrm:"), sys_ptrace | dac_read_search, "{status}");
+    assert_eq!(cap("CapEff:"), sys_ptrace, "{status}");
+    with.container.remove();
+
+    let without = pod(&["SYS_PTRACE"]);
+    let m = wait_for("both sources denied", Duration::from_secs(20), || {
+        let m = without.metrics();
+        (errors(&m, "docker", "permission_denied") >= 1.0
+            && errors(&m, "podman", "permission_denied") >= 1.0)
+            .then_some(m)
+    });
+    assert_eq!(named(&m, &web).as_deref(), Some(""), "unnamed, by id only");
+    let log = without.container.log();
+    for source in ["docker", "podman"] {
+        let said = log
+            .lines()
+            .filter(|l| {
+                l.contains("level=warn")
+                    && l.contains("container names unread")
+                    && l.contains(&format!("source={source}"))
+            })
+            .count();
+        assert_eq!(said, 1, "{source}: {log}");
+    }
+    without.container.remove();
 }

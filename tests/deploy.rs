@@ -131,6 +131,10 @@ fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
             overlay(tmp, "proc-events-overlay", &["proc-events"], &[]),
         ),
         ("tls component", overlay(tmp, "tls-overlay", &["tls"], &[])),
+        (
+            "docker-podman-names component",
+            overlay(tmp, "names-overlay", &["docker-podman-names"], &[]),
+        ),
     ]
     .into_iter()
     .map(|(name, dir)| {
@@ -1398,7 +1402,7 @@ fn proc_events_component_adds_what_the_proc_connector_needs() {
     }
     // The image's binary may be granted it: the Containerfile's file capability names it.
     let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
-    assert!(containerfile.contains("setcap cap_net_admin,cap_sys_ptrace+p"));
+    assert!(containerfile.contains("setcap cap_dac_read_search,cap_net_admin,cap_sys_ptrace+p"));
 }
 
 /// The tls component serves the metrics port with the web config and certificate from their
@@ -1423,4 +1427,104 @@ fn tls_component_serves_and_scrapes_over_tls_with_basic_auth() {
     }
     let base = kustomize(&repo().join("deploy/kubernetes"));
     assert!(!base.contains("web.config.file"));
+}
+
+/// The docker-podman-names component gives the exporter the engines' container directories,
+/// read-only and nothing more of their data roots, the flags that point at them, and
+/// DAC_READ_SEARCH, which the image's file capability lets through; the base has none of it.
+#[test]
+#[ignore = "needs kubectl and the venv's python (scripts/install-test-deps)"]
+fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pod = |dir: &Path| {
+        let objects = yaml_documents(&kustomize(dir));
+        let ds = object(&objects, "DaemonSet", "nsexporter").expect("a DaemonSet");
+        ds["spec"]["template"]["spec"].clone()
+    };
+    let base = pod(&repo().join("deploy/kubernetes"));
+    let names = pod(&overlay(tmp.path(), "names", &["docker-podman-names"], &[]));
+    let host_paths = |spec: &Value| -> Vec<(String, String, String, bool)> {
+        let container = &spec["containers"][0];
+        let mut found = Vec::new();
+        for volume in spec["volumes"].as_array().unwrap() {
+            let Some(host) = volume["hostPath"]["path"].as_str() else {
+                continue;
+            };
+            for mount in container["volumeMounts"].as_array().unwrap() {
+                if mount["name"] == volume["name"] {
+                    found.push((
+                        host.to_owned(),
+                        mount["mountPath"].as_str().unwrap().to_owned(),
+                        volume["hostPath"]["type"].as_str().unwrap_or("").to_owned(),
+                        mount["readOnly"] == true,
+                    ));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let added =
+        |spec: &Value| strings(&spec["containers"][0]["securityContext"]["capabilities"]["add"]);
+    let args = |spec: &Value| strings(&spec["containers"][0]["args"]);
+
+    let new_mounts: Vec<_> = host_paths(&names)
+        .into_iter()
+        .filter(|m| !host_paths(&base).contains(m))
+        .collect();
+    let mount = |host: &str, at: &str| {
+        (
+            host.to_owned(),
+            at.to_owned(),
+            "DirectoryOrCreate".to_owned(),
+            true,
+        )
+    };
+    assert_eq!(
+        new_mounts,
+        [
+            mount(
+                "/var/lib/containers/storage/overlay-containers",
+                "/host/var/lib/containers/storage/overlay-containers"
+            ),
+            mount(
+                "/var/lib/docker/containers",
+                "/host/var/lib/docker/containers"
+            ),
+        ]
+    );
+    // The flags name the roots whose container directories are mounted.
+    let new_args: Vec<_> = args(&names)
+        .into_iter()
+        .filter(|a| !args(&base).contains(a))
+        .collect();
+    assert_eq!(
+        new_args,
+        [
+            "--path.docker=/host/var/lib/docker",
+            "--path.podman=/host/var/lib/containers/storage"
+        ]
+    );
+    assert_eq!(added(&base), ["SYS_PTRACE"]);
+    assert_eq!(added(&names), ["SYS_PTRACE", "DAC_READ_SEARCH"]);
+    let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
+    assert!(containerfile.contains("setcap cap_dac_read_search,"));
+    // Nothing else of the pod changes.
+    let without = |spec: &Value| {
+        let mut spec = spec.clone();
+        let c = &mut spec["containers"][0];
+        c["args"] = json!(null);
+        c["volumeMounts"] = json!(null);
+        c["securityContext"]["capabilities"]["add"] = json!(null);
+        spec["volumes"] = json!(null);
+        spec
+    };
+    assert_eq!(without(&names), without(&base));
 }

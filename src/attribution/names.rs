@@ -11,6 +11,12 @@
 //! absent, or unreadable) is a stamp too: an absent source costs one `stat` a scan, and is
 //! read at once when it appears.
 //!
+//! Docker and Podman keep their files root-only (0600 files in 0700 and 0710 directories). A
+//! non-root exporter reads them with CAP_DAC_READ_SEARCH where it is permitted (the image's
+//! file capability, and the pod's `capabilities.add`): the reading thread makes it effective
+//! only while it reads an engine's files, and drops it again (capabilities(7): the effective
+//! set is per thread).
+//!
 //! Every file is untrusted input: read only when it is a regular file no larger than a
 //! limit, and never through a symlink or into a FIFO (`O_NOFOLLOW | O_NONBLOCK`), so a
 //! hostile or broken file costs at most the limit and is counted, not followed. Failures
@@ -222,6 +228,7 @@ impl NameSources {
                     }
                 });
         }
+        let _read_search = (self.docker.is_some() || self.podman.is_some()).then(ReadSearch::raise);
         if let Some((store, cache)) = &mut self.docker {
             // Creating or removing a container moves `containers/`; a rename rewrites only
             // its own file, which the listing then finds changed.
@@ -244,6 +251,37 @@ impl NameSources {
                 });
         }
         out
+    }
+}
+
+/// CAP_DAC_READ_SEARCH in this thread's effective set while the value lives, where it is
+/// permitted but was not effective; nothing otherwise (root has it already; without it, the
+/// reads fail with EACCES and are counted).
+struct ReadSearch {
+    raised: bool,
+}
+
+impl ReadSearch {
+    fn raise() -> ReadSearch {
+        use caps::{CapSet, Capability};
+        let cap = Capability::CAP_DAC_READ_SEARCH;
+        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
+        let raised = has(CapSet::Permitted)
+            && !has(CapSet::Effective)
+            && caps::raise(None, CapSet::Effective, cap).is_ok();
+        ReadSearch { raised }
+    }
+}
+
+impl Drop for ReadSearch {
+    fn drop(&mut self) {
+        if self.raised {
+            let _ = caps::drop(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_DAC_READ_SEARCH,
+            );
+        }
     }
 }
 
