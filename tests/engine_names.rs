@@ -8,14 +8,16 @@
 //! `nsexporter_sharing_findings_active`; names of containers made after the exporter started
 //! show from a following scan; a Podman pod's containers (and its infra container) are one
 //! workload, not `cross_workload`, while a container outside the pod that joins its network
-//! namespace is.
+//! namespace is. And, without root or engines, on the fixture tree: broken engine files are
+//! counted once and said once however many scans pass, and a mended one names its container
+//! from the next scan.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::engines::{Dockerd, PodmanStore, busybox_tar};
-use support::{Exporter, Metrics, wait_for};
+use support::{Exporter, Metrics, fixture_procfs, wait_for};
 
 const IMAGE: &str = "nsx-busybox";
 
@@ -217,4 +219,84 @@ fn docker_and_podman_names_reach_the_findings() {
         assert_eq!(errors, 0.0, "{source}: {}", e.stderr());
     }
     eprintln!("engine names test took {:?}", started.elapsed());
+}
+
+/// Broken files in both stores: each counted once by reason, each reason said once, over many
+/// scans; a Podman list mended (by rename, as containers/storage writes it) names the
+/// fixture's Podman container (pid 200) from the next scan, and counts nothing more.
+#[test]
+fn broken_engine_files_are_counted_once_and_a_mended_one_names_its_container() {
+    const PODMAN_ID: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let dir = tempfile::tempdir().unwrap();
+    let docker = dir.path().join("docker");
+    let broken = docker.join(format!("containers/{}", "c".repeat(64)));
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.v2.json"), r#"{"ID":"#).unwrap();
+    let huge = docker.join(format!("containers/{}", "d".repeat(64)));
+    std::fs::create_dir_all(&huge).unwrap();
+    std::fs::File::create(huge.join("config.v2.json"))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let podman = dir.path().join("storage");
+    let lists = podman.join("overlay-containers");
+    std::fs::create_dir_all(&lists).unwrap();
+    std::fs::write(lists.join("containers.json"), "[{").unwrap();
+
+    let e = Exporter::start(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        &format!("--path.kubelet-logs={}", dir.path().join("none").display()),
+        &format!("--path.docker={}", docker.display()),
+        &format!("--path.podman={}", podman.display()),
+        "--scan.interval=100ms",
+    ]);
+    let errors = |m: &Metrics, source: &str, reason: &str| {
+        m.value(
+            "nsexporter_name_source_errors_total",
+            &[("source", source), ("reason", reason)],
+        )
+        .unwrap()
+    };
+    let m = metrics_when(&e, "ten scans", |m| {
+        (m.value("nsexporter_scans_total", &[])? >= 10.0).then(|| m.clone())
+    });
+    let counted = [
+        ("docker", "parse_error", 1.0),
+        ("docker", "too_large", 1.0),
+        ("docker", "permission_denied", 0.0),
+        ("docker", "io_error", 0.0),
+        ("podman", "parse_error", 1.0),
+        ("podman", "too_large", 0.0),
+        ("kubelet", "io_error", 0.0),
+    ];
+    for (source, reason, want) in counted {
+        assert_eq!(errors(&m, source, reason), want, "{source} {reason}");
+    }
+    let said = |e: &Exporter| {
+        e.stderr()
+            .lines()
+            .filter(|l| l.contains("level=warn") && l.contains("container names unread"))
+            .count()
+    };
+    assert_eq!(said(&e), 3, "{}", e.stderr());
+    let podman_name = |m: &Metrics| {
+        m.find(
+            "nsexporter_namespace_info",
+            &[("container_id", PODMAN_ID), ("type", "mnt")],
+        )
+        .first()
+        .map(|s| s.labels["container"].clone())
+    };
+    assert_eq!(podman_name(&m).as_deref(), Some(""));
+
+    let mended = format!(r#"[{{"id":"{PODMAN_ID}","names":["mended"]}}]"#);
+    std::fs::write(lists.join(".new"), mended).unwrap();
+    std::fs::rename(lists.join(".new"), lists.join("containers.json")).unwrap();
+    let m = metrics_when(&e, "the mended list's name", |m| {
+        (podman_name(m).as_deref() == Some("mended")).then(|| m.clone())
+    });
+    for (source, reason, want) in counted {
+        assert_eq!(errors(&m, source, reason), want, "{source} {reason}");
+    }
+    assert_eq!(said(&e), 3, "{}", e.stderr());
 }
