@@ -187,14 +187,14 @@ config_keys! {
             flag: "path.docker" <DIR> as docker,
             default: "/var/lib/docker",
             parse: "text",
-            help: "Docker's data root, whose containers/<id>/config.v2.json give container \
+            help: "Docker's data root, whose containers/ID/config.v2.json give container \
                    names",
         },
         podman: PathBuf {
             flag: "path.podman" <DIR> as podman,
             default: "/var/lib/containers/storage",
             parse: "text",
-            help: "Podman's containers/storage graph root, whose <driver>-containers/\
+            help: "Podman's containers/storage graph root, whose DRIVER-containers/\
                    containers.json give container names",
         },
     }

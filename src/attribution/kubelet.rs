@@ -45,7 +45,7 @@ pub fn parse_log_name(name: &str) -> Option<ContainerNames> {
 
 /// The names a kubelet log directory gives, by container id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContainerNamess {
+pub struct KubeletNames {
     /// One name per container id; where several file names carry the id, the one of the
     /// smallest file name (see [`read_kubelet_names`]).
     pub by_id: HashMap<String, ContainerNames>,
@@ -76,13 +76,13 @@ pub struct NameConflict {
 ///
 /// Where two or more file names carry one container id, the smallest file name (in byte
 /// order) wins, whatever the readdir order, and the id is listed in
-/// [`ContainerNamess::conflicts`] for the caller to report.
+/// [`KubeletNames::conflicts`] for the caller to report.
 ///
 /// # Errors
 ///
 /// The error of opening or reading the directory, as `read_dir` gives it: the caller knows
 /// `dir` and adds it. A node that runs no kubelet has no such directory (`NotFound`).
-pub fn read_kubelet_names(dir: &Path) -> io::Result<ContainerNamess> {
+pub fn read_kubelet_names(dir: &Path) -> io::Result<KubeletNames> {
     let mut found: Vec<(String, ContainerNames)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -102,7 +102,7 @@ pub fn read_kubelet_names(dir: &Path) -> io::Result<ContainerNamess> {
     found.sort_unstable_by(|(a_file, a), (b_file, b)| {
         (&a.container_id, a_file).cmp(&(&b.container_id, b_file))
     });
-    let mut names = ContainerNamess::default();
+    let mut names = KubeletNames::default();
     for run in found.chunk_by(|(_, a), (_, b)| a.container_id == b.container_id) {
         let (_, first) = &run[0];
         if run.len() > 1 {

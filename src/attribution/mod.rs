@@ -29,7 +29,7 @@ mod podman;
 mod workload;
 
 pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
-pub use kubelet::{NameConflict, parse_log_name, read_kubelet_names};
+pub use kubelet::{KubeletNames, NameConflict, parse_log_name, read_kubelet_names};
 pub use names::{
     ContainerNames, NameError, NameErrorReason, NameSource, NameSources, Names, Refresh,
 };
