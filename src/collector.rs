@@ -158,6 +158,7 @@ impl Collector {
             sharing: &sharing,
             new_findings: &new_findings,
             orphans: &orphans,
+            fds_skipped: outcome.fds_skipped,
             duration,
         });
         for reason in ErrorReason::ALL {

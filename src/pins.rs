@@ -21,7 +21,9 @@ use std::sync::Arc;
 use nix::dir::Dir;
 
 use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot};
-use crate::procfs::{is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at};
+use crate::procfs::{
+    ReadSearch, is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at,
+};
 use crate::scan::{ErrorReason, ScanErrors};
 
 /// A `mountinfo` longer than this is cut, and counted as an error: 16 MiB is some 100,000
@@ -140,20 +142,39 @@ pub fn read_mounts(
     out
 }
 
+/// What an fd pass found.
+#[derive(Debug, Default)]
+pub struct FdPass {
+    pub pins: Vec<(NamespaceId, FdPin)>,
+    /// Processes of other users whose fds were not read: listing another user's
+    /// `/proc/PID/fd` needs CAP_DAC_READ_SEARCH, which a non-root exporter may lack.
+    pub skipped: u64,
+}
+
 /// Lists the fds of every process in `processes` but kernel threads and returns those that
-/// are namespaces. Costs a getdents of each `PID/fd` and a readlink of each fd.
+/// are namespaces. Costs a getdents of each `PID/fd` and a readlink of each fd (the readlink
+/// is a ptrace read check, as the ns links are). CAP_DAC_READ_SEARCH is made effective for
+/// the pass where it is permitted; where the exporter cannot read every user's directories,
+/// other users' processes are skipped and counted, not failed one by one every pass.
 pub fn read_fds(
     root: BorrowedFd<'_>,
     procfs: &Path,
     processes: &BTreeMap<i32, Process>,
     errors: &mut ScanErrors,
-) -> Vec<(NamespaceId, FdPin)> {
+) -> FdPass {
     let kthreadd = processes.get(&2).is_some_and(|p| p.ppid == 0);
-    let mut out = Vec::new();
+    let privilege = ReadSearch::raise();
+    let every_user = privilege.reads_everything();
+    let me = nix::unistd::geteuid().as_raw();
+    let mut out = FdPass::default();
     let mut link = [0u8; 64];
     for p in processes.values() {
         let pid = p.id.pid;
         if kthreadd && (pid == 2 || p.ppid == 2) {
+            continue;
+        }
+        if !every_user && p.uid != me {
+            out.skipped += 1;
             continue;
         }
         let dir_name = format!("{pid}/fd");
@@ -165,6 +186,12 @@ pub fn read_fds(
         let fd = match open_dir_at(Some(root), Path::new(&dir_name)) {
             Ok(fd) => fd,
             Err(e) if is_vanished(&e) => continue,
+            // Without the privilege, EACCES means the process is another user's now: it
+            // changed its credentials since the scan read its owner (setuid, setpriv).
+            Err(e) if !every_user && e.raw_os_error() == Some(nix::libc::EACCES) => {
+                out.skipped += 1;
+                continue;
+            }
             Err(e) => {
                 fail(errors, &e);
                 continue;
@@ -186,7 +213,7 @@ pub fn read_fds(
                 continue;
             };
             if let Some(id) = parse_any_ns_link(text) {
-                out.push((
+                out.pins.push((
                     id,
                     FdPin {
                         process: p.id,

@@ -144,6 +144,51 @@ fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// `NS_GET_ID`: `_IOR(0xb7, 13, __u64)` (include/uapi/linux/nsfs.h, Linux 6.18).
 const NS_GET_ID: nix::libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 13;
 
+/// CAP_DAC_READ_SEARCH in this thread's effective set while the value lives, where it is
+/// permitted but was not effective; nothing otherwise (root has it already; without it, the
+/// reads fail with EACCES and are counted).
+pub struct ReadSearch {
+    raised: bool,
+}
+
+impl ReadSearch {
+    pub fn raise() -> ReadSearch {
+        use caps::{CapSet, Capability};
+        let cap = Capability::CAP_DAC_READ_SEARCH;
+        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
+        let raised = has(CapSet::Permitted)
+            && !has(CapSet::Effective)
+            && caps::raise(None, CapSet::Effective, cap).is_ok();
+        ReadSearch { raised }
+    }
+}
+
+impl ReadSearch {
+    /// Whether this thread can now list and read any user's files (CAP_DAC_READ_SEARCH or
+    /// CAP_DAC_OVERRIDE effective): otherwise another user's `/proc/PID/fd` is EACCES.
+    pub fn reads_everything(&self) -> bool {
+        use caps::{CapSet, Capability};
+        [
+            Capability::CAP_DAC_READ_SEARCH,
+            Capability::CAP_DAC_OVERRIDE,
+        ]
+        .into_iter()
+        .any(|c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false))
+    }
+}
+
+impl Drop for ReadSearch {
+    fn drop(&mut self) {
+        if self.raised {
+            let _ = caps::drop(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_DAC_READ_SEARCH,
+            );
+        }
+    }
+}
+
 /// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`: an fd of the user namespace that owns a namespace.
 const NS_GET_USERNS: nix::libc::c_ulong = (0xb7 << 8) | 0x1;
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`: an fd of the parent of a pid or user namespace.

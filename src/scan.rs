@@ -169,6 +169,9 @@ pub struct ScanOutcome {
     /// Namespaces whose kernel id was asked of the kernel in this scan (new namespaces, and
     /// known ones all of whose members are new).
     pub id_queries: u64,
+    /// Processes whose fds the last fd pass could not read (other users', without
+    /// CAP_DAC_READ_SEARCH).
+    pub fds_skipped: u64,
 }
 
 /// What a sweep read: the processes new since the last full scan.
@@ -199,6 +202,8 @@ pub struct Scanner {
     pins: PinScan,
     /// The fd pins of the last fd pass, and when it was (ticks since boot).
     fd_pass: Option<(u64, Vec<(NamespaceId, FdPin)>)>,
+    /// Processes whose fds the last fd pass could not read for want of privilege.
+    fds_skipped: u64,
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -213,6 +218,7 @@ impl Scanner {
             threads: ThreadScan::default(),
             pins: PinScan::default(),
             fd_pass: None,
+            fds_skipped: 0,
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
@@ -320,6 +326,7 @@ impl Scanner {
             errors: reader.errors,
             vanished,
             id_queries,
+            fds_skipped: self.fds_skipped,
         })
     }
 
@@ -409,9 +416,16 @@ impl Scanner {
                         .copied()
                         .collect(),
                     _ => {
-                        let fds = pins::read_fds(root, procfs, &snapshot.processes, errors);
-                        self.fd_pass = Some((now, fds.clone()));
-                        fds
+                        let pass = pins::read_fds(root, procfs, &snapshot.processes, errors);
+                        if pass.skipped > 0 && self.fds_skipped == 0 {
+                            tracing::warn!(
+                                processes = pass.skipped,
+                                "the fds of other users' processes are not read: listing their /proc/PID/fd needs CAP_DAC_READ_SEARCH (said once; counted in nsexporter_fd_scan_skipped_processes); namespaces that only their fds hold are not seen"
+                            );
+                        }
+                        self.fds_skipped = pass.skipped;
+                        self.fd_pass = Some((now, pass.pins.clone()));
+                        pass.pins
                     }
                 }
             }

@@ -612,6 +612,9 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
     let (sys_ptrace, dac_read_search) = (1u64 << 19, 1u64 << 2);
     assert_eq!(cap("CapPrm:"), sys_ptrace | dac_read_search, "{status}");
     assert_eq!(cap("CapEff:"), sys_ptrace, "{status}");
+    // The same capability lets the fd pass list every user's /proc/PID/fd.
+    let skipped = |m: &Metrics| m.value("nsexporter_fd_scan_skipped_processes", &[]);
+    assert_eq!(skipped(&m), Some(0.0), "{}", with.container.log());
     with.container.remove();
 
     let without = pod(&["SYS_PTRACE"]);
@@ -622,7 +625,18 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
             .then_some(m)
     });
     assert_eq!(named(&m, &web).as_deref(), Some(""), "unnamed, by id only");
+    // Without it, other users' fds are skipped and counted, not failed every pass.
+    assert!(
+        skipped(&m).is_some_and(|n| n > 0.0),
+        "{}",
+        without.container.log()
+    );
     let log = without.container.log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("fds of other users"))
+        .count();
+    assert_eq!(said, 1, "{log}");
     for source in ["docker", "podman"] {
         let said = log
             .lines()

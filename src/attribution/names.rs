@@ -228,7 +228,8 @@ impl NameSources {
                     }
                 });
         }
-        let _read_search = (self.docker.is_some() || self.podman.is_some()).then(ReadSearch::raise);
+        let _read_search =
+            (self.docker.is_some() || self.podman.is_some()).then(crate::procfs::ReadSearch::raise);
         if let Some((store, cache)) = &mut self.docker {
             // Creating or removing a container moves `containers/`; a rename rewrites only
             // its own file, which the listing then finds changed.
@@ -251,37 +252,6 @@ impl NameSources {
                 });
         }
         out
-    }
-}
-
-/// CAP_DAC_READ_SEARCH in this thread's effective set while the value lives, where it is
-/// permitted but was not effective; nothing otherwise (root has it already; without it, the
-/// reads fail with EACCES and are counted).
-struct ReadSearch {
-    raised: bool,
-}
-
-impl ReadSearch {
-    fn raise() -> ReadSearch {
-        use caps::{CapSet, Capability};
-        let cap = Capability::CAP_DAC_READ_SEARCH;
-        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
-        let raised = has(CapSet::Permitted)
-            && !has(CapSet::Effective)
-            && caps::raise(None, CapSet::Effective, cap).is_ok();
-        ReadSearch { raised }
-    }
-}
-
-impl Drop for ReadSearch {
-    fn drop(&mut self) {
-        if self.raised {
-            let _ = caps::drop(
-                None,
-                caps::CapSet::Effective,
-                caps::Capability::CAP_DAC_READ_SEARCH,
-            );
-        }
     }
 }
 

@@ -80,6 +80,7 @@ pub struct Metrics {
     proc_events: IntCounter,
     orphans: IntGaugeVec,
     orphan_age: GaugeVec,
+    fds_skipped: IntGauge,
 }
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
@@ -110,6 +111,8 @@ pub struct ScanRecord<'a> {
     pub new_findings: &'a [(Rule, NsType)],
     /// The namespaces held without a process for longer than the orphan age.
     pub orphans: &'a [Orphan],
+    /// Processes whose fds the last fd pass could not read.
+    pub fds_skipped: u64,
     pub duration: Duration,
 }
 
@@ -302,6 +305,11 @@ impl Metrics {
                 &["type", "held_by"],
             )
             .unwrap(),
+            fds_skipped: IntGauge::with_opts(opts(
+                "nsexporter_fd_scan_skipped_processes",
+                "Processes of other users whose open fds the last fd pass could not read: listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH. Namespaces held only by their fds are not seen.",
+            ))
+            .unwrap(),
             registry: registry.clone(),
         };
         let build_info = IntGaugeVec::new(
@@ -362,6 +370,7 @@ impl Metrics {
         r(Box::new(m.sharing_findings_total.clone()));
         r(Box::new(m.orphans.clone()));
         r(Box::new(m.orphan_age.clone()));
+        r(Box::new(m.fds_skipped.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
         r(Box::new(SelfProcessCollector::new(own_procfs)));
@@ -440,6 +449,7 @@ impl Metrics {
             sharing,
             new_findings,
             orphans,
+            fds_skipped,
             duration,
         } = *record;
         self.scans.inc();
@@ -488,6 +498,8 @@ impl Metrics {
                 .set(per_type[t]);
         }
         self.record_orphans(orphans);
+        self.fds_skipped
+            .set(i64::try_from(fds_skipped).unwrap_or(i64::MAX));
         self.view = self.view_of(snapshot, start_ticks, sharing);
     }
 
