@@ -25,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -151,6 +151,24 @@ pub struct Limits {
     /// new connections wait in the kernel's listen backlog until one closes (Go's
     /// `netutil.LimitListener` does the same): a burst is delayed, not refused.
     pub max_connections: usize,
+}
+
+/// The listen backlog: where connects wait while the server is busy, or at
+/// [`Limits::max_connections`]. std's and mio's 128 overflowed when 200 scrapers connected at
+/// once (50 to 70 connects dropped per burst, each retried a second later, its TLS handshake
+/// then landing among the others' scrapes). Go listens with `net.core.somaxconn`; the kernel
+/// caps this one there too.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` (`SO_REUSEADDR`, as tokio's `bind` sets it) with [`LISTEN_BACKLOG`].
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A semaphore of `n` permits, or none for 0 (no limit).
