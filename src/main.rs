@@ -13,7 +13,7 @@ use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
 use nsexporter::health::Health;
-use nsexporter::http::{AppState, serve};
+use nsexporter::http::{AppState, listen, serve};
 use nsexporter::list;
 use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
@@ -176,7 +176,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         .transpose()?
         .map(Arc::new);
     let served = runtime.block_on(async {
-        let listener = bind(&settings).await?;
+        let listener = bind(&settings)?;
         let procfs = ProcFs::new(&settings.procfs);
         let metrics = Metrics::new(
             ProcFs::new(DEFAULT_PROCFS),
@@ -351,10 +351,10 @@ async fn watch_health(health: Arc<Health>) {
     }
 }
 
-async fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
+fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
     let mut last = None;
     for addr in &settings.listen_address {
-        match tokio::net::TcpListener::bind(addr).await {
+        match listen(*addr) {
             Ok(l) => return Ok(l),
             Err(e) => last = Some(e),
         }

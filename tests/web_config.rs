@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -82,7 +82,12 @@ impl Pki {
     /// Writes `web.yml`: TLS with the server certificate, `extra_tls` (lines of
     /// `tls_server_config`), and `USER` with a bcrypt hash of `PASSWORD` (cost 4: fast).
     fn web_config(&self, extra_tls: &str) -> PathBuf {
-        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        self.web_config_at_cost(extra_tls, 4)
+    }
+
+    /// [`Pki::web_config`] with a bcrypt hash of cost `cost`.
+    fn web_config_at_cost(&self, extra_tls: &str, cost: u32) -> PathBuf {
+        let hash = bcrypt::hash(PASSWORD, cost).unwrap();
         let text = format!(
             "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n{extra_tls}\
 http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
@@ -357,6 +362,153 @@ fn a_stalled_handshake_is_closed_at_the_read_header_timeout() {
             "{first:?}: closed after {took:?}"
         );
     }
+}
+
+/// Whether the server has closed `s` (end of file or a reset) within `timeout`.
+fn closed_by_server(s: &mut TcpStream, timeout: Duration) -> bool {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The handshake's CPU runs off the serving thread, and its reads within the header deadline:
+/// 100 clients that open TCP to the TLS port and send no ClientHello, or half a record, hold
+/// up no scrape (each a new connection, so a full handshake too), and each is closed at
+/// `--web.read-header-timeout` from its opening.
+#[test]
+fn stalled_handshakes_are_closed_at_the_header_timeout_while_tls_scrapes_go_on() {
+    let pki = Pki::new();
+    let web = pki.web_config("");
+    let e = Exporter::start_listening(&[
+        &format!("--path.procfs={}", fixture_procfs().display()),
+        "--scan.interval=1h",
+        "--web.read-header-timeout=3s",
+        &format!("--web.config.file={}", web.display()),
+    ]);
+    wait_for("a 200 over TLS", Duration::from_secs(15), || {
+        (get_metrics(&mut tls_client(&pki, e.port), USER, PASSWORD) == 200).then_some(())
+    });
+    let opened = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+            if i % 2 == 1 {
+                s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            }
+            s
+        })
+        .collect();
+    let connected = opened.elapsed();
+    for i in 0..5 {
+        let t = Instant::now();
+        let mut conn = tls_client(&pki, e.port);
+        assert_eq!(get_metrics(&mut conn, USER, PASSWORD), 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "scrape {i} took {:?}",
+            t.elapsed()
+        );
+    }
+    assert!(
+        opened.elapsed() < Duration::from_millis(2500),
+        "the scrapes ended after the header timeout: {:?}",
+        opened.elapsed()
+    );
+    for (i, s) in stalled.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(s, Duration::from_secs(5)),
+            "connection {i} still open"
+        );
+    }
+    let took = opened.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < connected + Duration::from_millis(4500),
+        "closed {took:?} after the first connect, {connected:?} to connect them all"
+    );
+}
+
+/// Guessing clients at every bcrypt turn: a scraper whose password was verified once is
+/// answered from the cache, never behind the guesses, on its keep-alive connection and on a
+/// new one (handshakes have turns of their own), and the guesses take a bounded number of
+/// threads.
+#[test]
+fn guessed_passwords_at_once_do_not_stall_a_verified_scraper() {
+    let pki = Pki::new();
+    // Cost 8: a comparison takes long enough in a debug build that 24 guessers queue.
+    let web = pki.web_config_at_cost("", 8);
+    let e = exporter(&web);
+    let pid = e.child.id();
+    let mut scraper = wait_for("a 200 over TLS", Duration::from_secs(15), || {
+        let mut conn = tls_client(&pki, e.port);
+        (get_metrics(&mut conn, USER, PASSWORD) == 200).then_some(conn)
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guessers: Vec<_> = (0..24)
+        .map(|i| {
+            let (stop, port) = (Arc::clone(&stop), e.port);
+            let mut conn = tls_client(&pki, port);
+            conn.sock
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            std::thread::spawn(move || {
+                let mut took = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let status = get_metrics(&mut conn, USER, &format!("guess {i} {n}"));
+                    assert_eq!(status, 401);
+                    took.push(t.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    // Every turn taken, and guesses waiting for one.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut answered = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(get_metrics(&mut scraper, USER, PASSWORD), 200);
+        answered.push(t.elapsed());
+    }
+    let t = Instant::now();
+    assert_eq!(
+        get_metrics(&mut tls_client(&pki, e.port), USER, PASSWORD),
+        200
+    );
+    answered.push(t.elapsed());
+    let threads: usize = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(|n| n.trim().parse().unwrap())
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut guesses: Vec<Duration> = guessers
+        .into_iter()
+        .flat_map(|g| g.join().unwrap())
+        .collect();
+    guesses.sort();
+    let slowest = *answered.iter().max().unwrap();
+    let median_guess = guesses[guesses.len() / 2];
+    assert!(
+        slowest < Duration::from_millis(500) && slowest < median_guess,
+        "the verified scraper waited {answered:?}; {} guesses, median {median_guess:?}",
+        guesses.len()
+    );
+    // main, scan, at most 4 comparisons and a handshake a core on the blocking pool, a
+    // reload or two.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(threads <= 8 + cores, "{threads} threads");
 }
 
 #[test]
