@@ -330,21 +330,6 @@ fn connections(port: u16, n: usize, bytes: &[u8]) -> Vec<TcpStream> {
         .collect()
 }
 
-/// Whether the server has closed `s`: end of file or a reset, within `timeout`.
-fn closed_by_server(s: &mut TcpStream, timeout: Duration) -> bool {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut buf = [0; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            // A response (none is sent today) would be followed by the close.
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// Measured before the header timeout: 300 connections that sent half a header were all still
 /// open after 95 s (hyper applies no timeout without a timer). Each is closed within
 /// `--web.read-header-timeout` of its opening, scrapes are answered meanwhile, and the

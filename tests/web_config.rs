@@ -364,20 +364,6 @@ fn a_stalled_handshake_is_closed_at_the_read_header_timeout() {
     }
 }
 
-/// Whether the server has closed `s` (end of file or a reset) within `timeout`.
-fn closed_by_server(s: &mut TcpStream, timeout: Duration) -> bool {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut buf = [0; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// The handshake's CPU runs off the serving thread, and its reads within the header deadline:
 /// 100 clients that open TCP to the TLS port and send no ClientHello, or half a record, hold
 /// up no scrape (each a new connection, so a full handshake too), and each is closed at

@@ -259,7 +259,7 @@ pub struct Leftovers {
 
 impl Leftovers {
     pub fn watch(tops: &[&str]) -> Leftovers {
-        let tops: Vec<PathBuf> = all_hierarchies()
+        let tops: Vec<PathBuf> = super::runc::cgroup_mounts()
             .iter()
             .flat_map(|h| tops.iter().map(move |t| h.join(t)))
             .collect();
@@ -308,16 +308,4 @@ fn dirs_under(top: &Path) -> Vec<PathBuf> {
         out.push(d);
     }
     out
-}
-
-/// The mount point of every cgroup hierarchy, v1 (cpuset included) and v2.
-fn all_hierarchies() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .collect()
 }

@@ -338,7 +338,7 @@ fn has_subdirectory(dir: &Path) -> bool {
 
 /// The mount point of every cgroup hierarchy, v1 and v2, cpuset included (runc makes the
 /// group there too).
-fn cgroup_mounts() -> Vec<PathBuf> {
+pub fn cgroup_mounts() -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/self/mounts")
         .unwrap()
         .lines()
