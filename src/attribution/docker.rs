@@ -241,6 +241,16 @@ mod tests {
         path
     }
 
+    /// (container id, container name) of each name, sorted.
+    fn by_id(names: &HashMap<String, ContainerNames>) -> Vec<(&str, &str)> {
+        let mut found: Vec<(&str, &str)> = names
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.container.as_str()))
+            .collect();
+        found.sort();
+        found
+    }
+
     fn reasons(errors: &[NameError]) -> Vec<NameErrorReason> {
         let mut r: Vec<_> = errors.iter().map(NameError::reason).collect();
         r.sort_by_key(|r| r.index());
@@ -283,11 +293,7 @@ mod tests {
         std::fs::create_dir(root.path().join("containers").join(id('0'))).unwrap();
 
         let (names, errors) = store.read();
-        let mut found: Vec<(&str, &str)> = names
-            .iter()
-            .map(|(id, n)| (id.as_str(), n.container.as_str()))
-            .collect();
-        found.sort();
+        let found = by_id(&names);
         assert_eq!(found, [(ID, "nsx-web"), (id('a').as_str(), "other")]);
         assert_eq!(
             names[ID],
@@ -327,11 +333,7 @@ mod tests {
         );
         std::fs::remove_dir_all(root.path().join("containers").join(ID)).unwrap();
         let (names, errors) = store.read();
-        let mut found: Vec<(&str, &str)> = names
-            .iter()
-            .map(|(id, n)| (id.as_str(), n.container.as_str()))
-            .collect();
-        found.sort();
+        let found = by_id(&names);
         assert_eq!(
             found,
             [(id('a').as_str(), "renamed"), (id('b').as_str(), "b")]
