@@ -127,7 +127,7 @@ fn columns(r: &Row) -> String {
     let command: String = command.escape_debug().collect();
     let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
     format!(
-        "{:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        "{:<6} {:>6} {:>7} {:<8} {:<21} {}",
         r.ns_type,
         r.nprocs,
         pid,
@@ -141,7 +141,7 @@ fn columns(r: &Row) -> String {
 pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>10} {:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        "{:>10} {:<6} {:>6} {:>7} {:<8} {:<21} {}",
         HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
     )?;
     for r in rows {
@@ -176,7 +176,7 @@ pub fn write_tree(out: &mut impl Write, rows: &[Row], relation: Tree) -> std::io
     }
     writeln!(
         out,
-        "{:<24} {:<6} {:>6} {:>7} {:<8} {:<13} {}",
+        "{:<24} {:<6} {:>6} {:>7} {:<8} {:<21} {}",
         HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
     )?;
     let mut seen = HashSet::new();
