@@ -25,9 +25,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use base64::Engine;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -420,9 +422,6 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 fn server_config(dir: &Path, tls: RawTls) -> Result<ServerConfig, KeyProblem> {
     const T: &str = "tls_server_config";
     let key = |k: &str| format!("{T}.{k}");
-    if tls.client_allowed_sans.is_some() {
-        return Err(problem(&key("client_allowed_sans"), "is not supported"));
-    }
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(names) = &tls.cipher_suites {
         let mut kept: Vec<_> = provider
@@ -541,6 +540,12 @@ fn server_config(dir: &Path, tls: RawTls) -> Result<ServerConfig, KeyProblem> {
             ));
         }
     };
+    if verified.is_none() && tls.client_allowed_sans.is_some() {
+        return Err(problem(
+            &key("client_allowed_sans"),
+            "needs client_auth_type RequireAndVerifyClientCert",
+        ));
+    }
     let builder = match (verified, &tls.client_ca_file) {
         (None, None) => builder.with_no_client_auth(),
         (None, Some(_)) => {
@@ -576,7 +581,20 @@ fn server_config(dir: &Path, tls: RawTls) -> Result<ServerConfig, KeyProblem> {
                 verifier
             };
             let verifier = verifier.build().map_err(|e| problem(&k, format!("{e}")))?;
-            builder.with_client_cert_verifier(verifier)
+            match tls.client_allowed_sans {
+                None => builder.with_client_cert_verifier(verifier),
+                Some(_) if optional => {
+                    return Err(problem(
+                        &key("client_allowed_sans"),
+                        "needs client_auth_type RequireAndVerifyClientCert: a client without a \
+                         certificate has no SAN to check",
+                    ));
+                }
+                Some(allowed) => builder.with_client_cert_verifier(Arc::new(AllowedSans {
+                    inner: verifier,
+                    allowed,
+                })),
+            }
         }
     };
     let mut config = builder
@@ -586,6 +604,110 @@ fn server_config(dir: &Path, tls: RawTls) -> Result<ServerConfig, KeyProblem> {
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// exporter-toolkit's `client_allowed_sans`: a client certificate that the CA verifies must
+/// also carry one of these SANs, compared exactly with its DNS names, e-mail addresses, IP
+/// addresses (as Go prints them) and URIs, as exporter-toolkit compares them.
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+/// The SANs of a DER certificate as exporter-toolkit lists them.
+fn subject_alt_names(der: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let Some(san) = cert.subject_alternative_name().map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(n) | GeneralName::RFC822Name(n) | GeneralName::URI(n) => {
+                Some((*n).to_owned())
+            }
+            GeneralName::IPAddress(bytes) => ip_text(bytes),
+            _ => None,
+        })
+        .collect())
+}
+
+/// An IP address SAN as Go's `net.IP.String` writes it (an IPv4-mapped IPv6 address as IPv4).
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => {
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+            Some(
+                v6.to_ipv4_mapped()
+                    .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            )
+        }
+        _ => None,
+    }
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let sans = subject_alt_names(end_entity).map_err(|e| {
+            tracing::debug!(error = %e, "client certificate: SANs unreadable");
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if sans.iter().any(|s| self.allowed.contains(s)) {
+            Ok(verified)
+        } else {
+            tracing::debug!(?sans, "client certificate has none of client_allowed_sans");
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// What a file looked like when it was read: a change of any of these means a new file
@@ -800,6 +922,8 @@ mod tests {
         let parse = |extra: &str| WebConfig::parse(&path, &format!("{tls}{extra}"));
         let accepted = [
             "",
+            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  \
+             client_allowed_sans: [scraper.monitoring.svc]\n",
             "  min_version: TLS13\n",
             "  min_version: TLS12\n  max_version: TLS12\n",
             "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
@@ -844,7 +968,14 @@ mod tests {
             ),
             (
                 "  client_allowed_sans: [a]\n",
-                "tls_server_config.client_allowed_sans: is not supported",
+                "tls_server_config.client_allowed_sans: needs client_auth_type \
+                 RequireAndVerifyClientCert",
+            ),
+            (
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n  \
+                 client_allowed_sans: [a]\n",
+                "tls_server_config.client_allowed_sans: needs client_auth_type \
+                 RequireAndVerifyClientCert",
             ),
         ];
         for (extra, want) in refused {
@@ -1007,5 +1138,40 @@ mod tests {
         assert!(first.is_err());
         assert!(second);
         assert!(users.comparing().is_empty());
+    }
+
+    #[test]
+    fn client_sans_are_listed_as_exporter_toolkit_compares_them() {
+        use rcgen::string::Ia5String;
+        use rcgen::{CertificateParams, KeyPair, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![
+            SanType::DnsName(Ia5String::try_from("scraper.monitoring.svc").unwrap()),
+            SanType::Rfc822Name(Ia5String::try_from("ops@example.com").unwrap()),
+            SanType::URI(Ia5String::try_from("spiffe://cluster.local/ns/m/sa/p").unwrap()),
+            SanType::IpAddress("10.0.0.7".parse().unwrap()),
+            SanType::IpAddress("fd00::7".parse().unwrap()),
+            SanType::IpAddress("::ffff:192.0.2.1".parse().unwrap()),
+        ];
+        let cert = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        assert_eq!(
+            subject_alt_names(cert.der()).unwrap(),
+            [
+                "scraper.monitoring.svc",
+                "ops@example.com",
+                "spiffe://cluster.local/ns/m/sa/p",
+                "10.0.0.7",
+                "fd00::7",
+                // Go's net.IP prints an IPv4-mapped address as IPv4.
+                "192.0.2.1",
+            ]
+        );
+        let none = CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap();
+        assert_eq!(subject_alt_names(none.der()).unwrap(), Vec::<String>::new());
+        assert!(subject_alt_names(b"not a certificate").is_err());
+        assert_eq!(ip_text(&[1, 2, 3]), None);
     }
 }

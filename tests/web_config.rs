@@ -68,15 +68,21 @@ impl Pki {
 
     /// Writes `client.pem` and `client-key.pem`.
     fn client_cert(&self) {
+        self.client_cert_with("client", Vec::new());
+    }
+
+    /// Writes `NAME.pem` and `NAME-key.pem`: a client certificate with `sans`.
+    fn client_cert_with(&self, name: &str, sans: Vec<rcgen::SanType>) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "prometheus");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = sans;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
-        std::fs::write(self.path("client-key.pem"), key.serialize_pem()).unwrap();
-        std::fs::write(self.path("client.pem"), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).unwrap();
     }
 
     /// Writes `web.yml`: TLS with the server certificate, `extra_tls` (lines of
@@ -219,6 +225,65 @@ fn a_client_certificate_is_required_when_configured() {
     assert_eq!(curl(&pki, &url, &args), Ok(200));
     // A certificate is not a password.
     assert_eq!(curl(&pki, &url, &with_cert), Ok(401));
+}
+
+/// exporter-toolkit's `client_allowed_sans`: of three certificates the CA signed, only the
+/// one with a listed SAN (a DNS name, or a SPIFFE URI) gets through the handshake.
+#[test]
+#[ignore = "needs curl (scripts/install-test-deps)"]
+fn only_a_client_certificate_with_an_allowed_san_gets_through() {
+    use rcgen::SanType;
+    use rcgen::string::Ia5String;
+    let ia5 = |s: &str| Ia5String::try_from(s).unwrap();
+    let pki = Pki::new();
+    pki.client_cert_with("dns", vec![SanType::DnsName(ia5("scraper.monitoring.svc"))]);
+    pki.client_cert_with(
+        "uri",
+        vec![
+            SanType::DnsName(ia5("elsewhere.example")),
+            SanType::URI(ia5("spiffe://cluster.local/ns/monitoring/sa/prometheus")),
+        ],
+    );
+    pki.client_cert_with(
+        "other",
+        vec![
+            SanType::DnsName(ia5("intruder.example")),
+            SanType::Rfc822Name(ia5("scraper.monitoring.svc@example.com")),
+        ],
+    );
+    pki.client_cert_with("none", Vec::new());
+    let web = pki.web_config(
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  \
+         client_allowed_sans:\n    - scraper.monitoring.svc\n    \
+         - spiffe://cluster.local/ns/monitoring/sa/prometheus\n",
+    );
+    let e = exporter(&web);
+    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    let right = format!("{USER}:{PASSWORD}");
+    let with = |name: &str| {
+        let (cert, key) = (
+            pki.path(&format!("{name}.pem")),
+            pki.path(&format!("{name}-key.pem")),
+        );
+        let (cert, key) = (
+            cert.to_str().unwrap().to_owned(),
+            key.to_str().unwrap().to_owned(),
+        );
+        curl(&pki, &url, &["-u", &right, "--cert", &cert, "--key", &key])
+    };
+    wait_for("the exporter to answer", Duration::from_secs(10), || {
+        (with("dns") == Ok(200)).then_some(())
+    });
+    assert_eq!(with("uri"), Ok(200));
+    assert!(
+        with("other").is_err(),
+        "no allowed SAN: the handshake fails"
+    );
+    assert!(with("none").is_err(), "no SAN at all: the handshake fails");
+    assert!(
+        curl(&pki, &url, &["-u", &right]).is_err(),
+        "no certificate: the handshake fails"
+    );
 }
 
 /// The certificate a TLS handshake with the exporter presents.
