@@ -24,7 +24,7 @@ use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot};
 use crate::procfs::{
     ReadSearch, is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at,
 };
-use crate::scan::{ErrorReason, ScanErrors};
+use crate::scan::{ErrorReason, ScanErrors, pid_of};
 
 /// A `mountinfo` longer than this is cut, and counted as an error: 16 MiB is some 100,000
 /// mounts, beyond any node's.
@@ -205,7 +205,7 @@ pub fn read_fds(
         };
         for entry in dir.iter().flatten() {
             let name = entry.file_name();
-            let Some(n) = fd_number(name.to_bytes()) else {
+            let Some(n) = pid_of(name.to_bytes()) else {
                 continue;
             };
             // A closed fd reads as ENOENT: the process moved on, nothing to count.
@@ -224,14 +224,6 @@ pub fn read_fds(
         }
     }
     out
-}
-
-/// An fd directory entry's number (`.` and `..` are not).
-fn fd_number(name: &[u8]) -> Option<i32> {
-    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(name).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -290,9 +282,9 @@ mod tests {
 
     #[test]
     fn fd_names_are_numbers() {
-        assert_eq!(fd_number(b"17"), Some(17));
-        assert_eq!(fd_number(b"."), None);
-        assert_eq!(fd_number(b""), None);
-        assert_eq!(fd_number(b"99999999999"), None);
+        assert_eq!(pid_of(b"17"), Some(17));
+        assert_eq!(pid_of(b"."), None);
+        assert_eq!(pid_of(b""), None);
+        assert_eq!(pid_of(b"99999999999"), None);
     }
 }

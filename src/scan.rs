@@ -611,8 +611,9 @@ impl LinkName {
     }
 }
 
-/// A pid directory name: decimal digits only (`self`, `thread-self` and files are skipped).
-fn pid_of(name: &[u8]) -> Option<i32> {
+/// A pid, tid or fd directory entry name: decimal digits only (`self`, `thread-self`, `.`
+/// and files are skipped).
+pub(crate) fn pid_of(name: &[u8]) -> Option<i32> {
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
         return None;
     }
