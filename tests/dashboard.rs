@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::cgroup::Cgroup;
 use support::prometheus::{Prometheus, encode};
-use support::{Exporter, Spawned, manifest_dir, run, wait_for};
+use support::{Exporter, Netns, Spawned, manifest_dir, wait_for};
 
 const DASHBOARD: &str = "dashboards/nsexporter.json";
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps` (as root) to install it";
@@ -413,16 +413,7 @@ fn every_query_returns_data_from_a_live_exporter() {
 
     // A network namespace pinned by a bind mount with no process: the table of namespaces
     // held without a process, and, after a second, an orphan.
-    let netns = format!("nsx-dashboard-{}", std::process::id());
-    let (ok, _, err) = run("ip", &["netns", "add", &netns]);
-    assert!(ok, "ip netns add: {err}");
-    struct Unpin(String);
-    impl Drop for Unpin {
-        fn drop(&mut self) {
-            let _ = run("ip", &["netns", "del", &self.0]);
-        }
-    }
-    let _unpin = Unpin(netns);
+    let _netns = Netns::add("dashboard");
 
     // A Docker-shaped container whose process keeps the host's net, pid, ipc and cgroup
     // namespaces (and user and time): host-namespace series and `host_namespace` findings.

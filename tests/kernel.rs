@@ -912,33 +912,6 @@ fn a_fifth_of_a_second_host_mount_is_seen_through_process_events() {
     drop(visit);
 }
 
-/// `ip netns add NAME`, deleted again on drop, even when the test fails.
-struct Netns(String);
-
-impl Netns {
-    fn add(tag: &str) -> Netns {
-        let name = format!("nsx-{tag}-{}", std::process::id());
-        let (ok, _, err) = run("ip", &["netns", "add", &name]);
-        assert!(ok, "ip netns add {name}: {err}");
-        Netns(name)
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-
-    fn inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(self.path()).unwrap().ino()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.0]);
-    }
-}
-
 /// The labels of `nsexporter_namespace_info` of the net namespace `inode`, and its process
 /// count, if the exposition has it.
 fn net_info(m: &Metrics, inode: u64) -> Option<(BTreeMap<String, String>, f64)> {

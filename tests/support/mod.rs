@@ -442,3 +442,30 @@ pub fn closed_by_server(s: &mut TcpStream, timeout: Duration) -> bool {
         }
     }
 }
+
+/// `ip netns add NAME`, deleted again on drop, even when the test fails.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn add(tag: &str) -> Netns {
+        let name = format!("nsx-{tag}-{}", std::process::id());
+        let (ok, _, err) = run("ip", &["netns", "add", &name]);
+        assert!(ok, "ip netns add {name}: {err}");
+        Netns(name)
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path()).unwrap().ino()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.0]);
+    }
+}
