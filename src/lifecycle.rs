@@ -89,13 +89,13 @@ impl Tracker {
         let mut out: Vec<Orphan> = snapshot
             .namespaces
             .values()
-            .filter(|ns| ns.held_by().without_process())
             .filter_map(|ns| {
+                let held_by = ns.held_by();
                 let since = self.live.get(&ns.id)?.memberless_since?;
                 let age = time.seconds(time.ticks.saturating_sub(since));
-                (age >= min_age.as_secs_f64()).then_some(Orphan {
+                (held_by.without_process() && age >= min_age.as_secs_f64()).then_some(Orphan {
                     id: ns.id,
-                    held_by: ns.held_by(),
+                    held_by,
                     age,
                 })
             })
