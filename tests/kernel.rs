@@ -939,6 +939,52 @@ fn wait_held_by(e: &Exporter, inode: u64, held_by: Option<&str>) -> Metrics {
     )
 }
 
+/// A net namespace held by an fd only: a shell opens its child's `/proc/P/ns/net`, the child
+/// exits, and the fd stays with the shell's `exec sleep`. The holder, and the namespace's inode.
+fn fd_holder() -> (Spawned, u64) {
+    let holder = Spawned::new(
+        "sh",
+        &[
+            "-c",
+            r#"unshare --net sleep 1000 & c=$!
+            while [ "$(readlink /proc/$c/ns/net)" = "$(readlink /proc/$$/ns/net)" ]; do sleep 0.05; done
+            exec 7</proc/$c/ns/net; kill $c; wait $c 2>/dev/null; exec sleep 1000"#,
+        ],
+    );
+    let held = wait_for("the fd", Duration::from_secs(10), || {
+        holder.running("sleep");
+        let link = std::fs::read_link(format!("/proc/{}/fd/7", holder.pid())).ok()?;
+        let text = link.to_str()?.to_owned();
+        text.strip_prefix("net:[")?
+            .strip_suffix(']')?
+            .parse::<u64>()
+            .ok()
+    });
+    (holder, held)
+}
+
+/// Between fd passes (`--scan.fd-interval`), an fd the last pass found keeps its namespace,
+/// scan after scan, while the holding process lives, and holds it no longer once that
+/// process exits, though no pass has run since.
+#[test]
+#[ignore = "needs root: unshare(1)"]
+fn an_fd_found_by_the_last_pass_holds_until_its_process_exits() {
+    let _guard = serial();
+    let (holder, held) = fd_holder();
+    let e = Exporter::start(&["--scan.interval=200ms", "--scan.fd-interval=1h"]);
+    wait_held_by(&e, held, Some("fd"));
+    let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap_or(0.0);
+    let first = scans(&e.metrics());
+    let m = wait_for("ten more scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (scans(&m) >= first + 10.0).then_some(m)
+    });
+    let now = net_info(&m, held).map(|(labels, _)| labels["held_by"].clone());
+    assert_eq!(now.as_deref(), Some("fd"), "no fd pass since the first");
+    drop(holder);
+    wait_held_by(&e, held, None);
+}
+
 /// A net namespace pinned by `ip netns add` is exported held by `bind_mount` at its path with
 /// no process, stays one namespace while a process comes and goes, and is destroyed once by
 /// `ip netns del`. One held by an fd of a process whose member exited is held by `fd`, and
@@ -1001,24 +1047,7 @@ fn namespaces_held_by_a_bind_mount_or_an_fd_are_seen_and_destroyed_once() {
     );
 
     // An fd: the shell opens its child's namespace, the child exits, the fd stays with sleep.
-    let holder = Spawned::new(
-        "sh",
-        &[
-            "-c",
-            r#"unshare --net sleep 1000 & c=$!
-            while [ "$(readlink /proc/$c/ns/net)" = "$(readlink /proc/$$/ns/net)" ]; do sleep 0.05; done
-            exec 7</proc/$c/ns/net; kill $c; wait $c 2>/dev/null; exec sleep 1000"#,
-        ],
-    );
-    let held = wait_for("the fd", Duration::from_secs(10), || {
-        holder.running("sleep");
-        let link = std::fs::read_link(format!("/proc/{}/fd/7", holder.pid())).ok()?;
-        let text = link.to_str()?.to_owned();
-        text.strip_prefix("net:[")?
-            .strip_suffix(']')?
-            .parse::<u64>()
-            .ok()
-    });
+    let (holder, held) = fd_holder();
     let m = wait_held_by(&e, held, Some("fd"));
     assert_eq!(net_info(&m, held).unwrap().1, 0.0, "no process in it");
     drop(holder);
