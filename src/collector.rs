@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::attribution::{NameErrorReason, NameSource, NameSources, Names, attribute};
+use crate::attribution::{NameErrorReason, NameSource, NameSources, Names, Workload, attribute};
+use crate::events::EventStream;
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
-use crate::model::{CgroupLayout, NsType, Snapshot};
-use crate::policy::{Policy, Rule};
-use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
-use crate::sharing::{FindingLog, evaluate};
+use crate::model::{CgroupLayout, Snapshot};
+use crate::policy::Policy;
+use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
+use crate::sharing::{Finding, FindingLog, evaluate};
 
 /// `--namespace.orphan-age`'s default.
 pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(600);
@@ -46,12 +47,17 @@ pub struct Collector {
     /// Name source failures, counted; and which were logged at warn already, as `warned`.
     name_errors: NameSourceErrors,
     name_warned: [[bool; NameErrorReason::ALL.len()]; NameSource::ALL.len()],
+    /// The processes whose reads failed in the last scan, and why: the same failure again is
+    /// standing, counted when it began and not every scan since.
+    failed: HashSet<ProcessFailure>,
     /// The findings of the last scan: each new one is counted and logged once.
     findings: FindingLog,
     /// Processes the sweeps read since the last scan: pid, start ticks, reads.
     swept: HashMap<i32, (u64, u8)>,
+    /// The containers' processes of the last scan, which sweeps read again in place.
+    watch: Watch,
     /// Pids from the proc connector, where it listens.
-    events: Option<Receiver<i32>>,
+    events: Option<EventStream>,
     /// How long a namespace must be held without a process to be an orphan.
     orphan_age: Duration,
 }
@@ -88,7 +94,9 @@ impl Collector {
             name_errors,
             name_warned: Default::default(),
             findings: FindingLog::new(),
+            failed: HashSet::new(),
             swept: HashMap::new(),
+            watch: Watch::default(),
             events: None,
             orphan_age: DEFAULT_ORPHAN_AGE,
         }
@@ -143,17 +151,29 @@ impl Collector {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
-        let attribution = attribute(&snapshot, &names);
+        let attribution = attribute(&snapshot, None, &names);
+        self.watch = Watch::new(snapshot.processes.keys().copied().filter(|&pid| {
+            matches!(
+                attribution.of(pid),
+                Workload::Container(_) | Workload::Runtime(_)
+            )
+        }));
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let new_findings = self.findings.update(&sharing.findings);
         let orphans = self.tracker.orphans(self.orphan_age);
         let duration = started.elapsed();
+        let mut standing = [0; ErrorReason::ALL.len()];
+        for (_, reason) in outcome.errors.processes().intersection(&self.failed) {
+            standing[reason.index()] += 1;
+        }
+        self.failed = outcome.errors.processes().clone();
         let tracker = &self.tracker;
         self.metrics.record_scan(&ScanRecord {
             snapshot: &snapshot,
             start_ticks: &|id| tracker.start_ticks(id),
             changes: &changes,
             errors: &outcome.errors,
+            standing_errors: standing,
             id_queries: outcome.id_queries,
             sharing: &sharing,
             new_findings: &new_findings,
@@ -230,8 +250,9 @@ impl Collector {
     /// on `policies` (SIGHUP) applies from the next scan.
     ///
     /// Between two scans, every `sweep` (none where it is zero or not shorter than the
-    /// interval), a sweep reads the processes that started since and publishes at once what
-    /// the host rules find in them.
+    /// interval), a sweep reads the processes that started since and re-reads the containers'
+    /// processes in place; with process events, batches of them are judged as they come.
+    /// Each publishes at once what it counted. [`next_step`] decides the order.
     pub fn run(
         mut self,
         interval: Duration,
@@ -244,94 +265,96 @@ impl Collector {
         let _guard = StopGuard(Arc::clone(&health));
         let sweeping = !sweep.is_zero() && sweep < interval;
         self.metrics.between_scans(sweeping, self.events.is_some());
-        let mut next = Instant::now();
+        let start = Instant::now();
+        let mut next_scan = start;
+        let mut next_sweep = start;
+        let mut pending: Vec<i32> = Vec::new();
+        let stopped = || !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
         loop {
-            while let Ok(policy) = policies.try_recv() {
-                self.set_policy(policy);
+            if stopped() {
+                return;
             }
-            health.scan_started();
-            let (exposition, result) = self.run_once();
-            publish.send_replace(Some(Arc::new(exposition)));
-            health.scan_finished(result.map_err(|e| e.to_string()));
-            self.swept.clear();
-            release_free_memory();
             let now = Instant::now();
-            next += interval;
-            while next <= now {
-                next += interval;
-            }
-            let mut next_sweep = now + sweep;
-            loop {
-                let now = Instant::now();
-                // A flood of process events must not hold off the next scan.
-                if now >= next {
-                    break;
+            let sweep_at = sweeping.then_some(next_sweep);
+            match next_step(now, next_scan, sweep_at, !pending.is_empty()) {
+                Step::Scan => {
+                    while let Ok(policy) = policies.try_recv() {
+                        self.set_policy(policy);
+                    }
+                    health.scan_started();
+                    let (exposition, result) = self.run_once();
+                    publish.send_replace(Some(Arc::new(exposition)));
+                    health.scan_finished(result.map_err(|e| e.to_string()));
+                    self.swept.clear();
+                    release_free_memory();
+                    let now = Instant::now();
+                    next_scan = after(next_scan, interval, now);
+                    next_sweep = now + sweep;
                 }
-                let wake = if sweeping { next.min(next_sweep) } else { next };
-                let timeout = wake.saturating_duration_since(now);
-                match &self.events {
+                Step::Sweep => {
+                    if let Some(exposition) = self.sweep_once() {
+                        publish.send_replace(Some(Arc::new(exposition)));
+                    }
+                    next_sweep = after(next_sweep, sweep, Instant::now());
+                }
+                Step::Events => {
+                    let batch: Vec<i32> = match &self.events {
+                        Some(events) => {
+                            let room = EVENT_BATCH.saturating_sub(pending.len());
+                            pending.extend(events.pids.try_iter().take(room));
+                            std::mem::take(&mut pending)
+                        }
+                        None => std::mem::take(&mut pending),
+                    };
+                    if let Some(exposition) = self.judge_pids(&batch) {
+                        publish.send_replace(Some(Arc::new(exposition)));
+                    }
+                }
+                Step::Wait(timeout) => match &self.events {
                     // Woken by an event, or at the next sweep or scan; a stop is seen within
                     // a second.
                     Some(events) => {
-                        let first = events.recv_timeout(timeout.min(Duration::from_secs(1)));
-                        let pids: Vec<i32> = match first {
-                            Ok(pid) => std::iter::once(pid)
-                                .chain(events.try_iter().take(4096))
-                                .collect(),
-                            Err(_) => Vec::new(),
-                        };
-                        if matches!(first, Err(RecvTimeoutError::Disconnected)) {
+                        match events
+                            .pids
+                            .recv_timeout(timeout.min(Duration::from_secs(1)))
+                        {
+                            Ok(pid) => pending.push(pid),
+                            Err(RecvTimeoutError::Timeout) => {}
                             // The listener stopped (it said why); the sweeps go on.
-                            self.events = None;
-                        }
-                        if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
-                            return;
-                        }
-                        if !pids.is_empty() {
-                            if let Some(exposition) = self.judge_pids(&pids) {
-                                publish.send_replace(Some(Arc::new(exposition)));
-                            }
-                            continue;
+                            Err(RecvTimeoutError::Disconnected) => self.events = None,
                         }
                     }
                     None => match stop.recv_timeout(timeout) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return,
                     },
-                }
-                if Instant::now() >= next {
-                    break;
-                }
-                if Instant::now() < next_sweep || !sweeping {
-                    continue;
-                }
-                if let Some(exposition) = self.sweep_once() {
-                    publish.send_replace(Some(Arc::new(exposition)));
-                }
-                next_sweep += sweep;
-                while next_sweep <= Instant::now() {
-                    next_sweep += sweep;
-                }
+                },
             }
         }
     }
 
-    /// One sweep: the processes new since the last scan, judged by the host rules against the
-    /// last scan's host namespaces. Returns the exposition to publish when it found something
-    /// new; `None` when it found nothing new (or could not run: the next scan says why).
+    /// One sweep: the processes new since the last scan, and the containers' processes that
+    /// moved since, judged by the host rules against the last scan's host namespaces. Returns
+    /// the exposition to publish, with its counters and any new finding; `None` where it
+    /// could not run (the next scan says why).
     fn sweep_once(&mut self) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
-        let sweep = match self.scanner.sweep(&known, &mut self.swept) {
+        let sweep = match self.scanner.sweep(&known, &mut self.swept, &mut self.watch) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "sweep failed");
                 return None;
             }
         };
-        tracing::trace!(listed = sweep.listed, read = sweep.processes.len(), "sweep");
+        tracing::trace!(
+            listed = sweep.listed,
+            rechecked = sweep.rechecked,
+            read = sweep.processes.len(),
+            "sweep"
+        );
         let (read, new) = self.judge(sweep.processes, &known);
-        self.metrics.record_sweep(read, &new);
-        (!new.is_empty()).then(|| self.metrics.encode())
+        self.metrics.record_sweep(read, sweep.rechecked, &new);
+        Some(self.encode_live())
     }
 
     /// Reads the processes the kernel said forked or exec'd and judges them as a sweep does.
@@ -343,7 +366,15 @@ impl Collector {
         let processes = self.scanner.read_pids(&pids, &known);
         let (read, new) = self.judge(processes, &known);
         self.metrics.record_events(pids.len(), read, &new);
-        (!new.is_empty()).then(|| self.metrics.encode())
+        Some(self.encode_live())
+    }
+
+    /// The exposition with the live families as they are now.
+    fn encode_live(&mut self) -> Exposition {
+        if let Some(events) = &self.events {
+            self.metrics.record_event_drops(&events.drops);
+        }
+        self.metrics.encode_live()
     }
 
     /// Judges processes read between scans by the host rules, against the host namespaces of
@@ -352,7 +383,7 @@ impl Collector {
         &mut self,
         processes: Vec<crate::model::Process>,
         known: &Snapshot,
-    ) -> (usize, Vec<(Rule, NsType)>) {
+    ) -> (usize, Vec<Finding>) {
         let read = processes.len();
         if read == 0 {
             return (0, Vec::new());
@@ -361,7 +392,7 @@ impl Collector {
         let (time, wall) = self.scanner.now();
         let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
         let names = self.names();
-        let attribution = attribute(&fresh, &names);
+        let attribution = attribute(&fresh, Some(known), &names);
         let sharing = evaluate(&fresh, &attribution, &self.policy);
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
@@ -369,10 +400,51 @@ impl Collector {
 
     /// Judges the processes the kernel reports forking and exec'ing as they come (the proc
     /// connector), besides the sweeps.
-    pub fn with_events(mut self, events: Receiver<i32>) -> Self {
+    pub fn with_events(mut self, events: EventStream) -> Self {
         self.events = Some(events);
         self
     }
+}
+
+/// How many event pids one step judges at most: a flood is taken in batches, each followed
+/// by a look at the clock.
+const EVENT_BATCH: usize = 4096;
+
+/// What the scan loop does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Scan,
+    Sweep,
+    /// Judge a batch of process events.
+    Events,
+    /// Nothing is due for this long (or until an event comes).
+    Wait(Duration),
+}
+
+/// The scan loop's next step, from the clock alone: a due scan first, then a due sweep, then
+/// waiting events, so that neither a flood of events nor a slow sweep holds off what is due
+/// by more than one batch or sweep. `sweep` is `None` without sweeps.
+pub fn next_step(now: Instant, scan: Instant, sweep: Option<Instant>, events: bool) -> Step {
+    if now >= scan {
+        Step::Scan
+    } else if sweep.is_some_and(|s| now >= s) {
+        Step::Sweep
+    } else if events {
+        Step::Events
+    } else {
+        let wake = sweep.map_or(scan, |s| s.min(scan));
+        Step::Wait(wake - now)
+    }
+}
+
+/// The first tick of `every` after `tick` that is later than `now`: ticks that a slow step
+/// overran are skipped, not queued.
+fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
+    let mut next = tick + every;
+    while next <= now {
+        next += every;
+    }
+    next
 }
 
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)
@@ -385,5 +457,130 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         nix::libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop driven by [`next_step`] on a simulated clock: `cost` is what each step takes,
+    /// `events_per_ms` how many pids arrive each millisecond. Returns when each scan and each
+    /// sweep began, in ms.
+    fn simulate(
+        until_ms: u64,
+        interval: u64,
+        sweep: u64,
+        events_per_ms: usize,
+        cost: impl Fn(Step) -> u64,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (mut scans, mut sweeps) = (Vec::new(), Vec::new());
+        let (mut now, mut next_scan, mut next_sweep, mut queued) = (0u64, 0u64, 0u64, 0usize);
+        while now < until_ms {
+            let step = next_step(at(now), at(next_scan), Some(at(next_sweep)), queued > 0);
+            let took = match step {
+                Step::Scan => {
+                    scans.push(now);
+                    let took = cost(step);
+                    next_scan = (next_scan + interval).max(now + took + 1);
+                    next_sweep = now + took + sweep;
+                    took
+                }
+                Step::Sweep => {
+                    sweeps.push(now);
+                    let took = cost(step);
+                    next_sweep = after(at(next_sweep), Duration::from_millis(sweep), at(now + took))
+                        .duration_since(t0)
+                        .as_millis() as u64;
+                    took
+                }
+                Step::Events => {
+                    queued -= queued.min(EVENT_BATCH);
+                    cost(step)
+                }
+                Step::Wait(d) => (d.as_millis() as u64).max(1),
+            };
+            now += took;
+            queued = (queued + events_per_ms * took as usize).min(crate::events::QUEUE);
+        }
+        (scans, sweeps)
+    }
+
+    #[test]
+    fn what_is_due_comes_before_events() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let table = [
+            // now, scan, sweep, events waiting: step
+            (0, 0, Some(0), true, Step::Scan),
+            (5, 10, Some(5), true, Step::Sweep),
+            (5, 5, Some(5), false, Step::Scan),
+            (5, 10, Some(8), true, Step::Events),
+            (5, 10, Some(8), false, Step::Wait(Duration::from_millis(3))),
+            (5, 10, None, false, Step::Wait(Duration::from_millis(5))),
+            (5, 10, None, true, Step::Events),
+            (12, 10, None, true, Step::Scan),
+        ];
+        for (now, scan, sweep, events, want) in table {
+            assert_eq!(
+                next_step(ms(now), ms(scan), sweep.map(ms), events),
+                want,
+                "now {now} scan {scan} sweep {sweep:?} events {events}"
+            );
+        }
+    }
+
+    /// A steady stream of events (a batch takes 20 ms and another is always waiting) does not
+    /// hold off the sweeps: each starts within one batch of when it is due.
+    #[test]
+    fn sweeps_stay_on_time_under_a_steady_event_stream() {
+        let cost = |s: Step| match s {
+            Step::Scan => 100,
+            Step::Sweep => 5,
+            Step::Events => 20,
+            Step::Wait(_) => 0,
+        };
+        let (scans, sweeps) = simulate(60_000, 15_000, 1_000, 500, cost);
+        assert_eq!(scans.len(), 4, "{scans:?}");
+        assert!(sweeps.len() >= 55, "{} sweeps in 60 s", sweeps.len());
+        // Between two scans, sweeps a second apart, give or take one batch; a scan restarts
+        // their clock.
+        for pair in sweeps.windows(2) {
+            let gap = pair[1] - pair[0];
+            let scanned = scans.iter().any(|s| (pair[0]..pair[1]).contains(s));
+            let most = if scanned {
+                1_000 + 1_000 + 100
+            } else {
+                1_000 + 20
+            };
+            assert!(gap <= most, "sweeps {gap} ms apart: {pair:?}");
+        }
+    }
+
+    /// A flood (the queue always full, each batch 50 ms) does not hold off the scans.
+    #[test]
+    fn scans_stay_on_time_under_a_flood() {
+        let cost = |s: Step| match s {
+            Step::Scan => 400,
+            Step::Sweep => 30,
+            Step::Events => 50,
+            Step::Wait(_) => 0,
+        };
+        let (scans, _) = simulate(120_000, 15_000, 1_000, 100_000, cost);
+        assert_eq!(scans.len(), 8, "{scans:?}");
+        for (i, at) in scans.iter().enumerate() {
+            let due = i as u64 * 15_000;
+            assert!(*at <= due + 50 + 30, "scan {i} due at {due} began at {at}");
+        }
+    }
+
+    #[test]
+    fn overrun_ticks_are_skipped() {
+        let t = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(after(t, s, t), t + s);
+        assert_eq!(after(t, s, t + Duration::from_millis(3500)), t + 4 * s);
     }
 }

@@ -11,6 +11,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 /// `NETLINK_CONNECTOR` (include/uapi/linux/netlink.h).
 const NETLINK_CONNECTOR: i32 = 11;
@@ -28,6 +31,84 @@ const NLMSG_DONE: u16 = 3;
 /// Sizes of the headers: `struct nlmsghdr` (16), `struct cn_msg` (20).
 const NLMSG_HDR: usize = 16;
 const CN_MSG_HDR: usize = 20;
+
+label_enum! {
+    /// Why a process event was lost before it was judged: the `reason` label of
+    /// `nsexporter_proc_events_dropped_total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum DropReason {
+        /// The bounded queue between the reader thread and the scan loop was full.
+        QueueFull = "queue_full",
+        /// The kernel's socket buffer overflowed (ENOBUFS): one per overrun, each of which
+        /// lost an unknown number of events.
+        KernelOverrun = "kernel_overrun",
+    }
+}
+
+/// Events lost so far, by reason, counted by the reader thread.
+#[derive(Debug, Default)]
+pub struct Drops([AtomicU64; DropReason::ALL.len()]);
+
+impl Drops {
+    pub fn count(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()].load(Ordering::Relaxed)
+    }
+
+    fn add(&self, reason: DropReason, n: u64) {
+        self.0[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The pids of the kernel's fork and exec events, as a thread of their own reads them.
+pub struct EventStream {
+    pub pids: Receiver<i32>,
+    pub drops: Arc<Drops>,
+}
+
+/// How many pids wait between the reader and the scan loop at most: a fork bomb fills it and
+/// its further events are dropped (and counted), which the sweeps still see.
+pub const QUEUE: usize = 16 * 1024;
+
+/// Subscribes to the proc connector and reads it on a thread of its own, handing pids over a
+/// bounded queue. `own` is the exporter's own procfs, `host` the scanned one: the kernel
+/// sends events only to a listener in the initial namespaces. Where it cannot listen, says
+/// why (for the caller to say once).
+pub fn listen(own: &Path, host: &Path) -> Result<EventStream, String> {
+    check_placement(own, host)?;
+    let events = ProcEvents::subscribe().map_err(|e| format!("proc connector: {e}"))?;
+    let (send, pids) = sync_channel(QUEUE);
+    let drops = Arc::new(Drops::default());
+    let counted = Arc::clone(&drops);
+    std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || read_events(events, &send, &counted))
+        .map_err(|e| format!("thread: {e}"))?;
+    Ok(EventStream { pids, drops })
+}
+
+/// The reader thread: until the scan loop goes away or the socket fails.
+fn read_events(mut events: ProcEvents, send: &SyncSender<i32>, drops: &Drops) {
+    let mut pids = Vec::new();
+    loop {
+        pids.clear();
+        if let Err(e) = events.next(&mut pids) {
+            // ENOBUFS: the kernel dropped events for us; the sweeps see those processes.
+            if e.raw_os_error() == Some(nix::libc::ENOBUFS) {
+                drops.add(DropReason::KernelOverrun, 1);
+                continue;
+            }
+            tracing::warn!(error = %e, "process events stopped; the sweeps go on");
+            return;
+        }
+        for &pid in &pids {
+            match send.try_send(pid) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => drops.add(DropReason::QueueFull, 1),
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
 
 /// Why the exporter cannot listen where it runs, if it cannot: it must share the initial
 /// PID, user and network namespaces, which are kthreadd's in the host's procfs.

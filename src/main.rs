@@ -262,8 +262,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
 /// Subscribes to the kernel's process events on a thread of their own, which hands pids over
 /// a bounded channel (a fork bomb drops events, which the sweeps still see). Where the exporter
 /// cannot listen, it says why once and the sweeps go on.
-fn listen_for_process_events(settings: &Settings) -> Option<std::sync::mpsc::Receiver<i32>> {
-    use nsexporter::events::{ProcEvents, check_placement};
+fn listen_for_process_events(settings: &Settings) -> Option<nsexporter::events::EventStream> {
     // CAP_NET_ADMIN, to join the connector's group: permitted by the image's file capability
     // where the pod adds it (deploy/kubernetes/proc-events), made effective only here.
     use caps::{CapSet, Capability};
@@ -274,53 +273,16 @@ fn listen_for_process_events(settings: &Settings) -> Option<std::sync::mpsc::Rec
     {
         tracing::debug!(error = %e, "cannot raise CAP_NET_ADMIN");
     }
-    let cannot = |why: String| {
-        tracing::warn!(
-            reason = %why,
-            "scan.proc-events: cannot listen for process events; the sweeps go on"
-        );
-    };
-    if let Err(why) = check_placement(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs) {
-        cannot(why);
-        return None;
-    }
-    let mut events = match ProcEvents::subscribe() {
-        Ok(e) => e,
-        Err(e) => {
-            cannot(format!("proc connector: {e}"));
-            return None;
-        }
-    };
-    let (send, receive) = std::sync::mpsc::sync_channel(16 * 1024);
-    let spawned = std::thread::Builder::new()
-        .name("events".into())
-        .spawn(move || {
-            let mut pids = Vec::new();
-            loop {
-                pids.clear();
-                if let Err(e) = events.next(&mut pids) {
-                    // ENOBUFS: the kernel dropped events for us; the sweeps see those.
-                    if e.raw_os_error() == Some(nix::libc::ENOBUFS) {
-                        continue;
-                    }
-                    tracing::warn!(error = %e, "process events stopped; the sweeps go on");
-                    return;
-                }
-                for &pid in &pids {
-                    match send.try_send(pid) {
-                        Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
-                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
-                    }
-                }
-            }
-        });
-    match spawned {
-        Ok(_) => {
+    match nsexporter::events::listen(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs) {
+        Ok(stream) => {
             tracing::info!("listening for process events (proc connector)");
-            Some(receive)
+            Some(stream)
         }
-        Err(e) => {
-            cannot(format!("thread: {e}"));
+        Err(why) => {
+            tracing::warn!(
+                reason = %why,
+                "scan.proc-events: cannot listen for process events; the sweeps go on"
+            );
             None
         }
     }

@@ -65,7 +65,14 @@ impl ErrorReason {
 pub struct ScanErrors {
     counts: [u64; ErrorReason::ALL.len()],
     first: [Option<String>; ErrorReason::ALL.len()],
+    /// The processes whose reads failed, once per process and reason.
+    processes: HashSet<ProcessFailure>,
 }
+
+/// A process whose reads failed for a reason: where the same one fails the same way scan
+/// after scan (a protected init, a process an LSM hides), it is how the node is built, not
+/// news.
+pub type ProcessFailure = (ProcessId, ErrorReason);
 
 impl ScanErrors {
     pub(crate) fn record(&mut self, reason: ErrorReason, what: impl FnOnce() -> String) {
@@ -74,6 +81,24 @@ impl ScanErrors {
         if self.first[i].is_none() {
             self.first[i] = Some(what());
         }
+    }
+
+    /// Records a failure of process `who` (start ticks 0 where its `stat` was not read), once
+    /// per process and reason.
+    fn record_process(
+        &mut self,
+        who: ProcessId,
+        reason: ErrorReason,
+        what: impl FnOnce() -> String,
+    ) {
+        if self.processes.insert((who, reason)) {
+            self.record(reason, what);
+        }
+    }
+
+    /// The processes whose reads failed, with the reason.
+    pub fn processes(&self) -> &HashSet<ProcessFailure> {
+        &self.processes
     }
 
     pub fn count(&self, reason: ErrorReason) -> u64 {
@@ -174,13 +199,55 @@ pub struct ScanOutcome {
     pub fds_skipped: u64,
 }
 
-/// What a sweep read: the processes new since the last full scan.
+/// What a sweep read: the processes new since the last full scan, and the watched ones that
+/// moved to another namespace since it.
 #[derive(Debug)]
 pub struct Sweep {
     pub processes: Vec<Process>,
     /// Pid directories listed.
     pub listed: u64,
+    /// Watched processes whose namespace links were read again in place.
+    pub rechecked: u64,
     pub errors: ScanErrors,
+}
+
+/// The processes that sweeps read again in place, although the last scan knew them: a
+/// process that is already running can setns(2) at any time, and neither the listing of new
+/// pids nor the proc connector's fork and exec events say so. Containers' processes are
+/// watched (where a move is an escape); what each was last seen in is the last scan's, or,
+/// once a sweep saw it move, what that sweep read.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Sorted pids, from the last scan.
+    pids: Vec<i32>,
+    /// Processes seen to move since the last scan: start ticks, and the namespaces then.
+    moved: HashMap<i32, (u64, PerType<Option<NonZeroU64>>)>,
+}
+
+impl Watch {
+    /// Watches `pids` (of `known`, the last scan), forgetting what sweeps saw before it.
+    pub fn new(pids: impl IntoIterator<Item = i32>) -> Watch {
+        let mut pids: Vec<i32> = pids.into_iter().collect();
+        pids.sort_unstable();
+        pids.dedup();
+        Watch {
+            pids,
+            moved: HashMap::new(),
+        }
+    }
+
+    /// How many processes are watched.
+    pub fn len(&self) -> usize {
+        self.pids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty()
+    }
+
+    fn contains(&self, pid: i32) -> bool {
+        self.pids.binary_search(&pid).is_ok()
+    }
 }
 
 /// Where a scan looks for namespaces that no process is in ([`crate::pins`]).
@@ -337,23 +404,53 @@ impl Scanner {
     /// and the reads of the new processes: the cost follows how many start, not how many run.
     /// The processes come back without kernel ids; kthreadd's children count as kernel threads
     /// only where `known` says PID 2 is kthreadd.
+    ///
+    /// Every process in `watch` is read again in place, its eight namespace links only
+    /// (readlink, unprivileged): where one differs from what it was last seen in, the process
+    /// is read whole and comes back with the new ones, so that a stay in another namespace as
+    /// long as the sweep interval is seen. Its main thread's links only: a thread that moves
+    /// alone is seen by the next full scan (`--scan.threads`).
     pub fn sweep(
         &mut self,
         known: &Snapshot,
         swept: &mut HashMap<i32, (u64, u8)>,
+        watch: &mut Watch,
     ) -> Result<Sweep, ScanFailure> {
         let (root, mut dir, dir_fd) = self.open_root()?;
         let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         reader.kthreadd = known.processes.get(&2).is_some_and(|p| p.ppid == 0);
         let mut processes = Vec::new();
-        let mut listed = 0;
+        let (mut listed, mut rechecked) = (0, 0);
+        let mut link = LinkName::default();
         for entry in dir.iter().flatten() {
             let name = entry.file_name();
             let Some(pid) = pid_of(name.to_bytes()) else {
                 continue;
             };
             listed += 1;
-            if known.processes.contains_key(&pid) || swept.get(&pid).is_some_and(|s| s.1 >= 2) {
+            if let Some(last) = known.processes.get(&pid) {
+                if watch.contains(pid) {
+                    rechecked += 1;
+                    let (start, expected) = match watch.moved.get(&pid) {
+                        Some((start, namespaces)) => (*start, *namespaces),
+                        None => (last.id.start_ticks, last.namespaces),
+                    };
+                    if reader.links_match(pid, &expected, &mut link) {
+                        continue;
+                    }
+                    // Moved, exited, or its pid reused: read whole, judged as new.
+                    if let Ok(process) = reader.read(name, pid)
+                        && (process.id.start_ticks != start || process.namespaces != expected)
+                    {
+                        watch
+                            .moved
+                            .insert(pid, (process.id.start_ticks, process.namespaces));
+                        processes.push(process);
+                    }
+                }
+                continue;
+            }
+            if swept.get(&pid).is_some_and(|s| s.1 >= 2) {
                 continue;
             }
             if let Ok(process) = reader.read(name, pid) {
@@ -369,6 +466,7 @@ impl Scanner {
         Ok(Sweep {
             processes,
             listed,
+            rechecked,
             errors: reader.errors,
         })
     }
@@ -644,6 +742,8 @@ struct ProcessReader<'a> {
     threads: ThreadScan,
     /// Whether each distinct cgroup file of this scan names a container, by its address.
     in_container: HashMap<*const u8, bool>,
+    /// The process being read, for its failures.
+    reading: Option<ProcessId>,
 }
 
 impl<'a> ProcessReader<'a> {
@@ -659,19 +759,33 @@ impl<'a> ProcessReader<'a> {
             kthreadd: false,
             threads,
             in_container: HashMap::new(),
+            reading: None,
         }
     }
 
     fn fail(&mut self, reason: ErrorReason, what: &str, e: &dyn std::fmt::Display) {
         let root = self.root;
         tracing::debug!(reason = reason.as_str(), path = %root.join(what).display(), error = %e, "scan error");
-        self.errors
-            .record(reason, || format!("{}: {e}", root.join(what).display()));
+        let message = || format!("{}: {e}", root.join(what).display());
+        match self.reading {
+            Some(who) => self.errors.record_process(who, reason, message),
+            None => self.errors.record(reason, message),
+        }
     }
 
     /// Reads one process. Every failure but a vanished process is counted; where `stat` was
     /// readable, the process is kept with the links that could be read.
     fn read(&mut self, name: &CStr, pid: i32) -> Result<Process, Skipped> {
+        self.reading = Some(ProcessId {
+            pid,
+            start_ticks: 0,
+        });
+        let read = self.read_process(name, pid);
+        self.reading = None;
+        read
+    }
+
+    fn read_process(&mut self, name: &CStr, pid: i32) -> Result<Process, Skipped> {
         let name = Path::new(name.to_str().map_err(|_| Skipped::Vanished)?);
         let pid_dir = match open_dir_at(Some(self.dir), name) {
             Ok(fd) => fd,
@@ -695,6 +809,10 @@ impl<'a> ProcessReader<'a> {
                 return Err(Skipped::Failed);
             }
         };
+        self.reading = Some(ProcessId {
+            pid,
+            start_ticks: stat.start_ticks,
+        });
         let uid = match owner_uid(pid_dir.as_fd()) {
             Ok(uid) => uid,
             Err(e) if is_vanished(&e) => return Err(Skipped::Vanished),
@@ -780,6 +898,26 @@ impl<'a> ProcessReader<'a> {
             namespaces,
             cgroup,
             thread_namespaces,
+        })
+    }
+
+    /// Whether `pid`'s eight namespace links, read through the procfs root, are `expected`:
+    /// eight readlinks and no allocation, the sweep's whole cost for a process that stayed.
+    /// A link that cannot be read or parsed is a difference, for the whole read to say why.
+    fn links_match(
+        &mut self,
+        pid: i32,
+        expected: &PerType<Option<NonZeroU64>>,
+        name: &mut LinkName,
+    ) -> bool {
+        NsType::ALL.into_iter().all(|t| {
+            let Some(want) = expected[t] else {
+                return true;
+            };
+            readlink_at(self.dir, name.of(pid, t), &mut self.link_buf)
+                .ok()
+                .and_then(|text| parse_ns_link(t, text).ok())
+                == Some(want.get())
         })
     }
 

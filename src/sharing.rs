@@ -107,7 +107,7 @@ impl FindingLog {
 
     /// Takes the host rules' findings of a sweep between full scans, on `snapshot` (the new
     /// processes only): each not already standing is logged at warn with the process that
-    /// made it and counted, and stands until the next full scan says otherwise, so that scan
+    /// made it and returned, and stands until the next full scan says otherwise, so that scan
     /// does not count it again. Cross-workload findings need every member and are left to
     /// the full scan.
     pub fn sweep(
@@ -115,13 +115,13 @@ impl FindingLog {
         findings: &[Finding],
         snapshot: &Snapshot,
         attribution: &Attribution,
-    ) -> Vec<(Rule, NsType)> {
+    ) -> Vec<Finding> {
         let mut new = Vec::new();
         for f in findings.iter().filter(|f| f.rule != Rule::CrossWorkload) {
             if !self.previous.insert(f.key()) {
                 continue;
             }
-            new.push((f.rule, f.ns_type));
+            new.push(f.clone());
             // The new process of that container in the host's namespace of that type.
             let process = snapshot.processes.values().find(|p| {
                 matches!(attribution.of(p.id.pid), Workload::Container(c) if c.id == f.container.id)

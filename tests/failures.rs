@@ -126,14 +126,31 @@ fn a_fifo_as_stat_is_a_parse_error_not_a_stall() {
         let m = e.metrics();
         (m.value("nsexporter_scans_total", &[])? >= 5.0).then_some(m)
     });
-    let scans = m.value("nsexporter_scans_total", &[]).unwrap();
-    // 300's net link and 500's stat as in the fixture, and now 50's stat: three per scan.
-    assert_eq!(
-        m.value("nsexporter_scan_errors_total", &[("reason", "parse_error")]),
-        Some(3.0 * scans)
-    );
+    // 300's net link and 500's stat as in the fixture, and now 50's stat: three processes
+    // that fail the same way every scan, counted once each when they first failed, and
+    // standing since.
+    let parse_errors = |m: &Metrics| {
+        (
+            m.value("nsexporter_scan_errors_total", &[("reason", "parse_error")]),
+            m.value(
+                "nsexporter_scan_errors_standing",
+                &[("reason", "parse_error")],
+            ),
+        )
+    };
+    assert_eq!(parse_errors(&m), (Some(3.0), Some(3.0)));
     assert_eq!(m.value("nsexporter_processes", &[]), Some(7.0));
     assert_eq!(e.get("/healthz").status, 200);
+    // A new failure counts, once, and then stands too.
+    std::fs::write(procfs.join("100/stat"), "not a stat line").unwrap();
+    let scans = m.value("nsexporter_scans_total", &[]).unwrap();
+    let m = wait_for("three more scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= scans + 3.0).then_some(m)
+    });
+    assert_eq!(parse_errors(&m), (Some(4.0), Some(4.0)));
+    let log = e.stderr();
+    assert_eq!(lines_with(&log, "scan errors"), 1, "said once: {log}");
     let (took, status) = terminate_timed(&mut e);
     assert!(status.success(), "{status}");
     assert!(took < Duration::from_secs(2), "{took:?}");

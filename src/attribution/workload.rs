@@ -1,11 +1,12 @@
 //! From processes to workloads: classifies each process's `/proc/PID/cgroup`, as the scan read
 //! it, with [`parse_cgroup`], and names Kubernetes containers from the kubelet's log names.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{CgroupWorkload, ContainerNames, ContainerRef, Names, Runtime, parse_cgroup};
-use crate::model::{Process, Snapshot};
+use crate::model::{Process, ScanTime, Snapshot};
 
 /// One container, shared by all its processes. Ordered by id first (the field order), and
 /// equal only where every field is, as `Ord` must agree with `Eq`.
@@ -71,17 +72,45 @@ fn is_kernel_thread(p: &Process, snapshot: &Snapshot) -> bool {
     (p.id.pid == 2 && p.ppid == 0) || (p.ppid == 2 && kthreadd(2))
 }
 
-/// runc's own process names while it creates or execs into a container (nsexec's
-/// `runc:[0:PARENT]`, `runc:[1:CHILD]`, `runc:[2:INIT]`), before it execs the payload.
-fn is_runtime_setup(comm: &str) -> bool {
-    comm.starts_with("runc:[") || comm == "runc" || comm == "runc init"
+/// How long after its fork a process can still be the runtime setting its container up.
+/// runc's stages (`runc:[0:PARENT]`, `[1:CHILD]`, `[2:INIT]`, and `runc init` for an exec) sit
+/// in the container's cgroup before they are in its namespaces for milliseconds; a second is
+/// ample on a loaded node and still short for anyone who would hide behind it.
+pub const SETUP_WINDOW_SECONDS: u64 = 1;
+
+/// The names of the OCI runtimes whose children set a container up.
+const RUNTIMES: [&str; 3] = ["runc", "crun", "youki"];
+
+// Whether a process in a container's (payload) cgroup is that container's runtime setting it
+// up rather than its payload is decided on facts the container cannot forge, never on the
+// process's own name, which any process sets with `prctl(PR_SET_NAME)`: it is young
+// ([`is_young`]) and its parent is a runtime outside the container ([`is_runtime`]).
+
+/// Whether `p` forked less than [`SETUP_WINDOW_SECONDS`] before `now`. Its start time is the
+/// kernel's record of its fork, which neither exec nor anything else changes: a process can
+/// be young once.
+fn is_young(p: &Process, now: &ScanTime) -> bool {
+    now.ticks.saturating_sub(p.id.start_ticks) < SETUP_WINDOW_SECONDS * now.ticks_per_second
+}
+
+/// Whether `parent`, with its cgroup, is an OCI runtime outside every container's payload.
+/// runc clones its stages with `CLONE_PARENT` from the `runc create` or `runc exec` process,
+/// which runs in the shim's cgroup. A process in the container forks children inside it and
+/// cannot pick its parent; an orphan is reparented to the container's init or, sharing the
+/// host's pid namespace, to the shim, a subreaper that is no runtime. This name is a host
+/// process's own, out of the container's reach.
+fn is_runtime(parent: &Process, cgroup: &CgroupWorkload) -> bool {
+    RUNTIMES.contains(&parent.comm.as_str())
+        && !matches!(cgroup, CgroupWorkload::Container(c) if !c.monitor)
 }
 
 /// Attributes every process of `snapshot` from the cgroup file the scan read with it.
 /// `names` gives each container id's names; where it has none only ids and pod uids are
-/// known. A pure function of its inputs: processes of one cgroup share the bytes the scan
-/// read, so each distinct file is parsed once.
-pub fn attribute(snapshot: &Snapshot, names: &Names) -> Attribution {
+/// known. `earlier` is where parents missing from `snapshot` are looked up (a sweep's
+/// snapshot holds only what it read; the last scan's holds the rest). A pure function of its
+/// inputs: processes of one cgroup share the bytes the scan read, so each distinct file is
+/// parsed once.
+pub fn attribute(snapshot: &Snapshot, earlier: Option<&Snapshot>, names: &Names) -> Attribution {
     let kernel = |p: &Process| is_kernel_thread(p, snapshot);
     let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
     for p in snapshot.processes.values().filter(|p| !kernel(p)) {
@@ -93,6 +122,14 @@ pub fn attribute(snapshot: &Snapshot, names: &Names) -> Attribution {
         }
     }
     let cgroup_of = |p: &Process| Some(&parsed[&p.cgroup.as_ref()?.as_ptr()]);
+    // A parent from `earlier` has bytes of its own scan: parsed when asked for, rarely.
+    let parent_of = |p: &Process| -> Option<(&Process, Cow<'_, CgroupWorkload>)> {
+        if let Some(parent) = snapshot.processes.get(&p.ppid) {
+            return Some((parent, Cow::Borrowed(cgroup_of(parent)?)));
+        }
+        let parent = earlier?.processes.get(&p.ppid)?;
+        Some((parent, Cow::Owned(parse_cgroup(parent.cgroup.as_ref()?))))
+    };
     // One container per id, described by its payload's cgroup where a payload was seen: a
     // monitor may sit outside the pod (CRI-O's conmon in system.slice, istio/istio#55139), and
     // it starts first, so it has the lower pid.
@@ -128,7 +165,11 @@ pub fn attribute(snapshot: &Snapshot, names: &Names) -> Attribution {
                 Some(CgroupWorkload::Pod { uid }) => Workload::Pod(uid.clone()),
                 Some(CgroupWorkload::Container(c)) => {
                     let container = Arc::clone(&containers[c.id.as_str()]);
-                    if c.monitor || is_runtime_setup(&p.comm) {
+                    let setup = || {
+                        is_young(p, &snapshot.time)
+                            && parent_of(p).is_some_and(|(parent, c)| is_runtime(parent, &c))
+                    };
+                    if c.monitor || setup() {
                         Workload::Runtime(container)
                     } else {
                         Workload::Container(container)
@@ -226,7 +267,8 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(100, 1, "nginx", Some(&containerd)),
             process(101, 100, "nginx", Some(&containerd)),
             process(102, 1, "sh", Some(&containerd_copy)),
-            process(103, 1, "runc:[2:INIT]", Some(&containerd)),
+            process(90, 1, "runc", Some(&host)),
+            process(103, 90, "runc:[2:INIT]", Some(&containerd)),
             process(200, 1, "redis", Some(&docker)),
             process(300, 1, "leftover", Some(&pod_v1)),
             process(400, 1, "exiting", Some(&empty)),
@@ -239,7 +281,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
                 kubelet_name("web-0", "nginx", CONTAINERD_ID),
             )]),
         );
-        let a = attribute(&s, &names);
+        let a = attribute(&s, None, &names);
 
         assert_eq!(a.of(1), &Workload::Host);
         assert_eq!(a.of(2), &Workload::Kernel);
@@ -264,7 +306,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             assert_eq!(a.of(pid), &Workload::Container(nginx.clone()), "pid {pid}");
             assert!(Arc::ptr_eq(container(a.of(pid)), nginx), "pid {pid}");
         }
-        // runc's init, already in the container's cgroup but not yet its payload.
+        // runc's init, just forked by runc into the container's cgroup: not yet its payload.
         assert_eq!(a.of(103), &Workload::Runtime(nginx.clone()));
 
         // No kubelet name for it, and no pod: the container is its own unit.
@@ -277,30 +319,75 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         assert_eq!((redis.names.as_ref(), redis.unit()), (None, DOCKER_ID));
     }
 
+    /// The scan's clock in the test snapshots: 100 ticks a second, 1000 s after boot.
+    const NOW: u64 = 100_000;
+
+    /// A process that forked `age` ticks before [`NOW`].
+    fn aged(pid: i32, ppid: i32, comm: &str, cgroup: &Arc<[u8]>, age: u64) -> Process {
+        let mut p = process(pid, ppid, comm, Some(cgroup));
+        p.id.start_ticks = NOW - age;
+        p
+    }
+
+    fn snapshot_at_now(processes: Vec<Process>) -> Snapshot {
+        let mut s = snapshot(processes);
+        s.time.ticks = NOW;
+        s
+    }
+
+    /// runc's stages are told from the payload by what the kernel says of them: forked under
+    /// a second ago, by a runtime outside the container. Their names say nothing: a payload
+    /// may call itself anything, runc's stage names included.
     #[test]
-    fn runtime_plumbing_is_told_from_the_payload() {
+    fn runtime_plumbing_is_told_from_the_payload_by_facts_not_names() {
         let in_pod = |leaf: &str| cgroup(&format!("{CRIO_POD_SLICE}/{leaf}.scope\n"));
         let conmon = in_pod(&format!("crio-conmon-{CRIO_ID}"));
         let payload = in_pod(&format!("crio-{CRIO_ID}"));
-        let s = snapshot(vec![
-            process(10, 1, "conmon", Some(&conmon)),
-            process(11, 10, "runc:[1:CHILD]", Some(&payload)),
-            process(12, 10, "runc", Some(&payload)),
-            process(13, 10, "runc init", Some(&payload)),
-            process(14, 10, "app", Some(&payload)),
-            // A payload may be called anything but runc's own names.
-            process(15, 14, "runcible", Some(&payload)),
+        let shim = cgroup("0::/system.slice/crio.service\n");
+        let s = snapshot_at_now(vec![
+            aged(10, 1, "conmon", &conmon, 500),
+            aged(20, 10, "runc", &shim, 30),
+            // runc's stages, all children of `runc create` (CLONE_PARENT).
+            aged(21, 20, "runc:[0:PARENT]", &payload, 20),
+            aged(22, 20, "runc:[1:CHILD]", &payload, 10),
+            aged(23, 20, "runc:[2:INIT]", &payload, 99),
+            // The payload after exec, still young, still runc's child: plumbing for a second.
+            aged(24, 20, "app", &payload, 5),
+            // The same pid a second later would be the payload; an older child of runc is.
+            aged(25, 20, "app", &payload, 100),
+            // Payload processes named as runc's stages or as any runtime's process.
+            aged(30, 25, "runc", &payload, 5000),
+            aged(31, 25, "runc init", &payload, 5000),
+            aged(32, 25, "runc:[2:INIT]", &payload, 5000),
+            aged(33, 25, "conmon", &payload, 5000),
+            // Young, but forked by the payload (named runc) rather than by a runtime.
+            aged(34, 30, "runc:[2:INIT]", &payload, 1),
+            aged(35, 31, "runc init", &payload, 1),
         ]);
-        let a = attribute(&s, &Names::default());
-        let app = container(a.of(14));
+        let a = attribute(&s, None, &Names::default());
+        let app = container(a.of(25)).clone();
         assert_eq!(
             (app.id.as_str(), app.runtime, app.unit(), app.names.as_ref()),
             (CRIO_ID, Runtime::CriO, CRIO_POD, None)
         );
-        for pid in [10, 11, 12, 13] {
+        for pid in [10, 21, 22, 23, 24] {
             assert_eq!(a.of(pid), &Workload::Runtime(app.clone()), "pid {pid}");
         }
-        assert_eq!(a.of(15), &Workload::Container(app.clone()));
+        for pid in [25, 30, 31, 32, 33, 34, 35] {
+            assert_eq!(a.of(pid), &Workload::Container(app.clone()), "pid {pid}");
+        }
+        assert_eq!(a.of(20), &Workload::Host);
+
+        // A sweep's snapshot holds the new process only: its parent comes from the last scan.
+        let sweep = snapshot_at_now(vec![aged(40, 20, "runc:[2:INIT]", &payload, 3)]);
+        let earlier = snapshot_at_now(vec![aged(20, 10, "runc", &shim, 30)]);
+        let a = attribute(&sweep, Some(&earlier), &Names::default());
+        assert!(matches!(a.of(40), Workload::Runtime(_)), "{:?}", a.of(40));
+        let a = attribute(&sweep, None, &Names::default());
+        assert!(
+            matches!(a.of(40), Workload::Container(_)),
+            "an unknown parent is no runtime"
+        );
     }
 
     /// CRI-O's default `conmon_cgroup = "system.slice"` puts the monitor outside the pod
@@ -313,13 +400,14 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(10, 1, "conmon", Some(&conmon)),
             process(11, 10, "app", Some(&payload)),
         ]);
-        let a = attribute(&s, &Names::default());
+        let a = attribute(&s, None, &Names::default());
         let app = container(a.of(11));
         assert_eq!(app.pod_uid.as_deref(), Some(CRIO_POD));
         assert_eq!(a.of(10), &Workload::Runtime(app.clone()));
         // Alone, the monitor still names its container, without a pod.
         let alone = attribute(
             &snapshot(vec![process(10, 1, "conmon", Some(&conmon))]),
+            None,
             &Names::default(),
         );
         assert_eq!(container(alone.of(10)).pod_uid, None);
@@ -343,7 +431,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(12, 1, "sleep", Some(&b)),
             process(13, 1, "sleep", Some(&alone)),
         ]);
-        let a = attribute(&s, &Names::default());
+        let a = attribute(&s, None, &Names::default());
         for pid in [10, 11, 12] {
             let c = container(a.of(pid));
             assert_eq!((c.runtime, c.unit()), (Runtime::Podman, pod), "pid {pid}");
@@ -361,7 +449,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(2, 1, "sleep", Some(&host)),
             process(3, 2, "child", Some(&host)),
         ]);
-        let a = attribute(&s, &Names::default());
+        let a = attribute(&s, None, &Names::default());
         for pid in [1, 2, 3] {
             assert_eq!(a.of(pid), &Workload::Host, "pid {pid}");
         }

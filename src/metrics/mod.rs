@@ -11,7 +11,6 @@ mod name_sources;
 mod self_process;
 pub mod view;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +20,13 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::events::{DropReason, Drops};
 use crate::lifecycle::{Changes, Orphan};
 use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
-use crate::sharing::{Owner, Ownership, Sharing};
+use crate::sharing::{Finding, Owner, Ownership, Sharing};
 
 pub use name_sources::NameSourceErrors;
 pub use self_process::SelfProcessCollector;
@@ -53,12 +53,18 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every family nsexporter exports.
 pub struct Metrics {
+    /// The families that change only at scans.
     registry: Registry,
+    /// The families that sweeps and process events change between scans: written after the
+    /// scan's, and again after each sweep, so that they are live while the rest is reused.
+    live: Registry,
     per_namespace: PerNamespace,
     /// The last successful scan's per-namespace and per-container series.
     view: ScanView,
-    /// The length of the last exposition, to size the next one's buffer at once.
-    last_len: std::cell::Cell<usize>,
+    /// The findings that sweeps and events saw since the last scan: active until it.
+    between_findings: Vec<FindingRow>,
+    /// The scan families of the last scan, encoded once: text, and compressed.
+    scan_part: ScanPart,
     namespaces: IntGaugeVec,
     created: IntCounterVec,
     destroyed: IntCounterVec,
@@ -68,6 +74,7 @@ pub struct Metrics {
     scan_success: IntGauge,
     scan_failures: IntCounterVec,
     scan_errors: IntCounterVec,
+    scan_errors_standing: IntGaugeVec,
     scan_duration: Histogram,
     last_scan: Gauge,
     identity: IntGaugeVec,
@@ -77,7 +84,9 @@ pub struct Metrics {
     sharing_findings_total: IntCounterVec,
     sweeps: IntCounter,
     sweep_processes: IntCounter,
+    sweep_rechecked: IntCounter,
     proc_events: IntCounter,
+    proc_events_dropped: IntCounterVec,
     orphans: IntGaugeVec,
     orphan_age: GaugeVec,
     fds_skipped: IntGauge,
@@ -102,6 +111,8 @@ pub struct ScanRecord<'a> {
     pub snapshot: &'a Snapshot,
     pub changes: &'a Changes,
     pub errors: &'a ScanErrors,
+    /// Of those, by reason, the processes that failed the same way in the scan before.
+    pub standing_errors: [u64; ErrorReason::ALL.len()],
     /// Namespaces whose kernel id the scan asked for.
     pub id_queries: u64,
     /// Each live namespace's estimated creation, in ticks since boot (lifecycle's estimate).
@@ -159,7 +170,9 @@ impl Metrics {
         let m = Metrics {
             per_namespace,
             view: ScanView::default(),
-            last_len: std::cell::Cell::new(64 * 1024),
+            between_findings: Vec::new(),
+            scan_part: ScanPart::default(),
+            live: Registry::new(),
             namespaces: IntGaugeVec::new(
                 opts(
                     "nsexporter_namespaces",
@@ -240,7 +253,15 @@ impl Metrics {
             scan_errors: IntCounterVec::new(
                 opts(
                     "nsexporter_scan_errors_total",
-                    "Failed reads during scans, by reason. Processes that exit mid-scan are not errors.",
+                    "Failed reads during scans, by reason. Processes that exit mid-scan are not errors. A process that keeps failing the same way is counted once, when it began (see nsexporter_scan_errors_standing).",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            scan_errors_standing: IntGaugeVec::new(
+                opts(
+                    "nsexporter_scan_errors_standing",
+                    "Processes whose reads failed in the last scan for the same reason as in the scan before: how the node is built (a protected init, a process an LSM hides), counted once in nsexporter_scan_errors_total and not every scan.",
                 ),
                 &["reason"],
             )
@@ -284,10 +305,23 @@ impl Metrics {
                 "Processes read between full scans, by the sweeps and on process events.",
             ))
             .unwrap(),
+            sweep_rechecked: IntCounter::with_opts(opts(
+                "nsexporter_sweep_rechecked_processes_total",
+                "Containers' processes whose namespace links the sweeps read again in place, to see a process that moves with setns(2).",
+            ))
+            .unwrap(),
             proc_events: IntCounter::with_opts(opts(
                 "nsexporter_proc_events_total",
                 "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
             ))
+            .unwrap(),
+            proc_events_dropped: IntCounterVec::new(
+                opts(
+                    "nsexporter_proc_events_dropped_total",
+                    "Process events lost before they were judged, by reason: queue_full (the exporter's bounded queue was full) or kernel_overrun (the kernel's socket buffer overflowed, ENOBUFS; one per overrun, which loses an unknown number). The sweeps still see those processes.",
+                ),
+                &["reason"],
+            )
             .unwrap(),
             orphans: IntGaugeVec::new(
                 opts(
@@ -337,6 +371,7 @@ impl Metrics {
         }
         for reason in ErrorReason::ALL {
             m.scan_errors.with_label_values(&[reason.as_str()]);
+            m.scan_errors_standing.with_label_values(&[reason.as_str()]);
         }
         for t in NsType::ALL {
             for held_by in HeldBy::orphan_values() {
@@ -364,10 +399,13 @@ impl Metrics {
         r(Box::new(m.id_queries.clone()));
         r(Box::new(m.cgroup_layout.clone()));
         r(Box::new(m.scan_errors.clone()));
+        r(Box::new(m.scan_errors_standing.clone()));
         r(Box::new(m.scan_duration.clone()));
         r(Box::new(m.last_scan.clone()));
         r(Box::new(m.host_source.clone()));
-        r(Box::new(m.sharing_findings_total.clone()));
+        m.live
+            .register(Box::new(m.sharing_findings_total.clone()))
+            .expect("metric names are unique");
         r(Box::new(m.orphans.clone()));
         r(Box::new(m.orphan_age.clone()));
         r(Box::new(m.fds_skipped.clone()));
@@ -391,16 +429,32 @@ impl Metrics {
     pub fn between_scans(&mut self, sweeps: bool, events: bool) {
         let register = |c: Box<dyn prometheus::core::Collector>| {
             // Registering twice is refused, and harmless: the counter is already there.
-            let _ = self.registry.register(c);
+            let _ = self.live.register(c);
         };
         if sweeps {
             register(Box::new(self.sweeps.clone()));
+            register(Box::new(self.sweep_rechecked.clone()));
         }
         if sweeps || events {
             register(Box::new(self.sweep_processes.clone()));
         }
         if events {
+            for reason in DropReason::ALL {
+                self.proc_events_dropped
+                    .with_label_values(&[reason.as_str()]);
+            }
             register(Box::new(self.proc_events.clone()));
+            register(Box::new(self.proc_events_dropped.clone()));
+        }
+    }
+
+    /// Brings the dropped-event counters up to the reader thread's totals.
+    pub fn record_event_drops(&mut self, drops: &Drops) {
+        for reason in DropReason::ALL {
+            let counter = self
+                .proc_events_dropped
+                .with_label_values(&[reason.as_str()]);
+            counter.inc_by(drops.count(reason).saturating_sub(counter.get()));
         }
     }
 
@@ -413,19 +467,28 @@ impl Metrics {
         }
     }
 
-    /// Records a sweep: how many new processes it read and the findings it counted.
-    pub fn record_sweep(&mut self, processes: usize, new_findings: &[(Rule, NsType)]) {
+    /// Records a sweep: processes read (new, and moved), processes re-checked in place, and
+    /// the findings it saw first, which stay active until the next scan.
+    pub fn record_sweep(&mut self, processes: usize, rechecked: u64, new_findings: &[Finding]) {
         self.sweeps.inc();
         self.sweep_processes.inc_by(processes as u64);
-        self.count_findings(new_findings);
+        self.sweep_rechecked.inc_by(rechecked);
+        self.record_between(new_findings);
     }
 
     /// Records a batch of process events: how many pids the kernel named, how many could be
-    /// read, and the findings they made.
-    pub fn record_events(&mut self, events: usize, read: usize, new_findings: &[(Rule, NsType)]) {
+    /// read, and the findings they made, as [`Self::record_sweep`].
+    pub fn record_events(&mut self, events: usize, read: usize, new_findings: &[Finding]) {
         self.proc_events.inc_by(events as u64);
         self.sweep_processes.inc_by(read as u64);
-        self.count_findings(new_findings);
+        self.record_between(new_findings);
+    }
+
+    fn record_between(&mut self, new_findings: &[Finding]) {
+        let keys: Vec<(Rule, NsType)> = new_findings.iter().map(|f| (f.rule, f.ns_type)).collect();
+        self.count_findings(&keys);
+        self.between_findings
+            .extend(new_findings.iter().map(finding_row));
     }
 
     /// Records a scan that failed. Everything the last good scan set stays as it was.
@@ -445,6 +508,7 @@ impl Metrics {
             start_ticks,
             changes,
             errors,
+            standing_errors,
             id_queries,
             sharing,
             new_findings,
@@ -474,9 +538,13 @@ impl Metrics {
                 .set(i64::from(snapshot.host.source == source));
         }
         for reason in ErrorReason::ALL {
+            let standing = standing_errors[reason.index()];
             self.scan_errors
                 .with_label_values(&[reason.as_str()])
-                .inc_by(errors.count(reason));
+                .inc_by(errors.count(reason).saturating_sub(standing));
+            self.scan_errors_standing
+                .with_label_values(&[reason.as_str()])
+                .set(i64::try_from(standing).unwrap_or(i64::MAX));
         }
         for id in &changes.created {
             self.created.with_label_values(&[id.ns_type.as_str()]).inc();
@@ -501,6 +569,7 @@ impl Metrics {
         self.fds_skipped
             .set(i64::try_from(fds_skipped).unwrap_or(i64::MAX));
         self.view = self.view_of(snapshot, start_ticks, sharing);
+        self.between_findings.clear();
     }
 
     /// Sets the orphan count of every type and `held_by`, and the oldest age where there is one.
@@ -567,23 +636,14 @@ impl Metrics {
                     workload: workload_values(&h.container),
                 })
                 .collect(),
-            findings: sharing
-                .findings
-                .iter()
-                .map(|f| FindingRow {
-                    rule: f.rule.as_str(),
-                    ns_type: f.ns_type,
-                    workload: workload_values(&f.container),
-                })
-                .collect(),
+            findings: sharing.findings.iter().map(finding_row).collect(),
         }
     }
 
-    /// Encodes every family in the text format, plain and gzipped.
-    /// The registry's families and the view's are written in one name order, as a registry
-    /// holding them all would write them.
-    pub fn encode(&self) -> Exposition {
-        let mut text = Vec::with_capacity(self.last_len.get() + self.last_len.get() / 8);
+    /// Encodes every family in the text format, plain and gzipped: the scan's families, then
+    /// the live ones ([`Self::encode_live`]). The scan's are kept, encoded, for the sweeps.
+    pub fn encode(&mut self) -> Exposition {
+        let mut text = Vec::with_capacity(self.scan_part.text.len() + 4096);
         let registered = self.registry.gather();
         let mut names: Vec<&str> = registered
             .iter()
@@ -600,22 +660,160 @@ impl Metrics {
                 None => self.view.write_family(name, &mut text),
             }
         }
-        self.last_len.set(text.len());
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(text.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(&text).expect("writing to a Vec cannot fail");
-        Exposition {
-            gzip: gz.finish().expect("writing to a Vec cannot fail").into(),
-            text: text.into(),
+        self.scan_part = ScanPart::new(text);
+        self.encode_live()
+    }
+
+    /// The last scan's families as they were encoded, and the live families anew: what a
+    /// sweep publishes. Costs the live families' few lines, their compression, and a copy.
+    pub fn encode_live(&self) -> Exposition {
+        let mut live = Vec::with_capacity(4096);
+        let registered = self.live.gather();
+        let findings = ScanView {
+            findings: self
+                .view
+                .findings
+                .iter()
+                .chain(&self.between_findings)
+                .cloned()
+                .collect(),
+            ..ScanView::default()
+        };
+        let mut names: Vec<&str> = registered
+            .iter()
+            .map(|f| f.name())
+            .chain(ScanView::LIVE_FAMILIES)
+            .collect();
+        names.sort_unstable();
+        let encoder = TextEncoder::new();
+        for name in names {
+            match registered.iter().find(|f| f.name() == name) {
+                Some(family) => encoder
+                    .encode(std::slice::from_ref(family), &mut live)
+                    .expect("encoding to a Vec cannot fail"),
+                None => findings.write_family(name, &mut live),
+            }
         }
+        self.scan_part.with(&live)
+    }
+}
+
+/// The scan's families, encoded once a scan: the text, and the text as raw deflate ended by a
+/// sync flush, so that each sweep's live families follow as deflate blocks of their own and
+/// the two make one gzip member (RFC 1951 §3.2.4, RFC 1952), without compressing the scan's
+/// part again. The CRC of the whole is combined from the parts'.
+#[derive(Default)]
+struct ScanPart {
+    text: Bytes,
+    deflate: Bytes,
+    crc: flate2::Crc,
+}
+
+/// The gzip header: deflate, no flags, no time, unknown OS (as flate2 writes it).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl ScanPart {
+    fn new(text: Vec<u8>) -> ScanPart {
+        let mut crc = flate2::Crc::new();
+        crc.update(&text);
+        ScanPart {
+            deflate: deflate(&text, flate2::FlushCompress::Sync).into(),
+            text: text.into(),
+            crc,
+        }
+    }
+
+    /// The exposition of this part followed by `live`.
+    fn with(&self, live: &[u8]) -> Exposition {
+        let mut text = Vec::with_capacity(self.text.len() + live.len());
+        text.extend_from_slice(&self.text);
+        text.extend_from_slice(live);
+        let tail = deflate(live, flate2::FlushCompress::Finish);
+        let mut crc = flate2::Crc::new();
+        crc.combine(&self.crc);
+        let mut live_crc = flate2::Crc::new();
+        live_crc.update(live);
+        crc.combine(&live_crc);
+        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + self.deflate.len() + tail.len() + 8);
+        gzip.extend_from_slice(&GZIP_HEADER);
+        gzip.extend_from_slice(&self.deflate);
+        gzip.extend_from_slice(&tail);
+        gzip.extend_from_slice(&crc.sum().to_le_bytes());
+        gzip.extend_from_slice(&crc.amount().to_le_bytes());
+        Exposition {
+            text: text.into(),
+            gzip: gzip.into(),
+        }
+    }
+}
+
+/// `input` as raw deflate at the fast level, ended by `flush`: `Sync` leaves the stream open
+/// on a byte boundary, `Finish` closes it with a final block.
+fn deflate(input: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(input.len() / 4 + 64);
+    loop {
+        let consumed = c.total_in() as usize;
+        let status = c
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .expect("deflate of a buffer cannot fail");
+        let done = c.total_in() as usize == input.len()
+            && match flush {
+                flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
+                // A sync flush is complete once it left room in the output.
+                _ => out.len() < out.capacity(),
+            };
+        if done {
+            return out;
+        }
+        out.reserve(out.capacity().max(1024));
+    }
+}
+
+/// A finding as the exposition's row.
+fn finding_row(f: &Finding) -> FindingRow {
+    FindingRow {
+        rule: f.rule.as_str(),
+        ns_type: f.ns_type,
+        workload: workload_values(&f.container),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+        out
+    }
+
+    /// The scan's part compressed once, the live part after it: one gzip member that any
+    /// decoder reads as the whole text, with the right CRC and length (GzDecoder checks both).
+    #[test]
+    fn the_live_part_follows_the_scan_part_in_one_gzip_member() {
+        let scan: Vec<u8> = (0..50_000)
+            .flat_map(|i| format!("scan_line {i}\n").into_bytes())
+            .collect();
+        let part = ScanPart::new(scan.clone());
+        for live in [&b""[..], b"live 1\n", &[b'x'; 100_000]] {
+            let e = part.with(live);
+            let whole = [&scan[..], live].concat();
+            assert_eq!(e.text, whole);
+            assert_eq!(gunzip(&e.gzip), whole);
+            // A single member: the decoder that stops at the first member reads it all too.
+            let mut single = Vec::new();
+            let mut d = flate2::bufread::GzDecoder::new(&e.gzip[..]);
+            std::io::Read::read_to_end(&mut d, &mut single).unwrap();
+            assert_eq!(single, whole);
+        }
+        // Compressed once: the live part costs its own size, not the scan's.
+        let small = part.with(b"live 1\n");
+        assert!(small.gzip.len() < part.deflate.len() + 64);
+        let empty = ScanPart::new(Vec::new()).with(b"");
+        assert_eq!(gunzip(&empty.gzip), b"");
+    }
 
     #[test]
     fn pinned_at_names_three_paths_and_counts_the_rest() {

@@ -157,14 +157,16 @@ fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
 }
 
 impl ScanView {
-    /// The names of the families a view writes.
-    pub const FAMILIES: [&'static str; 5] = [
+    /// The names of the families a view writes, as of its scan.
+    pub const FAMILIES: [&'static str; 4] = [
         PROCESSES.name,
         INFO.name,
         START_TIME.name,
         HOST_SHARING.name,
-        FINDINGS.name,
     ];
+
+    /// The names of the families a view writes that sweeps add to between scans.
+    pub const LIVE_FAMILIES: [&'static str; 1] = [FINDINGS.name];
 
     /// The samples of family `name`, sorted as a Prometheus registry sorts them: by label
     /// values in the order of the sorted label names.
@@ -265,7 +267,7 @@ mod tests {
 
     fn render(view: &ScanView) -> String {
         let mut out = Vec::new();
-        for name in ScanView::FAMILIES {
+        for name in ScanView::FAMILIES.iter().chain(&ScanView::LIVE_FAMILIES) {
             view.write_family(name, &mut out);
         }
         String::from_utf8(out).unwrap()
