@@ -19,7 +19,7 @@
 //!
 //! Run: `cargo build --release && cargo bench --bench scan`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::fs::File;
 use std::hint::black_box;
@@ -543,7 +543,7 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
                     let outcome = black_box(outcome);
                     let snapshot = Arc::new(outcome.snapshot);
                     let changes = tracker.update(Arc::clone(&snapshot));
-                    let attribution = attribute(&snapshot, None, &names);
+                    let attribution = attribute(&snapshot, &[], &names);
                     let sharing = evaluate(&snapshot, &attribution, &policy);
                     let served = start.elapsed().as_secs_f64();
                     black_box((changes, sharing));

@@ -7,7 +7,7 @@
 //! reason, beside the last good scan's namespaces and findings, which are kept rather than
 //! dropped so that a failing scan never resolves a security alert by itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use crate::events::EventStream;
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
-use crate::model::{CgroupLayout, Snapshot};
+use crate::model::{CgroupLayout, Process, Snapshot};
 use crate::policy::Policy;
 use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
 use crate::sharing::{Finding, FindingLog, evaluate};
@@ -151,7 +151,7 @@ impl Collector {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
-        let attribution = attribute(&snapshot, None, &names);
+        let attribution = attribute(&snapshot, &[], &names);
         self.watch = Watch::new(snapshot.processes.keys().copied().filter(|&pid| {
             matches!(
                 attribution.of(pid),
@@ -381,18 +381,36 @@ impl Collector {
     /// `known`, and logs each new finding: how many it read, and the new findings to count.
     fn judge(
         &mut self,
-        processes: Vec<crate::model::Process>,
+        processes: Vec<Process>,
         known: &Snapshot,
     ) -> (usize, Vec<Finding>) {
         let read = processes.len();
         if read == 0 {
             return (0, Vec::new());
         }
-        let processes = processes.into_iter().map(|p| (p.id.pid, p)).collect();
+        let processes: BTreeMap<i32, Process> =
+            processes.into_iter().map(|p| (p.id.pid, p)).collect();
+        // Parents that neither this read nor the last scan holds (one a sweep read before, as
+        // runc's own process is before it forks its stages): read now, for attribution to
+        // tell a runtime's setup from the payload.
+        let mut missing: Vec<i32> = processes
+            .values()
+            .map(|p| p.ppid)
+            .filter(|pid| !processes.contains_key(pid) && !known.processes.contains_key(pid))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
         let (time, wall) = self.scanner.now();
+        let parents = self.scanner.read_pids(&missing, known);
+        let parents = Snapshot::from_processes(
+            wall,
+            time,
+            parents.into_iter().map(|p| (p.id.pid, p)).collect(),
+            known.host.clone(),
+        );
         let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
         let names = self.names();
-        let attribution = attribute(&fresh, Some(known), &names);
+        let attribution = attribute(&fresh, &[known, &parents], &names);
         let sharing = evaluate(&fresh, &attribution, &self.policy);
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)

@@ -106,11 +106,12 @@ fn is_runtime(parent: &Process, cgroup: &CgroupWorkload) -> bool {
 
 /// Attributes every process of `snapshot` from the cgroup file the scan read with it.
 /// `names` gives each container id's names; where it has none only ids and pod uids are
-/// known. `earlier` is where parents missing from `snapshot` are looked up (a sweep's
-/// snapshot holds only what it read; the last scan's holds the rest). A pure function of its
+/// known. `earlier` is where parents missing from `snapshot` are looked up, in order (a
+/// sweep's snapshot holds only what it read; the last scan and the parents read for it hold
+/// the rest). A pure function of its
 /// inputs: processes of one cgroup share the bytes the scan read, so each distinct file is
 /// parsed once.
-pub fn attribute(snapshot: &Snapshot, earlier: Option<&Snapshot>, names: &Names) -> Attribution {
+pub fn attribute(snapshot: &Snapshot, earlier: &[&Snapshot], names: &Names) -> Attribution {
     let kernel = |p: &Process| is_kernel_thread(p, snapshot);
     let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
     for p in snapshot.processes.values().filter(|p| !kernel(p)) {
@@ -127,7 +128,7 @@ pub fn attribute(snapshot: &Snapshot, earlier: Option<&Snapshot>, names: &Names)
         if let Some(parent) = snapshot.processes.get(&p.ppid) {
             return Some((parent, Cow::Borrowed(cgroup_of(parent)?)));
         }
-        let parent = earlier?.processes.get(&p.ppid)?;
+        let parent = earlier.iter().find_map(|s| s.processes.get(&p.ppid))?;
         Some((parent, Cow::Owned(parse_cgroup(parent.cgroup.as_ref()?))))
     };
     // One container per id, described by its payload's cgroup where a payload was seen: a
@@ -281,7 +282,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
                 kubelet_name("web-0", "nginx", CONTAINERD_ID),
             )]),
         );
-        let a = attribute(&s, None, &names);
+        let a = attribute(&s, &[], &names);
 
         assert_eq!(a.of(1), &Workload::Host);
         assert_eq!(a.of(2), &Workload::Kernel);
@@ -364,7 +365,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             aged(34, 30, "runc:[2:INIT]", &payload, 1),
             aged(35, 31, "runc init", &payload, 1),
         ]);
-        let a = attribute(&s, None, &Names::default());
+        let a = attribute(&s, &[], &Names::default());
         let app = container(a.of(25)).clone();
         assert_eq!(
             (app.id.as_str(), app.runtime, app.unit(), app.names.as_ref()),
@@ -381,9 +382,9 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         // A sweep's snapshot holds the new process only: its parent comes from the last scan.
         let sweep = snapshot_at_now(vec![aged(40, 20, "runc:[2:INIT]", &payload, 3)]);
         let earlier = snapshot_at_now(vec![aged(20, 10, "runc", &shim, 30)]);
-        let a = attribute(&sweep, Some(&earlier), &Names::default());
+        let a = attribute(&sweep, &[&earlier], &Names::default());
         assert!(matches!(a.of(40), Workload::Runtime(_)), "{:?}", a.of(40));
-        let a = attribute(&sweep, None, &Names::default());
+        let a = attribute(&sweep, &[], &Names::default());
         assert!(
             matches!(a.of(40), Workload::Container(_)),
             "an unknown parent is no runtime"
@@ -400,14 +401,14 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(10, 1, "conmon", Some(&conmon)),
             process(11, 10, "app", Some(&payload)),
         ]);
-        let a = attribute(&s, None, &Names::default());
+        let a = attribute(&s, &[], &Names::default());
         let app = container(a.of(11));
         assert_eq!(app.pod_uid.as_deref(), Some(CRIO_POD));
         assert_eq!(a.of(10), &Workload::Runtime(app.clone()));
         // Alone, the monitor still names its container, without a pod.
         let alone = attribute(
             &snapshot(vec![process(10, 1, "conmon", Some(&conmon))]),
-            None,
+            &[],
             &Names::default(),
         );
         assert_eq!(container(alone.of(10)).pod_uid, None);
@@ -431,7 +432,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(12, 1, "sleep", Some(&b)),
             process(13, 1, "sleep", Some(&alone)),
         ]);
-        let a = attribute(&s, None, &Names::default());
+        let a = attribute(&s, &[], &Names::default());
         for pid in [10, 11, 12] {
             let c = container(a.of(pid));
             assert_eq!((c.runtime, c.unit()), (Runtime::Podman, pod), "pid {pid}");
@@ -449,7 +450,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(2, 1, "sleep", Some(&host)),
             process(3, 2, "child", Some(&host)),
         ]);
-        let a = attribute(&s, None, &Names::default());
+        let a = attribute(&s, &[], &Names::default());
         for pid in [1, 2, 3] {
             assert_eq!(a.of(pid), &Workload::Host, "pid {pid}");
         }

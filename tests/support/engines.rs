@@ -170,9 +170,11 @@ impl PodmanStore {
             .unwrap();
         // runc cannot raise RLIMIT_NOFILE and RLIMIT_NPROC to podman's defaults (1048576,
         // 4194304) here: every container, a pod's infra container too, gets these instead.
+        // And runc, not crun, which Podman prefers where it is installed and which refuses
+        // this machine's hybrid cgroup layout.
         std::fs::write(
             dir.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n",
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\n[engine]\nruntime = \"runc\"\n",
         )
         .unwrap();
         PodmanStore {
