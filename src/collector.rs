@@ -379,11 +379,7 @@ impl Collector {
 
     /// Judges processes read between scans by the host rules, against the host namespaces of
     /// `known`, and logs each new finding: how many it read, and the new findings to count.
-    fn judge(
-        &mut self,
-        processes: Vec<Process>,
-        known: &Snapshot,
-    ) -> (usize, Vec<Finding>) {
+    fn judge(&mut self, processes: Vec<Process>, known: &Snapshot) -> (usize, Vec<Finding>) {
         let read = processes.len();
         if read == 0 {
             return (0, Vec::new());
