@@ -407,6 +407,15 @@ impl Collector {
         let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
         let names = self.names();
         let attribution = attribute(&fresh, &[known, &parents], &names);
+        // Watched from now on, as the last scan's containers' processes are.
+        for p in fresh.processes.values() {
+            if matches!(
+                attribution.of(p.id.pid),
+                Workload::Container(_) | Workload::Runtime(_)
+            ) {
+                self.watch.add(p);
+            }
+        }
         let sharing = evaluate(&fresh, &attribution, &self.policy);
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)

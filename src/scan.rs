@@ -211,42 +211,53 @@ pub struct Sweep {
     pub errors: ScanErrors,
 }
 
-/// The processes that sweeps read again in place, although the last scan knew them: a
-/// process that is already running can setns(2) at any time, and neither the listing of new
-/// pids nor the proc connector's fork and exec events say so. Containers' processes are
-/// watched (where a move is an escape); what each was last seen in is the last scan's, or,
-/// once a sweep saw it move, what that sweep read.
+/// The processes that sweeps read again in place: a process that is already running can
+/// setns(2) at any time, and neither the listing of new pids nor the proc connector's fork and
+/// exec events say so. Containers' processes are watched (where a move is an escape): those
+/// of the last scan, and those read since, by a sweep or on an event. What each is expected
+/// in is what it was last read in.
 #[derive(Debug, Default)]
 pub struct Watch {
-    /// Sorted pids, from the last scan.
+    /// Sorted pids, from the last scan, whose expected namespaces are that scan's.
     pids: Vec<i32>,
-    /// Processes seen to move since the last scan: start ticks, and the namespaces then.
-    moved: HashMap<i32, (u64, PerType<Option<NonZeroU64>>)>,
+    /// Processes read since the last scan: start ticks, and the namespaces then.
+    read: HashMap<i32, (u64, PerType<Option<NonZeroU64>>)>,
 }
 
 impl Watch {
-    /// Watches `pids` (of `known`, the last scan), forgetting what sweeps saw before it.
+    /// Watches `pids` of the last scan, forgetting what was read before it.
     pub fn new(pids: impl IntoIterator<Item = i32>) -> Watch {
         let mut pids: Vec<i32> = pids.into_iter().collect();
         pids.sort_unstable();
         pids.dedup();
         Watch {
             pids,
-            moved: HashMap::new(),
+            read: HashMap::new(),
         }
+    }
+
+    /// Watches `p`, read between scans, as it was read.
+    pub fn add(&mut self, p: &Process) {
+        self.read.insert(p.id.pid, (p.id.start_ticks, p.namespaces));
     }
 
     /// How many processes are watched.
     pub fn len(&self) -> usize {
-        self.pids.len()
+        self.pids.len() + self.read.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty()
+        self.len() == 0
     }
 
-    fn contains(&self, pid: i32) -> bool {
-        self.pids.binary_search(&pid).is_ok()
+    /// The start ticks and namespaces `pid` was last read with, if it is watched.
+    fn expected(&self, pid: i32, known: &Snapshot) -> Option<(u64, PerType<Option<NonZeroU64>>)> {
+        if let Some(read) = self.read.get(&pid) {
+            return Some(*read);
+        }
+        self.pids.binary_search(&pid).ok()?;
+        let p = known.processes.get(&pid)?;
+        Some((p.id.start_ticks, p.namespaces))
     }
 }
 
@@ -405,7 +416,8 @@ impl Scanner {
     /// The processes come back without kernel ids; kthreadd's children count as kernel threads
     /// only where `known` says PID 2 is kthreadd.
     ///
-    /// Every process in `watch` is read again in place, its eight namespace links only
+    /// Every process in `watch` (the last scan's containers' processes, and those read since)
+    /// is read again in place, its eight namespace links only
     /// (readlink, unprivileged): where one differs from what it was last seen in, the process
     /// is read whole and comes back with the new ones, so that a stay in another namespace as
     /// long as the sweep interval is seen. Its main thread's links only: a thread that moves
@@ -428,26 +440,21 @@ impl Scanner {
                 continue;
             };
             listed += 1;
-            if let Some(last) = known.processes.get(&pid) {
-                if watch.contains(pid) {
-                    rechecked += 1;
-                    let (start, expected) = match watch.moved.get(&pid) {
-                        Some((start, namespaces)) => (*start, *namespaces),
-                        None => (last.id.start_ticks, last.namespaces),
-                    };
-                    if reader.links_match(pid, &expected, &mut link) {
-                        continue;
-                    }
-                    // Moved, exited, or its pid reused: read whole, judged as new.
-                    if let Ok(process) = reader.read(name, pid)
-                        && (process.id.start_ticks != start || process.namespaces != expected)
-                    {
-                        watch
-                            .moved
-                            .insert(pid, (process.id.start_ticks, process.namespaces));
-                        processes.push(process);
-                    }
+            if let Some((start, expected)) = watch.expected(pid, known) {
+                rechecked += 1;
+                if reader.links_match(pid, &expected, &mut link) {
+                    continue;
                 }
+                // Moved, exited, or its pid reused: read whole, judged as new.
+                if let Ok(process) = reader.read(name, pid)
+                    && (process.id.start_ticks != start || process.namespaces != expected)
+                {
+                    watch.add(&process);
+                    processes.push(process);
+                }
+                continue;
+            }
+            if known.processes.contains_key(&pid) {
                 continue;
             }
             if swept.get(&pid).is_some_and(|s| s.1 >= 2) {
