@@ -19,7 +19,7 @@
 //!
 //! Run: `cargo build --release && cargo bench --bench scan`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::fs::File;
 use std::hint::black_box;
@@ -38,7 +38,7 @@ use nix::unistd::Pid;
 
 use nsexporter::attribution::{Names, attribute};
 use nsexporter::lifecycle::Tracker;
-use nsexporter::model::{Holder, NsType};
+use nsexporter::model::{Holder, NsType, PerType};
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, PinScan, Scanner, Watch};
@@ -615,7 +615,12 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
     let known = tracker.previous_arc().cloned().expect("a scan ran");
     let mut swept = HashMap::new();
     let mut none = Watch::default();
-    let mut all = Watch::new(known.processes.keys().copied());
+    // The types the default policy's host rules re-read: mnt, ipc, net, uts.
+    let mut types = PerType::splat(false);
+    for t in [NsType::Mnt, NsType::Ipc, NsType::Net, NsType::Uts] {
+        types[t] = true;
+    }
+    let mut all = Watch::new(known.processes.keys().copied(), types);
     for _ in 0..rounds {
         let start = Instant::now();
         let sweep = black_box(scanner.sweep(&known, &mut swept, &mut none).expect("sweep"));

@@ -19,7 +19,7 @@ use crate::events::EventStream;
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
-use crate::model::{CgroupLayout, Process, Snapshot};
+use crate::model::{CgroupLayout, NsType, PerType, Process, Snapshot};
 use crate::policy::Policy;
 use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
 use crate::sharing::{Finding, FindingLog, evaluate};
@@ -152,12 +152,19 @@ impl Collector {
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
         let attribution = attribute(&snapshot, &[], &names);
-        self.watch = Watch::new(snapshot.processes.keys().copied().filter(|&pid| {
+        let mut moves = PerType::splat(false);
+        for t in NsType::ALL {
+            moves[t] = t == NsType::Mnt || self.policy.host_namespace_types.contains(t);
+        }
+        moves[NsType::Pid] = false;
+        moves[NsType::User] = false;
+        let containers = snapshot.processes.keys().copied().filter(|&pid| {
             matches!(
                 attribution.of(pid),
                 Workload::Container(_) | Workload::Runtime(_)
             )
-        }));
+        });
+        self.watch = Watch::new(containers, moves);
         let sharing = evaluate(&snapshot, &attribution, &self.policy);
         let new_findings = self.findings.update(&sharing.findings);
         let orphans = self.tracker.orphans(self.orphan_age);

@@ -218,6 +218,8 @@ pub struct Sweep {
 /// in is what it was last read in.
 #[derive(Debug, Default)]
 pub struct Watch {
+    /// The types whose links are read again.
+    types: PerType<bool>,
     /// Sorted pids, from the last scan, whose expected namespaces are that scan's.
     pids: Vec<i32>,
     /// Processes read since the last scan: start ticks, and the namespaces then.
@@ -225,12 +227,17 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Watches `pids` of the last scan, forgetting what was read before it.
-    pub fn new(pids: impl IntoIterator<Item = i32>) -> Watch {
+    /// Watches `pids` of the last scan for a move in `types`, forgetting what was read
+    /// before it. The host rules' types are the ones that matter. A process's own `pid` link
+    /// never changes (setns(2) into a pid namespace moves only its children, which are new
+    /// processes), nor does `user` (a process cannot join an ancestor user namespace), so
+    /// reading those in place would cost and find nothing.
+    pub fn new(pids: impl IntoIterator<Item = i32>, types: PerType<bool>) -> Watch {
         let mut pids: Vec<i32> = pids.into_iter().collect();
         pids.sort_unstable();
         pids.dedup();
         Watch {
+            types,
             pids,
             read: HashMap::new(),
         }
@@ -433,7 +440,6 @@ impl Scanner {
         reader.kthreadd = known.processes.get(&2).is_some_and(|p| p.ppid == 0);
         let mut processes = Vec::new();
         let (mut listed, mut rechecked) = (0, 0);
-        let mut link = LinkName::default();
         for entry in dir.iter().flatten() {
             let name = entry.file_name();
             let Some(pid) = pid_of(name.to_bytes()) else {
@@ -442,7 +448,7 @@ impl Scanner {
             listed += 1;
             if let Some((start, expected)) = watch.expected(pid, known) {
                 rechecked += 1;
-                if reader.links_match(pid, &expected, &mut link) {
+                if reader.links_match(pid, &expected, &watch.types) {
                     continue;
                 }
                 // Moved, exited, or its pid reused: read whole, judged as new.
@@ -908,20 +914,39 @@ impl<'a> ProcessReader<'a> {
         })
     }
 
-    /// Whether `pid`'s eight namespace links, read through the procfs root, are `expected`:
-    /// eight readlinks and no allocation, the sweep's whole cost for a process that stayed.
-    /// A link that cannot be read or parsed is a difference, for the whole read to say why.
+    /// Whether `pid`'s namespace links of the `types` are `expected`: an `O_PATH` open of its
+    /// `ns` directory and a readlink each, no allocation; the sweep's whole cost for a
+    /// process that stayed. A link that cannot be read or parsed is a difference, for the
+    /// whole read to say why.
     fn links_match(
         &mut self,
         pid: i32,
         expected: &PerType<Option<NonZeroU64>>,
-        name: &mut LinkName,
+        types: &PerType<bool>,
     ) -> bool {
-        NsType::ALL.into_iter().all(|t| {
+        let mut digits = itoa::Buffer::new();
+        let mut path = [0u8; 24];
+        let digits = digits.format(pid).as_bytes();
+        path[..digits.len()].copy_from_slice(digits);
+        path[digits.len()..digits.len() + 3].copy_from_slice(b"/ns");
+        let Ok(path) = CStr::from_bytes_until_nul(&path) else {
+            return false;
+        };
+        let Ok(ns) = nix::fcntl::openat(
+            self.dir,
+            path,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
+            return false;
+        };
+        NsType::ALL.into_iter().filter(|&t| types[t]).all(|t| {
             let Some(want) = expected[t] else {
                 return true;
             };
-            readlink_at(self.dir, name.of(pid, t), &mut self.link_buf)
+            readlink_at(ns.as_fd(), t.link_name(), &mut self.link_buf)
                 .ok()
                 .and_then(|text| parse_ns_link(t, text).ok())
                 == Some(want.get())
