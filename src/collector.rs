@@ -156,8 +156,6 @@ impl Collector {
         for t in NsType::ALL {
             moves[t] = t == NsType::Mnt || self.policy.host_namespace_types.contains(t);
         }
-        moves[NsType::Pid] = false;
-        moves[NsType::User] = false;
         let containers = snapshot.processes.keys().copied().filter(|&pid| {
             matches!(
                 attribution.of(pid),

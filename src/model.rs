@@ -55,12 +55,6 @@ impl NsType {
             NsType::Uts => c"ns/uts",
         }
     }
-
-    /// `TYPE`, NUL-terminated: the link's name within `/proc/PID/ns`.
-    pub fn link_name(self) -> &'static CStr {
-        let link = self.proc_link().to_bytes_with_nul();
-        CStr::from_bytes_with_nul(&link[3..]).expect("ns/ then a NUL-terminated name")
-    }
 }
 
 /// One `T` for each namespace type, indexed by [`NsType`].
