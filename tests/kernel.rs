@@ -1231,6 +1231,11 @@ const FIRST_SOCKET_FD: usize = 100;
 
 impl SocketHolder {
     fn new(own: usize, other: usize) -> SocketHolder {
+        SocketHolder::owned_by(own, other, None)
+    }
+
+    /// A holder that runs as `uid` (all its uids and gids) once back in the host's namespace.
+    fn owned_by(own: usize, other: usize, uid: Option<u32>) -> SocketHolder {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("netns");
         let home = format!("/proc/{}/ns/net", std::process::id());
@@ -1238,17 +1243,21 @@ impl SocketHolder {
         // socket connected to the discard port; nothing is sent.
         let open = r#"i=0; while [ $i -lt "$2" ]; do eval "exec $(($1 + i))<>/dev/udp/127.0.0.1/9"; i=$((i+1)); done"#;
         let inner = format!(
-            r#"ip link set lo up && set -- $(({FIRST_SOCKET_FD} + $1)) "$2" "$3" "$4" && {open} &&
-            readlink /proc/self/ns/net > "$3.tmp" && mv "$3.tmp" "$3" && exec nsenter --net="$4" sleep 1000"#
+            r#"ip link set lo up && set -- $(({FIRST_SOCKET_FD} + $1)) "$2" "$3" "$4" "$5" && {open} &&
+            readlink /proc/self/ns/net > "$3.tmp" && mv "$3.tmp" "$3" &&
+            exec nsenter --net="$4" ${{5:+setpriv --reuid="$5" --regid="$5" --clear-groups}} sleep 1000"#
         );
         let outer = format!(
             r#"inner=$1; shift; set -- {FIRST_SOCKET_FD} "$@"; {open} && shift && exec unshare --net bash -c "$inner" bash "$@""#
         );
         let (own, other) = (own.to_string(), other.to_string());
         let file_arg = file.to_str().unwrap();
+        let uid = uid.map(|u| u.to_string()).unwrap_or_default();
         let process = Spawned::new(
             "bash",
-            &["-c", &outer, "bash", &inner, &own, &other, file_arg, &home],
+            &[
+                "-c", &outer, "bash", &inner, &own, &other, file_arg, &home, &uid,
+            ],
         );
         let netns = wait_for("the holder's sockets", Duration::from_secs(30), || {
             process.running("sleep");
@@ -1638,4 +1647,91 @@ fn thousands_of_sockets_are_asked_within_64_open_files_and_once() {
     eprintln!(
         "exporter fds: {fds_before} before, {fds_after} after; sockets asked: {asked} in the first pass, {again} in the ten after"
     );
+}
+
+/// Where the kernel will not tell a socket's namespace, the socket is skipped, counted by
+/// reason in `nsexporter_fd_scan_skipped_sockets`, and the reason said once however many
+/// passes meet it: an exporter without CAP_NET_ADMIN asks no socket (`no_net_admin`); one
+/// whose real uid differs from the holder's, without CAP_SYS_PTRACE, can read the holder's
+/// fd links (a ptrace read check on the fs uid) but is refused pidfd_getfd (an attach check
+/// on the real uid): `permission_denied`. Neither sees the namespace.
+#[test]
+#[ignore = "needs root: unshare(1), nsenter(1) and setpriv(1) to run the exporter with fewer privileges"]
+fn sockets_the_kernel_will_not_answer_for_are_counted_and_said_once() {
+    let _guard = serial();
+    let skipped = |m: &Metrics, reason: &str| {
+        m.value("nsexporter_fd_scan_skipped_sockets", &[("reason", reason)])
+            .unwrap()
+    };
+    let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap_or(0.0);
+    let args = ["--scan.interval=200ms", "--scan.fd-interval=100ms"];
+    let cases: [(&str, &[&str], Option<u32>, &str); 2] = [
+        (
+            "no_net_admin",
+            &[
+                "setpriv",
+                "--bounding-set=-net_admin",
+                "--inh-caps=-net_admin",
+            ],
+            None,
+            "SIOCGSKNS",
+        ),
+        (
+            "permission_denied",
+            &[
+                "setpriv",
+                "--ruid=65534",
+                "--euid=4242",
+                "--rgid=65534",
+                "--egid=4242",
+                "--clear-groups",
+                "--inh-caps=+net_admin",
+                "--ambient-caps=+net_admin",
+            ],
+            Some(4242),
+            "pidfd_getfd(2) was refused",
+        ),
+    ];
+    for (reason, wrapper, uid, said) in cases {
+        let holder = SocketHolder::owned_by(0, 1, uid);
+        let e = Exporter::start_under(wrapper, &args);
+        let m = wait_for("ten scans", Duration::from_secs(20), || {
+            let m = e.metrics();
+            (scans(&m) >= 10.0).then_some(m)
+        });
+        assert!(skipped(&m, reason) >= 1.0, "{reason}: {}", e.stderr());
+        let asked = m
+            .value("nsexporter_fd_scan_socket_queries_total", &[])
+            .unwrap();
+        if uid.is_some() {
+            // Only the holder's socket belongs to that user, but for the exporter's own: it was
+            // asked, and refused.
+            assert_eq!(skipped(&m, reason), 1.0, "{reason}");
+            assert!(asked >= 1.0, "{reason}: {asked}");
+        } else {
+            assert_eq!(
+                asked, 0.0,
+                "{reason}: nothing is asked without CAP_NET_ADMIN"
+            );
+        }
+        for other in [
+            "other_pid_namespace",
+            "no_net_admin",
+            "permission_denied",
+            "unsupported",
+        ] {
+            if other != reason {
+                assert_eq!(skipped(&m, other), 0.0, "{reason}: {other}");
+            }
+        }
+        assert_eq!(
+            net_info(&m, holder.netns),
+            None,
+            "{reason}: a socket not asked holds nothing"
+        );
+        let stderr = e.stderr();
+        let lines = stderr.lines().filter(|l| l.contains(said)).count();
+        assert_eq!(lines, 1, "{reason}: said once in ten passes:\n{stderr}");
+        assert!(stderr.contains(&format!("reason={reason}")), "{stderr}");
+    }
 }
