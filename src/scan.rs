@@ -531,8 +531,8 @@ impl Scanner {
 
     /// Fills in each namespace's kernel id, owner and parent: carried over where a member
     /// survived from `previous` (a process cannot be in two namespaces of one type, so the
-    /// namespace is the same one), asked of the kernel through a member's link, a bind mount
-    /// or an fd otherwise. A namespace with no member is asked every scan: a pin proves
+    /// namespace is the same one), asked of the kernel through a member's link, a bind mount,
+    /// an fd or a socket otherwise. A namespace with no member is asked every scan: a pin proves
     /// nothing across scans, since `ip netns del x; ip netns add x` can mount a new namespace
     /// with the old inode on the old path. Returns how many namespaces were asked about.
     fn identify(

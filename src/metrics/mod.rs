@@ -233,7 +233,7 @@ impl Metrics {
             .unwrap(),
             id_queries: IntCounter::with_opts(opts(
                 "nsexporter_namespace_id_queries_total",
-                "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount or fd).",
+                "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
             ))
             .unwrap(),
             cgroup_layout: IntGaugeVec::new(

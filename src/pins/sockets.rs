@@ -85,7 +85,7 @@ pub fn parse_socket_link(text: &[u8]) -> Option<u64> {
 /// The pidfd of the process whose fds the pass is reading, opened at its first socket that
 /// must be asked.
 #[derive(Debug)]
-enum Holder {
+enum HolderPidfd {
     Unopened,
     Open(Pidfd),
     /// It exited.
@@ -106,7 +106,7 @@ pub(super) struct SocketAsks<'a> {
     /// CAP_NET_ADMIN, raised for the pass once a socket must be asked.
     admin: Option<NetAdmin>,
     pid: i32,
-    holder: Holder,
+    holder: HolderPidfd,
     pub skipped: SocketSkips,
     /// Sockets fetched and asked in this pass: those not in the memo.
     pub asked: u64,
@@ -123,7 +123,7 @@ impl<'a> SocketAsks<'a> {
             blocked: None,
             admin: None,
             pid: 0,
-            holder: Holder::Unopened,
+            holder: HolderPidfd::Unopened,
             skipped: [0; SocketSkip::ALL.len()],
             asked: 0,
         }
@@ -132,7 +132,7 @@ impl<'a> SocketAsks<'a> {
     /// The pass moves on to the fds of process `pid`.
     pub(super) fn holder(&mut self, pid: i32) {
         self.pid = pid;
-        self.holder = Holder::Unopened;
+        self.holder = HolderPidfd::Unopened;
     }
 
     /// The inode of the network namespace of the socket `socket` at fd `fd` of the current
@@ -176,25 +176,25 @@ impl<'a> SocketAsks<'a> {
         if let Some(why) = self.blocked() {
             return Err(Some(why));
         }
-        if let Holder::Unopened = self.holder {
+        if let HolderPidfd::Unopened = self.holder {
             self.holder = match Pidfd::open(self.pid) {
-                Ok(p) => Holder::Open(p),
-                Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Holder::Gone,
+                Ok(p) => HolderPidfd::Open(p),
+                Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => HolderPidfd::Gone,
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOSYS) => {
                     self.blocked = Some(Some(SocketSkip::Unsupported));
                     return Err(Some(SocketSkip::Unsupported));
                 }
                 Err(e) => {
                     tracing::debug!(pid = self.pid, error = %e, "pidfd_open refused");
-                    Holder::Refused
+                    HolderPidfd::Refused
                 }
             };
         }
         let pidfd = match &self.holder {
-            Holder::Open(p) => p,
-            Holder::Gone => return Err(None),
-            Holder::Refused => return Err(Some(SocketSkip::PermissionDenied)),
-            Holder::Unopened => unreachable!("opened above"),
+            HolderPidfd::Open(p) => p,
+            HolderPidfd::Gone => return Err(None),
+            HolderPidfd::Refused => return Err(Some(SocketSkip::PermissionDenied)),
+            HolderPidfd::Unopened => unreachable!("opened above"),
         };
         self.asked += 1;
         let (step, e) = match socket_netns_inode(pidfd, fd, socket) {
