@@ -184,6 +184,8 @@ impl Collector {
             new_findings: &new_findings,
             orphans: &orphans,
             fds_skipped: outcome.fds_skipped,
+            sockets_skipped: outcome.sockets_skipped,
+            socket_queries: outcome.socket_queries,
             duration,
         });
         for reason in ErrorReason::ALL {

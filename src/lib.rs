@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod metrics;
 pub mod model;
+pub mod pidfd;
 pub mod pins;
 pub mod policy;
 pub mod procfs;

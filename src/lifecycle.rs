@@ -33,12 +33,12 @@ pub struct Tracked {
     pub start_ticks: u64,
     /// The kernel's id for it, once known.
     pub kernel_id: Option<u64>,
-    /// Since when (ticks since boot) it has had no member process, held only by a bind mount
-    /// or an fd: the first snapshot that saw it so. `None` while it has members.
+    /// Since when (ticks since boot) it has had no member process, held only by a bind
+    /// mount, an fd or a socket: the first snapshot that saw it so. `None` while it has members.
     pub memberless_since: Option<u64>,
 }
 
-/// A namespace held only by a bind mount or an fd for longer than the orphan age.
+/// A namespace held only by a bind mount, an fd or a socket for longer than the orphan age.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Orphan {
     pub id: NamespaceId,
@@ -79,7 +79,7 @@ impl Tracker {
     }
 
     /// The namespaces of the last snapshot that have had no member process for at least
-    /// `min_age`, while a bind mount or an fd holds them: leaked, most often. A namespace first
+    /// `min_age`, while a bind mount, an fd or a socket holds them: leaked, most often. A namespace first
     /// seen memberless counts from then (the exporter cannot know since when before).
     pub fn orphans(&self, min_age: std::time::Duration) -> Vec<Orphan> {
         let Some(snapshot) = &self.previous else {
@@ -573,5 +573,42 @@ mod tests {
         let c = tracker.update(snap_ids(150.0, &[P(1, 0.0, 10, 20)], &[]));
         assert_eq!(c.destroyed.len(), 1);
         assert_eq!(c.destroyed[0].0, net(30));
+    }
+
+    /// A net namespace that only a socket holds (its maker setns'd back) is an orphan like a
+    /// mounted one, named by what holds it; a process joining it ends that.
+    #[test]
+    fn a_namespace_held_only_by_a_socket_is_an_orphan_held_by_socket() {
+        let socket_held = |t: f64, ps: &[P]| {
+            let mut snapshot = Arc::unwrap_or_clone(snap_ids(t, ps, &[]));
+            let ns = snapshot
+                .namespaces
+                .entry(net(30))
+                .or_insert_with(|| Namespace::new(net(30)));
+            ns.sockets.push(crate::model::SocketPin {
+                process: crate::model::ProcessId {
+                    pid: 1,
+                    start_ticks: 0,
+                },
+                fd: 3,
+                socket: 17279,
+            });
+            ns.kernel_id = Some(300);
+            Arc::new(snapshot)
+        };
+        let mut tracker = Tracker::new();
+        let age = Duration::from_secs(60);
+        tracker.update(snap_ids(0.0, &[P(1, 0.0, 10, 20)], &[]));
+        let c = tracker.update(socket_held(10.0, &[P(1, 0.0, 10, 20)]));
+        assert_eq!(c.created, [net(30)]);
+        assert!(tracker.orphans(age).is_empty(), "young");
+        tracker.update(socket_held(80.0, &[P(1, 0.0, 10, 20)]));
+        let orphans = tracker.orphans(age);
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].held_by.as_str(), "socket");
+        assert!((orphans[0].age - 70.0).abs() < 1e-9, "{}", orphans[0].age);
+        let c = tracker.update(socket_held(90.0, &[P(1, 0.0, 10, 20), P(5, 85.0, 30, 20)]));
+        assert_eq!(c, Changes::default());
+        assert!(tracker.orphans(Duration::ZERO).is_empty(), "a member");
     }
 }

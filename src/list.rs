@@ -2,11 +2,11 @@
 //!
 //! The same scan code as the exporter. Columns follow `lsns`: NS, TYPE, NPROCS, PID (the oldest
 //! member), USER (its owner), COMMAND (its command line, or `comm` for kernel threads), with
-//! HELD_BY (what keeps the namespace alive: process, bind_mount, fd) before COMMAND. A
-//! namespace that no process is in has no PID, USER or COMMAND; its COMMAND column shows
+//! HELD_BY (what keeps the namespace alive: process, bind_mount, fd, socket) before COMMAND.
+//! A namespace that no process is in has no PID, USER or COMMAND; its COMMAND column shows
 //! where it is pinned instead. The JSON adds `pns` and `ons` with `lsns`'s meaning (the
-//! parent and the owning user namespace, 0 where there is none or it is out of reach) and
-//! `nsfs` (the bind mount paths, like `lsns -o NSFS`).
+//! parent and the owning user namespace, 0 where there is none or it is out of reach),
+//! `nsfs` (the bind mount paths, like `lsns -o NSFS`), and the fds and sockets that hold it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -36,6 +36,8 @@ pub struct Row {
     pub nsfs: Option<String>,
     /// The fds that hold it, as `PID:FD` (not in lsns).
     pub fds: Vec<String>,
+    /// The sockets made in it that a process outside holds, as `PID:FD` (not in lsns).
+    pub sockets: Vec<String>,
     /// Whether it is the host's namespace of its type (not in lsns).
     pub host: bool,
 }
@@ -82,6 +84,11 @@ pub fn rows(snapshot: &Snapshot, procfs: &ProcFs, only: Option<NsType>) -> Vec<R
                     .iter()
                     .map(|f| format!("{}:{}", f.process.pid, f.fd))
                     .collect(),
+                sockets: ns
+                    .sockets
+                    .iter()
+                    .map(|s| format!("{}:{}", s.process.pid, s.fd))
+                    .collect(),
                 host: snapshot.host.contains(ns.id),
             }
         })
@@ -115,19 +122,18 @@ fn columns(r: &Row) -> String {
     let command = match (&r.command, &r.nsfs) {
         (Some(c), _) => c.clone(),
         (None, Some(paths)) => paths.clone(),
-        (None, None) => r
-            .fds
-            .iter()
-            .map(|f| format!("fd {f}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        (None, None) => {
+            let fds = r.fds.iter().map(|f| format!("fd {f}"));
+            let sockets = r.sockets.iter().map(|s| format!("socket {s}"));
+            fds.chain(sockets).collect::<Vec<_>>().join(",")
+        }
     };
     // A command may hold control characters (comm can be anything but NUL): escape them so
     // one namespace stays one line.
     let command: String = command.escape_debug().collect();
     let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
     format!(
-        "{:<6} {:>6} {:>7} {:<8} {:<21} {}",
+        "{:<6} {:>6} {:>7} {:<8} {:<28} {}",
         r.ns_type,
         r.nprocs,
         pid,
@@ -141,7 +147,7 @@ fn columns(r: &Row) -> String {
 pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>10} {:<6} {:>6} {:>7} {:<8} {:<21} {}",
+        "{:>10} {:<6} {:>6} {:>7} {:<8} {:<28} {}",
         HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
     )?;
     for r in rows {
@@ -176,7 +182,7 @@ pub fn write_tree(out: &mut impl Write, rows: &[Row], relation: Tree) -> std::io
     }
     writeln!(
         out,
-        "{:<24} {:<6} {:>6} {:>7} {:<8} {:<21} {}",
+        "{:<24} {:<6} {:>6} {:>7} {:<8} {:<28} {}",
         HEADER[0], HEADER[1], HEADER[2], HEADER[3], HEADER[4], HEADER[5], HEADER[6]
     )?;
     let mut seen = HashSet::new();
@@ -238,6 +244,7 @@ mod tests {
             held_by: HeldBy::default().with(crate::model::Holder::Process),
             nsfs: None,
             fds: Vec::new(),
+            sockets: Vec::new(),
             host: false,
         }
     }
@@ -301,5 +308,47 @@ mod tests {
             line,
             ["7", "net", "0", "-", "-", "bind_mount", "/run/netns/blue"]
         );
+    }
+
+    #[test]
+    fn a_namespace_held_by_fds_and_sockets_lists_each_and_columns_stay_aligned() {
+        let mut r = row(NsType::Net, 8, 0, 1);
+        (r.pid, r.user, r.command) = (None, None, None);
+        r.nprocs = 0;
+        r.held_by = HeldBy::default()
+            .with(crate::model::Holder::Fd)
+            .with(crate::model::Holder::Socket);
+        r.fds = vec!["40:7".into()];
+        r.sockets = vec!["41:3".into(), "41:4".into()];
+        let mut widest = row(NsType::Net, 9, 0, 1);
+        widest.held_by = crate::model::Holder::ALL
+            .into_iter()
+            .fold(HeldBy::default(), HeldBy::with);
+        let mut out = Vec::new();
+        write_table(&mut out, &[r, widest]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let held: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            held,
+            [
+                "8",
+                "net",
+                "0",
+                "-",
+                "-",
+                "fd,socket",
+                "fd",
+                "40:7,socket",
+                "41:3,socket",
+                "41:4"
+            ]
+        );
+        // COMMAND starts in one column on every line, the header's included.
+        let command_at = |l: &str, what: &str| l.find(what).unwrap();
+        let at = command_at(lines[0], "COMMAND");
+        assert_eq!(command_at(lines[1], "fd 40:7"), at, "{text}");
+        assert_eq!(command_at(lines[2], "cmd9"), at, "{text}");
+        assert!(lines[2].contains("process,bind_mount,fd,socket"), "{text}");
     }
 }

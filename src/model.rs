@@ -173,8 +173,9 @@ impl Process {
 
 /// One namespace in a snapshot.
 ///
-/// Members may be empty: a namespace can be held alive by a bind mount or an open file
-/// descriptor only ([`Namespace::mounts`], [`Namespace::fds`]). `owner` (the owning user
+/// Members may be empty: a namespace can be held alive by a bind mount, an open file
+/// descriptor or, for a network namespace, a socket only ([`Namespace::mounts`],
+/// [`Namespace::fds`], [`Namespace::sockets`]). `owner` (the owning user
 /// namespace) and `parent` (for pid and user namespaces) are the links ioctl_ns(2) exposes,
 /// as inodes; `lsns` calls them ONS and PNS.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -186,6 +187,8 @@ pub struct Namespace {
     pub mounts: Vec<MountPin>,
     /// Open fds of it, sorted.
     pub fds: Vec<FdPin>,
+    /// Sockets made in it and held by a process outside it, sorted (network namespaces only).
+    pub sockets: Vec<SocketPin>,
     pub owner: Option<u64>,
     pub parent: Option<u64>,
     /// The kernel's namespace id (`NS_GET_ID`), never reused: carried over from the previous
@@ -201,6 +204,7 @@ impl Namespace {
             members: Vec::new(),
             mounts: Vec::new(),
             fds: Vec::new(),
+            sockets: Vec::new(),
             owner: None,
             parent: None,
             kernel_id: None,
@@ -214,6 +218,7 @@ impl Namespace {
             (Holder::Process, !self.members.is_empty()),
             (Holder::BindMount, !self.mounts.is_empty()),
             (Holder::Fd, !self.fds.is_empty()),
+            (Holder::Socket, !self.sockets.is_empty()),
         ] {
             if yes {
                 held = held.with(holder);
@@ -253,6 +258,19 @@ pub struct FdPin {
     pub fd: i32,
 }
 
+/// A socket made in a network namespace, held by a process that is not in it: the socket
+/// keeps the namespace alive (`ioctl(SIOCGSKNS)` on it opens the namespace). A process that
+/// made a socket and then left with setns(2), or was handed the socket over a unix socket,
+/// holds the namespace with no process in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SocketPin {
+    pub process: ProcessId,
+    pub fd: i32,
+    /// The socket's inode (`/proc/PID/fd/N` → `socket:[INODE]`): what the fd must still be
+    /// when the namespace is opened through it again.
+    pub socket: u64,
+}
+
 fn as_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
     to.serialize_str(s)
 }
@@ -268,17 +286,19 @@ label_enum! {
         BindMount = "bind_mount",
         /// An open file descriptor.
         Fd = "fd",
+        /// A socket made in it, held by a process outside it.
+        Socket = "socket",
     }
 }
 
 /// The set of [`Holder`]s of a namespace; the label value lists them in [`Holder::ALL`] order,
-/// joined by commas: `process`, `bind_mount,fd`, …; `none` for the empty set.
+/// joined by commas: `process`, `bind_mount,fd`, `process,socket`, …; `none` for the empty set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HeldBy(u8);
 
 impl HeldBy {
     /// Every value [`HeldBy::as_str`] can give, by bits.
-    const NAMES: [&'static str; 8] = [
+    const NAMES: [&'static str; 16] = [
         "none",
         "process",
         "bind_mount",
@@ -287,6 +307,14 @@ impl HeldBy {
         "process,fd",
         "bind_mount,fd",
         "process,bind_mount,fd",
+        "socket",
+        "process,socket",
+        "bind_mount,socket",
+        "process,bind_mount,socket",
+        "fd,socket",
+        "process,fd,socket",
+        "bind_mount,fd,socket",
+        "process,bind_mount,fd,socket",
     ];
 
     pub const fn with(self, h: Holder) -> Self {
@@ -297,7 +325,7 @@ impl HeldBy {
         self.0 & (1 << h.index()) != 0
     }
 
-    /// Held, but by no process: a bind mount or an fd only.
+    /// Held, but by no process: a bind mount, an fd or a socket only.
     pub const fn without_process(self) -> bool {
         self.0 != 0 && !self.contains(Holder::Process)
     }
@@ -308,9 +336,14 @@ impl HeldBy {
 
     /// The sets without a process and not empty: the `held_by` values of an orphan.
     pub fn orphan_values() -> impl Iterator<Item = HeldBy> {
-        (1..8u8).map(HeldBy).filter(|h| h.without_process())
+        (1..Self::NAMES.len() as u8)
+            .map(HeldBy)
+            .filter(|h| h.without_process())
     }
 }
+
+// One name for every set of holders.
+const _: () = assert!(HeldBy::NAMES.len() == 1 << Holder::ALL.len());
 
 impl Serialize for HeldBy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -511,7 +544,33 @@ mod tests {
         assert_eq!(all.as_str(), "process,bind_mount,fd");
         assert_eq!(HeldBy::default().as_str(), "none");
         let names: Vec<&str> = HeldBy::orphan_values().map(HeldBy::as_str).collect();
-        assert_eq!(names, ["bind_mount", "fd", "bind_mount,fd"]);
+        assert_eq!(
+            names,
+            [
+                "bind_mount",
+                "fd",
+                "bind_mount,fd",
+                "socket",
+                "bind_mount,socket",
+                "fd,socket",
+                "bind_mount,fd,socket"
+            ]
+        );
+        // Every name lists its holders, and only those, in holder order.
+        for bits in 0..HeldBy::NAMES.len() as u8 {
+            let held = HeldBy(bits);
+            let want: Vec<&str> = Holder::ALL
+                .into_iter()
+                .filter(|h| held.contains(*h))
+                .map(Holder::as_str)
+                .collect();
+            let want = if want.is_empty() {
+                "none".to_owned()
+            } else {
+                want.join(",")
+            };
+            assert_eq!(held.as_str(), want);
+        }
         let mut ns = Namespace::new(NamespaceId {
             ns_type: NsType::Net,
             inode: 4026532177,

@@ -1,4 +1,4 @@
-//! Namespaces held without a process: nsfs bind mounts and open file descriptors.
+//! Namespaces held without a process: nsfs bind mounts, open file descriptors and sockets.
 //!
 //! Kernel interfaces: proc_pid_mountinfo(5), read once per mount namespace through one of its
 //! member processes (`/proc/PID/mountinfo` lists the mounts of that process's mount namespace;
@@ -6,7 +6,7 @@
 //! `readlinkat(2)` of every `/proc/PID/fd/N` (an fd of a namespace reads `TYPE:[INODE]`).
 //! `ip netns add`, CNI's `/run/netns/cni-*`, Docker's `/run/docker/netns/*` and
 //! `unshare --net=FILE` pin with a bind mount; a runtime or `nsenter` waiting to `setns`
-//! holds an fd.
+//! holds an fd. A socket holds the network namespace it was made in ([`sockets`]).
 //!
 //! The parsers are pure; the readers around them count failures in the scan's
 //! [`ScanErrors`] and go on, as the per-process reads do.
@@ -20,7 +20,11 @@ use std::sync::Arc;
 
 use nix::dir::Dir;
 
-use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot};
+mod sockets;
+
+pub use sockets::{SocketMemo, SocketSkip, SocketSkips, parse_socket_link};
+
+use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot, SocketPin};
 use crate::procfs::{
     ReadSearch, is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at,
 };
@@ -146,20 +150,30 @@ pub fn read_mounts(
 #[derive(Debug, Default)]
 pub struct FdPass {
     pub pins: Vec<(NamespaceId, FdPin)>,
+    /// Sockets held by a process outside the network namespace they were made in.
+    pub sockets: Vec<(NamespaceId, SocketPin)>,
     /// Processes of other users whose fds were not read: listing another user's
     /// `/proc/PID/fd` needs CAP_DAC_READ_SEARCH, which a non-root exporter may lack.
     pub skipped: u64,
+    /// Socket fds whose network namespace could not be learnt, by reason.
+    pub sockets_skipped: SocketSkips,
+    /// Sockets asked of the kernel: those `memo` did not know.
+    pub sockets_asked: u64,
 }
 
 /// Lists the fds of every process in `processes` but kernel threads and returns those that
-/// are namespaces. Costs a getdents of each `PID/fd` and a readlink of each fd (the readlink
-/// is a ptrace read check, as the ns links are). CAP_DAC_READ_SEARCH is made effective for
-/// the pass where it is permitted; where the exporter cannot read every user's directories,
-/// other users' processes are skipped and counted, not failed one by one every pass.
+/// are namespaces, and the sockets held outside their network namespace. Costs a getdents of
+/// each `PID/fd` and a readlink of each fd (the readlink is a ptrace read check, as the ns
+/// links are); a socket that `memo` does not know costs a pidfd_getfd, an ioctl, two fstats
+/// and two closes once, and a pidfd_open and close per process that holds one. `None` asks
+/// no socket. CAP_DAC_READ_SEARCH is made effective for the pass where it is permitted;
+/// where the exporter cannot read every user's directories, other users' processes are
+/// skipped and counted, not failed one by one every pass.
 pub fn read_fds(
     root: BorrowedFd<'_>,
     procfs: &Path,
     processes: &BTreeMap<i32, Process>,
+    memo: Option<&mut SocketMemo>,
     errors: &mut ScanErrors,
 ) -> FdPass {
     let kthreadd = processes.get(&2).is_some_and(|p| p.ppid == 0);
@@ -168,10 +182,14 @@ pub fn read_fds(
     let me = nix::unistd::geteuid().as_raw();
     let mut out = FdPass::default();
     let mut link = [0u8; 64];
+    let mut asks = memo.map(|m| sockets::SocketAsks::new(root, procfs, m));
     for p in processes.values() {
         let pid = p.id.pid;
         if kthreadd && (pid == 2 || p.ppid == 2) {
             continue;
+        }
+        if let Some(asks) = &mut asks {
+            asks.holder(pid);
         }
         if !every_user && p.uid != me {
             out.skipped += 1;
@@ -220,8 +238,31 @@ pub fn read_fds(
                         fd: n,
                     },
                 ));
+            } else if let (Some(socket), Some(asks)) = (parse_socket_link(text), &mut asks)
+                && let Some(inode) = asks.netns(n, socket, errors)
+            {
+                let id = NamespaceId {
+                    ns_type: NsType::Net,
+                    inode,
+                };
+                let its_own = p.namespace(NsType::Net) == Some(id)
+                    || p.thread_namespaces.iter().any(|t| t.id == id);
+                if !its_own {
+                    let process = p.id;
+                    out.sockets.push((
+                        id,
+                        SocketPin {
+                            process,
+                            fd: n,
+                            socket,
+                        },
+                    ));
+                }
             }
         }
+    }
+    if let Some(asks) = asks {
+        (out.sockets_skipped, out.sockets_asked) = asks.finish();
     }
     out
 }

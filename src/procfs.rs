@@ -189,6 +189,48 @@ impl Drop for ReadSearch {
     }
 }
 
+/// CAP_NET_ADMIN in this thread's effective set while the value lives, where it is permitted
+/// but was not effective: `SIOCGSKNS` asks it of whoever asks a socket for its network
+/// namespace ([`crate::pidfd`]). The image's file capability permits it; the pod grants it
+/// only where its bounding set has it (deploy/kubernetes/proc-events).
+pub struct NetAdmin {
+    raised: bool,
+}
+
+impl NetAdmin {
+    pub fn raise() -> NetAdmin {
+        use caps::{CapSet, Capability};
+        let cap = Capability::CAP_NET_ADMIN;
+        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
+        let raised = has(CapSet::Permitted)
+            && !has(CapSet::Effective)
+            && caps::raise(None, CapSet::Effective, cap).is_ok();
+        NetAdmin { raised }
+    }
+
+    /// Whether CAP_NET_ADMIN is now effective in this thread.
+    pub fn held(&self) -> bool {
+        caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_NET_ADMIN,
+        )
+        .unwrap_or(false)
+    }
+}
+
+impl Drop for NetAdmin {
+    fn drop(&mut self) {
+        if self.raised {
+            let _ = caps::drop(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_NET_ADMIN,
+            );
+        }
+    }
+}
+
 /// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`: an fd of the user namespace that owns a namespace.
 const NS_GET_USERNS: nix::libc::c_ulong = (0xb7 << 8) | 0x1;
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`: an fd of the parent of a pid or user namespace.
@@ -239,6 +281,8 @@ pub enum PinPath<'a> {
     Mount { pid: i32, path: &'a str },
     /// The fd `fd` of process `pid`.
     Fd { pid: i32, fd: i32 },
+    /// The socket of inode `socket` at fd `fd` of process `pid`: a network namespace.
+    Socket { pid: i32, fd: i32, socket: u64 },
 }
 
 /// [`ns_facts`] of a namespace that a bind mount or an fd holds, opened relative to the procfs
@@ -246,11 +290,21 @@ pub enum PinPath<'a> {
 /// (a container may swap its mount point for a symlink to `/dev/watchdog`, a process may
 /// `dup2` a device onto the fd), so it is first opened `O_PATH`, which runs no driver's open,
 /// a mount path with no symlink followed and never above that process's root; only once
-/// `fstatfs` says nsfs is it opened for the ioctls, through `/proc/self/fd`.
+/// `fstatfs` says nsfs is it opened for the ioctls, through `/proc/self/fd`. A socket is
+/// never opened: it is fetched with pidfd_getfd(2), checked to be the same socket, and asked
+/// for its namespace ([`crate::pidfd`]), which is nsfs by construction.
 pub fn pin_facts(procfs: BorrowedFd<'_>, pin: PinPath<'_>, ns_type: NsType) -> io::Result<NsFacts> {
     use nix::fcntl::{OpenHow, ResolveFlag, openat2};
     let o_path = OFlag::O_PATH | OFlag::O_CLOEXEC;
     let handle = match pin {
+        PinPath::Socket { pid, fd, socket } => {
+            let netns = {
+                let fetched = crate::pidfd::Pidfd::open(pid)?.socket(fd, socket)?;
+                let _admin = NetAdmin::raise();
+                crate::pidfd::socket_netns(fetched.as_fd())?
+            };
+            return facts_of(netns.as_fd(), ns_type);
+        }
         PinPath::Mount { pid, path } => {
             let root = openat(
                 procfs,

@@ -25,9 +25,9 @@ use nix::dir::Dir;
 use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{
     FdPin, HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
-    ProcessId, ScanTime, Snapshot, ThreadNamespace,
+    ProcessId, ScanTime, Snapshot, SocketPin, ThreadNamespace,
 };
-use crate::pins;
+use crate::pins::{self, SocketMemo, SocketSkip, SocketSkips};
 use crate::procfs::{
     NsFacts, PinPath, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at, owner_uid,
     parse_ns_link, parse_stat, pin_facts, read_at, readlink_at, ticks_per_second,
@@ -197,6 +197,11 @@ pub struct ScanOutcome {
     /// Processes whose fds the last fd pass could not read (other users', without
     /// CAP_DAC_READ_SEARCH).
     pub fds_skipped: u64,
+    /// Socket fds whose network namespace the last fd pass could not learn, by reason.
+    pub sockets_skipped: SocketSkips,
+    /// Sockets asked for their network namespace in this scan's fd pass (0 where the scan
+    /// ran none): those no earlier pass had asked.
+    pub socket_queries: u64,
 }
 
 /// What a sweep read: the processes new since the last full scan, and the watched ones that
@@ -304,9 +309,18 @@ impl Watch {
 pub struct PinScan {
     /// nsfs bind mounts, from the `mountinfo` of each mount namespace.
     pub mounts: bool,
-    /// Open fds: `None` never; otherwise at most this often (zero: every scan). Between two
-    /// fd passes, a pin found by the last one is kept while its process lives.
+    /// Open fds, and the sockets among them: `None` never; otherwise at most this often
+    /// (zero: every scan). Between two fd passes, a pin found by the last one is kept while
+    /// its process lives.
     pub fds: Option<Duration>,
+}
+
+/// The pins the last fd pass found, and when it ran (ticks since boot).
+#[derive(Debug)]
+struct LastFdPass {
+    at: u64,
+    fds: Vec<(NamespaceId, FdPin)>,
+    sockets: Vec<(NamespaceId, SocketPin)>,
 }
 
 /// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
@@ -316,10 +330,15 @@ pub struct Scanner {
     procfs: ProcFs,
     threads: ThreadScan,
     pins: PinScan,
-    /// The fd pins of the last fd pass, and when it was (ticks since boot).
-    fd_pass: Option<(u64, Vec<(NamespaceId, FdPin)>)>,
+    fd_pass: Option<LastFdPass>,
     /// Processes whose fds the last fd pass could not read for want of privilege.
     fds_skipped: u64,
+    /// Each socket's network namespace, as far as the fd passes asked.
+    sockets: SocketMemo,
+    /// Socket fds the last fd pass could not ask, by reason.
+    sockets_skipped: SocketSkips,
+    /// Which reasons for skipping sockets have been said.
+    sockets_warned: [bool; SocketSkip::ALL.len()],
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -335,6 +354,9 @@ impl Scanner {
             pins: PinScan::default(),
             fd_pass: None,
             fds_skipped: 0,
+            sockets: SocketMemo::default(),
+            sockets_skipped: [0; SocketSkip::ALL.len()],
+            sockets_warned: [false; SocketSkip::ALL.len()],
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
@@ -435,7 +457,7 @@ impl Scanner {
         let (time, wall) = self.now();
         let host = host_namespaces(&processes);
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
-        self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
+        let socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
         let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);
         Ok(ScanOutcome {
             snapshot,
@@ -443,6 +465,8 @@ impl Scanner {
             vanished,
             id_queries,
             fds_skipped: self.fds_skipped,
+            sockets_skipped: self.sockets_skipped,
+            socket_queries,
         })
     }
 
@@ -535,32 +559,46 @@ impl Scanner {
             .collect()
     }
 
-    /// Adds the namespaces held by bind mounts and fds, as [`PinScan`] says, to `snapshot`.
-    fn add_pins(&mut self, root: BorrowedFd<'_>, snapshot: &mut Snapshot, errors: &mut ScanErrors) {
+    /// Adds the namespaces held by bind mounts, fds and sockets, as [`PinScan`] says, to
+    /// `snapshot`. Returns how many sockets were asked for their network namespace.
+    fn add_pins(
+        &mut self,
+        root: BorrowedFd<'_>,
+        snapshot: &mut Snapshot,
+        errors: &mut ScanErrors,
+    ) -> u64 {
         let procfs = self.procfs.root();
         let mounts = if self.pins.mounts {
             pins::read_mounts(root, procfs, snapshot, errors)
         } else {
             Vec::new()
         };
-        let fds = match self.pins.fds {
-            None => Vec::new(),
+        let mut socket_queries = 0;
+        let (fds, sockets) = match self.pins.fds {
+            None => (Vec::new(), Vec::new()),
             Some(every) => {
                 let now = snapshot.time.ticks;
                 let every = every.as_millis() as u64 * self.ticks_per_second / 1000;
                 match &self.fd_pass {
-                    Some((at, fds)) if now.saturating_sub(*at) < every => fds
-                        .iter()
-                        .filter(|(_, pin)| {
+                    Some(last) if now.saturating_sub(last.at) < every => {
+                        let lives = |p: &ProcessId| {
                             snapshot
                                 .processes
-                                .get(&pin.process.pid)
-                                .is_some_and(|p| p.id == pin.process)
-                        })
-                        .copied()
-                        .collect(),
+                                .get(&p.pid)
+                                .is_some_and(|now| now.id == *p)
+                        };
+                        let fds = last.fds.iter().filter(|(_, f)| lives(&f.process));
+                        let sockets = last.sockets.iter().filter(|(_, s)| lives(&s.process));
+                        (fds.copied().collect(), sockets.copied().collect())
+                    }
                     _ => {
-                        let pass = pins::read_fds(root, procfs, &snapshot.processes, errors);
+                        let pass = pins::read_fds(
+                            root,
+                            procfs,
+                            &snapshot.processes,
+                            Some(&mut self.sockets),
+                            errors,
+                        );
                         if pass.skipped > 0 && self.fds_skipped == 0 {
                             tracing::warn!(
                                 processes = pass.skipped,
@@ -568,22 +606,30 @@ impl Scanner {
                             );
                         }
                         self.fds_skipped = pass.skipped;
-                        self.fd_pass = Some((now, pass.pins.clone()));
-                        pass.pins
+                        self.note_socket_skips(pass.sockets_skipped);
+                        socket_queries = pass.sockets_asked;
+                        self.fd_pass = Some(LastFdPass {
+                            at: now,
+                            fds: pass.pins.clone(),
+                            sockets: pass.sockets.clone(),
+                        });
+                        (pass.pins, pass.sockets)
                     }
                 }
             }
         };
         let mut touched = HashSet::new();
-        let mounts = mounts.into_iter().map(|(id, m)| (id, Some(m), None));
-        let fds = fds.into_iter().map(|(id, f)| (id, None, Some(f)));
-        for (id, mount, fd) in mounts.chain(fds) {
+        let mounts = mounts.into_iter().map(|(id, m)| (id, Some(m), None, None));
+        let fds = fds.into_iter().map(|(id, f)| (id, None, Some(f), None));
+        let sockets = sockets.into_iter().map(|(id, s)| (id, None, None, Some(s)));
+        for (id, mount, fd, socket) in mounts.chain(fds).chain(sockets) {
             let ns = snapshot
                 .namespaces
                 .entry(id)
                 .or_insert_with(|| Namespace::new(id));
             ns.mounts.extend(mount);
             ns.fds.extend(fd);
+            ns.sockets.extend(socket);
             touched.insert(id);
         }
         for id in touched {
@@ -592,13 +638,45 @@ impl Scanner {
             ns.mounts
                 .dedup_by(|a, b| a.mnt_ns == b.mnt_ns && a.path == b.path);
             ns.fds.sort();
+            ns.sockets.sort();
+        }
+        socket_queries
+    }
+
+    /// Keeps the socket skips of the last fd pass, and says each reason the first time it
+    /// appears, once in the exporter's life: they come from how the node and the exporter
+    /// are set up, and hold pass after pass.
+    fn note_socket_skips(&mut self, skipped: SocketSkips) {
+        self.sockets_skipped = skipped;
+        for why in SocketSkip::ALL {
+            let sockets = skipped[why.index()];
+            if sockets == 0 || std::mem::replace(&mut self.sockets_warned[why.index()], true) {
+                continue;
+            }
+            let consequence = match why {
+                SocketSkip::OtherPidNamespace => {
+                    "the procfs is not of the exporter's pid namespace (a pod without hostPID): pidfd_open(2) cannot name its processes, so no socket is asked for its network namespace"
+                }
+                SocketSkip::NoNetAdmin => {
+                    "the kernel tells a socket's network namespace (SIOCGSKNS) only to a holder of CAP_NET_ADMIN, which the exporter lacks"
+                }
+                SocketSkip::PermissionDenied => {
+                    "pidfd_getfd(2) was refused (EPERM: no CAP_SYS_PTRACE over the holding process, or an LSM, Yama or seccomp said no)"
+                }
+                SocketSkip::Unsupported => "the kernel has no pidfd_getfd(2) (Linux < 5.6)",
+            };
+            tracing::warn!(
+                reason = why.as_str(),
+                sockets,
+                "{consequence}; network namespaces that only such sockets hold are not seen (said once; counted in nsexporter_fd_scan_skipped_sockets)"
+            );
         }
     }
 
     /// Fills in each namespace's kernel id, owner and parent: carried over where a member
     /// survived from `previous` (a process cannot be in two namespaces of one type, so the
-    /// namespace is the same one), asked of the kernel through a member's link, a bind mount
-    /// or an fd otherwise. A namespace with no member is asked every scan: a pin proves
+    /// namespace is the same one), asked of the kernel through a member's link, a bind mount,
+    /// an fd or a socket otherwise. A namespace with no member is asked every scan: a pin proves
     /// nothing across scans, since `ip netns del x; ip netns add x` can mount a new namespace
     /// with the old inode on the old path. Returns how many namespaces were asked about.
     fn identify(
@@ -638,7 +716,7 @@ impl Scanner {
     }
 
     /// Asks the kernel about `ns` through its members' links (in pid order), then its bind
-    /// mounts, then its fds, until one opens the inode the scan saw (a member may have exited
+    /// mounts, then its fds, then its sockets, until one opens the inode the scan saw (a member may have exited
     /// and its pid been reused, a mount been replaced).
     fn ask(
         &mut self,
@@ -660,7 +738,11 @@ impl Scanner {
             let pid = f.process.pid;
             (pid, Some(PinPath::Fd { pid, fd: f.fd }))
         });
-        for (pid, pin) in members.chain(mounts).chain(fds) {
+        let sockets = ns.sockets.iter().take(4).map(|s| {
+            let (pid, fd, socket) = (s.process.pid, s.fd, s.socket);
+            (pid, Some(PinPath::Socket { pid, fd, socket }))
+        });
+        for (pid, pin) in members.chain(mounts).chain(fds).chain(sockets) {
             self.progress.store(pid, Ordering::Relaxed);
             let result = match pin {
                 Some(pin) => pin_facts(root, pin, t),

@@ -1213,3 +1213,525 @@ fn an_orphaned_netns_reaches_the_alert() {
         (orphans(&e.metrics()) == Some(baseline)).then_some(())
     });
 }
+
+/// A process that holds `own` UDP sockets made in its own network namespace (the host's) and
+/// `other` made in a new one, which it has left again with nsenter(1): no process is in that
+/// namespace, nothing mounts it, no nsfs fd names it; only the sockets hold it. The sockets
+/// are fds 100 and up, the other namespace's after the own ones'.
+struct SocketHolder {
+    process: Spawned,
+    /// The inode of the namespace the `other` sockets were made in, as the kernel named it
+    /// while the holder was in it.
+    netns: u64,
+    _dir: tempfile::TempDir,
+}
+
+/// The first fd of a [`SocketHolder`]'s sockets.
+const FIRST_SOCKET_FD: usize = 100;
+
+impl SocketHolder {
+    fn new(own: usize, other: usize) -> SocketHolder {
+        SocketHolder::owned_by(own, other, None)
+    }
+
+    /// A holder that runs as `uid` (all its uids and gids) once back in the host's namespace.
+    fn owned_by(own: usize, other: usize, uid: Option<u32>) -> SocketHolder {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("netns");
+        let home = format!("/proc/{}/ns/net", std::process::id());
+        // bash: dash takes single-digit fds only, and has no /dev/udp. Each fd is a UDP
+        // socket connected to the discard port; nothing is sent.
+        let open = r#"i=0; while [ $i -lt "$2" ]; do eval "exec $(($1 + i))<>/dev/udp/127.0.0.1/9"; i=$((i+1)); done"#;
+        let inner = format!(
+            r#"ip link set lo up && set -- $(({FIRST_SOCKET_FD} + $1)) "$2" "$3" "$4" "$5" && {open} &&
+            readlink /proc/self/ns/net > "$3.tmp" && mv "$3.tmp" "$3" &&
+            exec nsenter --net="$4" ${{5:+setpriv --reuid="$5" --regid="$5" --clear-groups}} sleep 1000"#
+        );
+        let outer = format!(
+            r#"inner=$1; shift; set -- {FIRST_SOCKET_FD} "$@"; {open} && shift && exec unshare --net bash -c "$inner" bash "$@""#
+        );
+        let (own, other) = (own.to_string(), other.to_string());
+        let file_arg = file.to_str().unwrap();
+        let uid = uid.map(|u| u.to_string()).unwrap_or_default();
+        let process = Spawned::new(
+            "bash",
+            &[
+                "-c", &outer, "bash", &inner, &own, &other, file_arg, &home, &uid,
+            ],
+        );
+        let netns = wait_for("the holder's sockets", Duration::from_secs(30), || {
+            process.running("sleep");
+            let text = std::fs::read_to_string(&file).ok()?;
+            text.trim()
+                .strip_prefix("net:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        });
+        SocketHolder {
+            process,
+            netns,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+}
+
+/// Whether any process on the machine is in the net namespace `inode`, or any mount of this
+/// mount namespace is it, or any fd is an nsfs fd of it: what the kernel says holds it, but
+/// for sockets.
+fn held_but_by_sockets(inode: u64) -> Vec<String> {
+    let mut found = Vec::new();
+    let text = format!("net:[{inode}]");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if ns_inode(pid, "net") == Some(inode) {
+            found.push(format!("process {pid}"));
+        }
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == text) {
+                found.push(format!("fd {}", fd.path().display()));
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&text))
+            .map(str::to_owned),
+    );
+    found
+}
+
+/// util-linux's version as `lsns --version` says it, as (major, minor).
+fn lsns_version() -> (u32, u32) {
+    let (ok, out, err) = run("lsns", &["--version"]);
+    assert!(ok, "{err}");
+    let version = out.split_whitespace().last().unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// A net namespace that only a socket holds (a process made it there and setns'd back) is
+/// exported with `held_by="socket"` and no process, with its owner asked of the kernel
+/// through the socket; it is orphaned once older than the orphan age; `list` shows it, as
+/// util-linux lsns 2.41+ does (Debian's older lsns cannot: then it must not list it either);
+/// and it is destroyed once when the socket's holder exits.
+#[test]
+#[ignore = "needs root: unshare(1) and nsenter(1), pidfd_getfd(2) and SIOCGSKNS (CAP_SYS_PTRACE, CAP_NET_ADMIN)"]
+fn a_network_namespace_held_only_by_a_socket_is_listed_and_orphaned() {
+    let _guard = serial();
+    let e = Exporter::start(&[
+        "--scan.interval=200ms",
+        "--scan.fd-interval=100ms",
+        "--namespace.orphan-age=2s",
+    ]);
+    let orphans = |m: &Metrics| {
+        m.value(
+            "nsexporter_orphaned_namespaces",
+            &[("type", "net"), ("held_by", "socket")],
+        )
+    };
+    let baseline = wait_for("a first scan", Duration::from_secs(10), || {
+        orphans(&e.metrics())
+    });
+    let destroyed = |m: &Metrics| {
+        m.value("nsexporter_namespaces_destroyed_total", &[("type", "net")])
+            .unwrap()
+    };
+
+    let holder = SocketHolder::new(0, 1);
+    let (pid, inode) = (holder.pid(), holder.netns);
+    // What the kernel says: the holder is back in the host's namespace, its fd is a socket,
+    // and nothing but sockets holds the namespace it made.
+    assert_eq!(
+        ns_inode(pid, "net"),
+        ns_inode(std::process::id() as i32, "net")
+    );
+    assert_ne!(ns_inode(pid, "net"), Some(inode));
+    let socket_fd = format!("/proc/{pid}/fd/{FIRST_SOCKET_FD}");
+    let link = std::fs::read_link(&socket_fd).unwrap();
+    assert!(link.to_string_lossy().starts_with("socket:["), "{link:?}");
+    assert_eq!(held_but_by_sockets(inode), Vec::<String>::new());
+
+    let m = wait_held_by(&e, inode, Some("socket"));
+    let (info, processes) = net_info(&m, inode).unwrap();
+    assert_eq!(processes, 0.0);
+    assert_eq!(info["owner"], "none");
+    assert_eq!(info["pinned_at"], "");
+    assert_eq!(
+        info["userns"],
+        ns_inode(2, "user").unwrap().to_string(),
+        "the owner, asked of the kernel through the socket"
+    );
+    assert_eq!(orphans(&m), Some(baseline), "not yet 2 s old");
+    let m = wait_for("the orphan", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (orphans(&m) == Some(baseline + 1.0)).then_some(m)
+    });
+    let age = m
+        .value(
+            "nsexporter_orphaned_namespace_max_age_seconds",
+            &[("type", "net"), ("held_by", "socket")],
+        )
+        .unwrap();
+    assert!(age >= 2.0, "{age}");
+
+    let (ok, json, err) = run(BIN, &["list", "--type=net", "--output=json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let row = listed["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ns"] == inode)
+        .unwrap_or_else(|| panic!("net:[{inode}] not listed: {json}"))
+        .clone();
+    assert_eq!(row["held_by"], "socket", "{row}");
+    assert_eq!(
+        row["sockets"],
+        serde_json::json!([format!("{pid}:{FIRST_SOCKET_FD}")])
+    );
+    assert_eq!(
+        (row["nprocs"].as_u64(), row["pid"].is_null()),
+        (Some(0), true)
+    );
+    let (ok, table, err) = run(BIN, &["list", "--type=net"]);
+    assert!(ok, "{err}");
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&inode.to_string()))
+        .unwrap_or_else(|| panic!("net:[{inode}] not in the table:\n{table}"));
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        [
+            &inode.to_string(),
+            "net",
+            "0",
+            "-",
+            "-",
+            "socket",
+            "socket",
+            &format!("{pid}:{FIRST_SOCKET_FD}")
+        ]
+    );
+
+    // util-linux lsns finds socket-held namespaces from 2.41 on; older ones cannot.
+    let (ok, lsns, err) = run("lsns", &["--json", "--type=net", "--output=NS,NPROCS"]);
+    assert!(ok, "{err}");
+    let lsns: serde_json::Value = serde_json::from_str(&lsns).unwrap();
+    let theirs = lsns["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ns"] == inode)
+        .cloned();
+    let version = lsns_version();
+    if version >= (2, 41) {
+        let theirs = theirs.unwrap_or_else(|| panic!("lsns {version:?} does not list it"));
+        assert_eq!(theirs["nprocs"], 0, "{theirs}");
+    } else {
+        assert_eq!(theirs, None, "lsns {version:?} lists what it cannot see");
+        eprintln!(
+            "lsns {}.{} predates 2.41 and cannot list socket-held namespaces: compared with the kernel instead",
+            version.0, version.1
+        );
+    }
+
+    let before = destroyed(&m);
+    drop(holder);
+    let m = wait_held_by(&e, inode, None);
+    assert_eq!(destroyed(&m), before + 1.0);
+    assert_eq!(orphans(&m), Some(baseline));
+}
+
+/// The fds of this process that are sockets, by fd.
+fn own_sockets() -> BTreeMap<i32, u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| {
+            let n = fd.file_name().to_str()?.parse().ok()?;
+            let link = std::fs::read_link(fd.path()).ok()?;
+            let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some((n, inode.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How many fds this process has open.
+fn own_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Process `pid` as a scan would have read it: enough for an fd pass.
+fn process(pid: i32) -> nsexporter::model::Process {
+    use nsexporter::model::{NsType, PerType, Process, ProcessId};
+    let mut namespaces = PerType::splat(None);
+    namespaces[NsType::Net] = ns_inode(pid, "net").and_then(std::num::NonZeroU64::new);
+    Process {
+        id: ProcessId {
+            pid,
+            start_ticks: stat_field(pid, 22).unwrap(),
+        },
+        ppid: stat_field(pid, 4).unwrap(),
+        uid: 0,
+        comm: String::new(),
+        namespaces,
+        cgroup: None,
+        thread_namespaces: Vec::new(),
+    }
+}
+
+/// The fd pass asks each socket once while it lives: a second pass over the same sockets asks
+/// none, and one after some closed and others opened asks only the new ones and remembers
+/// only the open ones. No fd fetched from another process stays open: this process's fd
+/// count is the same before and after each pass, though every pass fetches hundreds. Only a
+/// socket outside its holder's own network namespace is a pin.
+#[test]
+#[ignore = "needs root: unshare(1) and nsenter(1), pidfd_getfd(2) and SIOCGSKNS (CAP_SYS_PTRACE, CAP_NET_ADMIN)"]
+fn each_socket_is_asked_once_while_it_lives_and_no_fetched_fd_stays_open() {
+    use nsexporter::model::{NamespaceId, NsType, SocketPin};
+    use nsexporter::pins::{SocketMemo, read_fds};
+    use nsexporter::scan::ScanErrors;
+    let _guard = serial();
+    let holder = SocketHolder::new(0, 1);
+    let mut mine: Vec<std::net::UdpSocket> = (0..300)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let me = std::process::id() as i32;
+    let processes: BTreeMap<i32, _> = [me, holder.pid()]
+        .into_iter()
+        .map(|pid| (pid, process(pid)))
+        .collect();
+    let root = nsexporter::procfs::ProcFs::new("/proc")
+        .open_root()
+        .unwrap();
+    let mut memo = SocketMemo::default();
+    let pass = |memo: &mut SocketMemo| {
+        let mut errors = ScanErrors::default();
+        let fds = own_fds();
+        let pass = read_fds(
+            std::os::fd::AsFd::as_fd(&root),
+            std::path::Path::new("/proc"),
+            &processes,
+            Some(memo),
+            &mut errors,
+        );
+        assert_eq!(own_fds(), fds, "a fetched fd was left open");
+        assert_eq!(errors.total(), 0, "{errors:?}");
+        assert_eq!(pass.sockets_skipped, [0; 4], "nothing skipped as root");
+        pass
+    };
+    let theirs = std::fs::read_link(format!("/proc/{}/fd/{FIRST_SOCKET_FD}", holder.pid()))
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("socket:[")
+        .trim_end_matches(']')
+        .parse::<u64>()
+        .unwrap();
+    let pin = (
+        NamespaceId {
+            ns_type: NsType::Net,
+            inode: holder.netns,
+        },
+        SocketPin {
+            process: processes[&holder.pid()].id,
+            fd: FIRST_SOCKET_FD as i32,
+            socket: theirs,
+        },
+    );
+
+    let first = pass(&mut memo);
+    let open = own_sockets().len() as u64 + 1;
+    assert!(open > 300, "{open}");
+    assert_eq!(first.sockets_asked, open, "every socket, once");
+    assert_eq!(
+        first.sockets,
+        [pin],
+        "only the socket outside its holder's namespace"
+    );
+    let second = pass(&mut memo);
+    assert_eq!(second.sockets_asked, 0, "all remembered");
+    assert_eq!(second.sockets, [pin], "remembered, and still a pin");
+
+    mine.truncate(200);
+    mine.extend((0..20).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()));
+    let third = pass(&mut memo);
+    assert_eq!(third.sockets_asked, 20, "only the new ones");
+    assert_eq!(
+        memo.len(),
+        own_sockets().len() + 1,
+        "only the open ones kept"
+    );
+    drop(holder);
+    let fourth = pass(&mut memo);
+    assert_eq!((fourth.sockets_asked, fourth.sockets.len()), (0, 0));
+    assert_eq!(memo.len(), own_sockets().len());
+}
+
+/// An exporter limited to 64 open files asks 2,000 sockets (1,000 in another namespace) in
+/// one fd pass and finds the namespace they hold: each fetched fd is closed before the next is
+/// fetched. Its fd count stays where it was, no read fails for want of an fd, and later
+/// passes ask only sockets new on the machine, not the 2,000 again.
+#[test]
+#[ignore = "needs root: unshare(1) and nsenter(1), pidfd_getfd(2) and SIOCGSKNS (CAP_SYS_PTRACE, CAP_NET_ADMIN)"]
+fn thousands_of_sockets_are_asked_within_64_open_files_and_once() {
+    let _guard = serial();
+    let e = Exporter::start_with_nofile(&["--scan.interval=200ms", "--scan.fd-interval=100ms"], 64);
+    let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap_or(0.0);
+    let queries = |m: &Metrics| {
+        m.value("nsexporter_fd_scan_socket_queries_total", &[])
+            .unwrap()
+    };
+    let emfile = |m: &Metrics| {
+        m.value(
+            "nsexporter_scan_errors_total",
+            &[("reason", "too_many_open_files")],
+        )
+        .unwrap()
+    };
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", e.child.id()))
+            .unwrap()
+            .count()
+    };
+    let before = wait_for("two scans", Duration::from_secs(10), || {
+        let m = e.metrics();
+        (scans(&m) >= 2.0).then_some(m)
+    });
+    let fds_before = fds();
+
+    let holder = SocketHolder::new(1000, 1000);
+    let m = wait_held_by(&e, holder.netns, Some("socket"));
+    let asked = queries(&m) - queries(&before);
+    assert!(asked >= 2000.0, "{asked} sockets asked");
+    let settled = wait_for("ten more scans", Duration::from_secs(20), || {
+        let now = e.metrics();
+        (scans(&now) >= scans(&m) + 10.0).then_some(now)
+    });
+    let again = queries(&settled) - queries(&m);
+    // Without the memo, ten passes would ask the 2,000 ten times over; what is asked is the
+    // machine's new sockets (the scrapes', other tests').
+    assert!(
+        again < 2000.0,
+        "{again} sockets asked in ten passes after the first"
+    );
+    assert_eq!(emfile(&settled), emfile(&before), "{}", e.stderr());
+    assert_eq!(
+        settled.value(
+            "nsexporter_scan_failures_total",
+            &[("reason", "too_many_open_files")]
+        ),
+        Some(0.0)
+    );
+    let fds_after = fds();
+    assert!(
+        fds_after <= fds_before + 4,
+        "{fds_before} fds before, {fds_after} after"
+    );
+    eprintln!(
+        "exporter fds: {fds_before} before, {fds_after} after; sockets asked: {asked} in the first pass, {again} in the ten after"
+    );
+}
+
+/// Where the kernel will not tell a socket's namespace, the socket is skipped, counted by
+/// reason in `nsexporter_fd_scan_skipped_sockets`, and the reason said once however many
+/// passes meet it: an exporter without CAP_NET_ADMIN asks no socket (`no_net_admin`); one
+/// whose real uid differs from the holder's, without CAP_SYS_PTRACE, can read the holder's
+/// fd links (a ptrace read check on the fs uid) but is refused pidfd_getfd (an attach check
+/// on the real uid): `permission_denied`. Neither sees the namespace.
+#[test]
+#[ignore = "needs root: unshare(1), nsenter(1) and setpriv(1) to run the exporter with fewer privileges"]
+fn sockets_the_kernel_will_not_answer_for_are_counted_and_said_once() {
+    let _guard = serial();
+    let skipped = |m: &Metrics, reason: &str| {
+        m.value("nsexporter_fd_scan_skipped_sockets", &[("reason", reason)])
+            .unwrap()
+    };
+    let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap_or(0.0);
+    let args = ["--scan.interval=200ms", "--scan.fd-interval=100ms"];
+    let cases: [(&str, &[&str], Option<u32>, &str); 2] = [
+        (
+            "no_net_admin",
+            &[
+                "setpriv",
+                "--bounding-set=-net_admin",
+                "--inh-caps=-net_admin",
+            ],
+            None,
+            "SIOCGSKNS",
+        ),
+        (
+            "permission_denied",
+            &[
+                "setpriv",
+                "--ruid=65534",
+                "--euid=4242",
+                "--rgid=65534",
+                "--egid=4242",
+                "--clear-groups",
+                "--inh-caps=+net_admin",
+                "--ambient-caps=+net_admin",
+            ],
+            Some(4242),
+            "pidfd_getfd(2) was refused",
+        ),
+    ];
+    for (reason, wrapper, uid, said) in cases {
+        let holder = SocketHolder::owned_by(0, 1, uid);
+        let e = Exporter::start_under(wrapper, &args);
+        let m = wait_for("ten scans", Duration::from_secs(20), || {
+            let m = e.metrics();
+            (scans(&m) >= 10.0).then_some(m)
+        });
+        assert!(skipped(&m, reason) >= 1.0, "{reason}: {}", e.stderr());
+        let asked = m
+            .value("nsexporter_fd_scan_socket_queries_total", &[])
+            .unwrap();
+        if uid.is_some() {
+            // Only the holder's socket belongs to that user, but for the exporter's own: it was
+            // asked, and refused.
+            assert_eq!(skipped(&m, reason), 1.0, "{reason}");
+            assert!(asked >= 1.0, "{reason}: {asked}");
+        } else {
+            assert_eq!(
+                asked, 0.0,
+                "{reason}: nothing is asked without CAP_NET_ADMIN"
+            );
+        }
+        for other in [
+            "other_pid_namespace",
+            "no_net_admin",
+            "permission_denied",
+            "unsupported",
+        ] {
+            if other != reason {
+                assert_eq!(skipped(&m, other), 0.0, "{reason}: {other}");
+            }
+        }
+        assert_eq!(
+            net_info(&m, holder.netns),
+            None,
+            "{reason}: a socket not asked holds nothing"
+        );
+        let stderr = e.stderr();
+        let lines = stderr.lines().filter(|l| l.contains(said)).count();
+        assert_eq!(lines, 1, "{reason}: said once in ten passes:\n{stderr}");
+        assert!(stderr.contains(&format!("reason={reason}")), "{stderr}");
+    }
+}

@@ -23,6 +23,7 @@ use prometheus::{
 use crate::events::{DropReason, Drops};
 use crate::lifecycle::{Changes, Orphan};
 use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsType, Snapshot};
+use crate::pins::{SocketSkip, SocketSkips};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
@@ -90,6 +91,8 @@ pub struct Metrics {
     orphans: IntGaugeVec,
     orphan_age: GaugeVec,
     fds_skipped: IntGauge,
+    sockets_skipped: IntGaugeVec,
+    socket_queries: IntCounter,
 }
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
@@ -124,6 +127,10 @@ pub struct ScanRecord<'a> {
     pub orphans: &'a [Orphan],
     /// Processes whose fds the last fd pass could not read.
     pub fds_skipped: u64,
+    /// Socket fds whose network namespace the last fd pass could not learn, by reason.
+    pub sockets_skipped: SocketSkips,
+    /// Sockets asked for their network namespace in this scan.
+    pub socket_queries: u64,
     pub duration: Duration,
 }
 
@@ -239,7 +246,7 @@ impl Metrics {
             .unwrap(),
             id_queries: IntCounter::with_opts(opts(
                 "nsexporter_namespace_id_queries_total",
-                "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount or fd).",
+                "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
             ))
             .unwrap(),
             cgroup_layout: IntGaugeVec::new(
@@ -326,7 +333,7 @@ impl Metrics {
             orphans: IntGaugeVec::new(
                 opts(
                     "nsexporter_orphaned_namespaces",
-                    "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount or an open fd (held_by): leaked, most often.",
+                    "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount, an open fd or a socket made in it (held_by): leaked, most often.",
                 ),
                 &["type", "held_by"],
             )
@@ -342,6 +349,19 @@ impl Metrics {
             fds_skipped: IntGauge::with_opts(opts(
                 "nsexporter_fd_scan_skipped_processes",
                 "Processes of other users whose open fds the last fd pass could not read: listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH. Namespaces held only by their fds are not seen.",
+            ))
+            .unwrap(),
+            sockets_skipped: IntGaugeVec::new(
+                opts(
+                    "nsexporter_fd_scan_skipped_sockets",
+                    "Socket fds whose network namespace the last fd pass could not learn, by reason: other_pid_namespace (the procfs is not of the exporter's pid namespace: a pod without hostPID), no_net_admin (SIOCGSKNS needs CAP_NET_ADMIN), permission_denied (pidfd_getfd refused: no CAP_SYS_PTRACE over the holder, or an LSM), unsupported (Linux < 5.6). Network namespaces held only by such sockets are not seen.",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            socket_queries: IntCounter::with_opts(opts(
+                "nsexporter_fd_scan_socket_queries_total",
+                "Sockets whose network namespace an fd pass asked of the kernel (pidfd_getfd, then SIOCGSKNS): each socket once while it lives, so this follows how many sockets are opened, not how many are open.",
             ))
             .unwrap(),
             registry: registry.clone(),
@@ -381,6 +401,9 @@ impl Metrics {
         for reason in FailureReason::ALL {
             m.scan_failures.with_label_values(&[reason.as_str()]);
         }
+        for reason in SocketSkip::ALL {
+            m.sockets_skipped.with_label_values(&[reason.as_str()]);
+        }
         for rule in Rule::ALL {
             for t in NsType::ALL {
                 m.sharing_findings_total
@@ -409,6 +432,8 @@ impl Metrics {
         r(Box::new(m.orphans.clone()));
         r(Box::new(m.orphan_age.clone()));
         r(Box::new(m.fds_skipped.clone()));
+        r(Box::new(m.sockets_skipped.clone()));
+        r(Box::new(m.socket_queries.clone()));
         r(Box::new(build_info));
         r(Box::new(interval));
         r(Box::new(SelfProcessCollector::new(own_procfs)));
@@ -514,6 +539,8 @@ impl Metrics {
             new_findings,
             orphans,
             fds_skipped,
+            sockets_skipped,
+            socket_queries,
             duration,
         } = *record;
         self.scans.inc();
@@ -568,13 +595,21 @@ impl Metrics {
         self.record_orphans(orphans);
         self.fds_skipped
             .set(i64::try_from(fds_skipped).unwrap_or(i64::MAX));
+        for reason in SocketSkip::ALL {
+            let n = sockets_skipped[reason.index()];
+            self.sockets_skipped
+                .with_label_values(&[reason.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.socket_queries.inc_by(socket_queries);
         self.view = self.view_of(snapshot, start_ticks, sharing);
         self.between_findings.clear();
     }
 
     /// Sets the orphan count of every type and `held_by`, and the oldest age where there is one.
     fn record_orphans(&mut self, orphans: &[Orphan]) {
-        // At most 24 series: reset and refilled, so that an age goes with its last orphan.
+        // At most 56 series (8 types, 7 holder sets): reset and refilled, so that an age goes
+        // with its last orphan.
         self.orphan_age.reset();
         for t in NsType::ALL {
             for held_by in HeldBy::orphan_values() {

@@ -113,7 +113,7 @@ const PROCESSES: Family = Family {
 };
 const INFO: Family = Family {
     name: "nsexporter_namespace_info",
-    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
+    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
 };
 const START_TIME: Family = Family {
     name: "nsexporter_namespace_start_time_seconds",

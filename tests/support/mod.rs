@@ -57,7 +57,15 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the binary with `args` on a free port and waits until /readyz says ready.
     pub fn start(args: &[&str]) -> Exporter {
-        let mut e = Exporter::spawn(args, None);
+        let mut e = Exporter::spawn(&[], args, None);
+        e.wait_until("ready", |r| r.status == 200, "/readyz");
+        e
+    }
+
+    /// Starts the binary under `wrapper` (a command that execs the rest of its arguments,
+    /// such as `setpriv --bounding-set=-net_admin`) and waits until /readyz says ready.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Exporter {
+        let mut e = Exporter::spawn(wrapper, args, None);
         e.wait_until("ready", |r| r.status == 200, "/readyz");
         e
     }
@@ -65,7 +73,7 @@ impl Exporter {
     /// Starts the binary with at most `nofile` open files (RLIMIT_NOFILE) and waits until it
     /// answers `/healthz`, healthy or not: with too few it never becomes ready.
     pub fn start_with_nofile(args: &[&str], nofile: u64) -> Exporter {
-        let mut e = Exporter::spawn(args, Some(nofile));
+        let mut e = Exporter::spawn(&[], args, Some(nofile));
         e.wait_until("answering", |_| true, "/healthz");
         e
     }
@@ -73,17 +81,24 @@ impl Exporter {
     /// Starts the binary and waits until its port answers anything: over TLS, the plain
     /// HTTP of [`http`] gets a 400, and whether it is ready is for the caller's client to see.
     pub fn start_listening(args: &[&str]) -> Exporter {
-        let mut e = Exporter::spawn(args, None);
+        let mut e = Exporter::spawn(&[], args, None);
         e.wait_until("listening", |_| true, "/healthz");
         e
     }
 
-    fn spawn(args: &[&str], nofile: Option<u64>) -> Exporter {
+    fn spawn(wrapper: &[&str], args: &[&str], nofile: Option<u64>) -> Exporter {
         use std::os::unix::process::CommandExt;
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(args)
             .env_clear()
