@@ -71,6 +71,14 @@ if child == 0:
 os.waitpid(child, 0)
 "#;
 
+/// One test at a time: each exporter scans the whole machine, and another test's escape, seen
+/// by it, would be an alert of its instance.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The `cgroup.procs` files of `path` on every hierarchy [`Cgroup::create`] makes it in.
 fn procs_files(path: &str) -> Vec<String> {
     hierarchies()
@@ -100,11 +108,14 @@ impl PodContainer {
         let id = hex_id();
         let cgroup = Cgroup::create(&pod.cgroup(&id));
         pod.log_entry(logs, name, &id);
-        // The forked pid 1 moves itself into the cgroup, then unshares the rest (the cgroup
-        // namespace after the move, so that its root is the container's cgroup).
-        let script = "for f in \"$@\"; do echo 0 > \"$f\"; done; \
-                      exec unshare --net --uts --ipc --mount --cgroup sleep 1000";
-        let mut args = vec!["--pid", "--fork", "sh", "-c", script, "sh"];
+        // Its namespaces first, then its cgroup, as a runtime makes them (a process that
+        // joined the cgroup in the host's namespaces would be a container sharing them); the
+        // cgroup namespace last, so that its root is the container's cgroup.
+        let script = "for f in \"$@\"; do echo 0 > \"$f\"; done; exec unshare --cgroup sleep 1000";
+        let mut args = vec![
+            "--pid", "--fork", "unshare", "--net", "--uts", "--ipc", "--mount", "sh", "-c", script,
+            "sh",
+        ];
         let procs = procs_files(&cgroup.path);
         args.extend(procs.iter().map(String::as_str));
         let main = Spawned::new("unshare", &args);
@@ -328,6 +339,7 @@ fn secs(a: Instant, b: Instant) -> f64 {
 #[test]
 #[ignore = "needs root (unshare, setns, cgroups), prometheus and prometheus-alertmanager (scripts/install-test-deps)"]
 fn a_host_mount_escape_reaches_the_receiver_once_and_resolves() {
+    let _serial = serial();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("containers");
@@ -497,6 +509,7 @@ fn a_host_mount_escape_reaches_the_receiver_once_and_resolves() {
 #[test]
 #[ignore = "needs root (unshare, setns, cgroups), prometheus and prometheus-alertmanager (scripts/install-test-deps)"]
 fn a_node_shell_escape_pages_once_the_warnings_inhibited() {
+    let _serial = serial();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("containers");

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod cgroup;
+pub mod dashboard;
 pub mod engines;
 pub mod pod;
 pub mod prometheus;

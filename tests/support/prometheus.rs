@@ -114,6 +114,16 @@ scrape_configs:\n  - job_name: nsexporter\n{job_yaml}    static_configs:\n      
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// An instant query at Unix time `time`; the `data.result` array.
+    pub fn query_at(&self, promql: &str, time: f64) -> Vec<serde_json::Value> {
+        let v = self.api(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            encode(promql)
+        ));
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
     /// A range query over the last `seconds`, step `step` seconds.
     pub fn query_range(&self, promql: &str, seconds: u64, step: u64) -> serde_json::Value {
         let end = std::time::SystemTime::now()
