@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::cgroup::Cgroup;
+use support::dashboard::{DASHBOARD, dashboard, label_values, panels, queries, substitute};
 use support::prometheus::{Prometheus, encode};
 use support::{Exporter, Netns, Spawned, manifest_dir, wait_for};
 
-const DASHBOARD: &str = "dashboards/nsexporter.json";
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps` (as root) to install it";
 
 /// What Grafana puts in place of each variable, for a Prometheus scraping every second as
@@ -52,61 +52,6 @@ const ZERO_IS_RIGHT: &[(&str, &str, &str)] =
 /// How long the test makes namespaces come and go, and what the range queries look back over.
 const CHURN: Duration = Duration::from_secs(20);
 const RANGE_SECONDS: u64 = 60;
-
-fn dashboard() -> Value {
-    let path = manifest_dir().join(DASHBOARD);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{DASHBOARD} is not JSON: {e}"))
-}
-
-/// Every panel, rows and the panels inside collapsed rows included, in file order.
-fn panels(dashboard: &Value) -> Vec<&Value> {
-    fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
-        for p in list.as_array().into_iter().flatten() {
-            out.push(p);
-            walk(&p["panels"], out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dashboard["panels"], &mut out);
-    out
-}
-
-/// One query of one panel.
-struct PanelQuery {
-    panel: String,
-    ref_id: String,
-    expr: String,
-}
-
-fn queries(dashboard: &Value) -> Vec<PanelQuery> {
-    panels(dashboard)
-        .into_iter()
-        .flat_map(|p| {
-            p["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| PanelQuery {
-                    panel: p["title"].as_str().unwrap_or("(untitled)").to_string(),
-                    ref_id: t["refId"].as_str().unwrap_or("?").to_string(),
-                    expr: t["expr"].as_str().unwrap_or("").to_string(),
-                })
-        })
-        .collect()
-}
-
-/// `text` with Grafana's variables replaced, in both the `$name` and the `${name}` spelling.
-fn substitute(text: &str) -> String {
-    let mut out = text.to_string();
-    for (name, value) in VARIABLES {
-        out = out
-            .replace(&format!("${{{name}}}"), value)
-            .replace(&format!("${name}"), value);
-    }
-    out
-}
 
 fn datasource_ref() -> Value {
     json!({"type": "prometheus", "uid": "${datasource}"})
@@ -453,7 +398,7 @@ fn every_query_returns_data_from_a_live_exporter() {
     let mut failures = Vec::new();
     let mut summary = Vec::new();
     for q in queries(&d) {
-        let expr = substitute(&q.expr);
+        let expr = substitute(&q.expr, VARIABLES);
         let what = format!("panel {:?} query {}: {}", q.panel, q.ref_id, q.expr);
         if expr.contains('$') {
             failures.push(format!("{what}\n    unknown variable left in `{expr}`"));
@@ -502,7 +447,7 @@ fn every_query_returns_data_from_a_live_exporter() {
         if v["type"] != "query" {
             continue;
         }
-        let query = substitute(v["query"].as_str().unwrap_or(""));
+        let query = substitute(v["query"].as_str().unwrap_or(""), VARIABLES);
         let Some((selector, label)) = label_values(&query) else {
             failures.push(format!(
                 "variable {}: `{query}` is not label_values(selector, label)",
@@ -545,22 +490,6 @@ fn every_query_returns_data_from_a_live_exporter() {
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// `label_values(selector, label)` split into its two arguments; `label_values(label)` has the
-/// selector `{label!=""}`.
-fn label_values(query: &str) -> Option<(String, String)> {
-    let args = query
-        .trim()
-        .strip_prefix("label_values(")?
-        .strip_suffix(')')?;
-    match args.rsplit_once(',') {
-        Some((selector, label)) => Some((selector.trim().to_string(), label.trim().to_string())),
-        None => Some((
-            format!("{{{}!=\"\"}}", args.trim()),
-            args.trim().to_string(),
-        )),
-    }
 }
 
 /// Draws the dashboard's main panels from `prometheus` into `dashboards/nsexporter.png`.

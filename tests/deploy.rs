@@ -457,6 +457,41 @@ fn prometheus_scrape_example_passes_promtool() {
     );
 }
 
+/// The example Alertmanager config passes Alertmanager's own check, and every alert it names
+/// is one that `alerts.yaml` defines (tests/alerting.rs runs it in a real Alertmanager).
+#[test]
+#[ignore = "needs amtool (prometheus-alertmanager; scripts/install-test-deps)"]
+fn alertmanager_example_passes_amtool_and_names_shipped_alerts() {
+    let root = repo();
+    run_ok(
+        "amtool check-config deploy/prometheus/alertmanager.yml",
+        Command::new(tool("amtool"))
+            .current_dir(&root)
+            .args(["check-config", "deploy/prometheus/alertmanager.yml"]),
+    );
+    let config = fs::read_to_string(root.join("deploy/prometheus/alertmanager.yml"))
+        .expect("read alertmanager.yml");
+    let alerts =
+        fs::read_to_string(root.join("deploy/prometheus/alerts.yaml")).expect("read alerts.yaml");
+    let defined: BTreeSet<&str> = alerts
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(str::trim)
+        .collect();
+    let named: Vec<&str> = config
+        .split("alertname=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(!named.is_empty(), "alertmanager.yml names no alert");
+    for name in named {
+        assert!(
+            defined.contains(name),
+            "alertmanager.yml names {name}, which alerts.yaml does not define"
+        );
+    }
+}
+
 /// Replaces each `kubernetes_sd_configs:` block (the key and the lines indented deeper than
 /// it) with a `static_configs` block of one target at the same indent.
 fn without_kubernetes_sd(config: &str) -> String {

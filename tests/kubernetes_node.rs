@@ -19,39 +19,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use support::pod::Pod;
 use support::prometheus::Prometheus;
 use support::runc::{Bundle, Container, hex_id, unique_id};
 use support::{Exporter, Metrics, Spawned, manifest_dir, wait_for};
-
-/// One simulated pod's identity.
-struct Pod {
-    uid: String,
-    name: &'static str,
-    namespace: &'static str,
-}
-
-impl Pod {
-    fn new(name: &'static str, namespace: &'static str) -> Pod {
-        let h = hex_id();
-        Pod {
-            uid: format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            ),
-            name,
-            namespace,
-        }
-    }
-
-    /// The cgroup the kubelet's cgroupfs driver gives a container of this pod.
-    fn cgroup(&self, id: &str) -> String {
-        format!("/kubepods/burstable/pod{}/{id}", self.uid)
-    }
-}
 
 /// A running container of a pod, and the kubelet log entry naming it.
 struct PodContainer {
@@ -68,12 +39,7 @@ fn start(pod: &Pod, name: &str, namespaces: &[(&str, Option<&str>)], logs: &Path
         .namespaces(namespaces)
         .cgroups_path(&pod.cgroup(&id));
     let container = Container::run(bundle, &unique_id(name));
-    // The kubelet's /var/log/containers entry: only its name is read.
-    std::fs::write(
-        logs.join(format!("{}_{}_{name}-{id}.log", pod.name, pod.namespace)),
-        "",
-    )
-    .unwrap();
+    pod.log_entry(logs, name, &id);
     PodContainer { container, id }
 }
 

@@ -3,10 +3,15 @@
 //! drop, so a failing test leaves no process behind.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod cgroup;
+pub mod dashboard;
 pub mod engines;
+pub mod pod;
 pub mod prometheus;
 pub mod runc;
+pub mod webhook;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -482,5 +487,60 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = run("ip", &["netns", "del", &self.0]);
+    }
+}
+
+/// Where process `pid` accepts traffic: its TCP sockets in LISTEN and its bound UDP sockets, as
+/// `tcp 127.0.0.1:9093` (IPv6 as `tcp6 [::1]:9093`), read from /proc/PID/net/{tcp,udp}{,6}
+/// (proc_net_tcp(5)) for the socket inodes among its fds.
+pub fn listening_addresses(pid: i32) -> Vec<String> {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for proto in ["tcp", "tcp6", "udp", "udp6"] {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || !inodes.contains(f[9]) {
+                continue;
+            }
+            // TCP state 0A is LISTEN; a UDP socket receives once bound, whatever its state.
+            if proto.starts_with("tcp") && f[3] != "0A" {
+                continue;
+            }
+            out.push(format!("{proto} {}", hex_address(f[1])));
+        }
+    }
+    out
+}
+
+/// `0100007F:2385` → `127.0.0.1:9093`; the 32-hex-digit IPv6 form → `[::1]:9093`. The kernel
+/// prints each 32-bit word of the address in host (little-endian here) order.
+fn hex_address(hex: &str) -> String {
+    let (addr, port) = hex.split_once(':').unwrap();
+    let port = u16::from_str_radix(port, 16).unwrap();
+    let words: Vec<[u8; 4]> = (0..addr.len() / 8)
+        .map(|i| {
+            u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16)
+                .unwrap()
+                .to_le_bytes()
+        })
+        .collect();
+    match words.as_slice() {
+        [w] => format!("{}:{port}", std::net::Ipv4Addr::from(*w)),
+        _ => {
+            let bytes: Vec<u8> = words.concat();
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).unwrap());
+            format!("[{v6}]:{port}")
+        }
     }
 }

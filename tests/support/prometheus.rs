@@ -28,12 +28,14 @@ impl Prometheus {
         rule_files: &[&Path],
         job_yaml: &str,
     ) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
         let mut rules = Vec::new();
         for (i, f) in rule_files.iter().enumerate() {
-            let dst = dir.path().join(format!("rules{i}.yaml"));
-            std::fs::copy(f, &dst).unwrap();
-            rules.push(format!("  - {}\n", dst.display()));
+            let name = format!("rules{i}.yaml");
+            let text = std::fs::read_to_string(f)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+            rules.push(format!("  - {name}\n"));
+            files.push((name, text));
         }
         let config = format!(
             "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n\
@@ -50,6 +52,17 @@ scrape_configs:\n  - job_name: nsexporter\n{job_yaml}    static_configs:\n      
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        Prometheus::start_with_files(&config, &files, &[])
+    }
+
+    /// Starts Prometheus with `config` (YAML or JSON text) beside `files` (name, content) in
+    /// its directory, where relative paths in the config (`rule_files`) are resolved, and with
+    /// `args` added to its command line.
+    pub fn start_with_files(config: &str, files: &[(String, String)], args: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
         let port = free_port();
@@ -61,18 +74,26 @@ scrape_configs:\n  - job_name: nsexporter\n{job_yaml}    static_configs:\n      
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("prometheus (Debian package prometheus; scripts/install-test-deps)");
-        let p = Prometheus { child, port, dir };
+        let mut p = Prometheus { child, port, dir };
         wait_for("Prometheus to be ready", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("prometheus exited ({status}):\n{}", p.log());
+            }
             http(port, "GET", "/-/ready", &[])
                 .ok()
                 .filter(|r| r.status == 200)
                 .map(|_| ())
         });
         p
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     pub fn log(&self) -> String {
@@ -89,6 +110,16 @@ scrape_configs:\n  - job_name: nsexporter\n{job_yaml}    static_configs:\n      
     /// An instant query; returns the `data.result` array, panicking on an error answer.
     pub fn query(&self, promql: &str) -> Vec<serde_json::Value> {
         let v = self.api(&format!("/api/v1/query?query={}", encode(promql)));
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// An instant query at Unix time `time`; the `data.result` array.
+    pub fn query_at(&self, promql: &str, time: f64) -> Vec<serde_json::Value> {
+        let v = self.api(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            encode(promql)
+        ));
         assert_eq!(v["status"], "success", "{promql}: {v}");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
