@@ -26,7 +26,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -36,7 +35,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::health::Health;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
-use crate::web_config::{WebConfig, WebConfigFile};
+use crate::web_config::{Tls, WebConfig, WebConfigFile};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -448,10 +447,11 @@ impl AcceptFailures {
     }
 }
 
-/// [`respond`], behind the web config's basic auth, with its headers added to every answer
-/// (a 401 too). `/healthz` and `/readyz` answer without credentials (over TLS where it is on):
-/// they say only whether the scan loop is well, and a kubelet probe has no password to give.
-/// exporter-toolkit guards every path; this is the one difference.
+/// [`respond`], behind the web config's rate limit and basic auth, with its headers added to
+/// every answer but a 429 (a 401 too), in exporter-toolkit's order. `/healthz` and `/readyz`
+/// answer without credentials and outside the rate limit (over TLS where it is on): they say
+/// only whether the scan loop is well, and a kubelet probe has no password to give and must
+/// not be refused for a scraper's haste. exporter-toolkit guards every path.
 async fn guarded(
     web: &WebConfig,
     state: &AppState,
@@ -459,6 +459,9 @@ async fn guarded(
     req: &Request<Incoming>,
 ) -> Answer {
     let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if !probe && web.rate_limit.as_ref().is_some_and(|limit| !limit.allow()) {
+        return answer(text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"));
+    }
     let allowed = match &web.users {
         None => true,
         Some(_) if probe => true,
@@ -499,15 +502,13 @@ fn handshake_turns() -> usize {
 /// wrk's 200 connections opened at once queued every connection's first scrape behind the
 /// others' handshakes. (A HelloRetryRequest's second ClientHello, for a client whose key
 /// shares the server does not take, is still answered here.)
-async fn handshake<IO>(
-    io: IO,
-    config: Arc<ServerConfig>,
-    turns: &Semaphore,
-) -> std::io::Result<TlsStream<IO>>
+async fn handshake<IO>(io: IO, tls: &Tls, turns: &Semaphore) -> std::io::Result<TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+    // Go's server order of suites depends on the client's first one.
+    let config = tls.for_hello(&hello.client_hello());
     let rest = {
         let _turn = turns.acquire().await.expect("never closed");
         tokio::task::spawn_blocking(move || hello.into_stream(config))
@@ -584,7 +585,7 @@ pub async fn serve(
         let deadline = Arc::new(Deadline::new(limits));
         // The certificate is the connection's; users and headers are looked up per request, so
         // that a keep-alive connection sees a changed password at its next request.
-        let tls = web.as_ref().and_then(|w| w.current().tls.clone());
+        let web_now = web.as_ref().map(|w| w.current());
         let service = {
             let (state, requests, deadline, web) = (
                 state.clone(),
@@ -617,18 +618,18 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshakes = Arc::clone(&handshakes);
         let served = async move {
-            let ended = match tls {
+            let ended = match web_now.as_ref().and_then(|w| w.tls.as_ref()) {
                 None => {
                     let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
                     watcher.watch(conn).await
                 }
-                Some(config) => {
+                Some(tls) => {
                     if !starts_tls(&io.io).await {
                         refuse_plain_http(io).await;
                         tracing::debug!(%peer, "plain HTTP on the TLS port: 400");
                         return;
                     }
-                    let stream = match handshake(io, config, &handshakes).await {
+                    let stream = match handshake(io, tls, &handshakes).await {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");

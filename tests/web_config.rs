@@ -330,7 +330,7 @@ fn a_rotated_certificate_is_served_without_a_restart() {
 
 /// A rustls client connection to the exporter, trusting the test CA.
 fn tls_client(pki: &Pki, port: u16) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.der().clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(provider)
