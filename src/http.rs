@@ -489,6 +489,29 @@ async fn starts_tls(stream: &tokio::net::TcpStream) -> bool {
     matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
 }
 
+/// Whether the ClientHello that has arrived (as much of it as has) asks for TLS 1.1 or older:
+/// its version, which a TLS 1.2 or 1.3 client sets to 3.3. Go answers such a client with the
+/// alert protocol_version; rustls, which wants the signature_algorithms extension that such a
+/// client does not send, would answer handshake_failure, which a client reports as another
+/// problem.
+async fn asks_for_old_tls(stream: &tokio::net::TcpStream) -> bool {
+    let mut head = [0u8; 11];
+    match stream.peek(&mut head).await {
+        // A handshake record holding a ClientHello (type 1), then its version.
+        Ok(11) => head[0] == 0x16 && head[5] == 1 && (head[9], head[10]) < (3, 3),
+        _ => false,
+    }
+}
+
+/// The alert protocol_version, fatal, as Go's server sends it to a TLS 1.1 client.
+async fn refuse_old_tls(mut io: impl AsyncWrite + Unpin) {
+    use tokio::io::AsyncWriteExt;
+    let _ = io
+        .write_all(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 70])
+        .await;
+    let _ = io.shutdown().await;
+}
+
 /// Handshakes answered at once on the blocking pool: every core but one, which is left to the
 /// serving thread (and the scan), and at least one.
 fn handshake_turns() -> usize {
@@ -624,6 +647,11 @@ pub async fn serve(
                     watcher.watch(conn).await
                 }
                 Some(tls) => {
+                    if asks_for_old_tls(&io.io).await {
+                        refuse_old_tls(io).await;
+                        tracing::debug!(%peer, "TLS 1.1 or older asked for: protocol_version");
+                        return;
+                    }
                     if !starts_tls(&io.io).await {
                         refuse_plain_http(io).await;
                         tracing::debug!(%peer, "plain HTTP on the TLS port: 400");

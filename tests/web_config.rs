@@ -6,6 +6,9 @@
 //! and so CI, runs them with `--include-ignored`.
 
 mod support;
+/// exporter-toolkit's own test cases, one test each.
+#[path = "web_config/toolkit.rs"]
+mod toolkit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -653,7 +653,7 @@ impl ClientCertVerifier for ClientVerifier {
                     && !(self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref())
                         && valid_as_pinned(end_entity, now))
                 {
-                    return Err(e);
+                    return Err(go_alert(e));
                 }
             }
         }
@@ -664,9 +664,8 @@ impl ClientCertVerifier for ClientVerifier {
             })?;
             if !sans.iter().any(|s| allowed.contains(s)) {
                 tracing::debug!(?sans, "client certificate has none of client_allowed_sans");
-                return Err(bad(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ));
+                // Go's alert for it: bad_certificate.
+                return Err(bad(rustls::CertificateError::NotValidForName));
             }
         }
         Ok(ClientCertVerified::assertion())
@@ -693,6 +692,26 @@ impl ClientCertVerifier for ClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// A verification error as the alert Go sends for it: unknown_ca where no chain reaches a
+/// root, certificate_expired where the certificate is not valid now, bad_certificate else.
+/// webpki refuses a certificate with `CA:TRUE` before it looks for a chain, where Go finds
+/// none (when the certificate is one of the roots, [`valid_as_pinned`] decides).
+fn go_alert(e: rustls::Error) -> rustls::Error {
+    use rustls::CertificateError as C;
+    let cert = match e {
+        rustls::Error::InvalidCertificate(c) => c,
+        other => return other,
+    };
+    rustls::Error::InvalidCertificate(match cert {
+        C::UnknownIssuer => C::UnknownIssuer,
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            C::Expired
+        }
+        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => C::UnknownIssuer,
+        _ => C::BadEncoding,
+    })
 }
 
 /// Go's check of a client certificate found among the roots themselves (its chain is the

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nsexporter");
 
+/// The binary the tests run: [`BIN`], or `NSEXPORTER_TEST_BIN` where it is set (to run the
+/// same tests against another build, e.g. an older one, and count what passes).
+pub fn bin() -> PathBuf {
+    std::env::var_os("NSEXPORTER_TEST_BIN").map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
+
 pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -83,7 +89,7 @@ impl Exporter {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(args)
             .env_clear()
