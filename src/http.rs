@@ -520,11 +520,12 @@ fn handshake_turns() -> usize {
 
 /// A TLS handshake whose CPU is spent off the serving thread. Reading the ClientHello and the
 /// exchange after the server's answer are I/O, done here; answering the ClientHello (the key
-/// exchange and the signature with the certificate's key: 0.57 ms for RSA 2048 with ring, the provider then, on a
-/// 2-vCPU VM, 17 µs for ECDSA P-256) is done on tokio's blocking pool, at most `turns` at once. On the serving thread,
-/// wrk's 200 connections opened at once queued every connection's first scrape behind the
-/// others' handshakes. (A HelloRetryRequest's second ClientHello, for a client whose key
-/// shares the server does not take, is still answered here.)
+/// exchange and the signature with the certificate's key: 0.57 ms for RSA 2048 with ring, the
+/// provider then, on a 2-vCPU VM, 17 µs for ECDSA P-256) is done on tokio's blocking pool, at
+/// most `turns` at once. On the serving thread, wrk's 200 connections opened at once queued
+/// every connection's first scrape behind the others' handshakes. (A HelloRetryRequest's
+/// second ClientHello, for a client whose key shares the server does not take, is still
+/// answered here.)
 async fn handshake<IO>(io: IO, tls: &Tls, turns: &Semaphore) -> std::io::Result<TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
