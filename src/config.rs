@@ -54,7 +54,9 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// inside `section: RawSection { .. }`. The default is text and goes through `parse` like a
 /// value from any other source. `parse` names the serde `deserialize_with` function: [`text`],
 /// [`duration`], [`count`], [`one_of`] or [`one_of_any_case`] (a serde enum: its error lists the names).
-/// The flag's help gets ` [default: ...]` appended.
+/// The flag's help gets ` [default: ...]` appended. A key parsed by [`boolean`] is a switch, as
+/// kingpin's boolean flags are: `--flag` is true, `--no-flag` false, `--flag=VALUE` any
+/// boolean ([`Cli::command_with_switches`]).
 macro_rules! config_keys {
     ($(
         $section:ident: $Section:ident {$(
@@ -111,8 +113,11 @@ macro_rules! config_keys {
             Key {
                 name: concat!(stringify!($section), ".", stringify!($key)),
                 long: $flag,
+                id: stringify!($field),
                 default: $default,
+                switch: matches!($parse.as_bytes(), b"boolean"),
                 flag: |flags: &Flags| flags.$field.as_deref(),
+                set_flag: |flags: &mut Flags, value: &str| flags.$field = Some(value.to_owned()),
             },
         )+)+];
     };
@@ -290,10 +295,16 @@ struct Key {
     /// The flag, without its `--`.
     #[cfg_attr(not(test), allow(dead_code))]
     long: &'static str,
+    /// The clap id of its flag (the [`Flags`] field's name).
+    id: &'static str,
     /// Text, parsed as a value from any other source is.
     default: &'static str,
+    /// A boolean: `--flag` alone is true, and `--no-flag` is false.
+    switch: bool,
     /// The flag's value, if it was given.
     flag: fn(&Flags) -> Option<&str>,
+    /// Gives the flag a value (`--no-flag`'s false).
+    set_flag: fn(&mut Flags, &str),
 }
 
 /// nsexporter: a Prometheus exporter that makes Linux kernel namespaces visible.
@@ -304,6 +315,74 @@ pub struct Cli {
     pub flags: Flags,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command line, with kingpin's switches for every boolean key (node_exporter's
+    /// users type `--collector.x` and `--no-collector.x`): `--flag` alone means true
+    /// (`--flag=VALUE` still takes a value, and only with `=`, so that the next argument is
+    /// never taken for one), and `--no-flag` means false; of the two, the last one given wins.
+    pub fn command_with_switches() -> clap::Command {
+        use clap::{Arg, ArgAction, CommandFactory};
+        let mut command = <Cli as CommandFactory>::command();
+        // Each `--no-` flag right after its flag in `--help`: every flag's place, in steps of 2.
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .map(|a| a.get_id().clone())
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            command = command.mut_arg(id, |arg| arg.display_order(2 * i));
+        }
+        for key in KEYS.iter().filter(|k| k.switch) {
+            let place = ids.iter().position(|id| id == key.id).unwrap_or(ids.len());
+            let no = no_id(key);
+            command = command
+                .mut_arg(key.id, |arg| {
+                    arg.num_args(0..=1)
+                        .require_equals(true)
+                        .default_missing_value("true")
+                        .overrides_with(no.clone())
+                })
+                .arg(
+                    Arg::new(no.clone())
+                        .long(format!("no-{}", key.long))
+                        .global(true)
+                        .action(ArgAction::SetTrue)
+                        .overrides_with(key.id)
+                        .display_order(2 * place + 1)
+                        .help(format!(
+                            "{}: false (the same as --{}=false)",
+                            key.name, key.long
+                        )),
+                );
+        }
+        command
+    }
+
+    /// Parses `args` (the program's name first) with [`Cli::command_with_switches`].
+    pub fn try_parse_with_switches<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches;
+        let matches = Cli::command_with_switches().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        for key in KEYS.iter().filter(|k| k.switch) {
+            // A switch given after a subcommand is in that subcommand's matches.
+            let given = |m: &clap::ArgMatches| m.get_flag(&no_id(key));
+            let after = matches.subcommand().is_some_and(|(_, m)| given(m));
+            if given(&matches) || after {
+                (key.set_flag)(&mut cli.flags, "false");
+            }
+        }
+        Ok(cli)
+    }
+}
+
+/// The clap id of a switch's `--no-` flag.
+fn no_id(key: &Key) -> String {
+    format!("no_{}", key.id)
 }
 
 #[derive(Debug, Subcommand)]
@@ -486,12 +565,13 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         .map_err(|_| D::Error::custom(format!("{text:?} is not a whole number")))
 }
 
-/// `deserialize_with` for `true` or `false`.
+/// `deserialize_with` for a boolean: what kingpin's flags take (Go's `strconv.ParseBool`),
+/// from every source.
 fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     let text = String::deserialize(d)?;
     match text.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
+        "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(true),
+        "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(false),
         _ => Err(D::Error::custom(format!(
             "{text:?} is not one of true, false"
         ))),
@@ -1005,13 +1085,23 @@ mod tests {
 
     #[test]
     fn every_key_has_a_flag_that_shows_its_default() {
-        use clap::CommandFactory;
-        let cli = Cli::command();
-        let longs: Vec<&str> = cli.get_arguments().filter_map(|a| a.get_long()).collect();
+        let cli = Cli::command_with_switches();
+        let mut longs: Vec<&str> = cli.get_arguments().filter_map(|a| a.get_long()).collect();
+        // In `--help`'s order.
+        longs.sort_by_key(|long| {
+            let arg = cli.get_arguments().find(|a| a.get_long() == Some(*long));
+            arg.map(|a| a.get_display_order())
+        });
         let wanted: Vec<String> = std::iter::once("config.file".to_owned())
-            .chain(KEYS.iter().map(|k| k.long.to_owned()))
+            .chain(KEYS.iter().flat_map(|k| {
+                let no = k.switch.then(|| format!("no-{}", k.long));
+                std::iter::once(k.long.to_owned()).chain(no)
+            }))
             .collect();
-        assert_eq!(longs, wanted, "one flag per key, in table order");
+        assert_eq!(
+            longs, wanted,
+            "one flag per key, and --no- after each switch"
+        );
         for key in KEYS {
             // `--section.key-name`, but for node_exporter's `--web.config.file`.
             if key.name != "web.config_file" {
@@ -1022,6 +1112,111 @@ mod tests {
             let help = arg.and_then(|a| a.get_help()).unwrap().to_string();
             let default = format!("[default: {}]", shown(key.default));
             assert!(help.ends_with(&default), "--{flag}: {help:?}");
+        }
+    }
+
+    /// The flags of `args` (after the program's name).
+    fn flags(args: &[&str]) -> Result<Flags, String> {
+        let argv = std::iter::once("nsexporter").chain(args.iter().copied());
+        Cli::try_parse_with_switches(argv)
+            .map(|cli| cli.flags)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_boolean_key_is_a_switch_as_kingpin_has_it() {
+        let switches: Vec<&str> = KEYS.iter().filter(|k| k.switch).map(|k| k.name).collect();
+        assert_eq!(switches, ["scan.proc_events", "scan.bind_mounts"]);
+        let settings = |args: &[&str]| {
+            let mut f = flags(args).unwrap();
+            f.procfs = Some(fixture_procfs());
+            let s = load(f, &[]).unwrap();
+            (s.scan_proc_events, s.scan_pins.mounts)
+        };
+        let cases: [(&[&str], (bool, bool)); 12] = [
+            (&[], (false, true)),
+            (
+                &["--scan.proc-events", "--no-scan.bind-mounts"],
+                (true, false),
+            ),
+            (
+                &["--scan.proc-events=true", "--scan.bind-mounts=false"],
+                (true, false),
+            ),
+            (
+                &["--no-scan.proc-events", "--scan.bind-mounts"],
+                (false, true),
+            ),
+            (
+                &["--scan.proc-events=1", "--scan.bind-mounts=F"],
+                (true, false),
+            ),
+            // The last of a switch's two flags wins.
+            (
+                &["--scan.proc-events", "--no-scan.proc-events"],
+                (false, true),
+            ),
+            (
+                &["--no-scan.proc-events", "--scan.proc-events"],
+                (true, true),
+            ),
+            (
+                &["--no-scan.bind-mounts", "--scan.bind-mounts=true"],
+                (false, true),
+            ),
+            (
+                &["--scan.bind-mounts=true", "--no-scan.bind-mounts"],
+                (false, false),
+            ),
+            // After the subcommand too.
+            (
+                &["list", "--scan.proc-events", "--no-scan.bind-mounts"],
+                (true, false),
+            ),
+            (
+                &["--scan.proc-events", "list", "--no-scan.bind-mounts"],
+                (true, false),
+            ),
+            (
+                &["list", "--no-scan.bind-mounts", "--output", "json"],
+                (false, false),
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(settings(args), want, "{args:?}");
+        }
+        // A switch takes no separate value: the next argument is the next argument.
+        let e = flags(&["--scan.proc-events", "true"]).unwrap_err();
+        assert!(e.contains("unrecognized subcommand 'true'"), "{e}");
+        assert!(flags(&["--no-scan.proc-events=true"]).is_err());
+        // A bad value is said as from any source.
+        let mut f = flags(&["--scan.proc-events=yes"]).unwrap();
+        f.procfs = Some(fixture_procfs());
+        assert_eq!(
+            load(f, &[]).unwrap_err(),
+            "scan.proc_events: \"yes\" is not one of true, false"
+        );
+        // Other flags still take a separate value.
+        assert_eq!(
+            flags(&["--scan.interval", "5s"])
+                .unwrap()
+                .scan_interval
+                .as_deref(),
+            Some("5s")
+        );
+    }
+
+    #[test]
+    fn help_shows_both_flags_of_a_switch_together() {
+        let help = Cli::command_with_switches().render_long_help().to_string();
+        for key in KEYS.iter().filter(|k| k.switch) {
+            let on = help.find(&format!("--{}[=<BOOL>]", key.long));
+            let off = help.find(&format!("--no-{}\n", key.long));
+            let (Some(on), Some(off)) = (on, off) else {
+                panic!("--{} and --no-{} in:\n{help}", key.long, key.long);
+            };
+            // Next to each other: nothing but the first one's help between them.
+            assert!(!help[on..off].contains("\n      --"), "{}", &help[on..off]);
         }
     }
 

@@ -26,7 +26,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -36,7 +35,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::health::Health;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
-use crate::web_config::{WebConfig, WebConfigFile};
+use crate::web_config::{Tls, WebConfig, WebConfigFile};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -448,10 +447,11 @@ impl AcceptFailures {
     }
 }
 
-/// [`respond`], behind the web config's basic auth, with its headers added to every answer
-/// (a 401 too). `/healthz` and `/readyz` answer without credentials (over TLS where it is on):
-/// they say only whether the scan loop is well, and a kubelet probe has no password to give.
-/// exporter-toolkit guards every path; this is the one difference.
+/// [`respond`], behind the web config's rate limit and basic auth, with its headers added to
+/// every answer but a 429 (a 401 too), in exporter-toolkit's order. `/healthz` and `/readyz`
+/// answer without credentials and outside the rate limit (over TLS where it is on): they say
+/// only whether the scan loop is well, and a kubelet probe has no password to give and must
+/// not be refused for a scraper's haste. exporter-toolkit guards every path.
 async fn guarded(
     web: &WebConfig,
     state: &AppState,
@@ -459,6 +459,9 @@ async fn guarded(
     req: &Request<Incoming>,
 ) -> Answer {
     let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if !probe && web.rate_limit.as_ref().is_some_and(|limit| !limit.allow()) {
+        return answer(text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"));
+    }
     let allowed = match &web.users {
         None => true,
         Some(_) if probe => true,
@@ -486,6 +489,29 @@ async fn starts_tls(stream: &tokio::net::TcpStream) -> bool {
     matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
 }
 
+/// Whether the ClientHello that has arrived (as much of it as has) asks for TLS 1.1 or older:
+/// its version, which a TLS 1.2 or 1.3 client sets to 3.3. Go answers such a client with the
+/// alert protocol_version; rustls, which wants the signature_algorithms extension that such a
+/// client does not send, would answer handshake_failure, which a client reports as another
+/// problem.
+async fn asks_for_old_tls(stream: &tokio::net::TcpStream) -> bool {
+    let mut head = [0u8; 11];
+    match stream.peek(&mut head).await {
+        // A handshake record holding a ClientHello (type 1), then its version.
+        Ok(11) => head[0] == 0x16 && head[5] == 1 && (head[9], head[10]) < (3, 3),
+        _ => false,
+    }
+}
+
+/// The alert protocol_version, fatal, as Go's server sends it to a TLS 1.1 client.
+async fn refuse_old_tls(mut io: impl AsyncWrite + Unpin) {
+    use tokio::io::AsyncWriteExt;
+    let _ = io
+        .write_all(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 70])
+        .await;
+    let _ = io.shutdown().await;
+}
+
 /// Handshakes answered at once on the blocking pool: every core but one, which is left to the
 /// serving thread (and the scan), and at least one.
 fn handshake_turns() -> usize {
@@ -494,20 +520,19 @@ fn handshake_turns() -> usize {
 
 /// A TLS handshake whose CPU is spent off the serving thread. Reading the ClientHello and the
 /// exchange after the server's answer are I/O, done here; answering the ClientHello (the key
-/// exchange and the signature with the certificate's key: 0.57 ms for RSA 2048 with ring on a
-/// 2-vCPU VM, 17 µs for ECDSA P-256) is done on tokio's blocking pool, at most `turns` at once. On the serving thread,
-/// wrk's 200 connections opened at once queued every connection's first scrape behind the
-/// others' handshakes. (A HelloRetryRequest's second ClientHello, for a client whose key
-/// shares the server does not take, is still answered here.)
-async fn handshake<IO>(
-    io: IO,
-    config: Arc<ServerConfig>,
-    turns: &Semaphore,
-) -> std::io::Result<TlsStream<IO>>
+/// exchange and the signature with the certificate's key: 0.57 ms for RSA 2048 with ring, the
+/// provider then, on a 2-vCPU VM, 17 µs for ECDSA P-256) is done on tokio's blocking pool, at
+/// most `turns` at once. On the serving thread, wrk's 200 connections opened at once queued
+/// every connection's first scrape behind the others' handshakes. (A HelloRetryRequest's
+/// second ClientHello, for a client whose key shares the server does not take, is still
+/// answered here.)
+async fn handshake<IO>(io: IO, tls: &Tls, turns: &Semaphore) -> std::io::Result<TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+    // Go's server order of suites depends on the client's first one.
+    let config = tls.for_hello(&hello.client_hello());
     let rest = {
         let _turn = turns.acquire().await.expect("never closed");
         tokio::task::spawn_blocking(move || hello.into_stream(config))
@@ -584,7 +609,7 @@ pub async fn serve(
         let deadline = Arc::new(Deadline::new(limits));
         // The certificate is the connection's; users and headers are looked up per request, so
         // that a keep-alive connection sees a changed password at its next request.
-        let tls = web.as_ref().and_then(|w| w.current().tls.clone());
+        let web_now = web.as_ref().map(|w| w.current());
         let service = {
             let (state, requests, deadline, web) = (
                 state.clone(),
@@ -617,18 +642,23 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let handshakes = Arc::clone(&handshakes);
         let served = async move {
-            let ended = match tls {
+            let ended = match web_now.as_ref().and_then(|w| w.tls.as_ref()) {
                 None => {
                     let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
                     watcher.watch(conn).await
                 }
-                Some(config) => {
+                Some(tls) => {
+                    if asks_for_old_tls(&io.io).await {
+                        refuse_old_tls(io).await;
+                        tracing::debug!(%peer, "TLS 1.1 or older asked for: protocol_version");
+                        return;
+                    }
                     if !starts_tls(&io.io).await {
                         refuse_plain_http(io).await;
                         tracing::debug!(%peer, "plain HTTP on the TLS port: 400");
                         return;
                     }
-                    let stream = match handshake(io, config, &handshakes).await {
+                    let stream = match handshake(io, tls, &handshakes).await {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");

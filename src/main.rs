@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use tokio::sync::watch;
 
 use nsexporter::attribution::NameSources;
@@ -23,7 +22,7 @@ use nsexporter::scan::{ErrorReason, Scanner};
 use nsexporter::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_with_switches(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
@@ -221,6 +220,8 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
             procfs = %settings.procfs.display(),
             interval = %humantime::format_duration(interval),
             version = env!("CARGO_PKG_VERSION"),
+            proc_events = settings.scan_proc_events,
+            bind_mounts = settings.scan_pins.mounts,
             tls = web.as_ref().is_some_and(|w| w.current().tls.is_some()),
             basic_auth = web.as_ref().is_some_and(|w| w.current().users.is_some()),
             "listening"

@@ -770,3 +770,44 @@ fn with_everything_between_scans_off_nothing_changes() {
     want.retain(|f| !f.starts_with("nsexporter_sweep"));
     assert_eq!(families(&text), want);
 }
+
+/// Boolean flags as kingpin has them, as a node_exporter user types them: `--flag` alone is
+/// true, `--no-flag` false, `--flag=VALUE` still works. The start line shows the settings in
+/// force, and `--help` shows both flags of each boolean.
+#[test]
+fn boolean_flags_are_switches_as_in_node_exporter() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--scan.proc-events", "--no-scan.bind-mounts"],
+            " proc_events=true bind_mounts=false ",
+        ),
+        (
+            &["--scan.proc-events=false", "--scan.bind-mounts"],
+            " proc_events=false bind_mounts=true ",
+        ),
+        (&[], " proc_events=false bind_mounts=true "),
+    ];
+    for (switches, want) in cases {
+        let mut args = vec![procfs.as_str(), "--scan.interval=1h"];
+        args.extend_from_slice(switches);
+        let e = Exporter::start(&args);
+        let stderr = e.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("message=listening"))
+            .unwrap_or_else(|| panic!("no start line: {stderr}"));
+        assert!(line.contains(want), "{switches:?}: {line}");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--scan.proc-events[=<BOOL>]",
+        "--no-scan.proc-events",
+        "--scan.bind-mounts[=<BOOL>]",
+        "--no-scan.bind-mounts",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}

@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nsexporter");
 
+/// The binary the tests run: [`BIN`], or `NSEXPORTER_TEST_BIN` where it is set (to run the
+/// same tests against another build, e.g. an older one, and count what passes).
+pub fn bin() -> PathBuf {
+    std::env::var_os("NSEXPORTER_TEST_BIN").map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
+
 pub fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -99,10 +105,10 @@ impl Exporter {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(rest).arg(BIN);
+                cmd.args(rest).arg(bin());
                 cmd
             }
-            None => Command::new(BIN),
+            None => Command::new(bin()),
         };
         cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(args)
