@@ -271,6 +271,13 @@ impl Collector {
     ) {
         let _guard = StopGuard(Arc::clone(&health));
         let sweeping = !sweep.is_zero() && sweep < interval;
+        if !sweeping && !sweep.is_zero() {
+            tracing::info!(
+                sweep_interval = %humantime::format_duration(sweep),
+                interval = %humantime::format_duration(interval),
+                "no sweeps: scans are as frequent as sweeps would be"
+            );
+        }
         self.metrics.between_scans(sweeping, self.events.is_some());
         let start = Instant::now();
         let mut next_scan = start;

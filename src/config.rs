@@ -755,6 +755,25 @@ impl TryFrom<RawConfig> for Settings {
                 ),
             ));
         }
+        // The default sweep interval with a scan interval as short turns sweeps off (said
+        // once at start); a sweep interval chosen so is refused, as it would do nothing.
+        let default_sweep = KEYS
+            .iter()
+            .find(|k| k.name == "scan.sweep_interval")
+            .and_then(|k| humantime::parse_duration(k.default).ok());
+        if !scan.sweep_interval.is_zero()
+            && scan.sweep_interval >= scan.interval
+            && Some(scan.sweep_interval) != default_sweep
+        {
+            return Err(invalid(
+                "scan.sweep_interval",
+                format!(
+                    "\"{}\" is not shorter than scan.interval \"{}\": sweeps run between scans (\"0s\" turns them off)",
+                    humantime::format_duration(scan.sweep_interval),
+                    humantime::format_duration(scan.interval)
+                ),
+            ));
+        }
         for (key, timeout) in [
             ("web.read_header_timeout", web.read_header_timeout),
             ("web.idle_timeout", web.idle_timeout),

@@ -22,7 +22,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::attribution::Container;
+use crate::attribution::{Container, Runtime};
 use crate::model::{CgroupLayout, NsType, PerType};
 
 label_enum! {
@@ -214,7 +214,10 @@ impl TryFrom<RawPolicy> for Policy {
                     .map(|t| TypeSet::parse(&key("types"), t))
                     .transpose()?,
                 k8s_namespace: a.k8s_namespace,
-                runtime: a.runtime,
+                runtime: a
+                    .runtime
+                    .map(|r| known_runtime(&key("runtime"), r))
+                    .transpose()?,
                 rules,
             });
         }
@@ -225,6 +228,19 @@ impl TryFrom<RawPolicy> for Policy {
             allow,
         })
     }
+}
+
+/// `runtime` if it is a value of the `runtime` label: a rule whose runtime no container can
+/// have (`crio` for `cri-o`) would load and never match.
+fn known_runtime(key: &str, runtime: String) -> Result<String, PolicyError> {
+    if Runtime::ALL.iter().any(|r| r.as_str() == runtime) {
+        return Ok(runtime);
+    }
+    let known: Vec<&str> = Runtime::ALL.iter().map(|r| r.as_str()).collect();
+    Err(PolicyError {
+        key: key.to_owned(),
+        problem: format!("unknown runtime {runtime:?}; one of {}", known.join(", ")),
+    })
 }
 
 impl AllowRule {

@@ -270,6 +270,13 @@ fn bad_input_exits_non_zero_with_one_line() {
         "scan.interval: \"soon\"",
     );
     fails_with(&[&procfs, "list", "--type=network"], &[], "network");
+    // Sweeps run between scans: a sweep interval chosen at or above the scan interval would
+    // silently do nothing.
+    fails_with(
+        &[&procfs, "--scan.interval=10s", "--scan.sweep-interval=10s"],
+        &[],
+        "scan.sweep_interval: \"10s\" is not shorter than scan.interval \"10s\"",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let unknown = dir.path().join("unknown.yaml");
@@ -278,6 +285,19 @@ fn bad_input_exits_non_zero_with_one_line() {
         &[&procfs, &format!("--config.file={}", unknown.display())],
         &[],
         "intervall",
+    );
+    // An allow rule for a runtime no container has (CRI-O's label value is cri-o) would
+    // load and never match.
+    let crio = dir.path().join("crio.yaml");
+    std::fs::write(
+        &crio,
+        "policy:\n  allow:\n    - runtime: crio\n      types: [net]\n",
+    )
+    .unwrap();
+    fails_with(
+        &[&procfs, &format!("--config.file={}", crio.display())],
+        &[],
+        "policy.allow[0].runtime: unknown runtime \"crio\"; one of containerd, cri-o, docker, podman, systemd-nspawn, lxc, unknown",
     );
     let broken = dir.path().join("broken.yaml");
     std::fs::write(&broken, "scan: [unclosed\n").unwrap();

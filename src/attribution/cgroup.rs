@@ -46,6 +46,17 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// Every runtime, in label order.
+    pub const ALL: [Runtime; 7] = [
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Docker,
+        Runtime::Podman,
+        Runtime::Nspawn,
+        Runtime::Lxc,
+        Runtime::Unknown,
+    ];
+
     /// The value of the `runtime` label.
     pub const fn as_str(self) -> &'static str {
         match self {
