@@ -24,9 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nsexporter::model::{NsType, PerType, Process, ProcessId};
-use nsexporter::pins::{SocketMemo, read_fds};
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::ScanErrors;
+use nsexporter::scan::pins::{SocketMemo, read_fds};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -13,7 +13,6 @@ pub mod list;
 pub mod metrics;
 pub mod model;
 pub mod pidfd;
-pub mod pins;
 pub mod policy;
 pub mod procfs;
 pub mod scan;

@@ -623,6 +623,15 @@ pub fn is_vanished(e: &io::Error) -> bool {
     )
 }
 
+/// A pid, tid or fd directory entry name: decimal digits only (`self`, `thread-self`, `.`
+/// and files are skipped).
+pub fn pid_of(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1506,8 +1506,8 @@ fn process(pid: i32) -> nsexporter::model::Process {
 #[ignore = "needs root: unshare(1) and nsenter(1), pidfd_getfd(2) and SIOCGSKNS (CAP_SYS_PTRACE, CAP_NET_ADMIN)"]
 fn each_socket_is_asked_once_while_it_lives_and_no_fetched_fd_stays_open() {
     use nsexporter::model::{NamespaceId, NsType, SocketPin};
-    use nsexporter::pins::{SocketMemo, read_fds};
     use nsexporter::scan::ScanErrors;
+    use nsexporter::scan::pins::{SocketMemo, read_fds};
     let _guard = serial();
     let holder = SocketHolder::new(0, 1);
     let mut mine: Vec<std::net::UdpSocket> = (0..300)

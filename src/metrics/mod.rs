@@ -23,9 +23,9 @@ use prometheus::{
 use crate::events::{DropReason, Drops};
 use crate::lifecycle::{Changes, Orphan};
 use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsType, Snapshot};
-use crate::pins::{SocketSkip, SocketSkips};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
+use crate::scan::pins::{SocketSkip, SocketSkips};
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Finding, Owner, Ownership, Sharing};
 

@@ -21,8 +21,9 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use crate::pidfd::{Pidfd, Step, socket_netns_inode};
+use crate::procfs::pid_of;
 use crate::procfs::{NetAdmin, readlink_at};
-use crate::scan::{ErrorReason, ScanErrors, pid_of};
+use crate::scan::errors::{ErrorReason, ScanErrors};
 
 label_enum! {
     /// Why an fd pass did not learn a socket's network namespace. The label value is the

@@ -25,10 +25,11 @@ mod sockets;
 pub use sockets::{SocketMemo, SocketSkip, SocketSkips, parse_socket_link};
 
 use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot, SocketPin};
+use crate::procfs::pid_of;
 use crate::procfs::{
     ReadSearch, is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at,
 };
-use crate::scan::{ErrorReason, ScanErrors, pid_of};
+use crate::scan::errors::{ErrorReason, ScanErrors};
 
 /// A `mountinfo` longer than this is cut, and counted as an error: 16 MiB is some 100,000
 /// mounts, beyond any node's.
