@@ -161,8 +161,9 @@ config_keys! {
             flag: "web.max-connections" <N> as max_connections,
             default: "256",
             parse: "count",
-            help: "Connections open at once; beyond them, new ones wait in the listen backlog. \
-                   0: no limit",
+            help: "Connections open at once; at the cap, an open one is closed for each new one \
+                   (of the peer holding the most, the longest waiting). Lowered to fit under \
+                   RLIMIT_NOFILE. 0: as many as that allows",
         },
         // node_exporter's flag has a dot where the table's convention would put a dash
         // (`--web.config-file`): the dot is kept, so that its users' flags work as they are.

@@ -12,7 +12,7 @@ use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
 use nsexporter::health::Health;
-use nsexporter::http::{AppState, listen, serve};
+use nsexporter::http::{AppState, DRAIN, FD_RESERVE, connection_cap, listen, serve};
 use nsexporter::list;
 use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
@@ -52,9 +52,9 @@ fn run(cli: Cli) -> Result<()> {
     let settings = Settings::try_from(RawConfig::load(&cli.flags)?)?;
     init_logging(&settings);
     raise_ptrace_capability();
-    raise_nofile_limit();
+    let nofile = raise_nofile_limit();
     match cli.command {
-        None => serve_metrics(settings, cli.flags),
+        None => serve_metrics(settings, cli.flags, nofile),
         Some(Command::List {
             ns_type,
             output,
@@ -96,17 +96,69 @@ fn raise_ptrace_capability() {
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does at start: the soft
 /// limit is often 1024, below `--web.max-connections` with the scan's fds beside them, and the
 /// hard one is there to be used. Where it cannot be raised (a seccomp filter such as systemd's
-/// `~@resources`), the limit stays, and full tables show as accept errors and scan errors.
-fn raise_nofile_limit() {
+/// `~@resources`), the limit stays, and `--web.max-connections` is lowered to fit under it
+/// ([`fit_connections`]). The soft limit in force, if it could be read.
+fn raise_nofile_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised RLIMIT_NOFILE"),
-            Err(e) => tracing::debug!(soft, hard, error = %e, "cannot raise RLIMIT_NOFILE"),
+            Ok(()) => {
+                tracing::debug!(from = soft, to = hard, "raised RLIMIT_NOFILE");
+                Some(hard)
+            }
+            Err(e) => {
+                tracing::debug!(soft, hard, error = %e, "cannot raise RLIMIT_NOFILE");
+                Some(soft)
+            }
         },
-        Ok((soft, _)) => tracing::debug!(soft, "RLIMIT_NOFILE is at its hard limit"),
-        Err(e) => tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE"),
+        Ok((soft, _)) => {
+            tracing::debug!(soft, "RLIMIT_NOFILE is at its hard limit");
+            Some(soft)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read RLIMIT_NOFILE");
+            None
+        }
     }
+}
+
+/// `--web.max-connections`, lowered where it would not fit under the soft RLIMIT_NOFILE
+/// (`nofile`) beside the fds open now and the scan's ([`connection_cap`]); said once if so.
+/// Call it with everything but the scan's fds open: the listener, the proc connector.
+fn fit_connections(configured: usize, nofile: Option<u64>) -> usize {
+    let Some(nofile) = nofile else {
+        return configured;
+    };
+    let fds = ProcFs::new(DEFAULT_PROCFS).path("self/fd");
+    let open = match std::fs::read_dir(&fds) {
+        Ok(dir) => dir.count() as u64,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot count the open fds");
+            return configured;
+        }
+    };
+    let cap = connection_cap(configured, nofile, open);
+    let why = "web.max_connections lowered to fit under RLIMIT_NOFILE, with room for the scan";
+    match configured {
+        // No limit asked: the fd limit is the one meant.
+        0 => tracing::info!(
+            max_connections = cap,
+            nofile,
+            open,
+            reserve = FD_RESERVE,
+            "{why}"
+        ),
+        n if n != cap => tracing::warn!(
+            configured = n,
+            max_connections = cap,
+            nofile,
+            open,
+            reserve = FD_RESERVE,
+            "{why}"
+        ),
+        _ => {}
+    }
+    cap
 }
 
 fn init_logging(settings: &Settings) {
@@ -163,7 +215,7 @@ fn list_once(
     Ok(())
 }
 
-fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
+fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -199,6 +251,7 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         {
             collector = collector.with_events(events);
         }
+        settings.limits.max_connections = fit_connections(settings.limits.max_connections, nofile);
         let interval = settings.scan_interval;
         let sweep = settings.scan_sweep_interval;
         let health = Arc::new(Health::new(interval, collector.progress()));
@@ -234,12 +287,18 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         if let Some(web) = &web {
             tokio::spawn(reload_on_change(Arc::clone(web)));
         }
-        serve(listener, state, settings.limits, web, shutdown_signal()).await;
-        drop(stop);
+        // The scan loop is told at the signal, so that it winds down while the connections do.
+        let mut signalled = None;
+        let shutdown = async {
+            shutdown_signal().await;
+            signalled = Some(std::time::Instant::now());
+            drop(stop);
+        };
+        serve(listener, state, settings.limits, web, shutdown).await;
         // A scan blocked in a read cannot be interrupted; exiting ends it. Shutdown waits for
-        // a running scan only this long, so that SIGTERM always exits within a pod's grace
-        // period.
-        let deadline = std::time::Instant::now() + SCAN_SHUTDOWN_WAIT;
+        // a running scan only this long from the signal, so that SIGTERM always exits within
+        // a pod's grace period.
+        let deadline = signalled.unwrap_or_else(std::time::Instant::now) + SCAN_SHUTDOWN_WAIT;
         while !scanner.is_finished() && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -255,8 +314,8 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
         Ok(())
     });
     // Dropping a runtime waits for its blocking tasks without limit: a SIGHUP reload stuck on
-    // a hung filesystem must not hold the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // a hung filesystem must not hold the exit. Nothing they do needs finishing.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
     served
 }
 
@@ -289,8 +348,14 @@ fn listen_for_process_events(settings: &Settings) -> Option<nsexporter::events::
     }
 }
 
-/// How long shutdown waits for a running scan.
-const SCAN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long shutdown waits for a running scan, from the signal. Meanwhile the connections
+/// close: those without a whole request at once, those being answered within [`DRAIN`]. With
+/// [`RUNTIME_SHUTDOWN_WAIT`] after both, SIGTERM exits within 2.25 s (README, Usage).
+const SCAN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const _: () = assert!(DRAIN.as_millis() <= SCAN_SHUTDOWN_WAIT.as_millis());
+
+/// How long shutdown waits for the runtime's blocking tasks (a reload, a password check).
+const RUNTIME_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Checks the scan loop's health every second and logs each change once: a stalled or failing
 /// loop is said at warn when it starts, and again when it is over, never every second.

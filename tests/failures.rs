@@ -232,7 +232,9 @@ fn a_stuck_scan_thread_fails_healthz_and_does_not_hold_shutdown() {
         e.child.try_wait().unwrap()
     });
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The scan is waited for 2 s from the signal (measured: 2.01 s in all).
+    eprintln!("SIGTERM with the scan thread stopped: {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(status.success(), "{status}: {}", e.stderr());
     assert_eq!(
         lines_with(&e.stderr(), "stopped without the scan thread"),
@@ -336,17 +338,6 @@ fn accept_errors_back_off_and_are_said_once_a_second() {
     assert!(status.success(), "{status}");
 }
 
-/// Opens `n` connections to `port`, each sending `bytes`.
-fn connections(port: u16, n: usize, bytes: &[u8]) -> Vec<TcpStream> {
-    (0..n)
-        .map(|_| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.write_all(bytes).unwrap();
-            s
-        })
-        .collect()
-}
-
 /// Measured before the header timeout: 300 connections that sent half a header were all still
 /// open after 95 s (hyper applies no timeout without a timer). Each is closed within
 /// `--web.read-header-timeout` of its opening, scrapes are answered meanwhile, and the
@@ -394,65 +385,6 @@ fn half_sent_headers_are_closed_within_the_header_timeout_while_scrapes_go_on() 
         || (open_fds(pid).len() <= before).then_some(()),
     );
     assert_eq!(e.get("/metrics").status, 200);
-}
-
-/// 100 idle connections against 64 fds: accept fails with EMFILE while they are open, in a
-/// bounded number of log lines, and scrapes are answered once the clients close them.
-#[test]
-fn idle_connections_beyond_the_fd_limit_log_boundedly_and_leave_room_when_gone() {
-    let procfs = format!("--path.procfs={}", fixture_procfs().display());
-    let e = Exporter::start_with_nofile(&[&procfs, "--scan.interval=1h"], 64);
-    let t = Instant::now();
-    let idle = connections(e.port, 100, b"");
-    std::thread::sleep(Duration::from_secs(3));
-    let log = e.stderr();
-    let said = lines_with(&log, "accept failed");
-    let seconds = t.elapsed().as_secs() as usize;
-    assert!(
-        (1..=seconds + 1).contains(&said),
-        "{said} lines in {seconds} s: {log}"
-    );
-    assert!(log.contains("Too many open files"), "{log}");
-    drop(idle);
-    let r = wait_for(
-        "a scrape once they are gone",
-        Duration::from_secs(5),
-        || e.try_get("/metrics").ok(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
-/// As above, with the clients holding on: the header timeout closes the idle connections, a
-/// batch at a time, and a scrape that waited behind them is answered.
-#[test]
-fn idle_connections_beyond_the_fd_limit_are_closed_by_the_header_timeout() {
-    let procfs = format!("--path.procfs={}", fixture_procfs().display());
-    let e = Exporter::start_with_nofile(
-        &[
-            &procfs,
-            "--scan.interval=1h",
-            "--web.read-header-timeout=1s",
-        ],
-        64,
-    );
-    let t = Instant::now();
-    let mut idle = connections(e.port, 100, b"");
-    let r = wait_for("a scrape past them", Duration::from_secs(8), || {
-        e.try_get("/metrics").ok()
-    });
-    assert_eq!(r.status, 200, "{}", r.text());
-    // About 55 fds are free: two batches of a second each.
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    for (i, s) in idle.iter_mut().enumerate() {
-        assert!(
-            closed_by_server(s, Duration::from_secs(3)),
-            "connection {i} still open"
-        );
-    }
-    let log = e.stderr();
-    let said = lines_with(&log, "accept failed");
-    let seconds = t.elapsed().as_secs() as usize;
-    assert!(said <= seconds + 1, "{said} lines in {seconds} s: {log}");
 }
 
 /// Sends a keep-alive GET of `path` on `s` and reads its response (status, by Content-Length).
@@ -504,29 +436,5 @@ fn keep_alive_waits_up_to_the_idle_timeout_not_the_header_timeout() {
     assert!(
         (Duration::from_millis(1300)..Duration::from_millis(2500)).contains(&took),
         "closed {took:?} after the last response"
-    );
-}
-
-/// At `--web.max-connections` the exporter stops accepting: a new client waits in the listen
-/// backlog, and is served as soon as one of the open connections closes.
-#[test]
-fn beyond_max_connections_clients_wait_until_one_closes() {
-    let procfs = format!("--path.procfs={}", fixture_procfs().display());
-    let e = Exporter::start(&[&procfs, "--scan.interval=1h", "--web.max-connections=2"]);
-    // Start-up's readiness polls may still hold a slot for a moment.
-    std::thread::sleep(Duration::from_millis(200));
-    let mut held = connections(e.port, 2, b"");
-    let port = e.port;
-    let waiting = std::thread::spawn(move || http(port, "GET", "/healthz", &[]));
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(!waiting.is_finished(), "served beyond the cap");
-    held.pop();
-    let t = Instant::now();
-    let served = waiting.join().unwrap().expect("served once a slot is free");
-    assert_eq!(served.status, 200);
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t.elapsed()
     );
 }

@@ -455,6 +455,17 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Opens `n` connections to `port`, each sending `bytes`.
+pub fn connections(port: u16, n: usize, bytes: &[u8]) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(bytes).unwrap();
+            s
+        })
+        .collect()
+}
+
 /// Whether the server has closed `s`: end of file or a reset, within `timeout`.
 pub fn closed_by_server(s: &mut TcpStream, timeout: Duration) -> bool {
     s.set_read_timeout(Some(timeout)).unwrap();
