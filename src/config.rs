@@ -19,7 +19,6 @@
 //! of its anchor's node, so a few hundred bytes of nested aliases ("billion laughs") ask for
 //! gigabytes. The check is a pass of yaml-rust2's event parser, which does not expand aliases.
 
-use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +27,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 
+use crate::files::{self, ReadError, Symlinks, YamlProblem, check_yaml};
 use crate::http::Limits;
 use crate::policy::{Policy, PolicyError, RawPolicy};
 
@@ -462,13 +462,8 @@ pub enum FileProblem {
     Read(#[from] std::io::Error),
     #[error("larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("not UTF-8 (byte {0})")]
-    NotUtf8(usize),
-    /// The text is not YAML; the message carries the position.
-    #[error("{0}")]
-    Syntax(#[from] yaml_rust2::ScanError),
-    #[error("YAML aliases (*{name}) are not supported (line {line})")]
-    Alias { name: String, line: usize },
+    #[error(transparent)]
+    Yaml(#[from] YamlProblem),
     /// `config` refused what the checks let through (e.g. two documents in one file).
     #[error("{0}")]
     Parse(String),
@@ -482,59 +477,19 @@ pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         problem,
     };
-    // Also keeps a FIFO or a device from blocking or feeding the read.
-    if !path.is_file() {
-        return Err(refuse(FileProblem::Missing));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(CONFIG_FILE_LIMIT + 1).read_to_end(&mut bytes))
-        .map_err(|e| refuse(e.into()))?;
-    if bytes.len() as u64 > CONFIG_FILE_LIMIT {
-        return Err(refuse(FileProblem::TooLarge {
-            limit: CONFIG_FILE_LIMIT,
-        }));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| refuse(FileProblem::NotUtf8(e.utf8_error().valid_up_to())))?;
-    check_yaml(text.as_bytes()).map_err(refuse)?;
-    Ok(text)
-}
-
-/// Checks that `bytes` are UTF-8 YAML without aliases, in one pass of yaml-rust2's event
-/// parser (no tree is built, nothing is expanded). Anchors alone are allowed: only an alias
-/// can repeat one. The parser also limits nesting depth, which `config`'s recursive
-/// conversion of the tree would otherwise pay for in stack.
-pub fn check_yaml(bytes: &[u8]) -> Result<(), FileProblem> {
-    use yaml_rust2::parser::{Event, Parser};
-    let text = std::str::from_utf8(bytes).map_err(|e| FileProblem::NotUtf8(e.valid_up_to()))?;
-    let mut parser = Parser::new_from_str(text);
-    loop {
-        match parser.next_token()? {
-            (Event::StreamEnd, _) => return Ok(()),
-            (Event::Alias(_), mark) => {
-                return Err(FileProblem::Alias {
-                    name: alias_name(text, mark.line(), mark.col()),
-                    line: mark.line(),
-                });
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The name of the alias at `line` (from 1) and `col` (in chars, from 0), `*name` in the text;
-/// the event carries only the anchor's number.
-fn alias_name(text: &str, line: usize, col: usize) -> String {
-    let at = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let name: String = at
-        .chars()
-        .skip(col)
-        .skip_while(|&c| c == '*')
-        .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
-        .take(64)
-        .collect();
-    if name.is_empty() { "?".into() } else { name }
+    let bytes = files::read_bounded(path, CONFIG_FILE_LIMIT, Symlinks::Follow).map_err(|e| {
+        refuse(match e {
+            ReadError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => FileProblem::Missing,
+            // A FIFO or a device is no config file.
+            ReadError::NotRegular | ReadError::Symlink => FileProblem::Missing,
+            ReadError::TooLarge { limit } => FileProblem::TooLarge { limit },
+            ReadError::Io(e) => FileProblem::Read(e),
+        })
+    })?;
+    check_yaml(&bytes).map_err(|e| refuse(e.into()))?;
+    // check_yaml has seen the bytes are UTF-8.
+    String::from_utf8(bytes)
+        .map_err(|e| refuse(YamlProblem::NotUtf8(e.utf8_error().valid_up_to()).into()))
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -972,7 +927,7 @@ mod tests {
 
     fn alias_in(yaml: &[u8]) -> Option<(String, usize)> {
         match check_yaml(yaml) {
-            Err(FileProblem::Alias { name, line }) => Some((name, line)),
+            Err(YamlProblem::Alias { name, line }) => Some((name, line)),
             Ok(()) => None,
             Err(e) => panic!("{:?}: {e}", String::from_utf8_lossy(yaml)),
         }
@@ -1007,7 +962,7 @@ mod tests {
         assert_eq!(alias_in(bomb.as_bytes()), Some(("a".to_owned(), 2)));
         let err = ConfigError::File {
             path: "/etc/nsexporter.yaml".into(),
-            problem: check_yaml(bomb.as_bytes()).unwrap_err(),
+            problem: check_yaml(bomb.as_bytes()).unwrap_err().into(),
         };
         assert_eq!(
             err.to_string(),
@@ -1045,12 +1000,12 @@ mod tests {
         let syntax: [&[u8]; 3] = [b"scan: [unclosed\n", b"a: *nowhere\n", &[b'['; 10_000]];
         for yaml in syntax {
             let err = check_yaml(yaml).unwrap_err();
-            assert!(matches!(err, FileProblem::Syntax(_)), "{err:?}");
+            assert!(matches!(err, YamlProblem::Syntax(_)), "{err:?}");
             assert!(err.to_string().contains(" line "), "{err}");
         }
         assert!(matches!(
             check_yaml(b"a: \xff\n"),
-            Err(FileProblem::NotUtf8(3))
+            Err(YamlProblem::NotUtf8(3))
         ));
     }
 

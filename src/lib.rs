@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod collector;
 pub mod config;
 pub mod events;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod lifecycle;

@@ -23,9 +23,7 @@
 //! are returned by source and [`NameErrorReason`], for the caller to count and log.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +31,8 @@ use std::time::{Duration, Instant};
 use super::docker::DockerStore;
 use super::kubelet::{NameConflict, read_kubelet_names};
 use super::podman::PodmanStore;
+pub(super) use crate::files::Stamp;
+use crate::files::{self, ReadError, Symlinks};
 
 /// The names of one container: pod, Kubernetes namespace and container name where the
 /// kubelet gave them, the container name alone where an engine did.
@@ -297,68 +297,17 @@ impl<S: PartialEq> Cache<S> {
     }
 }
 
-/// What moves when a directory's entries or a file's contents change: device, inode, mtime
-/// (seconds and nanoseconds) and size; or why there is none to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stamp {
-    Seen {
-        dev: u64,
-        ino: u64,
-        mtime: i64,
-        mtime_nsec: i64,
-        size: u64,
-    },
-    Failed(io::ErrorKind),
-}
-
-impl Stamp {
-    pub(super) fn of(meta: io::Result<Metadata>) -> Stamp {
-        match meta {
-            Ok(m) => Stamp::Seen {
-                dev: m.dev(),
-                ino: m.ino(),
-                mtime: m.mtime(),
-                mtime_nsec: m.mtime_nsec(),
-                size: m.size(),
-            },
-            Err(e) => Stamp::Failed(e.kind()),
-        }
-    }
-}
-
-/// Reads a regular file of at most `limit` bytes, whole. A symlink is not followed and a
-/// FIFO or device is not read (`O_NOFOLLOW | O_NONBLOCK`, then `fstat`): both are parse
-/// errors. A file larger than `limit` is refused by its size before any read, and one that
-/// grows past it while read is refused too, so no file costs more than `limit` bytes.
+/// Reads a regular file of at most `limit` bytes, whole, never through a symlink
+/// ([`files::read_bounded`]): refusals are parse errors, with the path.
 pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
-    use nix::libc::{ELOOP, O_NOFOLLOW, O_NONBLOCK};
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(ELOOP) => NameError::parse(path, "a symlink, not followed"),
-            _ => NameError::io(path, e),
-        })?;
-    let meta = file.metadata().map_err(|e| NameError::io(path, e))?;
-    if !meta.file_type().is_file() {
-        return Err(NameError::parse(path, "not a regular file"));
-    }
-    let too_large = || NameError::TooLarge {
-        path: path.to_owned(),
-        limit,
-    };
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    Read::take(&file as &File, limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| NameError::io(path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    files::read_bounded(path, limit, Symlinks::Refuse).map_err(|e| match e {
+        ReadError::Io(source) => NameError::io(path, source),
+        ReadError::TooLarge { limit } => NameError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+        e @ (ReadError::Symlink | ReadError::NotRegular) => NameError::parse(path, e.to_string()),
+    })
 }
 
 /// The longest container name taken. Docker and Podman set no limit, but a name is a label

@@ -16,12 +16,13 @@ pub mod tls;
 mod users;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
+
+use crate::files::{self, Stamp, Symlinks};
 
 pub use rate_limit::RateLimit;
 pub use tls::Tls;
@@ -234,7 +235,7 @@ impl WebConfig {
 
 /// YAML → JSON value → [`RawWebConfig`], so that serde's errors carry the key's path.
 fn parse_yaml(text: &str) -> Result<RawWebConfig, (String, String)> {
-    crate::config::check_yaml(text.as_bytes()).map_err(|e| (String::new(), e.to_string()))?;
+    crate::files::check_yaml(text.as_bytes()).map_err(|e| (String::new(), e.to_string()))?;
     let docs =
         yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| (String::new(), e.to_string()))?;
     let value = match docs.as_slice() {
@@ -293,30 +294,7 @@ fn read_named(dir: &Path, key: &str, file: &Path) -> Result<Vec<u8>, KeyProblem>
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(FILE_LIMIT + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > FILE_LIMIT {
-        return Err(format!("larger than the limit of {FILE_LIMIT} bytes"));
-    }
-    Ok(bytes)
-}
-
-/// What a file looked like when it was read: a change of any of these means a new file
-/// (a Kubernetes secret is swapped by a symlink, which changes the inode).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp(Option<(std::time::SystemTime, u64, u64)>);
-
-fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    Stamp(std::fs::metadata(path).ok().map(|m| {
-        (
-            m.modified().unwrap_or(std::time::UNIX_EPOCH),
-            m.len(),
-            m.ino(),
-        )
-    }))
+    files::read_bounded(path, FILE_LIMIT, Symlinks::FollowAny).map_err(|e| e.to_string())
 }
 
 /// The web config file and what was loaded from it, reloaded when it or a file it names
@@ -354,7 +332,7 @@ impl WebConfigFile {
     pub fn reload_if_changed(&self) -> Option<Result<(), WebConfigError>> {
         {
             let stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-            if stamps.iter().all(|(p, s)| stamp(p) == *s) {
+            if stamps.iter().all(|(p, s)| Stamp::path(p) == *s) {
                 return None;
             }
         }
@@ -399,7 +377,7 @@ fn load(path: &Path) -> (Vec<(PathBuf, Stamp)>, Result<WebConfig, WebConfigError
         key: String::new(),
         problem,
     };
-    let mut stamps = vec![(path.to_owned(), stamp(path))];
+    let mut stamps = vec![(path.to_owned(), Stamp::path(path))];
     let text = match read_limited(path).map(String::from_utf8) {
         Ok(Ok(text)) => text,
         Ok(Err(e)) => return (stamps, Err(fail(format!("not UTF-8: {e}")))),
@@ -415,7 +393,7 @@ fn load(path: &Path) -> (Vec<(PathBuf, Stamp)>, Result<WebConfig, WebConfigError
             .filter(|f| !f.is_empty())
         {
             let p = dir.join(f);
-            stamps.push((p.clone(), stamp(&p)));
+            stamps.push((p.clone(), Stamp::path(&p)));
         }
     }
     let config = WebConfig::parse(path, &text);
