@@ -490,6 +490,16 @@ impl AcceptFailures {
     pub fn succeeded(&mut self) {
         self.run = 0;
     }
+
+    /// Whether a failed accept is the client's doing (it reset or abandoned the connection
+    /// while it waited in the backlog, `ECONNABORTED`, or a signal came, `EINTR`): no shortage
+    /// of the server's, so no back-off and nothing to say.
+    pub fn is_the_clients(e: &std::io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(nix::libc::ECONNABORTED) | Some(nix::libc::EINTR)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +518,16 @@ mod tests {
         max_requests: 0,
         max_connections: 0,
     };
+
+    #[test]
+    fn an_aborted_connection_is_the_clients_and_a_full_fd_table_ours() {
+        use nix::libc::{ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+        let is = |errno| AcceptFailures::is_the_clients(&std::io::Error::from_raw_os_error(errno));
+        assert!(is(ECONNABORTED) && is(EINTR));
+        for ours in [EMFILE, ENFILE, ENOBUFS, ENOMEM] {
+            assert!(!is(ours), "errno {ours} backs off");
+        }
+    }
 
     #[test]
     fn accept_failures_back_off_and_are_said_once_a_second_with_a_count() {

@@ -415,6 +415,12 @@ pub async fn serve(
                 failures.succeeded();
                 a
             }
+            // A connection its client reset while it waited in the backlog: the client's
+            // doing, not a shortage of ours. Go's net/http and axum accept again at once.
+            Err(e) if AcceptFailures::is_the_clients(&e) => {
+                tracing::debug!(error = %e, "a connection was gone before it was accepted");
+                continue;
+            }
             Err(e) => {
                 // EMFILE and the like persist while the listener stays readable: retrying at
                 // once spins and floods the log.
