@@ -985,6 +985,49 @@ fn an_fd_found_by_the_last_pass_holds_until_its_process_exits() {
     wait_held_by(&e, held, None);
 }
 
+/// Between fd passes, an fd the last pass found holds its namespace only while the process
+/// still has it open: one that closes the fd and lives on holds it no longer, from the next
+/// scan, though no pass has run since (before, it held it until the next pass, an hour here).
+#[test]
+#[ignore = "needs root: unshare(1)"]
+fn a_closed_fd_holds_its_namespace_no_longer() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("close");
+    let holder = Spawned::new(
+        "sh",
+        &[
+            "-c",
+            r#"unshare --net sleep 1000 & c=$!
+            while [ "$(readlink /proc/$c/ns/net)" = "$(readlink /proc/$$/ns/net)" ]; do sleep 0.05; done
+            exec 7</proc/$c/ns/net; kill $c; wait $c 2>/dev/null
+            while [ ! -e "$1" ]; do sleep 0.05; done
+            exec 7<&-; exec sleep 1000"#,
+            "sh",
+            go.to_str().unwrap(),
+        ],
+    );
+    let held = wait_for("the fd", Duration::from_secs(10), || {
+        let link = std::fs::read_link(format!("/proc/{}/fd/7", holder.pid())).ok()?;
+        let text = link.to_str()?.to_owned();
+        text.strip_prefix("net:[")?
+            .strip_suffix(']')?
+            .parse::<u64>()
+            .ok()
+    });
+    let e = Exporter::start(&["--scan.interval=200ms", "--scan.fd-interval=1h"]);
+    wait_held_by(&e, held, Some("fd"));
+    std::fs::write(&go, "").unwrap();
+    wait_for("the fd closed", Duration::from_secs(10), || {
+        std::fs::read_link(format!("/proc/{}/fd/7", holder.pid()))
+            .is_err()
+            .then_some(())
+    });
+    wait_held_by(&e, held, None);
+    drop(e);
+    drop(holder);
+}
+
 /// A net namespace pinned by `ip netns add` is exported held by `bind_mount` at its path with
 /// no process, stays one namespace while a process comes and goes, and is destroyed once by
 /// `ip netns del`. One held by an fd of a process whose member exited is held by `fd`, and

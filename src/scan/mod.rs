@@ -42,9 +42,11 @@ use crate::model::{
     FdPin, HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
     ProcessId, ScanTime, Snapshot, SocketPin,
 };
+use std::ffi::CStr;
+
 use crate::procfs::{
-    NsFacts, PinPath, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at, pid_of,
-    pin_facts, ticks_per_second,
+    NsFacts, PinPath, ProcFs, boot_and_wall_time, is_vanished, ns_facts, open_dir_at,
+    parse_ns_link, pid_of, pin_facts, readlink_at, ticks_per_second,
 };
 use pins::{SocketMemo, SocketSkip, SocketSkips};
 
@@ -351,9 +353,38 @@ impl Scanner {
                                 .get(&p.pid)
                                 .is_some_and(|now| now.id == *p)
                         };
-                        let fds = last.fds.iter().filter(|(_, f)| lives(&f.process));
-                        let sockets = last.sockets.iter().filter(|(_, s)| lives(&s.process));
-                        (fds.copied().collect(), sockets.copied().collect())
+                        // And the fd is still what the pass found: a process that closed it
+                        // holds the namespace no longer (one readlink each, pins only).
+                        let mut buf = [0u8; 64];
+                        let mut still = |pid: i32, fd: i32, want: &dyn Fn(&[u8]) -> bool| {
+                            let path = format!("{pid}/fd/{fd}\0");
+                            let path = CStr::from_bytes_with_nul(path.as_bytes())
+                                .expect("digits and one NUL");
+                            readlink_at(root, path, &mut buf).is_ok_and(want)
+                        };
+                        let fds: Vec<_> = last
+                            .fds
+                            .iter()
+                            .filter(|(id, f)| {
+                                lives(&f.process)
+                                    && still(f.process.pid, f.fd, &|text| {
+                                        parse_ns_link(id.ns_type, text).ok() == Some(id.inode)
+                                    })
+                            })
+                            .copied()
+                            .collect();
+                        let sockets: Vec<_> = last
+                            .sockets
+                            .iter()
+                            .filter(|(_, s)| {
+                                lives(&s.process)
+                                    && still(s.process.pid, s.fd, &|text| {
+                                        pins::parse_socket_link(text) == Some(s.socket)
+                                    })
+                            })
+                            .copied()
+                            .collect();
+                        (fds, sockets)
                     }
                     _ => {
                         let pass = pins::read_fds(
