@@ -11,6 +11,7 @@ use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
+use nsexporter::declared::SpecSources;
 use nsexporter::health::Health;
 use nsexporter::http::{AppState, listen, serve};
 use nsexporter::list;
@@ -193,6 +194,11 @@ fn serve_metrics(settings: Settings, flags: Flags) -> Result<()> {
                 .docker(settings.docker.clone())
                 .podman(settings.podman.clone()),
         )
+        .with_specs(SpecSources::new(
+            settings.run.clone(),
+            settings.podman.clone(),
+            settings.procfs.clone(),
+        ))
         .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events
             && let Some(events) = listen_for_process_events(&settings)

@@ -56,6 +56,10 @@ label_enum! {
     pub enum NameSource {
         /// The kubelet's `/var/log/containers` listing (`--path.kubelet-logs`).
         Kubelet = "kubelet",
+        /// The annotations of each container's OCI runtime spec (`--path.run`), where the
+        /// CRI runtime wrote the pod's names: after the kubelet's, which are the
+        /// orchestrator's own record, and before the engines', which have no pod.
+        Spec = "spec",
         /// Docker's `containers/<id>/config.v2.json` (`--path.docker`).
         Docker = "docker",
         /// containers/storage's `<driver>-containers/containers.json` (`--path.podman`).
@@ -94,14 +98,14 @@ pub enum NameError {
 }
 
 impl NameError {
-    pub(super) fn io(path: &Path, source: io::Error) -> NameError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> NameError {
         NameError::Io {
             path: path.to_owned(),
             source,
         }
     }
 
-    pub(super) fn parse(path: &Path, detail: impl Into<String>) -> NameError {
+    pub(crate) fn parse(path: &Path, detail: impl Into<String>) -> NameError {
         NameError::Parse {
             path: path.to_owned(),
             detail: detail.into(),
@@ -128,6 +132,16 @@ pub struct Names {
 }
 
 impl Names {
+    /// These names with `source`'s replaced by `by_id`.
+    pub fn with(
+        mut self,
+        source: NameSource,
+        by_id: Arc<HashMap<String, ContainerNames>>,
+    ) -> Names {
+        self.by_source[source.index()] = by_id;
+        self
+    }
+
     /// Names from one source (tests, benchmarks).
     pub fn of(source: NameSource, by_id: HashMap<String, ContainerNames>) -> Names {
         let mut names = Names::default();
@@ -300,7 +314,7 @@ impl<S: PartialEq> Cache<S> {
 /// What moves when a directory's entries or a file's contents change: device, inode, mtime
 /// (seconds and nanoseconds) and size; or why there is none to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stamp {
+pub(crate) enum Stamp {
     Seen {
         dev: u64,
         ino: u64,
@@ -312,7 +326,7 @@ pub(super) enum Stamp {
 }
 
 impl Stamp {
-    pub(super) fn of(meta: io::Result<Metadata>) -> Stamp {
+    pub(crate) fn of(meta: io::Result<Metadata>) -> Stamp {
         match meta {
             Ok(m) => Stamp::Seen {
                 dev: m.dev(),
@@ -330,7 +344,7 @@ impl Stamp {
 /// FIFO or device is not read (`O_NOFOLLOW | O_NONBLOCK`, then `fstat`): both are parse
 /// errors. A file larger than `limit` is refused by its size before any read, and one that
 /// grows past it while read is refused too, so no file costs more than `limit` bytes.
-pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
     use nix::libc::{ELOOP, O_NOFOLLOW, O_NONBLOCK};
     let file = OpenOptions::new()
         .read(true)
