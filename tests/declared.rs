@@ -120,13 +120,26 @@ struct Intruder {
 
 impl Intruder {
     fn enter(c: &Container, t: &str, into: i32) -> Intruder {
+        Intruder::enter_pid(c.pid(), t, into)
+    }
+
+    /// As [`Intruder::enter`], beside any process `target`, in its cgroup (its path on the
+    /// unified or named hierarchy, written on every hierarchy that has it).
+    fn enter_pid(target: i32, t: &str, into: i32) -> Intruder {
+        let cgroup = std::fs::read_to_string(format!("/proc/{target}/cgroup")).unwrap();
+        let path = cgroup
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("0::")
+                    .or_else(|| l.split_once(":name=systemd:").map(|x| x.1))
+            })
+            .unwrap()
+            .to_owned();
         let mut args: Vec<String> = Vec::new();
         for u in TYPES {
-            let pid = if u == t { into } else { c.pid() };
+            let pid = if u == t { into } else { target };
             let flag = match u {
                 "mnt" => "mount",
-                "user" => "user",
-                "cgroup" => "cgroup",
                 other => other,
             };
             // nsenter refuses to enter its own user namespace again: leave it out then.
@@ -141,7 +154,7 @@ impl Intruder {
         let child = nsenter.child_running("sleep");
         for mount in cgroup_mounts() {
             let procs = mount
-                .join(c.cgroup().trim_start_matches('/'))
+                .join(path.trim_start_matches('/'))
                 .join("cgroup.procs");
             if procs.exists() {
                 let _ = std::fs::write(&procs, child.to_string());
@@ -462,4 +475,121 @@ fn runc_joining_another_containers_net_by_path_is_declared() {
         cross.contains(&(base.id.clone(), "net".into(), "false".into())),
         "{cross:?}"
     );
+}
+
+/// Docker `--network host` and `--pid container:X`, and a Podman pod: declared right (no
+/// undeclared finding; the host network's finding and the joined pid's are
+/// `declared="true"`). Docker's spec is read through the shim's cwd (an empty `--path.run`),
+/// Podman's from its store (`--path.podman`). A process moved into the host's net beside
+/// each pod container then is a finding: the specs were read.
+#[test]
+#[ignore = "needs root, docker.io, podman, catatonit and busybox-static (scripts/install-test-deps)"]
+fn docker_and_podman_declarations() {
+    use support::engines::{Dockerd, PodmanStore, busybox_tar};
+    let _guard = serial();
+    let work = tempfile::tempdir().unwrap();
+    let tar = busybox_tar(work.path());
+    let tar = tar.to_str().unwrap();
+    let docker = Dockerd::start();
+    docker.docker(&["import", tar, "nsx-busybox"]);
+    let podman = PodmanStore::new();
+    podman.podman(&["import", tar, "nsx-busybox"]);
+    let run = Run::new();
+    let e = Exporter::start(&[
+        &format!("--path.run={}", run.path().display()),
+        "--path.kubelet-logs=/nonexistent",
+        &format!("--path.docker={}", docker.data_root().display()),
+        &format!("--path.podman={}", podman.root().display()),
+        "--scan.interval=1s",
+        "--scan.sweep-interval=0s",
+    ]);
+    let d = |args: &[&str]| docker.docker(args);
+    let web = d(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    let x = d(&[
+        "run",
+        "-d",
+        "--name",
+        "nsx-x",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    let joiner = d(&[
+        "run",
+        "-d",
+        "--pid",
+        "container:nsx-x",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    let pod = podman.podman(&["pod", "create", "--name", "nsx-pod", "--network", "none"]);
+    let pod_a = podman.podman(&[
+        "run",
+        "-d",
+        "--pod",
+        "nsx-pod",
+        "nsx-busybox",
+        "sleep",
+        "1000",
+    ]);
+    let infra = podman.podman(&["pod", "inspect", "--format", "{{.InfraContainerID}}", &pod]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let want = (web.clone(), "net".to_string(), "true".to_string());
+    let m = loop {
+        let m = e.metrics();
+        let host = findings(&m, "host_namespace");
+        if host.contains(&want) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want:?} not in {host:?}\n{}",
+            e.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        findings(&m, "undeclared_namespace").is_empty(),
+        "{:?}",
+        findings(&m, "undeclared_namespace")
+    );
+    assert!(findings(&m, "user_namespace_not_applied").is_empty());
+    let cross = findings(&m, "cross_workload");
+    assert!(
+        cross.contains(&(joiner.clone(), "pid".into(), "true".into())),
+        "{cross:?}"
+    );
+    assert!(
+        cross.contains(&(x.clone(), "pid".into(), "false".into())),
+        "{cross:?}"
+    );
+    // Each spec was read: a process beside each moved into the host's net is undeclared.
+    let pid_of = |inspect: String| inspect.trim().parse::<i32>().unwrap();
+    let x_pid = pid_of(d(&["inspect", "--format", "{{.State.Pid}}", &x]));
+    let a_pid = pid_of(podman.podman(&["inspect", "--format", "{{.State.Pid}}", &pod_a]));
+    let _in_x = Intruder::enter_pid(x_pid, "net", HOST);
+    let _in_a = Intruder::enter_pid(a_pid, "net", HOST);
+    let m = scan_after(&e, scans(&e));
+    let undeclared = findings(&m, "undeclared_namespace");
+    for id in [&x, &pod_a] {
+        assert!(
+            undeclared.contains(&(id.clone(), "net".into(), "false".into())),
+            "{id}: {undeclared:?}"
+        );
+    }
+    assert!(!undeclared.iter().any(|f| f.0 == infra), "{undeclared:?}");
+    drop(e);
+    for c in [&web, &x, &joiner] {
+        let _ = docker.try_docker(&["rm", "-f", c]);
+    }
+    podman.podman(&["pod", "rm", "-f", "nsx-pod"]);
 }

@@ -26,14 +26,16 @@ pub use spec::{Declared, Spec, SpecParseError, parse_oci_config, parse_runc_stat
 
 /// The inode of the namespace a bind mount at `path` pins, seen from the host's root through
 /// `procfs` (`<procfs>/1/root/<path>`: the exporter's own mount namespace need not hold the
-/// path; needs CAP_SYS_PTRACE outside the host's pid namespace owner). `None` unless the file
-/// is on nsfs (statfs(2) `NSFS_MAGIC`).
+/// path; needs CAP_SYS_PTRACE), or, where PID 1's root cannot be entered, at `path` itself
+/// (an exporter on the host). `None` unless the file is on nsfs (statfs(2) `NSFS_MAGIC`),
+/// so a path that means something else in the exporter's own root is never taken.
 pub fn resolve_on_host(procfs: &std::path::Path, path: &std::path::Path) -> Option<u64> {
     use nix::sys::statfs::{NSFS_MAGIC, statfs};
     let rel = path.strip_prefix("/").ok()?;
-    let full = procfs.join("1/root").join(rel);
-    if statfs(&full).ok()?.filesystem_type() != NSFS_MAGIC {
-        return None;
-    }
-    nix::sys::stat::stat(&full).ok().map(|s| s.st_ino)
+    let nsfs = |p: &std::path::Path| {
+        (statfs(p).ok()?.filesystem_type() == NSFS_MAGIC)
+            .then(|| nix::sys::stat::stat(p).ok().map(|s| s.st_ino))
+            .flatten()
+    };
+    nsfs(&procfs.join("1/root").join(rel)).or_else(|| nsfs(path))
 }
