@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::attribution::{NameErrorReason, NameSource, NameSources, Names, Workload, attribute};
+use crate::attribution::{
+    Attribution, ContainerNames, NameErrorReason, NameSource, NameSources, Names, Workload,
+    attribute,
+};
+use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
 use crate::events::EventStream;
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
@@ -37,6 +41,14 @@ pub struct Collector {
     policy: Policy,
     /// Where container names come from, with their last reads.
     names: NameSources,
+    /// Where each container's OCI spec is, with the last reads; `None`: not read.
+    specs: Option<SpecSources>,
+    /// The names the specs' annotations gave at their last read.
+    spec_names: Arc<HashMap<String, ContainerNames>>,
+    /// The last scan's declared-versus-observed judgement, for the sweeps' findings.
+    judgement: Judgement,
+    /// The specs of the last scan's containers, by id.
+    spec_cache: crate::declared::Specs,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
     warned: [bool; ErrorReason::ALL.len()],
@@ -88,6 +100,10 @@ impl Collector {
             layout,
             policy,
             names,
+            specs: None,
+            spec_names: Arc::default(),
+            judgement: Judgement::default(),
+            spec_cache: Default::default(),
             warned: [false; ErrorReason::ALL.len()],
             failing: None,
             name_conflicts: HashSet::new(),
@@ -106,6 +122,13 @@ impl Collector {
     /// only, to count as orphaned (`--namespace.orphan-age`).
     pub fn with_orphan_age(mut self, age: Duration) -> Self {
         self.orphan_age = age;
+        self
+    }
+
+    /// Reads each container's OCI spec from `specs` and judges what it declared against
+    /// what its processes are in.
+    pub fn with_specs(mut self, specs: SpecSources) -> Self {
+        self.specs = Some(specs);
         self
     }
 
@@ -151,7 +174,11 @@ impl Collector {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
-        let attribution = attribute(&snapshot, &[], &names);
+        let mut attribution = attribute(&snapshot, &[], &names);
+        if self.refresh_specs(&snapshot, &attribution) {
+            // A new container's names came from its spec: attributed again with them.
+            attribution = attribute(&snapshot, &[], &self.names());
+        }
         let mut moves = PerType::splat(false);
         for t in NsType::ALL {
             moves[t] = t == NsType::Mnt || self.policy.host_namespace_types.contains(t);
@@ -163,7 +190,23 @@ impl Collector {
             )
         });
         self.watch = Watch::new(containers, moves);
-        let sharing = evaluate(&snapshot, &attribution, &self.policy);
+        let mut sharing = evaluate(&snapshot, &attribution, &self.policy);
+        self.judgement = match &self.specs {
+            Some(specs) => {
+                let procfs = specs.procfs().to_owned();
+                let resolve =
+                    |path: &std::path::Path| crate::declared::resolve_on_host(&procfs, path);
+                judge(&snapshot, &attribution, &self.spec_cache, &resolve)
+            }
+            None => Judgement::default(),
+        };
+        for f in &mut sharing.findings {
+            f.declared = self.judgement.declaration(f, &snapshot);
+        }
+        sharing
+            .findings
+            .extend(self.judgement.findings.iter().cloned());
+        sharing.findings.sort();
         let new_findings = self.findings.update(&sharing.findings);
         let orphans = self.tracker.orphans(self.orphan_age);
         let duration = started.elapsed();
@@ -219,6 +262,76 @@ impl Collector {
         (self.metrics.encode(), Ok(()))
     }
 
+    /// Reads the specs of this scan's containers, each again only where it changed, into
+    /// `spec_cache` and `spec_names`; counts and logs failed reads as the name sources'.
+    /// Whether a container gained names its attribution lacked.
+    fn refresh_specs(&mut self, snapshot: &Snapshot, attribution: &Attribution) -> bool {
+        let Some(specs) = &mut self.specs else {
+            return false;
+        };
+        // Each container's first process, and its parent where that is outside every
+        // container: the shim, whose working directory is the bundle.
+        let mut first: HashMap<&str, (&Process, &Arc<crate::attribution::Container>)> =
+            HashMap::new();
+        for p in snapshot.processes.values() {
+            if let Workload::Container(c) = attribution.of(p.id.pid) {
+                let e = first.entry(&c.id).or_insert((p, c));
+                if (p.id.start_ticks, p.id.pid) < (e.0.id.start_ticks, e.0.id.pid) {
+                    *e = (p, c);
+                }
+            }
+        }
+        let mut wanted: Vec<Wanted> = first
+            .iter()
+            .map(|(id, (p, _))| Wanted {
+                id: (*id).to_owned(),
+                shim: matches!(
+                    attribution.of(p.ppid),
+                    Workload::Host | Workload::Runtime(_)
+                )
+                .then_some(p.ppid),
+            })
+            .collect();
+        wanted.sort_by(|a, b| a.id.cmp(&b.id));
+        let refresh = specs.refresh(&wanted, Instant::now());
+        for e in refresh.errors {
+            self.count_name_error(NameSource::Spec, &e.into_name_error());
+        }
+        let names: HashMap<String, ContainerNames> = refresh
+            .specs
+            .iter()
+            .filter_map(|(id, spec)| {
+                Some((id.clone(), names_from_annotations(id, &spec.annotations)?))
+            })
+            .collect();
+        let gained = first
+            .values()
+            .any(|(_, c)| c.names.is_none() && names.contains_key(&c.id));
+        if *self.spec_names != names {
+            self.spec_names = Arc::new(names);
+        }
+        self.spec_cache = refresh.specs;
+        gained
+    }
+
+    /// Counts a failed read of a name source, and logs it at warn the first time its source
+    /// and reason appear.
+    fn count_name_error(&mut self, source: NameSource, e: &crate::attribution::NameError) {
+        let reason = e.reason();
+        self.name_errors.count(source, reason);
+        let warned = &mut self.name_warned[source.index()][reason.index()];
+        if std::mem::replace(warned, true) {
+            tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
+        } else {
+            tracing::warn!(
+                source = source.as_str(),
+                reason = reason.as_str(),
+                error = %e,
+                "container names unread (said once per source and reason; counted in nsexporter_name_source_errors_total)"
+            );
+        }
+    }
+
     /// Container names by id, each source read again only when it changed (see
     /// [`NameSources`]). A container id with several kubelet names is logged once; a failed
     /// read is counted, and logged at warn the first time its source and reason appear.
@@ -235,21 +348,11 @@ impl Collector {
             }
         }
         for (source, e) in &refresh.errors {
-            let reason = e.reason();
-            self.name_errors.count(*source, reason);
-            let warned = &mut self.name_warned[source.index()][reason.index()];
-            if std::mem::replace(warned, true) {
-                tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
-            } else {
-                tracing::warn!(
-                    source = source.as_str(),
-                    reason = reason.as_str(),
-                    error = %e,
-                    "container names unread (said once per source and reason; counted in nsexporter_name_source_errors_total)"
-                );
-            }
+            self.count_name_error(*source, e);
         }
-        refresh.names
+        refresh
+            .names
+            .with(NameSource::Spec, Arc::clone(&self.spec_names))
     }
 
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
@@ -430,7 +533,10 @@ impl Collector {
                 self.watch.add(p);
             }
         }
-        let sharing = evaluate(&fresh, &attribution, &self.policy);
+        let mut sharing = evaluate(&fresh, &attribution, &self.policy);
+        for f in &mut sharing.findings {
+            f.declared = self.judgement.declaration(f, &fresh);
+        }
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
     }

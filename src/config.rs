@@ -203,6 +203,13 @@ config_keys! {
             help: "Podman's containers/storage graph root, whose DRIVER-containers/\
                    containers.json give container names",
         },
+        run: PathBuf {
+            flag: "path.run" <DIR> as run,
+            default: "/run",
+            parse: "text",
+            help: "The host's /run, under which the runtimes' state directories (containerd, \
+                   runc, crun, CRI-O, Docker) hold each container's OCI spec",
+        },
     }
     scan: RawScan {
         interval: Duration {
@@ -653,6 +660,8 @@ pub struct Settings {
     pub docker: PathBuf,
     /// Optional, as `kubelet_logs`: Podman's graph root.
     pub podman: PathBuf,
+    /// Optional, as `kubelet_logs`: the host's `/run`, for the containers' specs.
+    pub run: PathBuf,
     pub scan_interval: Duration,
     pub scan_threads: ThreadScan,
     /// Zero: no sweeps.
@@ -754,6 +763,7 @@ impl TryFrom<RawConfig> for Settings {
             kubelet_logs: path.kubelet_logs,
             docker: path.docker,
             podman: path.podman,
+            run: path.run,
             scan_interval: scan.interval,
             scan_threads: scan.threads,
             scan_sweep_interval: scan.sweep_interval,

@@ -5,6 +5,7 @@ mod labels;
 pub mod attribution;
 pub mod collector;
 pub mod config;
+pub mod declared;
 pub mod events;
 pub mod files;
 pub mod health;

@@ -11,6 +11,7 @@ use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
+use nsexporter::declared::SpecSources;
 use nsexporter::health::Health;
 use nsexporter::http::{AppState, DRAIN, FD_RESERVE, connection_cap, listen, serve};
 use nsexporter::list;
@@ -245,6 +246,11 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
                 .docker(settings.docker.clone())
                 .podman(settings.podman.clone()),
         )
+        .with_specs(SpecSources::new(
+            settings.run.clone(),
+            settings.podman.clone(),
+            settings.procfs.clone(),
+        ))
         .with_orphan_age(settings.orphan_age);
         if settings.scan_proc_events
             && let Some(events) = listen_for_process_events(&settings)

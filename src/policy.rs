@@ -35,6 +35,13 @@ label_enum! {
         CrossWorkload = "cross_workload",
         /// A process whose cgroup says container X sits in the host's mount namespace.
         HostMountFromContainer = "host_mount_from_container",
+        /// A container process in a namespace its OCI spec did not give it: the host's, or
+        /// one that holds another workload's processes. Needs no allowlist: what a spec
+        /// declares is never one.
+        UndeclaredNamespace = "undeclared_namespace",
+        /// A spec with `uidMappings` whose process is in the host's user namespace, or one
+        /// without a user namespace whose first process is not in the host's.
+        UserNamespaceNotApplied = "user_namespace_not_applied",
     }
 }
 
@@ -177,8 +184,9 @@ impl TryFrom<RawPolicy> for Policy {
         for (i, a) in raw.allow.into_iter().enumerate() {
             let key = |field: &str| format!("policy.allow[{i}].{field}");
             let rules = match &a.rules {
-                // By default every rule but the host mount one, which must be named.
-                None => Rule::ALL.map(|r| r != Rule::HostMountFromContainer),
+                // By default the two rules about sharing; the host mount one and the spec
+                // ones must be named.
+                None => Rule::ALL.map(|r| matches!(r, Rule::HostNamespace | Rule::CrossWorkload)),
                 Some(names) => {
                     let mut r = [false; Rule::ALL.len()];
                     for n in names {
@@ -188,7 +196,7 @@ impl TryFrom<RawPolicy> for Policy {
                             .ok_or_else(|| PolicyError {
                                 key: key("rules"),
                                 problem: format!(
-                                    "unknown rule {n:?} (expected host_namespace, cross_workload or host_mount_from_container)"
+                                    "unknown rule {n:?} (expected host_namespace, cross_workload, host_mount_from_container, undeclared_namespace or user_namespace_not_applied)"
                                 ),
                             })?;
                         r[rule.index()] = true;

@@ -52,12 +52,28 @@ pub struct HostSharing {
     pub container: Arc<Container>,
 }
 
+label_enum! {
+    /// Whether the container's OCI spec declared what a finding reports: the `declared`
+    /// label. A declared host namespace (`hostNetwork: true`) is posture; an undeclared one
+    /// is what a spec cannot explain.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Declaration {
+        True = "true",
+        False = "false",
+        /// No spec was found for the container.
+        #[default]
+        Unknown = "unknown",
+    }
+}
+
 /// A sharing the policy does not allow.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
     pub rule: Rule,
     pub ns_type: NsType,
     pub container: Arc<Container>,
+    /// Set from the container's spec after [`evaluate`]; `Unknown` until then.
+    pub declared: Declaration,
 }
 
 impl Finding {
@@ -253,6 +269,7 @@ fn push_unless_allowed(
             rule,
             ns_type,
             container: Arc::clone(c),
+            declared: Declaration::Unknown,
         }),
     }
 }

@@ -58,6 +58,11 @@ const ZERO_IS_RIGHT: &[(&str, &str, &str)] = &[
         "A",
         "as Scan errors; its query B shows the protected PID 1 standing",
     ),
+    (
+        "Declared against observed: undeclared namespaces, and findings by declared",
+        "A",
+        "this test's container has no spec, so nothing is undeclared (tests/declared.rs)",
+    ),
 ];
 
 /// How long the test makes namespaces come and go, and what the range queries look back over.

@@ -21,6 +21,7 @@ fn fixture_exporter() -> Exporter {
         &format!("--path.kubelet-logs={}", logs.display()),
         &format!("--path.docker={}", no_docker.display()),
         &format!("--path.podman={}", podman.display()),
+        &format!("--path.run={}", no_docker.display()),
         "--scan.interval=1h",
     ])
 }

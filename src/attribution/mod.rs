@@ -33,4 +33,5 @@ pub use kubelet::{KubeletNames, NameConflict, parse_log_name, read_kubelet_names
 pub use names::{
     ContainerNames, NameError, NameErrorReason, NameSource, NameSources, Names, Refresh,
 };
+pub(crate) use names::{REREAD as REREAD_NAMES, Stamp, read_bounded};
 pub use workload::{Attribution, Container, Workload, attribute};

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use super::docker::DockerStore;
 use super::kubelet::{NameConflict, read_kubelet_names};
 use super::podman::PodmanStore;
-pub(super) use crate::files::Stamp;
+pub(crate) use crate::files::Stamp;
 use crate::files::{self, ReadError, Symlinks};
 
 /// The names of one container: pod, Kubernetes namespace and container name where the
@@ -56,6 +56,10 @@ label_enum! {
     pub enum NameSource {
         /// The kubelet's `/var/log/containers` listing (`--path.kubelet-logs`).
         Kubelet = "kubelet",
+        /// The annotations of each container's OCI runtime spec (`--path.run`), where the
+        /// CRI runtime wrote the pod's names: after the kubelet's, which are the
+        /// orchestrator's own record, and before the engines', which have no pod.
+        Spec = "spec",
         /// Docker's `containers/<id>/config.v2.json` (`--path.docker`).
         Docker = "docker",
         /// containers/storage's `<driver>-containers/containers.json` (`--path.podman`).
@@ -94,14 +98,14 @@ pub enum NameError {
 }
 
 impl NameError {
-    pub(super) fn io(path: &Path, source: io::Error) -> NameError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> NameError {
         NameError::Io {
             path: path.to_owned(),
             source,
         }
     }
 
-    pub(super) fn parse(path: &Path, detail: impl Into<String>) -> NameError {
+    pub(crate) fn parse(path: &Path, detail: impl Into<String>) -> NameError {
         NameError::Parse {
             path: path.to_owned(),
             detail: detail.into(),
@@ -128,6 +132,16 @@ pub struct Names {
 }
 
 impl Names {
+    /// These names with `source`'s replaced by `by_id`.
+    pub fn with(
+        mut self,
+        source: NameSource,
+        by_id: Arc<HashMap<String, ContainerNames>>,
+    ) -> Names {
+        self.by_source[source.index()] = by_id;
+        self
+    }
+
     /// Names from one source (tests, benchmarks).
     pub fn of(source: NameSource, by_id: HashMap<String, ContainerNames>) -> Names {
         let mut names = Names::default();
@@ -299,7 +313,7 @@ impl<S: PartialEq> Cache<S> {
 
 /// Reads a regular file of at most `limit` bytes, whole, never through a symlink
 /// ([`files::read_bounded`]): refusals are parse errors, with the path.
-pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, NameError> {
     files::read_bounded(path, limit, Symlinks::Refuse).map_err(|e| match e {
         ReadError::Io(source) => NameError::io(path, source),
         ReadError::TooLarge { limit } => NameError::TooLarge {

@@ -810,6 +810,7 @@ fn finding_row(f: &Finding) -> FindingRow {
     FindingRow {
         rule: f.rule.as_str(),
         ns_type: f.ns_type,
+        declared: f.declared.as_str(),
         workload: workload_values(&f.container),
     }
 }

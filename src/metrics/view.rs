@@ -91,6 +91,8 @@ pub struct HostSharingRow {
 pub struct FindingRow {
     pub rule: &'static str,
     pub ns_type: NsType,
+    /// `true`, `false` or `unknown`: whether the container's spec declared it.
+    pub declared: &'static str,
     pub workload: [String; 5],
 }
 
@@ -125,7 +127,7 @@ const HOST_SHARING: Family = Family {
 };
 const FINDINGS: Family = Family {
     name: "nsexporter_sharing_findings_active",
-    help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container); nsexporter_sharing_findings_total counts them as they appear.",
+    help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
 };
 
 /// A sample: its label pairs, sorted by name, and its value.
@@ -204,7 +206,11 @@ impl ScanView {
                 .findings
                 .iter()
                 .map(|f| {
-                    let first = vec![("rule", f.rule), ("type", f.ns_type.as_str())];
+                    let first = vec![
+                        ("rule", f.rule),
+                        ("type", f.ns_type.as_str()),
+                        ("declared", f.declared),
+                    ];
                     sample(workload_labels(first, &f.workload), 1.0)
                 })
                 .collect(),
@@ -342,6 +348,7 @@ mod tests {
             findings: vec![FindingRow {
                 rule: "host_namespace",
                 ns_type: NsType::Net,
+                declared: "true",
                 workload: workload("aa"),
             }],
         };
@@ -357,7 +364,7 @@ mod tests {
                 // No start time known for the mnt namespace: no series rather than a zero.
                 r#"nsexporter_namespace_start_time_seconds{inode="4026531840",type="net"} 1700000000.5"#,
                 r#"nsexporter_workload_host_namespace{container="app",container_id="aa",k8s_namespace="default",pod="web-1",runtime="containerd",type="net"} 1"#,
-                r#"nsexporter_sharing_findings_active{container="app",container_id="aa",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
+                r#"nsexporter_sharing_findings_active{container="app",container_id="aa",declared="true",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
             ]
         );
         assert!(text.contains(

@@ -503,6 +503,11 @@ impl Container {
         &self.cgroup
     }
 
+    /// This container's runc `--root`: its `state.json` is at `<root>/<id>/state.json`.
+    pub fn root(&self) -> &Path {
+        self.state.path()
+    }
+
     /// The file the container's stdout and stderr (and runc's errors) go to.
     pub fn log_path(&self) -> &Path {
         &self.log_path
