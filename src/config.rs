@@ -1207,7 +1207,7 @@ mod tests {
 
     #[test]
     fn readme_lists_every_key() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/configuration.md");
         for key in KEYS {
             let default = match key.default {
                 "" => "none".to_owned(),
@@ -1219,7 +1219,7 @@ mod tests {
                 key.name,
                 key.name.to_ascii_uppercase().replace('.', "__"),
             );
-            assert!(readme.contains(&row), "README lacks {row:?}");
+            assert!(readme.contains(&row), "docs/configuration.md lacks {row:?}");
         }
     }
 

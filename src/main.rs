@@ -356,7 +356,7 @@ fn listen_for_process_events(settings: &Settings) -> Option<nsexporter::events::
 
 /// How long shutdown waits for a running scan, from the signal. Meanwhile the connections
 /// close: those without a whole request at once, those being answered within [`DRAIN`]. With
-/// [`RUNTIME_SHUTDOWN_WAIT`] after both, SIGTERM exits within 2.25 s (README, Usage).
+/// [`RUNTIME_SHUTDOWN_WAIT`] after both, SIGTERM exits within 2.25 s (docs/configuration.md).
 const SCAN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const _: () = assert!(DRAIN.as_millis() <= SCAN_SHUTDOWN_WAIT.as_millis());
 

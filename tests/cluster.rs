@@ -39,7 +39,7 @@ use support::{BIN, Metrics, Spawned, free_port, http, manifest_dir};
 const SERVICE_MONITOR: &str = "deploy/kubernetes/servicemonitor.yaml";
 const SERVICE: &str = "deploy/kubernetes/service.yaml";
 const RECORDING: &str = "deploy/prometheus/recording.yaml";
-/// What the README tells a Thanos or Mimir user to remote-write: only the recording rules'
+/// What docs/metrics.md tells a Thanos or Mimir user to remote-write: only the recording rules'
 /// series (`write_relabel_configs` keep on `__name__=~"nsexporter:.*"`).
 const REMOTE_WRITE_KEEP: &str = "nsexporter:.*";
 const CLUSTER: &str = "nsx-test";

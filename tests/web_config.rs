@@ -634,7 +634,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     assert!(!scraped.is_empty(), "{}", prometheus.log());
 }
 
-/// Two rows of the README's differences from exporter-toolkit, which rustls imposes: a client
+/// Two rows of docs/tls-and-auth.md's differences from exporter-toolkit, which rustls imposes: a client
 /// certificate marked `CA:TRUE` that the CA issued (Go takes it) is refused with unknown_ca,
 /// and an RSA 1024 server key (Go takes it) fails the start.
 #[test]

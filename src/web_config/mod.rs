@@ -8,7 +8,7 @@
 //! when one of them changes ([`WebConfigFile::reload_if_changed`], once a second), so that a
 //! certificate rotated by cert-manager is served without a restart; a bad new file keeps the
 //! running configuration. Where exporter-toolkit and nsexporter differ, and why, is one table
-//! in the README ("Differences from exporter-toolkit").
+//! in docs/tls-and-auth.md ("Differences from exporter-toolkit").
 
 mod go;
 pub mod rate_limit;

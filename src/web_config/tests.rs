@@ -308,8 +308,10 @@ fn tls_is_on_only_where_exporter_toolkit_turns_it_on() {
 
 #[test]
 fn the_readme_example_is_accepted_and_its_hash_is_of_change_me() {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("# web.yml").expect("the README's web.yml");
+    let readme = include_str!("../../docs/tls-and-auth.md");
+    let start = readme
+        .find("# web.yml")
+        .expect("docs/tls-and-auth.md's web.yml");
     let text = &readme[start..start + readme[start..].find("```").unwrap()];
     let dir = certificates();
     for (from, to) in [
