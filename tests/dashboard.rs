@@ -508,7 +508,7 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Draws the dashboard's main panels from `prometheus` into `dashboards/nsexporter.png`.
+/// Draws every panel of the dashboard from `prometheus` into `dashboards/nsexporter.png`.
 fn render(prometheus: &Prometheus) {
     let script: PathBuf = manifest_dir().join("dashboards/render.py");
     let out_png: &Path = &manifest_dir().join("dashboards/nsexporter.png");
@@ -525,4 +525,150 @@ fn render(prometheus: &Prometheus) {
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The command that redraws `dashboards/nsexporter.png`, as the stale-picture test says it.
+const REDRAW: &str = "sudo scripts/dashboard-scenario";
+/// The PNG tEXt keyword under which `render.py` writes the SHA-256 of the JSON it drew.
+const PICTURE_KEY: &str = "nsexporter-dashboard-sha256";
+
+/// The tEXt chunks of a PNG as (keyword, text). A PNG is an 8-byte signature, then chunks of
+/// length (4 bytes, big-endian), type (4), data, CRC (4); a tEXt chunk's data is the keyword, a
+/// NUL, and Latin-1 text (PNG specification, 11.3.4.3).
+fn png_text_chunks(png: &[u8]) -> Result<Vec<(String, String)>, String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let mut rest = png
+        .strip_prefix(SIGNATURE)
+        .ok_or("not a PNG: no signature")?;
+    let mut texts = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 12 {
+            return Err(format!(
+                "truncated chunk header ({} bytes left)",
+                rest.len()
+            ));
+        }
+        let length = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let kind = &rest[4..8];
+        let data = rest.get(8..8 + length).ok_or_else(|| {
+            format!(
+                "chunk {:?} runs past the end",
+                String::from_utf8_lossy(kind)
+            )
+        })?;
+        if kind == b"tEXt" {
+            let nul = data
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or("tEXt chunk without a NUL")?;
+            let latin1 = |b: &[u8]| b.iter().map(|c| char::from(*c)).collect::<String>();
+            texts.push((latin1(&data[..nul]), latin1(&data[nul + 1..])));
+        }
+        if kind == b"IEND" {
+            break;
+        }
+        rest = &rest[(12 + length).min(rest.len())..];
+    }
+    Ok(texts)
+}
+
+#[test]
+fn png_text_chunks_reads_keyword_and_text() {
+    // A signature, one tEXt chunk (CRC not checked) and IEND.
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let data = b"k\0v\xe9";
+    png.extend((data.len() as u32).to_be_bytes());
+    png.extend(b"tEXt");
+    png.extend(data);
+    png.extend([0; 4]);
+    png.extend(0u32.to_be_bytes());
+    png.extend(b"IEND");
+    png.extend([0; 4]);
+    assert_eq!(
+        png_text_chunks(&png).unwrap(),
+        vec![("k".to_string(), "v\u{e9}".to_string())]
+    );
+    assert!(png_text_chunks(b"GIF89a").is_err());
+    assert!(png_text_chunks(&png[..18]).is_err());
+}
+
+/// Fails when `dashboards/nsexporter.json` changed and the picture was not redrawn from it:
+/// `render.py` writes the SHA-256 of the JSON it drew into the PNG. Needs no Prometheus.
+#[test]
+fn picture_is_drawn_from_this_dashboard() {
+    use sha2::{Digest, Sha256};
+
+    let json = std::fs::read(manifest_dir().join(DASHBOARD)).expect("reading the dashboard");
+    let now: String = Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let picture = "dashboards/nsexporter.png";
+    let png = std::fs::read(manifest_dir().join(picture))
+        .unwrap_or_else(|e| panic!("reading {picture}: {e}; draw it with `{REDRAW}`"));
+    let texts = png_text_chunks(&png).unwrap_or_else(|e| panic!("{picture}: {e}"));
+    let drawn = texts
+        .iter()
+        .find(|(k, _)| k == PICTURE_KEY)
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        drawn,
+        Some(now.as_str()),
+        "{picture} was not drawn from this {DASHBOARD} (tEXt {PICTURE_KEY} is {drawn:?}, the \
+         JSON's SHA-256 is {now}): redraw it with `{REDRAW}` and commit both"
+    );
+}
+
+/// Every panel type of the dashboard is one `render.py` can draw: a new type fails here,
+/// not in the scenario run that redraws the picture.
+#[test]
+fn render_py_draws_every_panel_type_of_the_dashboard() {
+    let script = manifest_dir().join("dashboards/render.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg("--list-types")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(out.status.success(), "render.py --list-types: {out:?}");
+    let drawable: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let d = dashboard();
+    let used: BTreeSet<String> = panels(&d)
+        .iter()
+        .filter_map(|p| p["type"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = used.difference(&drawable).collect();
+    assert!(
+        missing.is_empty(),
+        "{DASHBOARD} uses panel types {missing:?} that dashboards/render.py cannot draw (it \
+         draws {drawable:?}): add them to its DRAW table, then redraw with `{REDRAW}`"
+    );
+}
+
+/// `render.py` refuses, before any query, a dashboard with a panel type it cannot draw: exit 2
+/// and the type named.
+#[test]
+fn render_py_fails_naming_a_panel_type_it_cannot_draw() {
+    let mut d = dashboard();
+    d["panels"].as_array_mut().unwrap().push(json!({
+        "id": 999, "type": "piechart", "title": "new",
+        "gridPos": {"x": 0, "y": 200, "w": 6, "h": 6}, "targets": []
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.json");
+    std::fs::write(&path, d.to_string()).unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .arg(manifest_dir().join("dashboards/render.py"))
+        .arg(format!("--dashboard={}", path.display()))
+        .arg(format!("--out={}", dir.path().join("d.png").display()))
+        // Nothing listens here: the refusal must come before any query.
+        .arg("--prometheus=http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "render.py: {stderr}");
+    assert!(stderr.contains("piechart"), "render.py: {stderr}");
+    assert!(!dir.path().join("d.png").exists());
 }
