@@ -5,6 +5,7 @@ mod labels;
 pub mod attribution;
 pub mod collector;
 pub mod config;
+pub mod ebpf;
 pub mod events;
 pub mod health;
 pub mod http;
