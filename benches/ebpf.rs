@@ -181,12 +181,24 @@ fn main() {
     let setns_b = netns.round_trips(trips);
     let judged = exporter.settled_changes() - before;
     let judging = started.elapsed();
-    let lost_setns = exporter.total("nsexporter_ebpf_events_lost_total");
+    let lost_unpaced = exporter.total("nsexporter_ebpf_events_lost_total");
 
+    // The probes alone: the exporter stopped (SIGSTOP), so that nothing reads the ring buffer
+    // and, once it is full, each change costs the probes and a counted loss.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exporter.child.id() as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    );
+    let setns_probes = netns.round_trips(trips);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exporter.child.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    );
     let before = exporter.settled_changes();
+    let lost_before = exporter.total("nsexporter_ebpf_events_lost_total");
     let made = netns.flood(rate, secs);
     let flooded = exporter.settled_changes() - before;
-    let lost_flood = exporter.total("nsexporter_ebpf_events_lost_total") - lost_setns;
+    let lost_flood = exporter.total("nsexporter_ebpf_events_lost_total") - lost_before;
     drop(exporter);
 
     let fork_c = fork_exec(forks);
@@ -213,7 +225,12 @@ fn main() {
         slowdown(setns_0, setns_b)
     );
     println!(
-        "setns unpaced: {} changes made at {:.0}/s, {judged} judged ({:.0}/s until all were), {lost_setns} lost",
+        "setns round trip x{trips}, the exporter stopped (probes and ring buffer only): {:.2} µs/op: {:+.1}%",
+        per_op(setns_probes, trips),
+        slowdown(setns_0, setns_probes)
+    );
+    println!(
+        "setns unpaced: {} changes made at {:.0}/s, {judged} judged ({:.0}/s until all were), {lost_unpaced} lost",
         2 * trips,
         2.0 * trips as f64 / setns_b.as_secs_f64(),
         judged / judging.as_secs_f64(),

@@ -157,7 +157,7 @@ pub struct NsChange {
     pub syscall: ChangeSyscall,
     /// The types that changed.
     pub changed: PerType<bool>,
-    /// The task's namespaces after the change; `None` where the kernel had none to read.
+    /// The new namespaces of the types that changed; `None` for the others.
     pub namespaces: PerType<Option<NonZeroU64>>,
     /// The task's `comm` then: a claim, as every `comm`.
     pub comm: String,

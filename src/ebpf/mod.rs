@@ -68,8 +68,8 @@ impl Lost {
 pub const CHANGE_SIZE: usize = 72;
 
 /// A report of `struct change`, in the byte order the kernel wrote it: tgid, tid,
-/// start_boottime (ns), syscall, changed (bit i: the i-th type of [`NsType::ALL`]), eight
-/// inodes, comm. `ticks_per_second` turns the start into `/proc/PID/stat`'s ticks.
+/// start_boottime (ns), syscall, changed (bit i: the i-th type of [`NsType::ALL`]), the eight
+/// types' new inodes (0 where unchanged), comm. `ticks_per_second` turns the start into `/proc/PID/stat`'s ticks.
 pub fn parse_change(report: &[u8], ticks_per_second: u64) -> Option<NsChange> {
     let report = report.get(..CHANGE_SIZE)?;
     let u32_at = |at: usize| u32::from_ne_bytes(report[at..at + 4].try_into().unwrap());

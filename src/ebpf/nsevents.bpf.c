@@ -26,8 +26,12 @@ enum { NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_TIME, NS_USER, NS_UTS, NS_T
 /* What the task did: the `syscall` of a change. */
 enum { CHANGE_SETNS = 1, CHANGE_UNSHARE = 2, CHANGE_CLONE = 3, CHANGE_CLONE3 = 4 };
 
+/* A task's namespaces, by the kernel's objects: comparing pointers tells a change without
+ * reading an inode, so a fork, which shares its parent's nsproxy, costs a few reads. A
+ * namespace cannot be freed and another made at its address within one syscall: unshare(2)
+ * makes the new one before it lets the old go. */
 struct namespaces {
-	__u32 inum[NS_TYPES];
+	void *ns[NS_TYPES];
 };
 
 /* One report; ebpf/mod.rs parses it (native-endian, 72 bytes). */
@@ -36,8 +40,8 @@ struct change {
 	__u32 tid;
 	__u64 start_boottime; /* the process's (group leader's), in ns since boot */
 	__u32 syscall;
-	__u32 changed; /* bit i: type i changed */
-	struct namespaces ns;
+	__u32 changed;       /* bit i: type i changed */
+	__u32 inum[NS_TYPES]; /* the changed types' new inodes; 0 for the others */
 	char comm[16];
 };
 
@@ -69,28 +73,48 @@ struct sys_exit_ctx {
 	__s64 ret;
 };
 
+/* /proc/PID/ns/pid: the task's own (active) pid namespace, not pid_for_children. */
+static __always_inline void *pid_ns(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	if (!pid)
+		return 0;
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid = {};
+	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 0x3f]);
+	return upid.ns;
+}
+
 static __always_inline void read_namespaces(struct task_struct *task, struct namespaces *out)
 {
 	struct nsproxy *ns = BPF_CORE_READ(task, nsproxy);
-	/* An exiting task has none; its namespaces read as 0 (unknown). */
+	/* An exiting task has none; its namespaces read as NULL (unknown). */
 	if (ns) {
-		out->inum[NS_CGROUP] = BPF_CORE_READ(ns, cgroup_ns, ns.inum);
-		out->inum[NS_IPC] = BPF_CORE_READ(ns, ipc_ns, ns.inum);
-		out->inum[NS_MNT] = BPF_CORE_READ(ns, mnt_ns, ns.inum);
-		out->inum[NS_NET] = BPF_CORE_READ(ns, net_ns, ns.inum);
-		out->inum[NS_TIME] = BPF_CORE_READ(ns, time_ns, ns.inum);
-		out->inum[NS_UTS] = BPF_CORE_READ(ns, uts_ns, ns.inum);
+		out->ns[NS_CGROUP] = BPF_CORE_READ(ns, cgroup_ns);
+		out->ns[NS_IPC] = BPF_CORE_READ(ns, ipc_ns);
+		out->ns[NS_MNT] = BPF_CORE_READ(ns, mnt_ns);
+		out->ns[NS_NET] = BPF_CORE_READ(ns, net_ns);
+		out->ns[NS_TIME] = BPF_CORE_READ(ns, time_ns);
+		out->ns[NS_UTS] = BPF_CORE_READ(ns, uts_ns);
 	}
-	/* /proc/PID/ns/pid is the task's own (active) pid namespace, not pid_for_children. */
-	struct pid *pid = BPF_CORE_READ(task, thread_pid);
-	if (pid) {
-		unsigned int level = BPF_CORE_READ(pid, level);
-		struct upid upid = {};
-		bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 0x3f]);
-		if (upid.ns)
-			out->inum[NS_PID] = BPF_CORE_READ(upid.ns, ns.inum);
+	out->ns[NS_PID] = pid_ns(task);
+	out->ns[NS_USER] = BPF_CORE_READ(task, real_cred, user_ns);
+}
+
+/* The inode of namespace `ns` of type `type`: each type keeps its ns_common elsewhere. */
+static __always_inline __u32 inum(int type, void *ns)
+{
+	switch (type) {
+	case NS_CGROUP: return BPF_CORE_READ((struct cgroup_namespace *)ns, ns.inum);
+	case NS_IPC: return BPF_CORE_READ((struct ipc_namespace *)ns, ns.inum);
+	case NS_MNT: return BPF_CORE_READ((struct mnt_namespace *)ns, ns.inum);
+	case NS_NET: return BPF_CORE_READ((struct net *)ns, ns.inum);
+	case NS_PID: return BPF_CORE_READ((struct pid_namespace *)ns, ns.inum);
+	case NS_TIME: return BPF_CORE_READ((struct time_namespace *)ns, ns.inum);
+	case NS_USER: return BPF_CORE_READ((struct user_namespace *)ns, ns.inum);
+	case NS_UTS: return BPF_CORE_READ((struct uts_namespace *)ns, ns.inum);
 	}
-	out->inum[NS_USER] = BPF_CORE_READ(task, real_cred, user_ns, ns.inum);
+	return 0;
 }
 
 static __always_inline void report(struct task_struct *task, __u32 syscall,
@@ -99,7 +123,7 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 	__u32 changed = 0;
 #pragma unroll
 	for (int i = 0; i < NS_TYPES; i++)
-		if (after->inum[i] && before->inum[i] != after->inum[i])
+		if (after->ns[i] && before->ns[i] != after->ns[i])
 			changed |= 1u << i;
 	if (!changed)
 		return;
@@ -108,7 +132,7 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 		__u32 zero = 0;
 		__u64 *lost = bpf_map_lookup_elem(&LOST, &zero);
 		if (lost)
-			*lost += 1;
+			__sync_fetch_and_add(lost, 1);
 		return;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -117,7 +141,9 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 	c->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
 	c->syscall = syscall;
 	c->changed = changed;
-	c->ns = *after;
+#pragma unroll
+	for (int i = 0; i < NS_TYPES; i++)
+		c->inum[i] = (changed & (1u << i)) ? inum(i, after->ns[i]) : 0;
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 	bpf_ringbuf_submit(c, 0);
 }
@@ -154,8 +180,16 @@ static __always_inline int born(struct sys_exit_ctx *ctx, __u32 syscall)
 	if (ctx->ret != 0)
 		return 0;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *parent_task = BPF_CORE_READ(task, real_parent);
+	/* Most children share their parent's nsproxy, user and pid namespaces: nothing new, and
+	 * no more to read. The pid namespace apart: a child of a parent that entered another for
+	 * its children (setns or unshare with CLONE_NEWPID) shares its nsproxy and not that. */
+	if (BPF_CORE_READ(task, nsproxy) == BPF_CORE_READ(parent_task, nsproxy) &&
+	    BPF_CORE_READ(task, real_cred, user_ns) == BPF_CORE_READ(parent_task, real_cred, user_ns) &&
+	    pid_ns(task) == pid_ns(parent_task))
+		return 0;
 	struct namespaces parent = {}, now = {};
-	read_namespaces(BPF_CORE_READ(task, real_parent), &parent);
+	read_namespaces(parent_task, &parent);
 	read_namespaces(task, &now);
 	report(task, syscall, &parent, &now);
 	return 0;
