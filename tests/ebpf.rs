@@ -306,6 +306,56 @@ os.waitpid(pid, 0)
     assert!(changes(&m, "clone", "mnt") >= 1.0);
 }
 
+/// A child forked (no flag) after its parent unshared a pid namespace for its children shares
+/// its parent's nsproxy but not its pid namespace: it is reported, with the new one.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, unshare(2) with CLONE_NEWPID"]
+fn a_fork_into_the_pid_namespace_its_parent_entered_is_seen() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let (e, _) = started_with_ebpf(&[]);
+    const FORK: &str = r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x20000000) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
+pid = os.fork()
+if pid == 0:
+    os.write(1, ("child %s\n" % os.readlink("/proc/self/ns/pid")).encode())
+    time.sleep(0.3)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", pid, flush=True)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", FORK])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |tag: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .unwrap_or_else(|| panic!("no {tag:?} in {text:?}"))
+            .trim()
+            .to_string()
+    };
+    let (link, child) = (field("child "), field("parent "));
+    let inode = link.split_once('[').unwrap().1.trim_end_matches(']');
+    let fields = [
+        format!("pid={child}"),
+        "syscall=clone".into(),
+        "type=pid".into(),
+        format!("namespace={inode}"),
+    ];
+    wait_for(
+        "the child's pid namespace logged",
+        Duration::from_secs(20),
+        || (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(()),
+    );
+}
+
 /// The lines the exporter said about the eBPF source.
 fn ebpf_lines(log: &str) -> Vec<&str> {
     log.lines()
