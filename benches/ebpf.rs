@@ -8,9 +8,13 @@
 //!   `NSX_BENCH_FLOOD_SECS` (5) seconds: how many the exporter judged, and how many it lost
 //!   (`nsexporter_ebpf_events_lost_total`).
 //!
-//! Each timed loop runs without the probes, with them (the exporter running with
-//! `--scan.ebpf=true`, scans a minute apart and no sweeps, so that what it does is the eBPF
-//! path), and without again; the slowdown is against the mean of the two without.
+//! The timed loops run in `NSX_BENCH_BLOCKS` (10) alternating blocks without the probes and
+//! with them (the exporter running with `--scan.ebpf=true`, scans a minute apart and no
+//! sweeps, so that what it does is the eBPF path), so that the shared machine's drift falls on
+//! both alike. Besides the clock, the kernel's own count of the probes' run time
+//! (kernel.bpf_stats_enabled, set while the bench runs, from the fdinfo of the exporter's
+//! program fds: the mean run of a probe, times the probes an operation runs) gives their cost
+//! per operation without the noise.
 //! Needs root and tracefs at /sys/kernel/tracing. Run:
 //! `cargo bench --features ebpf --bench ebpf`.
 
@@ -163,37 +167,92 @@ fn per_op(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
 }
 
+/// The kernel's count of the time the exporter's BPF programs ran (kernel.bpf_stats_enabled),
+/// from the fdinfo of its program fds: ns and runs.
+fn bpf_run_time(pid: u32) -> (u64, u64) {
+    let (mut ns, mut runs) = (0, 0);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (0, 0);
+    };
+    for fd in fds.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        if !info.contains("prog_tag:") {
+            continue;
+        }
+        for line in info.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(key), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let value: u64 = value.parse().unwrap_or(0);
+            match key {
+                "run_time_ns:" => ns += value,
+                "run_cnt:" => runs += value,
+                _ => {}
+            }
+        }
+    }
+    (ns, runs)
+}
+
+/// Sets kernel.bpf_stats_enabled while it lives, and puts back what was there.
+struct BpfStats(String);
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> BpfStats {
+        let was = std::fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
+        std::fs::write(Self::PATH, "1").expect("enable kernel.bpf_stats_enabled");
+        BpfStats(was)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, self.0.trim());
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let forks = env_usize("NSX_BENCH_FORKS", 100_000);
     let trips = env_usize("NSX_BENCH_SETNS", 100_000);
+    let blocks = env_usize("NSX_BENCH_BLOCKS", 10);
     let rate = env_usize("NSX_BENCH_FLOOD_RATE", 50_000);
     let secs = env_usize("NSX_BENCH_FLOOD_SECS", 5) as f64;
     let netns = Netns::new();
+    let _stats = BpfStats::enable();
 
-    let fork_a = fork_exec(forks);
-    let setns_a = netns.round_trips(trips);
+    // Without and with the probes in alternating blocks, so that the machine's drift (it is
+    // shared) falls on both alike; the probes' own time from the kernel's counters.
+    let (mut fork_0, mut fork_1, mut setns_0, mut setns_1) = Default::default();
+    // Each probe's time, and how many ran (every task's on the machine, not ours alone).
+    let (mut fork_bpf, mut setns_bpf) = ((0u64, 0u64), (0u64, 0u64));
+    let (mut judged, mut judging, mut lost_unpaced) = (0.0, Duration::ZERO, 0.0);
+    for _ in 0..blocks {
+        fork_0 += fork_exec(forks / blocks);
+        setns_0 += netns.round_trips(trips / blocks);
+        let exporter = Exporter::start();
+        let pid = exporter.child.id();
+        let before = exporter.settled_changes();
+        let (ns0, runs0) = bpf_run_time(pid);
+        fork_1 += fork_exec(forks / blocks);
+        let (ns1, runs1) = bpf_run_time(pid);
+        let started = Instant::now();
+        setns_1 += netns.round_trips(trips / blocks);
+        let (ns2, runs2) = bpf_run_time(pid);
+        judged += exporter.settled_changes() - before;
+        judging += started.elapsed();
+        lost_unpaced += exporter.total("nsexporter_ebpf_events_lost_total");
+        fork_bpf = (fork_bpf.0 + ns1 - ns0, fork_bpf.1 + runs1 - runs0);
+        setns_bpf = (setns_bpf.0 + ns2 - ns1, setns_bpf.1 + runs2 - runs1);
+    }
+    let (forks, trips) = (forks / blocks * blocks, trips / blocks * blocks);
 
     let exporter = Exporter::start();
-    let before = exporter.settled_changes();
-    let fork_b = fork_exec(forks);
-    let started = Instant::now();
-    let setns_b = netns.round_trips(trips);
-    let judged = exporter.settled_changes() - before;
-    let judging = started.elapsed();
-    let lost_unpaced = exporter.total("nsexporter_ebpf_events_lost_total");
-
-    // The probes alone: the exporter stopped (SIGSTOP), so that nothing reads the ring buffer
-    // and, once it is full, each change costs the probes and a counted loss.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(exporter.child.id() as i32),
-        nix::sys::signal::Signal::SIGSTOP,
-    );
-    let setns_probes = netns.round_trips(trips);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(exporter.child.id() as i32),
-        nix::sys::signal::Signal::SIGCONT,
-    );
     let before = exporter.settled_changes();
     let lost_before = exporter.total("nsexporter_ebpf_events_lost_total");
     let made = netns.flood(rate, secs);
@@ -201,38 +260,33 @@ fn main() {
     let lost_flood = exporter.total("nsexporter_ebpf_events_lost_total") - lost_before;
     drop(exporter);
 
-    let fork_c = fork_exec(forks);
-    let setns_c = netns.round_trips(trips);
-
-    let without = |a: Duration, c: Duration| (a + c) / 2;
     let slowdown =
         |base: Duration, with: Duration| (with.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
-    let (fork_0, setns_0) = (without(fork_a, fork_c), without(setns_a, setns_c));
+    // The mean run of a probe, times the probes one operation runs: a fork+exec two (clone3's
+    // exit in the parent and in the child), a setns round trip four (two entries, two exits).
+    let probes = |(ns, runs): (u64, u64), per_operation: f64, n: usize, base: Duration| {
+        let run = ns as f64 / runs.max(1) as f64 / 1000.0;
+        let per = run * per_operation;
+        (run * 1000.0, per, per / per_op(base, n) * 100.0)
+    };
+    let (fork_run, fork_probe, fork_share) = probes(fork_bpf, 2.0, forks, fork_0);
+    let (setns_run, setns_probe, setns_share) = probes(setns_bpf, 4.0, trips, setns_0);
     println!(
-        "fork+exec x{forks}: without {:.1} µs/op ({:.1} and {:.1}), with probes {:.1} µs/op: {:+.1}%",
+        "fork+exec x{forks} in {blocks} alternating blocks: without {:.1} µs/op, with probes {:.1} µs/op: {:+.1}% by the clock; a probe ran {fork_run:.0} ns, two an op: {fork_probe:.3} µs/op, {fork_share:.3}%",
         per_op(fork_0, forks),
-        per_op(fork_a, forks),
-        per_op(fork_c, forks),
-        per_op(fork_b, forks),
-        slowdown(fork_0, fork_b)
+        per_op(fork_1, forks),
+        slowdown(fork_0, fork_1)
     );
     println!(
-        "setns round trip x{trips}: without {:.2} µs/op ({:.2} and {:.2}), with probes {:.2} µs/op: {:+.1}%",
+        "setns round trip x{trips} in {blocks} alternating blocks: without {:.2} µs/op, with probes {:.2} µs/op: {:+.1}% by the clock; a probe ran {setns_run:.0} ns, four an op: {setns_probe:.3} µs/op, {setns_share:.1}%",
         per_op(setns_0, trips),
-        per_op(setns_a, trips),
-        per_op(setns_c, trips),
-        per_op(setns_b, trips),
-        slowdown(setns_0, setns_b)
-    );
-    println!(
-        "setns round trip x{trips}, the exporter stopped (probes and ring buffer only): {:.2} µs/op: {:+.1}%",
-        per_op(setns_probes, trips),
-        slowdown(setns_0, setns_probes)
+        per_op(setns_1, trips),
+        slowdown(setns_0, setns_1)
     );
     println!(
         "setns unpaced: {} changes made at {:.0}/s, {judged} judged ({:.0}/s until all were), {lost_unpaced} lost",
         2 * trips,
-        2.0 * trips as f64 / setns_b.as_secs_f64(),
+        2.0 * trips as f64 / setns_1.as_secs_f64(),
         judged / judging.as_secs_f64(),
     );
     println!(
