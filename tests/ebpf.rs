@@ -356,6 +356,67 @@ print("parent", pid, flush=True)
     );
 }
 
+/// Least privilege: as uid 65534 with CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH (tracefs) and
+/// CAP_SYS_PTRACE (the scan's) alone, as the ebpf component's pod runs it, no CAP_SYS_ADMIN:
+/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good.
+#[test]
+#[ignore = "needs root: setpriv(1) to run the exporter as uid 65534 with four capabilities"]
+fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let caps = "bpf,+perfmon,+dac_read_search,+sys_ptrace";
+    let e = Exporter::start_under(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps=-all,+{caps}"),
+            &format!("--ambient-caps=+{caps}"),
+            &format!("--bounding-set=-all,+{caps}"),
+        ],
+        &[
+            "--scan.ebpf=true",
+            "--scan.interval=60s",
+            "--scan.sweep-interval=0s",
+        ],
+    );
+    first_scan(&e);
+    let log = e.stderr();
+    assert!(log.contains("eBPF source attached"), "{log}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.child.id())).unwrap();
+    let set = |name: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    const CAP_PERFMON: u64 = 1 << 38;
+    const CAP_BPF: u64 = 1 << 39;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    for name in ["CapPrm:", "CapEff:"] {
+        assert_eq!(
+            set(name) & (CAP_BPF | CAP_PERFMON | CAP_SYS_ADMIN),
+            0,
+            "{name}\n{status}"
+        );
+    }
+    let mut unshared = Spawned::new("unshare", &["--uts", "sleep", "1000"]);
+    let pid = unshared.running("sleep");
+    let fields = [
+        format!("pid={pid}"),
+        "syscall=unshare".into(),
+        "type=uts".into(),
+        format!("namespace={}", ns_inode(pid, "uts").unwrap()),
+    ];
+    wait_for("the change logged", Duration::from_secs(20), || {
+        (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(())
+    });
+    unshared.kill();
+}
+
 /// The lines the exporter said about the eBPF source.
 fn ebpf_lines(log: &str) -> Vec<&str> {
     log.lines()
