@@ -403,12 +403,19 @@ impl Collector {
         pids.sort_unstable();
         pids.dedup();
         let mut processes = self.scanner.read_pids(&pids, &known);
+        // A flood of changes names thousands of processes: found by id, not by a walk each.
+        let mut index: HashMap<ProcessId, usize> = processes
+            .iter()
+            .enumerate()
+            .map(|(at, p)| (p.id, at))
+            .collect();
         for change in &changes {
-            let at = match processes.iter().position(|p| p.id == change.process) {
-                Some(at) => at,
+            let at = match index.get(&change.process) {
+                Some(&at) => at,
                 None => match known.processes.get(&change.process.pid) {
                     Some(p) if p.id == change.process => {
                         processes.push(p.clone());
+                        index.insert(p.id, processes.len() - 1);
                         processes.len() - 1
                     }
                     _ => {
