@@ -1,7 +1,11 @@
-//! Records the git revision for `nsexporter_build_info{revision}`.
+//! Records the git revision for `nsexporter_build_info{revision}`, and with the `ebpf`
+//! feature compiles src/ebpf/nsevents.bpf.c into the BPF object the binary embeds.
 use std::process::Command;
 
 fn main() {
+    if std::env::var_os("CARGO_FEATURE_EBPF").is_some() {
+        compile_bpf();
+    }
     let revision = std::env::var("BUILD_GIT_REVISION")
         .ok()
         .or_else(|| {
@@ -19,4 +23,30 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BUILD_GIT_REVISION");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+}
+
+/// clang -target bpf, with BTF (-g) for CO-RE. `CLANG` names another clang; the libbpf headers
+/// (bpf_helpers.h, bpf_core_read.h) come from libbpf-dev. No kernel headers: task.h declares
+/// what the program reads.
+fn compile_bpf() {
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("nsevents.bpf.o");
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
+    let status = Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-c"])
+        .arg("src/ebpf/nsevents.bpf.c")
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!(
+            "{clang} failed on src/ebpf/nsevents.bpf.c ({s}): the ebpf feature needs clang and libbpf-dev (scripts/install-test-deps installs them)"
+        ),
+        Err(e) => panic!(
+            "cannot run {clang}: {e}: the ebpf feature needs clang and libbpf-dev (scripts/install-test-deps installs them)"
+        ),
+    }
+    println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-changed=src/ebpf/nsevents.bpf.c");
+    println!("cargo:rerun-if-changed=src/ebpf/task.h");
 }

@@ -19,11 +19,14 @@ use crate::attribution::{
     attribute,
 };
 use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
-use crate::events::EventStream;
+use crate::events::{Event, EventStream};
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
 use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
-use crate::model::{CgroupLayout, NsType, PerType, Process, Snapshot};
+use crate::model::{
+    CgroupLayout, NamespaceId, NsChange, NsType, PerType, Process, ProcessId, Snapshot,
+    ThreadNamespace,
+};
 use crate::policy::Policy;
 use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
 use crate::sharing::{Finding, FindingLog, evaluate};
@@ -68,8 +71,11 @@ pub struct Collector {
     swept: HashMap<i32, (u64, u8)>,
     /// The containers' processes of the last scan, which sweeps read again in place.
     watch: Watch,
-    /// Pids from the proc connector, where it listens.
+    /// Pids from the proc connector and changes from the eBPF source, where they listen.
     events: Option<EventStream>,
+    /// Namespace changes logged since the last scan: each (process, namespace) once, and at
+    /// most [`CHANGES_LOGGED`] of them; `true` once that bound was said.
+    changes_logged: (HashSet<(ProcessId, NamespaceId)>, bool),
     /// How long a namespace must be held without a process to be an orphan.
     orphan_age: Duration,
 }
@@ -114,6 +120,7 @@ impl Collector {
             swept: HashMap::new(),
             watch: Watch::default(),
             events: None,
+            changes_logged: (HashSet::new(), false),
             orphan_age: DEFAULT_ORPHAN_AGE,
         }
     }
@@ -381,11 +388,15 @@ impl Collector {
                 "no sweeps: scans are as frequent as sweeps would be"
             );
         }
-        self.metrics.between_scans(sweeping, self.events.is_some());
+        self.metrics.between_scans(
+            sweeping,
+            self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
+            self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
+        );
         let start = Instant::now();
         let mut next_scan = start;
         let mut next_sweep = start;
-        let mut pending: Vec<i32> = Vec::new();
+        let mut pending: Vec<Event> = Vec::new();
         let stopped = || !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
         loop {
             if stopped() {
@@ -403,6 +414,7 @@ impl Collector {
                     publish.send_replace(Some(Arc::new(exposition)));
                     health.scan_finished(result.map_err(|e| e.to_string()));
                     self.swept.clear();
+                    self.changes_logged = (HashSet::new(), false);
                     release_free_memory();
                     let now = Instant::now();
                     next_scan = after(next_scan, interval, now);
@@ -415,15 +427,15 @@ impl Collector {
                     next_sweep = after(next_sweep, sweep, Instant::now());
                 }
                 Step::Events => {
-                    let batch: Vec<i32> = match &self.events {
+                    let batch: Vec<Event> = match &self.events {
                         Some(events) => {
                             let room = EVENT_BATCH.saturating_sub(pending.len());
-                            pending.extend(events.pids.try_iter().take(room));
+                            pending.extend(events.events.try_iter().take(room));
                             std::mem::take(&mut pending)
                         }
                         None => std::mem::take(&mut pending),
                     };
-                    if let Some(exposition) = self.judge_pids(&batch) {
+                    if let Some(exposition) = self.judge_events(batch) {
                         publish.send_replace(Some(Arc::new(exposition)));
                     }
                 }
@@ -432,10 +444,10 @@ impl Collector {
                     // a second.
                     Some(events) => {
                         match events
-                            .pids
+                            .events
                             .recv_timeout(timeout.min(Duration::from_secs(1)))
                         {
-                            Ok(pid) => pending.push(pid),
+                            Ok(event) => pending.push(event),
                             Err(RecvTimeoutError::Timeout) => {}
                             // The listener stopped (it said why); the sweeps go on.
                             Err(RecvTimeoutError::Disconnected) => self.events = None,
@@ -469,34 +481,144 @@ impl Collector {
             read = sweep.processes.len(),
             "sweep"
         );
-        let (read, new) = self.judge(sweep.processes, &known);
+        let (read, new) = self.judge(sweep.processes, &known, &[]);
         self.metrics.record_sweep(read, sweep.rechecked, &new);
         Some(self.encode_live())
     }
 
-    /// Reads the processes the kernel said forked or exec'd and judges them as a sweep does.
-    fn judge_pids(&mut self, pids: &[i32]) -> Option<Exposition> {
+    /// Reads the processes the kernel said forked or exec'd, or changed namespaces, and
+    /// judges them as a sweep does. A change is judged as the kernel reported it: the
+    /// namespaces the task entered join the process as it is read now (as a thread's, so that
+    /// a stay already over, or a change of one thread, still counts), or as the last scan
+    /// read it where it is gone by now (its cgroup, and so its container, is the one it had
+    /// then). A change of a process that is gone and that no scan read is logged at debug and
+    /// counted only in `nsexporter_ebpf_namespace_changes_total`: nothing tells its
+    /// container.
+    fn judge_events(&mut self, batch: Vec<Event>) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
-        let mut pids = pids.to_vec();
+        let (mut pids, mut changes, mut forks) = (Vec::new(), Vec::new(), 0);
+        for event in batch {
+            match event {
+                Event::Process(pid) => {
+                    forks += 1;
+                    pids.push(pid);
+                }
+                Event::Change(change) => {
+                    pids.push(change.process.pid);
+                    changes.push(*change);
+                }
+            }
+        }
         pids.sort_unstable();
         pids.dedup();
-        let processes = self.scanner.read_pids(&pids, &known);
-        let (read, new) = self.judge(processes, &known);
-        self.metrics.record_events(pids.len(), read, &new);
+        let mut processes = self.scanner.read_pids(&pids, &known);
+        // A flood of changes names thousands of processes: found by id, not by a walk each.
+        let mut index: HashMap<ProcessId, usize> = processes
+            .iter()
+            .enumerate()
+            .map(|(at, p)| (p.id, at))
+            .collect();
+        for change in &changes {
+            let at = match index.get(&change.process) {
+                Some(&at) => at,
+                None => match known.processes.get(&change.process.pid) {
+                    Some(p) if p.id == change.process => {
+                        processes.push(p.clone());
+                        index.insert(p.id, processes.len() - 1);
+                        processes.len() - 1
+                    }
+                    _ => {
+                        tracing::debug!(
+                            pid = change.process.pid,
+                            comm = %change.comm,
+                            syscall = change.syscall.as_str(),
+                            "namespace change of a process gone unread"
+                        );
+                        continue;
+                    }
+                },
+            };
+            let p = &mut processes[at];
+            for id in change.entered() {
+                let tid = change.tid;
+                if p.namespace(id.ns_type) != Some(id)
+                    && !p
+                        .thread_namespaces
+                        .iter()
+                        .any(|t| t.tid == tid && t.id == id)
+                {
+                    p.thread_namespaces.push(ThreadNamespace { tid, id });
+                }
+            }
+        }
+        let (read, new) = self.judge(processes, &known, &changes);
+        self.metrics.record_events(forks, read, &new);
+        self.metrics.record_changes(&changes);
         Some(self.encode_live())
+    }
+
+    /// Logs each namespace change once per process and namespace until the next scan, with
+    /// its process's container: at most [`CHANGES_LOGGED`] a scan, so that a flood of
+    /// changes (counted all the same) does not flood the log.
+    fn log_changes(&mut self, changes: &[NsChange], known: &Snapshot, attribution: &Attribution) {
+        for change in changes {
+            let container = match attribution.of(change.process.pid) {
+                Workload::Container(c) => Some(c),
+                _ => None,
+            };
+            let names = container.and_then(|c| c.names.as_ref());
+            for id in change.entered() {
+                let (logged, said) = &mut self.changes_logged;
+                if logged.contains(&(change.process, id)) {
+                    continue;
+                }
+                if logged.len() >= CHANGES_LOGGED {
+                    if !std::mem::replace(said, true) {
+                        tracing::info!(
+                            most = CHANGES_LOGGED,
+                            "more namespace changes than are logged between two scans; the rest are counted in nsexporter_ebpf_namespace_changes_total"
+                        );
+                    }
+                    continue;
+                }
+                logged.insert((change.process, id));
+                tracing::info!(
+                    pid = change.process.pid,
+                    tid = change.tid,
+                    comm = %change.comm,
+                    syscall = change.syscall.as_str(),
+                    r#type = id.ns_type.as_str(),
+                    namespace = id.inode,
+                    host = known.host.contains(id),
+                    container_id = container.map_or("", |c| c.id.as_str()),
+                    container = names.map_or("", |n| n.container.as_str()),
+                    pod = names.map_or("", |n| n.pod.as_str()),
+                    k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
+                    "namespace change (eBPF)"
+                );
+            }
+        }
     }
 
     /// The exposition with the live families as they are now.
     fn encode_live(&mut self) -> Exposition {
-        if let Some(events) = &self.events {
-            self.metrics.record_event_drops(&events.drops);
+        if let Some(drops) = self.events.as_ref().and_then(|e| e.proc_drops.as_ref()) {
+            self.metrics.record_event_drops(drops);
+        }
+        if let Some(lost) = self.events.as_ref().and_then(|e| e.ebpf_lost.as_ref()) {
+            self.metrics.record_ebpf_lost(lost);
         }
         self.metrics.encode_live()
     }
 
     /// Judges processes read between scans by the host rules, against the host namespaces of
     /// `known`, and logs each new finding: how many it read, and the new findings to count.
-    fn judge(&mut self, processes: Vec<Process>, known: &Snapshot) -> (usize, Vec<Finding>) {
+    fn judge(
+        &mut self,
+        processes: Vec<Process>,
+        known: &Snapshot,
+        changes: &[NsChange],
+    ) -> (usize, Vec<Finding>) {
         let read = processes.len();
         if read == 0 {
             return (0, Vec::new());
@@ -533,6 +655,9 @@ impl Collector {
                 self.watch.add(p);
             }
         }
+        if !changes.is_empty() {
+            self.log_changes(changes, known, &attribution);
+        }
         let mut sharing = evaluate(&fresh, &attribution, &self.policy);
         for f in &mut sharing.findings {
             f.declared = self.judgement.declaration(f, &fresh);
@@ -548,6 +673,9 @@ impl Collector {
         self
     }
 }
+
+/// How many namespace changes are logged between two scans at most.
+const CHANGES_LOGGED: usize = 1000;
 
 /// How many event pids one step judges at most: a flood is taken in batches, each followed
 /// by a look at the clock.

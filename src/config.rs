@@ -241,6 +241,15 @@ config_keys! {
                    milliseconds (the proc connector: needs the host's PID, user and network \
                    namespaces and CAP_NET_ADMIN): true or false",
         },
+        ebpf: bool {
+            flag: "scan.ebpf" <BOOL> as scan_ebpf,
+            default: "false",
+            parse: "boolean",
+            help: "Also judge every namespace change of any task as the kernel makes it \
+                   (setns, unshare, clone with CLONE_NEW*; eBPF on syscall tracepoints: needs \
+                   a build with the ebpf feature, the kernel's BTF, tracefs at \
+                   /sys/kernel/tracing, CAP_BPF and CAP_PERFMON): true or false",
+        },
         bind_mounts: bool {
             flag: "scan.bind-mounts" <BOOL> as scan_bind_mounts,
             default: "true",
@@ -667,6 +676,7 @@ pub struct Settings {
     /// Zero: no sweeps.
     pub scan_sweep_interval: Duration,
     pub scan_proc_events: bool,
+    pub scan_ebpf: bool,
     /// `scan.bind_mounts` and `scan.fd_interval`.
     pub scan_pins: PinScan,
     pub orphan_age: Duration,
@@ -747,6 +757,10 @@ impl TryFrom<RawConfig> for Settings {
                 return Err(invalid(key, "\"0s\" would close every connection at once"));
             }
         }
+        // Asked for a source this build lacks: fail rather than run without what was asked.
+        if scan.ebpf && !crate::ebpf::BUILT {
+            return Err(invalid("scan.ebpf", crate::ebpf::BUILT_WITHOUT));
+        }
         Ok(Settings {
             policy: Policy::try_from(policy)?,
             limits: Limits {
@@ -768,6 +782,7 @@ impl TryFrom<RawConfig> for Settings {
             scan_threads: scan.threads,
             scan_sweep_interval: scan.sweep_interval,
             scan_proc_events: scan.proc_events,
+            scan_ebpf: scan.ebpf,
             scan_pins: PinScan {
                 mounts: scan.bind_mounts,
                 fds: (!scan.fd_interval.is_zero()).then_some(scan.fd_interval),
@@ -1111,7 +1126,10 @@ mod tests {
     #[test]
     fn every_boolean_key_is_a_switch_as_kingpin_has_it() {
         let switches: Vec<&str> = KEYS.iter().filter(|k| k.switch).map(|k| k.name).collect();
-        assert_eq!(switches, ["scan.proc_events", "scan.bind_mounts"]);
+        assert_eq!(
+            switches,
+            ["scan.proc_events", "scan.ebpf", "scan.bind_mounts"]
+        );
         let settings = |args: &[&str]| {
             let mut f = flags(args).unwrap();
             f.procfs = Some(fixture_procfs());

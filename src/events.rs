@@ -7,6 +7,9 @@
 //! so, and the exporter keeps its sweep. A flood of events (a fork bomb) never queues without
 //! bound: the reader hands pids over a bounded channel and counts what it drops, which the
 //! next sweep or scan still sees.
+//!
+//! The eBPF source (`crate::ebpf`) hands its namespace changes over the same queue, as
+//! [`Event::Change`], so that the scan loop waits on one channel and judges both alike.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,6 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use crate::model::NsChange;
 
 /// `NETLINK_CONNECTOR` (include/uapi/linux/netlink.h).
 const NETLINK_CONNECTOR: i32 = 11;
@@ -59,35 +64,52 @@ impl Drops {
     }
 }
 
-/// The pids of the kernel's fork and exec events, as a thread of their own reads them.
-pub struct EventStream {
-    pub pids: Receiver<i32>,
-    pub drops: Arc<Drops>,
+/// What the kernel told between scans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A process forked or exec'd (the proc connector): read it now.
+    Process(i32),
+    /// A task's namespaces changed (the eBPF source): judge the change, and read the process.
+    Change(Box<NsChange>),
 }
 
-/// How many pids wait between the reader and the scan loop at most: a fork bomb fills it and
-/// its further events are dropped (and counted), which the sweeps still see.
+/// The events of every source that listens, as threads of their own read them, and what
+/// each lost.
+pub struct EventStream {
+    pub events: Receiver<Event>,
+    /// The proc connector's losses, where it listens.
+    pub proc_drops: Option<Arc<Drops>>,
+    /// The eBPF source's losses, where it is attached.
+    pub ebpf_lost: Option<Arc<crate::ebpf::Lost>>,
+}
+
+/// The one bounded queue that every source's reader thread sends into.
+pub fn queue() -> (SyncSender<Event>, Receiver<Event>) {
+    sync_channel(QUEUE)
+}
+
+/// How many events wait between the readers and the scan loop at most: a fork bomb fills it
+/// and its further events are dropped (and counted), which the sweeps still see.
 pub const QUEUE: usize = 16 * 1024;
 
-/// Subscribes to the proc connector and reads it on a thread of its own, handing pids over a
-/// bounded queue. `own` is the exporter's own procfs, `host` the scanned one: the kernel
-/// sends events only to a listener in the initial namespaces. Where it cannot listen, says
-/// why (for the caller to say once).
-pub fn listen(own: &Path, host: &Path) -> Result<EventStream, String> {
+/// Subscribes to the proc connector and reads it on a thread of its own, handing pids to
+/// `send`. `own` is the exporter's own procfs, `host` the scanned one: the kernel sends
+/// events only to a listener in the initial namespaces. Where it cannot listen, says why (for
+/// the caller to say once).
+pub fn listen(own: &Path, host: &Path, send: SyncSender<Event>) -> Result<Arc<Drops>, String> {
     check_placement(own, host)?;
     let events = ProcEvents::subscribe().map_err(|e| format!("proc connector: {e}"))?;
-    let (send, pids) = sync_channel(QUEUE);
     let drops = Arc::new(Drops::default());
     let counted = Arc::clone(&drops);
     std::thread::Builder::new()
         .name("events".into())
         .spawn(move || read_events(events, &send, &counted))
         .map_err(|e| format!("thread: {e}"))?;
-    Ok(EventStream { pids, drops })
+    Ok(drops)
 }
 
 /// The reader thread: until the scan loop goes away or the socket fails.
-fn read_events(mut events: ProcEvents, send: &SyncSender<i32>, drops: &Drops) {
+fn read_events(mut events: ProcEvents, send: &SyncSender<Event>, drops: &Drops) {
     let mut pids = Vec::new();
     loop {
         pids.clear();
@@ -101,7 +123,7 @@ fn read_events(mut events: ProcEvents, send: &SyncSender<i32>, drops: &Drops) {
             return;
         }
         for &pid in &pids {
-            match send.try_send(pid) {
+            match send.try_send(Event::Process(pid)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => drops.add(DropReason::QueueFull, 1),
                 Err(TrySendError::Disconnected(_)) => return,

@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod collector;
 pub mod config;
 pub mod declared;
+pub mod ebpf;
 pub mod events;
 pub mod files;
 pub mod health;

@@ -252,9 +252,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.procfs.clone(),
         ))
         .with_orphan_age(settings.orphan_age);
-        if settings.scan_proc_events
-            && let Some(events) = listen_for_process_events(&settings)
-        {
+        if let Some(events) = listen_for_events(&settings) {
             collector = collector.with_events(events);
         }
         settings.limits.max_connections = fit_connections(settings.limits.max_connections, nofile);
@@ -281,6 +279,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             version = env!("CARGO_PKG_VERSION"),
             proc_events = settings.scan_proc_events,
             bind_mounts = settings.scan_pins.mounts,
+            ebpf = settings.scan_ebpf,
             tls = web.as_ref().is_some_and(|w| w.current().tls.is_some()),
             basic_auth = web.as_ref().is_some_and(|w| w.current().users.is_some()),
             "listening"
@@ -325,10 +324,57 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
     served
 }
 
+/// Starts the event sources asked for, each on a thread of its own, which hand what they read
+/// over one bounded queue. Where none could start: `None`, and the sweeps go on.
+fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStream> {
+    let (send, events) = nsexporter::events::queue();
+    // eBPF first: it drops CAP_BPF and CAP_PERFMON when attached, before any thread starts
+    // that would keep them.
+    let ebpf_lost = settings
+        .scan_ebpf
+        .then(|| attach_ebpf(send.clone()))
+        .flatten();
+    let proc_drops = settings
+        .scan_proc_events
+        .then(|| listen_for_process_events(settings, send))
+        .flatten();
+    (proc_drops.is_some() || ebpf_lost.is_some()).then_some(nsexporter::events::EventStream {
+        events,
+        proc_drops,
+        ebpf_lost,
+    })
+}
+
+/// Loads the eBPF source and reads its namespace changes on a thread of its own. Where it
+/// cannot (no BTF, no tracefs, no CAP_BPF or CAP_PERFMON), it says which once and the sweeps
+/// go on.
+fn attach_ebpf(
+    send: std::sync::mpsc::SyncSender<nsexporter::events::Event>,
+) -> Option<Arc<nsexporter::ebpf::Lost>> {
+    match nsexporter::ebpf::attach(send, nsexporter::procfs::ticks_per_second()) {
+        Ok(lost) => {
+            tracing::info!(
+                "eBPF source attached: namespace changes by setns, unshare, clone and clone3"
+            );
+            Some(lost)
+        }
+        Err(why) => {
+            tracing::warn!(
+                reason = %why,
+                "scan.ebpf: cannot attach the eBPF source; the sweeps go on"
+            );
+            None
+        }
+    }
+}
+
 /// Subscribes to the kernel's process events on a thread of their own, which hands pids over
 /// a bounded channel (a fork bomb drops events, which the sweeps still see). Where the exporter
 /// cannot listen, it says why once and the sweeps go on.
-fn listen_for_process_events(settings: &Settings) -> Option<nsexporter::events::EventStream> {
+fn listen_for_process_events(
+    settings: &Settings,
+    send: std::sync::mpsc::SyncSender<nsexporter::events::Event>,
+) -> Option<Arc<nsexporter::events::Drops>> {
     // CAP_NET_ADMIN, to join the connector's group: permitted by the image's file capability
     // where the pod adds it (deploy/kubernetes/proc-events), made effective only here.
     use caps::{CapSet, Capability};
@@ -339,10 +385,10 @@ fn listen_for_process_events(settings: &Settings) -> Option<nsexporter::events::
     {
         tracing::debug!(error = %e, "cannot raise CAP_NET_ADMIN");
     }
-    match nsexporter::events::listen(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs) {
-        Ok(stream) => {
+    match nsexporter::events::listen(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs, send) {
+        Ok(drops) => {
             tracing::info!("listening for process events (proc connector)");
-            Some(stream)
+            Some(drops)
         }
         Err(why) => {
             tracing::warn!(

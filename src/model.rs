@@ -131,6 +131,51 @@ pub struct ProcessId {
     pub start_ticks: u64,
 }
 
+label_enum! {
+    /// The system call that changed a task's namespaces, as the eBPF source saw it: the
+    /// `syscall` label of `nsexporter_ebpf_namespace_changes_total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ChangeSyscall {
+        Setns = "setns",
+        Unshare = "unshare",
+        /// A child of clone(2) born in namespaces other than its parent's.
+        Clone = "clone",
+        Clone3 = "clone3",
+    }
+}
+
+/// A task's namespaces changed, as the kernel reported it (the eBPF source): read in the
+/// kernel right after the change, so it holds even when the task has changed back before
+/// /proc can be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsChange {
+    /// The process: its pid (tgid) in the initial pid namespace, and start time.
+    pub process: ProcessId,
+    /// The task (thread) that changed: setns(2) and unshare(2) move only the caller.
+    pub tid: i32,
+    pub syscall: ChangeSyscall,
+    /// The types that changed.
+    pub changed: PerType<bool>,
+    /// The new namespaces of the types that changed; `None` for the others.
+    pub namespaces: PerType<Option<NonZeroU64>>,
+    /// The task's `comm` then: a claim, as every `comm`.
+    pub comm: String,
+}
+
+impl NsChange {
+    /// The namespaces the task entered.
+    pub fn entered(&self) -> impl Iterator<Item = NamespaceId> + '_ {
+        NsType::ALL.into_iter().filter_map(|t| {
+            let inode = self.namespaces[t].filter(|_| self.changed[t])?;
+            Some(NamespaceId {
+                ns_type: t,
+                inode: inode.get(),
+            })
+        })
+    }
+}
+
 /// What one scan learnt about one process.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Process {

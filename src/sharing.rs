@@ -141,8 +141,12 @@ impl FindingLog {
             // The new process of that container in the host's namespace of that type.
             let process = snapshot.processes.values().find(|p| {
                 matches!(attribution.of(p.id.pid), Workload::Container(c) if c.id == f.container.id)
-                    && p.namespace(f.ns_type)
+                    && (p
+                        .namespace(f.ns_type)
                         .is_some_and(|id| snapshot.host.contains(id))
+                        || p.thread_namespaces
+                            .iter()
+                            .any(|t| t.id.ns_type == f.ns_type && snapshot.host.contains(t.id)))
             });
             let names = f.container.names.as_ref();
             tracing::warn!(
@@ -155,9 +159,7 @@ impl FindingLog {
                 container = names.map_or("", |n| n.container.as_str()),
                 pod = names.map_or("", |n| n.pod.as_str()),
                 k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
-                namespace = process
-                    .and_then(|p| p.namespace(f.ns_type))
-                    .map_or(0, |id| id.inode),
+                namespace = snapshot.host.inodes[f.ns_type].unwrap_or(0),
                 "unexpected namespace sharing, seen by the sweep between scans"
             );
         }

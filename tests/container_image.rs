@@ -40,7 +40,7 @@ const OTHER_UID: u32 = 12345;
 const MEMORY_LIMIT: u64 = 64 << 20;
 
 /// The Containerfile's build: `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
-/// --locked --target x86_64-unknown-linux-gnu`, into `static/` beside this test's target dir.
+/// --locked --features ebpf --target x86_64-unknown-linux-gnu`, into `static/` beside this test's target dir.
 /// Built once per test binary; cargo itself decides whether anything changed.
 fn static_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -53,7 +53,8 @@ fn static_binary() -> &'static Path {
         let triple = "x86_64-unknown-linux-gnu";
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "--release", "--locked", "--bin", "nsexporter"])
+            .args(["build", "--release", "--locked", "--features", "ebpf"])
+            .args(["--bin", "nsexporter"])
             .args(["--target", triple])
             .current_dir(support::manifest_dir())
             .env("CARGO_TARGET_DIR", &target_dir)

@@ -132,6 +132,10 @@ fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
         ),
         ("tls component", overlay(tmp, "tls-overlay", &["tls"], &[])),
         (
+            "ebpf component",
+            overlay(tmp, "ebpf-overlay", &["ebpf"], &[]),
+        ),
+        (
             "docker-podman-names component",
             overlay(tmp, "names-overlay", &["docker-podman-names"], &[]),
         ),
@@ -1436,8 +1440,111 @@ fn proc_events_component_adds_what_the_proc_connector_needs() {
         assert!(text.contains("- SYS_PTRACE"));
     }
     // The image's binary may be granted it: the Containerfile's file capability names it.
+    assert!(file_capabilities().contains(&"NET_ADMIN".to_string()));
+}
+
+/// The capabilities the Containerfile's `setcap` grants the image's binary, as Kubernetes
+/// names them (`cap_net_admin` → `NET_ADMIN`).
+fn file_capabilities() -> Vec<String> {
     let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
-    assert!(containerfile.contains("setcap cap_dac_read_search,cap_net_admin,cap_sys_ptrace+p"));
+    let caps = containerfile
+        .split_whitespace()
+        .skip_while(|w| *w != "setcap")
+        .nth(1)
+        .expect("a setcap in the Containerfile");
+    caps.trim_end_matches("+p")
+        .split(',')
+        .map(|c| c.trim_start_matches("cap_").to_ascii_uppercase())
+        .collect()
+}
+
+/// The ebpf component gives the DaemonSet what the eBPF source's code asks for: the
+/// capabilities src/ebpf/loader.rs raises (read from it), the node's tracefs read-only, and
+/// the flag; nothing else, no SYS_ADMIN and no hostPID. The image's binary may be granted each.
+#[test]
+#[ignore = "needs kubectl and the venv's python (scripts/install-test-deps)"]
+fn ebpf_component_adds_what_the_ebpf_source_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = kustomize(&repo().join("deploy/kubernetes"));
+    let ebpf = kustomize(&overlay(tmp.path(), "ebpf", &["ebpf"], &[]));
+    let spec = |text: &str| -> Value {
+        let objects = yaml_documents(text);
+        let ds = object(&objects, "DaemonSet", "nsexporter").expect("a DaemonSet");
+        ds["spec"]["template"]["spec"].clone()
+    };
+    let (base, ebpf) = (spec(&base), spec(&ebpf));
+    let added = |spec: &Value| -> Vec<String> {
+        spec["containers"][0]["securityContext"]["capabilities"]["add"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    // What the loader raises: every `Capability::CAP_X` it names.
+    let loader = fs::read_to_string(repo().join("src/ebpf/loader.rs")).unwrap();
+    let mut needed: Vec<String> = loader
+        .split("Capability::CAP_")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect()
+        })
+        .collect();
+    needed.sort();
+    needed.dedup();
+    assert_eq!(needed, ["BPF", "DAC_READ_SEARCH", "PERFMON"]);
+    let mut new: Vec<String> = added(&ebpf)
+        .into_iter()
+        .filter(|c| !added(&base).contains(c))
+        .collect();
+    new.sort();
+    assert_eq!(new, needed);
+    assert!(!added(&ebpf).iter().any(|c| c == "SYS_ADMIN"));
+    let granted = file_capabilities();
+    for cap in &needed {
+        assert!(
+            granted.contains(cap),
+            "the image's setcap lacks {cap}: {granted:?}"
+        );
+    }
+    let args = |spec: &Value| spec["containers"][0]["args"].as_array().unwrap().clone();
+    let new_args: Vec<Value> = args(&ebpf)
+        .into_iter()
+        .filter(|a| !args(&base).contains(a))
+        .collect();
+    assert_eq!(new_args, [json!("--scan.ebpf=true")]);
+    let mounts = &ebpf["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/sys/kernel/tracing" && m["readOnly"] == true),
+        "{mounts}"
+    );
+    assert!(
+        ebpf["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["hostPath"]["path"] == "/sys/kernel/tracing"),
+        "{}",
+        ebpf["volumes"]
+    );
+    assert_eq!(ebpf["hostPID"], json!(false));
+    // Nothing else of the pod changes.
+    let without = |spec: &Value| {
+        let mut spec = spec.clone();
+        let c = &mut spec["containers"][0];
+        c["args"] = json!(null);
+        c["volumeMounts"] = json!(null);
+        c["securityContext"]["capabilities"]["add"] = json!(null);
+        spec["volumes"] = json!(null);
+        spec
+    };
+    assert_eq!(without(&ebpf), without(&base));
 }
 
 /// The tls component serves the metrics port with the web config and certificate from their
@@ -1549,8 +1656,7 @@ fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
     );
     assert_eq!(added(&base), ["SYS_PTRACE"]);
     assert_eq!(added(&names), ["SYS_PTRACE", "DAC_READ_SEARCH"]);
-    let containerfile = fs::read_to_string(repo().join("Containerfile")).unwrap();
-    assert!(containerfile.contains("setcap cap_dac_read_search,"));
+    assert!(file_capabilities().contains(&"DAC_READ_SEARCH".to_string()));
     // Nothing else of the pod changes.
     let without = |spec: &Value| {
         let mut spec = spec.clone();

@@ -10,98 +10,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::cgroup::Cgroup;
 use support::runc::hex_id;
+use support::visitor::{Visitor, uuid};
 use support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A container process: unshares mount, net, uts and ipc (its pid namespace stays the host's,
-/// as with hostPID), names itself `argv[1]` with prctl(PR_SET_NAME), and waits for the file
-/// `argv[2]`. Then it joins the host's mount and net namespaces (kthreadd's, through fds it
-/// opened first), stays `argv[3]` seconds, and goes back to its own; a negative stay never
-/// goes back.
-const VISITOR: &str = r#"
-import ctypes, os, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-NEWNS, NEWNET, NEWUTS, NEWIPC = 0x00020000, 0x40000000, 0x04000000, 0x08000000
-def check(r, what):
-    if r != 0:
-        raise OSError(ctypes.get_errno(), what)
-name, go, stay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-host = {t: os.open("/proc/2/ns/" + t, os.O_RDONLY) for t in ("mnt", "net")}
-check(libc.unshare(NEWNS | NEWNET | NEWUTS | NEWIPC), "unshare")
-own = {t: os.open("/proc/self/ns/" + t, os.O_RDONLY) for t in ("mnt", "net")}
-check(libc.prctl(15, name.encode(), 0, 0, 0), "prctl")
-while not os.path.exists(go):
-    time.sleep(0.01)
-for t, flag in (("mnt", NEWNS), ("net", NEWNET)):
-    if t in sys.argv[4].split(","):
-        check(libc.setns(host[t], flag), "setns " + t)
-if stay >= 0:
-    time.sleep(stay)
-    for t, flag in (("mnt", NEWNS), ("net", NEWNET)):
-        check(libc.setns(own[t], flag), "setns back " + t)
-time.sleep(1000)
-"#;
-
-/// A process in a container's cgroup running [`VISITOR`]. Dropped in field order: the
-/// process, then the cgroup, then the go file.
-struct Visitor {
-    process: Spawned,
-    _cgroup: Cgroup,
-    id: String,
-    go: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Visitor {
-    /// `name` as its comm; at go, into the host's `types` (comma-separated, of mnt and net)
-    /// for `stay` seconds (negative: for good). Returns once it is in its own namespaces,
-    /// named, and in the cgroup.
-    fn prepare(name: &str, types: &str, stay: f64) -> Visitor {
-        let id = hex_id();
-        let cgroup = Cgroup::create(&format!("/kubepods/besteffort/pod{}/{id}", uuid()));
-        let dir = tempfile::tempdir().unwrap();
-        let go = dir.path().join("go");
-        let stay = stay.to_string();
-        let args = ["-c", VISITOR, name, go.to_str().unwrap(), &stay, types];
-        let process = Spawned::new("python3", &args);
-        let pid = process.pid();
-        let host_net = ns_inode(2, "net").unwrap();
-        wait_for(
-            "the visitor in its own namespaces, renamed",
-            Duration::from_secs(10),
-            || {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-                (ns_inode(pid, "net")? != host_net && comm.trim_end() == name).then_some(())
-            },
-        );
-        cgroup.add(pid);
-        Visitor {
-            process,
-            _cgroup: cgroup,
-            id,
-            go,
-            _dir: dir,
-        }
-    }
-
-    fn go(&self) {
-        std::fs::write(&self.go, "").unwrap();
-    }
-
-    fn pid(&self) -> i32 {
-        self.process.pid()
-    }
 }
 
 fn counted(m: &Metrics, rule: &str, t: &str) -> f64 {
@@ -511,17 +431,4 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
     assert!(said.is_empty(), "{said:#?}");
     assert!(m.value("nsexporter_sweep_processes_total", &[]).unwrap() > 100.0);
     drop(e);
-}
-
-/// A pod uid's shape (8-4-4-4-12 hex digits), unique per call.
-fn uuid() -> String {
-    let h = hex_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }

@@ -323,6 +323,25 @@ fn bad_input_exits_non_zero_with_one_line() {
     );
 }
 
+/// A build without the `ebpf` feature refuses `--scan.ebpf=true` at start, in one line that
+/// says how to get it, rather than run without what was asked. (With the feature,
+/// tests/ebpf.rs covers the flag.)
+#[cfg(not(feature = "ebpf"))]
+#[test]
+fn scan_ebpf_without_the_feature_fails_at_start() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    fails_with(
+        &[&procfs, "--scan.ebpf=true"],
+        &[],
+        "scan.ebpf: this nsexporter was built without the ebpf feature",
+    );
+    fails_with(
+        &[&procfs],
+        &[("NSEXPORTER_SCAN__EBPF", "true")],
+        "built without the ebpf feature (cargo build --features ebpf",
+    );
+}
+
 #[test]
 fn list_prints_the_fixture_like_lsns() {
     let procfs = format!("--path.procfs={}", fixture_procfs().display());

@@ -20,9 +20,10 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::ebpf::{Lost, LostReason};
 use crate::events::{DropReason, Drops};
 use crate::lifecycle::{Changes, Orphan};
-use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsType, Snapshot};
+use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsChange, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::pins::{SocketSkip, SocketSkips};
@@ -88,6 +89,8 @@ pub struct Metrics {
     sweep_rechecked: IntCounter,
     proc_events: IntCounter,
     proc_events_dropped: IntCounterVec,
+    ebpf_changes: IntCounterVec,
+    ebpf_lost: IntCounterVec,
     orphans: IntGaugeVec,
     orphan_age: GaugeVec,
     fds_skipped: IntGauge,
@@ -330,6 +333,22 @@ impl Metrics {
                 &["reason"],
             )
             .unwrap(),
+            ebpf_changes: IntCounterVec::new(
+                opts(
+                    "nsexporter_ebpf_namespace_changes_total",
+                    "Namespace changes the eBPF source reported (--scan.ebpf), by the system call and the type of namespace entered; each is judged by the host rules at once.",
+                ),
+                &["syscall", "type"],
+            )
+            .unwrap(),
+            ebpf_lost: IntCounterVec::new(
+                opts(
+                    "nsexporter_ebpf_events_lost_total",
+                    "Namespace changes the eBPF source lost before they were judged, by reason: ring_buffer_full (the kernel's ring buffer was full) or queue_full (the exporter's bounded queue was). The sweeps and scans still see where those processes are now.",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
             orphans: IntGaugeVec::new(
                 opts(
                     "nsexporter_orphaned_namespaces",
@@ -451,7 +470,7 @@ impl Metrics {
 
     /// Exports the counters of what runs between scans, for what is on: with neither sweeps
     /// nor process events the exposition is what it was without them.
-    pub fn between_scans(&mut self, sweeps: bool, events: bool) {
+    pub fn between_scans(&mut self, sweeps: bool, events: bool, ebpf: bool) {
         let register = |c: Box<dyn prometheus::core::Collector>| {
             // Registering twice is refused, and harmless: the counter is already there.
             let _ = self.live.register(c);
@@ -460,8 +479,15 @@ impl Metrics {
             register(Box::new(self.sweeps.clone()));
             register(Box::new(self.sweep_rechecked.clone()));
         }
-        if sweeps || events {
+        if sweeps || events || ebpf {
             register(Box::new(self.sweep_processes.clone()));
+        }
+        if ebpf {
+            for reason in LostReason::ALL {
+                self.ebpf_lost.with_label_values(&[reason.as_str()]);
+            }
+            register(Box::new(self.ebpf_changes.clone()));
+            register(Box::new(self.ebpf_lost.clone()));
         }
         if events {
             for reason in DropReason::ALL {
@@ -480,6 +506,25 @@ impl Metrics {
                 .proc_events_dropped
                 .with_label_values(&[reason.as_str()]);
             counter.inc_by(drops.count(reason).saturating_sub(counter.get()));
+        }
+    }
+
+    /// Brings the eBPF source's lost-change counters up to the reader thread's totals.
+    pub fn record_ebpf_lost(&mut self, lost: &Lost) {
+        for reason in LostReason::ALL {
+            let counter = self.ebpf_lost.with_label_values(&[reason.as_str()]);
+            counter.inc_by(lost.count(reason).saturating_sub(counter.get()));
+        }
+    }
+
+    /// Counts the eBPF source's namespace changes, by system call and type entered.
+    pub fn record_changes(&mut self, changes: &[NsChange]) {
+        for change in changes {
+            for id in change.entered() {
+                self.ebpf_changes
+                    .with_label_values(&[change.syscall.as_str(), id.ns_type.as_str()])
+                    .inc();
+            }
         }
     }
 

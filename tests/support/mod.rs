@@ -10,6 +10,7 @@ pub mod engines;
 pub mod pod;
 pub mod prometheus;
 pub mod runc;
+pub mod visitor;
 pub mod webhook;
 pub mod yaml;
 

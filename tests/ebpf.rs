@@ -1,0 +1,492 @@
+//! The eBPF source (`--scan.ebpf`) on the real kernel, as root: what it sees that no sweep
+//! can (a 10 ms stay in the host's network namespace), what it tells before the next scan (a
+//! new namespace, a child cloned into namespaces of its own), and one line, with the sweeps
+//! going on, where it cannot run (no flag, no CAP_BPF, no tracefs).
+//!
+//! The scans are a minute apart and the sweeps off, so that whatever is counted between
+//! scans was counted from the kernel's reports. Built only with the `ebpf` feature
+//! (`scripts/test` turns it on). The tests share one lock: they count on the whole machine,
+//! and share tracefs.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use support::cgroup::Cgroup;
+use support::pod::Pod;
+use support::runc::hex_id;
+use support::visitor::Visitor;
+use support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// tracefs at /sys/kernel/tracing while the test runs: mounted here if it was not, and then
+/// (only then) unmounted on drop.
+struct Tracefs {
+    mounted_here: bool,
+}
+
+impl Tracefs {
+    fn ensure() -> Tracefs {
+        let mounted = || Path::new(TRACEFS).join("events").is_dir();
+        if mounted() {
+            return Tracefs {
+                mounted_here: false,
+            };
+        }
+        let (ok, _, err) = run("mount", &["-t", "tracefs", "nodev", TRACEFS]);
+        assert!(ok && mounted(), "mount tracefs: {err}");
+        Tracefs { mounted_here: true }
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = run("umount", &[TRACEFS]);
+        }
+    }
+}
+
+/// The scan loop's first scan, with the eBPF source attached (its start line said so).
+fn started_with_ebpf(args: &[&str]) -> (Exporter, Metrics) {
+    let mut all = vec![
+        "--scan.ebpf=true",
+        "--scan.interval=60s",
+        "--scan.sweep-interval=0s",
+    ];
+    all.extend_from_slice(args);
+    let e = Exporter::start(&all);
+    let m = first_scan(&e);
+    let log = e.stderr();
+    assert!(log.contains("eBPF source attached"), "{log}");
+    (e, m)
+}
+
+fn first_scan(e: &Exporter) -> Metrics {
+    wait_for("the first scan", Duration::from_secs(20), || {
+        let m = e.metrics();
+        (m.value("nsexporter_scans_total", &[])? >= 1.0).then_some(m)
+    })
+}
+
+fn changes(m: &Metrics, syscall: &str, t: &str) -> f64 {
+    m.value(
+        "nsexporter_ebpf_namespace_changes_total",
+        &[("syscall", syscall), ("type", t)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// The exporter's log lines of namespace changes that hold every one of `fields`.
+fn changes_logged(log: &str, fields: &[String]) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("namespace change (eBPF)"))
+        .filter(|l| fields.iter().all(|f| l.split(' ').any(|w| w == f)))
+        .map(String::from)
+        .collect()
+}
+
+/// A process of a pod's container, 10 s old, enters the host's network namespace for 10 ms
+/// and comes back: with scans a minute apart and no sweeps, the kernel's report alone counts
+/// it, with its container and pod, within seconds and before the second scan, and says it
+/// once.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, unshare(2), setns(2), cgroups"]
+fn a_10_ms_stay_in_the_hosts_net_is_counted_with_its_container_and_pod() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("containers");
+    std::fs::create_dir(&logs).unwrap();
+    let pod = Pod::new(format!("web-{}", &hex_id()[..5]), "shop");
+    let born = Instant::now();
+    let visitor = Visitor::in_pod(&pod, &logs, "app", "net", 0.010);
+    let (e, m) = started_with_ebpf(&[&format!("--path.kubelet-logs={}", logs.display())]);
+    let host_net = |m: &Metrics| {
+        m.value(
+            "nsexporter_sharing_findings_total",
+            &[("rule", "host_namespace"), ("type", "net")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = host_net(&m);
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(born.elapsed()));
+    visitor.go();
+    let m = wait_for("the 10 ms stay counted", Duration::from_secs(20), || {
+        let m = e.metrics();
+        (host_net(&m) > before).then_some(m)
+    });
+    assert_eq!(host_net(&m), before + 1.0);
+    let active = m.find(
+        "nsexporter_sharing_findings_active",
+        &[
+            ("rule", "host_namespace"),
+            ("type", "net"),
+            ("container_id", &visitor.id),
+            ("container", "app"),
+            ("pod", &pod.name),
+            ("k8s_namespace", "shop"),
+        ],
+    );
+    assert_eq!(active.len(), 1, "active with its container and pod");
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "before the second scan"
+    );
+    assert!(
+        changes(&m, "setns", "net") >= 2.0,
+        "into the host's and back"
+    );
+    // The stay is over: /proc shows it home, as any sweep would have.
+    assert_ne!(ns_inode(visitor.pid(), "net"), ns_inode(2, "net"));
+    let log = e.stderr();
+    let pid = format!("pid={}", visitor.pid());
+    let host_inode = format!("namespace={}", ns_inode(2, "net").unwrap());
+    let entered = changes_logged(
+        &log,
+        &[
+            pid.clone(),
+            "syscall=setns".into(),
+            "type=net".into(),
+            host_inode,
+            "host=true".into(),
+            format!("container_id={}", visitor.id),
+            "container=app".into(),
+            format!("pod={}", pod.name),
+        ],
+    );
+    assert_eq!(entered.len(), 1, "said once:\n{log}");
+    let finding: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("seen by the sweep between scans")
+                && l.contains(" type=net ")
+                && l.contains(&visitor.id)
+        })
+        .collect();
+    assert_eq!(finding.len(), 1, "{log}");
+    assert!(
+        finding[0].contains(&format!("pod={}", pod.name)),
+        "{}",
+        finding[0]
+    );
+    assert!(finding[0].contains(&pid), "{}", finding[0]);
+}
+
+/// A container process runs `unshare --net`: its new network namespace is logged with its
+/// container and pod, and counted, within seconds and before the next scan.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, unshare(2), cgroups"]
+fn unshare_net_by_a_container_process_is_known_before_the_next_scan() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("containers");
+    std::fs::create_dir(&logs).unwrap();
+    let go = dir.path().join("go");
+    let pod = Pod::new(format!("batch-{}", &hex_id()[..5]), "jobs");
+    let id = hex_id();
+    pod.log_entry(&logs, "worker", &id);
+    let cgroup = Cgroup::create(&pod.cgroup(&id));
+    // Its own namespaces, then into its cgroup (as a runtime), then at go: unshare --net.
+    let script = r#"while [ ! -e "$1" ]; do sleep 0.05; done; exec unshare --net sleep 1000"#;
+    let container = Spawned::new(
+        "unshare",
+        &[
+            "--net",
+            "--uts",
+            "--ipc",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            go.to_str().unwrap(),
+        ],
+    );
+    let pid = container.running("sh");
+    cgroup.add(pid);
+    let (e, m) = started_with_ebpf(&[&format!("--path.kubelet-logs={}", logs.display())]);
+    let before = changes(&m, "unshare", "net");
+    std::fs::write(&go, "").unwrap();
+    container.running("sleep");
+    let new_net = ns_inode(pid, "net").unwrap();
+    let fields = [
+        format!("pid={pid}"),
+        "syscall=unshare".into(),
+        "type=net".into(),
+        format!("namespace={new_net}"),
+        "host=false".into(),
+        format!("container_id={id}"),
+        "container=worker".into(),
+        format!("pod={}", pod.name),
+    ];
+    let said = wait_for("the new namespace logged", Duration::from_secs(20), || {
+        let said = changes_logged(&e.stderr(), &fields);
+        (!said.is_empty()).then_some(said)
+    });
+    assert_eq!(said.len(), 1, "{said:?}");
+    let m2 = e.metrics();
+    assert!(changes(&m2, "unshare", "net") > before);
+    assert_eq!(
+        m2.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "before the next scan"
+    );
+    drop(m);
+    drop(container);
+}
+
+/// A child of clone(CLONE_NEWUSER | CLONE_NEWNS) is reported with its new user and mount
+/// namespaces.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, clone(2) with CLONE_NEWUSER"]
+fn a_clone_newuser_newns_child_is_seen() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let (e, _) = started_with_ebpf(&[]);
+    // The raw clone(2) (56 on x86-64: flags, stack 0 as fork), so that nothing but the flags
+    // makes the child; the child prints its pid and namespaces, lives a moment and exits.
+    const CLONE: &str = r#"
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS, SIGCHLD = 0x10000000, 0x00020000, 17
+pid = libc.syscall(56, CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0)
+if pid == 0:
+    links = [os.readlink("/proc/self/ns/" + t) for t in ("user", "mnt")]
+    os.write(1, ("%d %s %s\n" % (os.getpid(), links[0], links[1])).encode())
+    time.sleep(0.3)
+    os._exit(0)
+if pid < 0:
+    raise OSError(ctypes.get_errno(), "clone")
+os.waitpid(pid, 0)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", CLONE])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (child, user, mnt) = (words[0], words[1], words[2]);
+    let inode = |link: &str| {
+        link.split_once('[')
+            .unwrap()
+            .1
+            .trim_end_matches(']')
+            .to_string()
+    };
+    for (t, link) in [("user", user), ("mnt", mnt)] {
+        let fields = [
+            format!("pid={child}"),
+            "syscall=clone".into(),
+            format!("type={t}"),
+            format!("namespace={}", inode(link)),
+        ];
+        wait_for(
+            &format!("the child's {t} logged"),
+            Duration::from_secs(20),
+            || (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(()),
+        );
+    }
+    let m = e.metrics();
+    assert!(changes(&m, "clone", "user") >= 1.0);
+    assert!(changes(&m, "clone", "mnt") >= 1.0);
+}
+
+/// A child forked (no flag) after its parent unshared a pid namespace for its children shares
+/// its parent's nsproxy but not its pid namespace: it is reported, with the new one.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, unshare(2) with CLONE_NEWPID"]
+fn a_fork_into_the_pid_namespace_its_parent_entered_is_seen() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let (e, _) = started_with_ebpf(&[]);
+    const FORK: &str = r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x20000000) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
+pid = os.fork()
+if pid == 0:
+    os.write(1, ("child %s\n" % os.readlink("/proc/self/ns/pid")).encode())
+    time.sleep(0.3)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", pid, flush=True)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", FORK])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |tag: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .unwrap_or_else(|| panic!("no {tag:?} in {text:?}"))
+            .trim()
+            .to_string()
+    };
+    let (link, child) = (field("child "), field("parent "));
+    let inode = link.split_once('[').unwrap().1.trim_end_matches(']');
+    let fields = [
+        format!("pid={child}"),
+        "syscall=clone".into(),
+        "type=pid".into(),
+        format!("namespace={inode}"),
+    ];
+    wait_for(
+        "the child's pid namespace logged",
+        Duration::from_secs(20),
+        || (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(()),
+    );
+}
+
+/// Least privilege: as uid 65534 with CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH (tracefs) and
+/// CAP_SYS_PTRACE (the scan's) alone, as the ebpf component's pod runs it, no CAP_SYS_ADMIN:
+/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good.
+#[test]
+#[ignore = "needs root: setpriv(1) to run the exporter as uid 65534 with four capabilities"]
+fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let caps = "bpf,+perfmon,+dac_read_search,+sys_ptrace";
+    let e = Exporter::start_under(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps=-all,+{caps}"),
+            &format!("--ambient-caps=+{caps}"),
+            &format!("--bounding-set=-all,+{caps}"),
+        ],
+        &[
+            "--scan.ebpf=true",
+            "--scan.interval=60s",
+            "--scan.sweep-interval=0s",
+        ],
+    );
+    first_scan(&e);
+    let log = e.stderr();
+    assert!(log.contains("eBPF source attached"), "{log}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.child.id())).unwrap();
+    let set = |name: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    const CAP_PERFMON: u64 = 1 << 38;
+    const CAP_BPF: u64 = 1 << 39;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    for name in ["CapPrm:", "CapEff:"] {
+        assert_eq!(
+            set(name) & (CAP_BPF | CAP_PERFMON | CAP_SYS_ADMIN),
+            0,
+            "{name}\n{status}"
+        );
+    }
+    let mut unshared = Spawned::new("unshare", &["--uts", "sleep", "1000"]);
+    let pid = unshared.running("sleep");
+    let fields = [
+        format!("pid={pid}"),
+        "syscall=unshare".into(),
+        "type=uts".into(),
+        format!("namespace={}", ns_inode(pid, "uts").unwrap()),
+    ];
+    wait_for("the change logged", Duration::from_secs(20), || {
+        (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(())
+    });
+    unshared.kill();
+}
+
+/// The lines the exporter said about the eBPF source.
+fn ebpf_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("scan.ebpf") || l.contains("eBPF"))
+        .collect()
+}
+
+/// Scans go on: a second scan after the first.
+fn scans_go_on(e: &Exporter) {
+    wait_for("a second scan", Duration::from_secs(20), || {
+        (e.metrics().value("nsexporter_scans_total", &[])? >= 2.0).then_some(())
+    });
+}
+
+/// Without the flag: nothing is loaded, nothing is said, and no eBPF family is exported.
+#[test]
+fn without_the_flag_nothing_is_loaded() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let e = Exporter::start(&[&procfs, "--scan.interval=200ms"]);
+    scans_go_on(&e);
+    let text = e.get("/metrics").text();
+    assert!(!text.contains("nsexporter_ebpf_"), "{text}");
+    assert!(ebpf_lines(&e.stderr()).is_empty(), "{}", e.stderr());
+}
+
+/// Without CAP_BPF (and CAP_SYS_ADMIN, which would stand in for it) in the bounding set: one
+/// line says which capability is missing, and the scans go on.
+#[test]
+#[ignore = "needs root: setpriv(1) drops CAP_BPF from a root's bounding set"]
+fn without_cap_bpf_one_line_and_the_scans_go_on() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let e = Exporter::start_under(
+        &["setpriv", "--bounding-set=-bpf,-sys_admin"],
+        &["--scan.ebpf=true", "--scan.interval=200ms"],
+    );
+    scans_go_on(&e);
+    let log = e.stderr();
+    let said = ebpf_lines(&log);
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].contains("missing CAP_BPF"), "{}", said[0]);
+    assert!(said[0].contains("the sweeps go on"), "{}", said[0]);
+    assert!(!e.get("/metrics").text().contains("nsexporter_ebpf_"));
+}
+
+/// With tracefs unmounted (in a mount namespace of the exporter's own, so that nothing else on
+/// the machine loses it): one line names tracefs, and the scans go on.
+#[test]
+#[ignore = "needs root: unshare(1) for a private mount namespace, umount(8)"]
+fn without_tracefs_one_line_and_the_scans_go_on() {
+    let _serial = serial();
+    let e = Exporter::start_under(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation=private",
+            "sh",
+            "-c",
+            r#"umount -l /sys/kernel/tracing 2>/dev/null; exec "$0" "$@""#,
+        ],
+        &["--scan.ebpf=true", "--scan.interval=200ms"],
+    );
+    scans_go_on(&e);
+    let log = e.stderr();
+    let said = ebpf_lines(&log);
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(
+        said[0].contains("tracefs is not mounted at /sys/kernel/tracing"),
+        "{}",
+        said[0]
+    );
+    assert!(!e.get("/metrics").text().contains("nsexporter_ebpf_"));
+}
