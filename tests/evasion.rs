@@ -378,7 +378,7 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
     }
     for i in 0..33 {
         let name = format!("nsx-plumbing-{i}");
-        ids.push(docker.docker(&[
+        let run = [
             "run",
             "--detach",
             "--network",
@@ -388,19 +388,10 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
             "nsx-busybox",
             "sleep",
             "1000",
-        ]));
+        ];
+        ids.push(docker.docker(&run));
         docker.docker(&["rm", "--force", &name]);
-        ids.push(podman.podman(&[
-            "run",
-            "--detach",
-            "--network",
-            "none",
-            "--name",
-            &name,
-            "nsx-busybox",
-            "sleep",
-            "1000",
-        ]));
+        ids.push(podman.podman(&run));
         podman.podman(&["rm", "--force", "--time", "0", &name]);
     }
     // What was read while they ran: the events and sweeps saw their plumbing.

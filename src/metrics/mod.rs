@@ -724,22 +724,7 @@ impl Metrics {
     /// the live ones ([`Self::encode_live`]). The scan's are kept, encoded, for the sweeps.
     pub fn encode(&mut self) -> Exposition {
         let mut text = Vec::with_capacity(self.scan_part.text.len() + 4096);
-        let registered = self.registry.gather();
-        let mut names: Vec<&str> = registered
-            .iter()
-            .map(|f| f.name())
-            .chain(ScanView::FAMILIES)
-            .collect();
-        names.sort_unstable();
-        let encoder = TextEncoder::new();
-        for name in names {
-            match registered.iter().find(|f| f.name() == name) {
-                Some(family) => encoder
-                    .encode(std::slice::from_ref(family), &mut text)
-                    .expect("encoding to a Vec cannot fail"),
-                None => self.view.write_family(name, &mut text),
-            }
-        }
+        write_families(&self.registry, &self.view, &ScanView::FAMILIES, &mut text);
         self.scan_part = ScanPart::new(text);
         self.encode_live()
     }
@@ -748,7 +733,6 @@ impl Metrics {
     /// sweep publishes. Costs the live families' few lines, their compression, and a copy.
     pub fn encode_live(&self) -> Exposition {
         let mut live = Vec::with_capacity(4096);
-        let registered = self.live.gather();
         let findings = ScanView {
             findings: self
                 .view
@@ -759,22 +743,29 @@ impl Metrics {
                 .collect(),
             ..ScanView::default()
         };
-        let mut names: Vec<&str> = registered
-            .iter()
-            .map(|f| f.name())
-            .chain(ScanView::LIVE_FAMILIES)
-            .collect();
-        names.sort_unstable();
-        let encoder = TextEncoder::new();
-        for name in names {
-            match registered.iter().find(|f| f.name() == name) {
-                Some(family) => encoder
-                    .encode(std::slice::from_ref(family), &mut live)
-                    .expect("encoding to a Vec cannot fail"),
-                None => findings.write_family(name, &mut live),
-            }
-        }
+        write_families(&self.live, &findings, &ScanView::LIVE_FAMILIES, &mut live);
         self.scan_part.with(&live)
+    }
+}
+
+/// Writes the families of `registry` and the families `from_view` of `view` in one name order,
+/// as a registry holding them all would write them.
+fn write_families(registry: &Registry, view: &ScanView, from_view: &[&str], out: &mut Vec<u8>) {
+    let registered = registry.gather();
+    let mut names: Vec<&str> = registered
+        .iter()
+        .map(|f| f.name())
+        .chain(from_view.iter().copied())
+        .collect();
+    names.sort_unstable();
+    let encoder = TextEncoder::new();
+    for name in names {
+        match registered.iter().find(|f| f.name() == name) {
+            Some(family) => encoder
+                .encode(std::slice::from_ref(family), out)
+                .expect("encoding to a Vec cannot fail"),
+            None => view.write_family(name, out),
+        }
     }
 }
 
