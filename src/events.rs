@@ -50,6 +50,40 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// Why a namespace change was lost before it was judged: the `reason` label of
+    /// `nsexporter_ebpf_events_lost_total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum LostReason {
+        /// The kernel's ring buffer was full: the exporter read too slowly.
+        RingBufferFull = "ring_buffer_full",
+        /// The bounded queue between the reader thread and the scan loop was full.
+        QueueFull = "queue_full",
+    }
+}
+
+/// The eBPF source's changes lost so far, by reason: kept here, below the source, which
+/// hands its changes over this module's queue.
+#[derive(Debug, Default)]
+pub struct Lost([AtomicU64; LostReason::ALL.len()]);
+
+impl Lost {
+    pub fn count(&self, reason: LostReason) -> u64 {
+        self.0[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Sets a total kept elsewhere (the kernel's per-CPU counters, summed).
+    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
+    pub(crate) fn set(&self, reason: LostReason, total: u64) {
+        self.0[reason.index()].store(total, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
+    pub(crate) fn add(&self, reason: LostReason, n: u64) {
+        self.0[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// Events lost so far, by reason, counted by the reader thread.
 #[derive(Debug, Default)]
 pub struct Drops([AtomicU64; DropReason::ALL.len()]);
@@ -80,7 +114,7 @@ pub struct EventStream {
     /// The proc connector's losses, where it listens.
     pub proc_drops: Option<Arc<Drops>>,
     /// The eBPF source's losses, where it is attached.
-    pub ebpf_lost: Option<Arc<crate::ebpf::Lost>>,
+    pub ebpf_lost: Option<Arc<Lost>>,
 }
 
 /// The one bounded queue that every source's reader thread sends into.

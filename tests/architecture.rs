@@ -40,7 +40,14 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             // A module's tests may use anything; the code may not.
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
             let uses = graph.entry(module.clone()).or_default();
             for (i, _) in code.match_indices("crate::") {
                 let name: String = code[i + "crate::".len()..]

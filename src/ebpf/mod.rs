@@ -18,7 +18,6 @@
 
 use std::num::NonZeroU64;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::{ChangeSyscall, NsChange, NsType, PerType, ProcessId};
 
@@ -31,38 +30,7 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// The kernel's own BTF, which CO-RE relocates against.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-label_enum! {
-    /// Why a namespace change was lost before it was judged: the `reason` label of
-    /// `nsexporter_ebpf_events_lost_total`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum LostReason {
-        /// The kernel's ring buffer was full: the exporter read too slowly.
-        RingBufferFull = "ring_buffer_full",
-        /// The bounded queue between the reader thread and the scan loop was full.
-        QueueFull = "queue_full",
-    }
-}
-
-/// Changes lost so far, by reason.
-#[derive(Debug, Default)]
-pub struct Lost([AtomicU64; LostReason::ALL.len()]);
-
-impl Lost {
-    pub fn count(&self, reason: LostReason) -> u64 {
-        self.0[reason.index()].load(Ordering::Relaxed)
-    }
-
-    /// Sets a total kept elsewhere (the kernel's per-CPU counters, summed).
-    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
-    fn set(&self, reason: LostReason, total: u64) {
-        self.0[reason.index()].store(total, Ordering::Relaxed);
-    }
-
-    #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
-    fn add(&self, reason: LostReason, n: u64) {
-        self.0[reason.index()].fetch_add(n, Ordering::Relaxed);
-    }
-}
+pub use crate::events::{Lost, LostReason};
 
 /// The size of one report (`struct change` in nsevents.bpf.c).
 pub const CHANGE_SIZE: usize = 72;
