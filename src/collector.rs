@@ -266,6 +266,20 @@ impl Collector {
             duration_ms = duration.as_secs_f64() * 1000.0,
             "scan"
         );
+        // The scan's temporaries go, and their memory back to the kernel, before the encode
+        // samples `process_resident_memory_bytes`: it then reports the resident size the
+        // exporter keeps between scans, not the scan's peak. Encoding after they are gone
+        // also keeps the text off that peak.
+        drop((
+            snapshot,
+            changes,
+            attribution,
+            sharing,
+            new_findings,
+            orphans,
+        ));
+        drop(outcome.errors);
+        release_free_memory();
         (self.metrics.encode(), Ok(()))
     }
 

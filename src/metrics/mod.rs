@@ -723,16 +723,29 @@ impl Metrics {
     /// Encodes every family in the text format, plain and gzipped: the scan's families, then
     /// the live ones ([`Self::encode_live`]). The scan's are kept, encoded, for the sweeps.
     pub fn encode(&mut self) -> Exposition {
-        let mut text = Vec::with_capacity(self.scan_part.text.len() + 4096);
+        // One buffer for the whole text, sized by the last: grown by doubling, or copied into
+        // an exposition of its own, it would be held two or three times at 10,000 processes
+        // (2 MB each).
+        let last = self.scan_part.text.len();
+        let mut text = Vec::with_capacity(last + last / 16 + 4096);
         write_families(&self.registry, &self.view, &ScanView::FAMILIES, &mut text);
-        self.scan_part = ScanPart::new(text);
-        self.encode_live()
+        let scan_len = text.len();
+        self.write_live(&mut text);
+        self.scan_part = ScanPart::new(text, scan_len);
+        self.scan_part.exposition()
     }
 
     /// The last scan's families as they were encoded, and the live families anew: what a
     /// sweep publishes. Costs the live families' few lines, their compression, and a copy.
-    pub fn encode_live(&self) -> Exposition {
+    pub fn encode_live(&mut self) -> Exposition {
         let mut live = Vec::with_capacity(4096);
+        self.write_live(&mut live);
+        self.scan_part = self.scan_part.with(&live);
+        self.scan_part.exposition()
+    }
+
+    /// Appends the live families, with the findings of the last scan and those since.
+    fn write_live(&self, out: &mut Vec<u8>) {
         let findings = ScanView {
             findings: self
                 .view
@@ -743,8 +756,7 @@ impl Metrics {
                 .collect(),
             ..ScanView::default()
         };
-        write_families(&self.live, &findings, &ScanView::LIVE_FAMILIES, &mut live);
-        self.scan_part.with(&live)
+        write_families(&self.live, &findings, &ScanView::LIVE_FAMILIES, out);
     }
 }
 
@@ -769,14 +781,21 @@ fn write_families(registry: &Registry, view: &ScanView, from_view: &[&str], out:
     }
 }
 
-/// The scan's families, encoded once a scan: the text, and the text as raw deflate ended by a
-/// sync flush, so that each sweep's live families follow as deflate blocks of their own and
-/// the two make one gzip member (RFC 1951 §3.2.4, RFC 1952), without compressing the scan's
-/// part again. The CRC of the whole is combined from the parts'.
+/// The last exposition, whose text begins with the scan's families, encoded once a scan. Its
+/// gzip is one member: the scan's families as raw deflate ended by a sync flush, then the live
+/// families as deflate blocks of their own (RFC 1951 §3.2.4, RFC 1952), so that a sweep
+/// compresses only its own few lines; the CRC of the whole is combined from the parts'. The
+/// exposition served and the scan's part are one allocation: a sweep copies the scan's part
+/// into its new exposition, and the old one goes when nothing serves it any longer.
 #[derive(Default)]
 struct ScanPart {
     text: Bytes,
-    deflate: Bytes,
+    /// Where the scan's families end in `text`.
+    scan_len: usize,
+    gzip: Bytes,
+    /// Where the scan's deflate ends in `gzip`.
+    deflate_end: usize,
+    /// The CRC of the scan's families.
     crc: flate2::Crc,
 }
 
@@ -784,49 +803,77 @@ struct ScanPart {
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl ScanPart {
-    fn new(text: Vec<u8>) -> ScanPart {
+    /// `text`: the scan's families, its first `scan_len` bytes, then the live ones.
+    fn new(text: Vec<u8>, scan_len: usize) -> ScanPart {
+        let (scan, live) = text.split_at(scan_len);
         let mut crc = flate2::Crc::new();
-        crc.update(&text);
+        crc.update(scan);
+        // About one byte in twenty: the text is label values repeated line after line.
+        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + text.len() / 16 + 1024);
+        gzip.extend_from_slice(&GZIP_HEADER);
+        deflate(scan, flate2::FlushCompress::Sync, &mut gzip);
+        let deflate_end = gzip.len();
+        finish_gzip(&crc, live, &mut gzip);
         ScanPart {
-            deflate: deflate(&text, flate2::FlushCompress::Sync).into(),
             text: text.into(),
+            scan_len,
+            gzip: gzip.into(),
+            deflate_end,
             crc,
         }
     }
 
-    /// The exposition of this part followed by `live`.
-    fn with(&self, live: &[u8]) -> Exposition {
-        let mut text = Vec::with_capacity(self.text.len() + live.len());
-        text.extend_from_slice(&self.text);
+    /// The same scan's families followed by `live`.
+    fn with(&self, live: &[u8]) -> ScanPart {
+        let mut text = Vec::with_capacity(self.scan_len + live.len());
+        text.extend_from_slice(&self.text[..self.scan_len]);
         text.extend_from_slice(live);
-        let tail = deflate(live, flate2::FlushCompress::Finish);
-        let mut crc = flate2::Crc::new();
-        crc.combine(&self.crc);
-        let mut live_crc = flate2::Crc::new();
-        live_crc.update(live);
-        crc.combine(&live_crc);
-        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + self.deflate.len() + tail.len() + 8);
-        gzip.extend_from_slice(&GZIP_HEADER);
-        gzip.extend_from_slice(&self.deflate);
-        gzip.extend_from_slice(&tail);
-        gzip.extend_from_slice(&crc.sum().to_le_bytes());
-        gzip.extend_from_slice(&crc.amount().to_le_bytes());
-        Exposition {
+        let mut gzip = Vec::with_capacity(self.deflate_end + live.len() / 4 + 64);
+        gzip.extend_from_slice(&self.gzip[..self.deflate_end]);
+        finish_gzip(&self.crc, live, &mut gzip);
+        ScanPart {
             text: text.into(),
+            scan_len: self.scan_len,
             gzip: gzip.into(),
+            deflate_end: self.deflate_end,
+            crc: {
+                let mut crc = flate2::Crc::new();
+                crc.combine(&self.crc);
+                crc
+            },
+        }
+    }
+
+    fn exposition(&self) -> Exposition {
+        Exposition {
+            text: self.text.clone(),
+            gzip: self.gzip.clone(),
         }
     }
 }
 
-/// `input` as raw deflate at the fast level, ended by `flush`: `Sync` leaves the stream open
-/// on a byte boundary, `Finish` closes it with a final block.
-fn deflate(input: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
+/// Appends `live` as the last deflate blocks, and the gzip trailer: the CRC of the whole
+/// (`scan`'s combined with `live`'s) and its length.
+fn finish_gzip(scan: &flate2::Crc, live: &[u8], gzip: &mut Vec<u8>) {
+    deflate(live, flate2::FlushCompress::Finish, gzip);
+    let mut crc = flate2::Crc::new();
+    crc.combine(scan);
+    let mut live_crc = flate2::Crc::new();
+    live_crc.update(live);
+    crc.combine(&live_crc);
+    gzip.extend_from_slice(&crc.sum().to_le_bytes());
+    gzip.extend_from_slice(&crc.amount().to_le_bytes());
+}
+
+/// Appends `input` to `out` as raw deflate at the fast level, ended by `flush`: `Sync` leaves
+/// the stream open on a byte boundary, `Finish` closes it with a final block.
+fn deflate(input: &[u8], flush: flate2::FlushCompress, out: &mut Vec<u8>) {
     let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
-    let mut out = Vec::with_capacity(input.len() / 4 + 64);
+    out.reserve(64);
     loop {
         let consumed = c.total_in() as usize;
         let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
+            .compress_vec(&input[consumed..], out, flush)
             .expect("deflate of a buffer cannot fail");
         let done = c.total_in() as usize == input.len()
             && match flush {
@@ -835,7 +882,7 @@ fn deflate(input: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
                 _ => out.len() < out.capacity(),
             };
         if done {
-            return out;
+            return;
         }
         out.reserve(out.capacity().max(1024));
     }
@@ -868,9 +915,12 @@ mod tests {
         let scan: Vec<u8> = (0..50_000)
             .flat_map(|i| format!("scan_line {i}\n").into_bytes())
             .collect();
-        let part = ScanPart::new(scan.clone());
+        let first = [&scan[..], b"live 0\n"].concat();
+        let part = ScanPart::new(first.clone(), scan.len());
+        assert_eq!(part.exposition().text, first);
+        assert_eq!(gunzip(&part.exposition().gzip), first);
         for live in [&b""[..], b"live 1\n", &[b'x'; 100_000]] {
-            let e = part.with(live);
+            let e = part.with(live).exposition();
             let whole = [&scan[..], live].concat();
             assert_eq!(e.text, whole);
             assert_eq!(gunzip(&e.gzip), whole);
@@ -882,9 +932,13 @@ mod tests {
         }
         // Compressed once: the live part costs its own size, not the scan's.
         let small = part.with(b"live 1\n");
-        assert!(small.gzip.len() < part.deflate.len() + 64);
-        let empty = ScanPart::new(Vec::new()).with(b"");
+        assert!(small.gzip.len() < part.deflate_end + 64);
+        // A sweep after a sweep keeps the scan's part and only it.
+        let again = part.with(b"live 1\n").with(b"live 2\n").exposition();
+        assert_eq!(gunzip(&again.gzip), [&scan[..], b"live 2\n"].concat());
+        let empty = ScanPart::new(Vec::new(), 0).exposition();
         assert_eq!(gunzip(&empty.gzip), b"");
+        assert_eq!(empty.text, b""[..]);
     }
 
     #[test]

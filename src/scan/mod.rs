@@ -187,7 +187,12 @@ impl Scanner {
         let (root, mut dir, dir_fd) = self.open_root()?;
         let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         let mut vanished = 0;
-        let mut processes = BTreeMap::new();
+        // Read into a list and built into the map at once: a map filled one insert at a time
+        // in ascending pid order leaves each node a little over half full (a split keeps six
+        // of eleven), 2.9 MiB rather than 1.6 at 10,000 processes, and it lives until the
+        // next scan. The list is gone before the namespaces are indexed, so it adds nothing to
+        // the scan's peak. Sized by the last scan, it rarely grows.
+        let mut processes = Vec::with_capacity(previous.map_or(0, |p| p.processes.len() + 64));
         for entry in dir.iter() {
             let entry = match entry {
                 Ok(e) => e,
@@ -203,9 +208,7 @@ impl Scanner {
             };
             self.progress.store(pid, Ordering::Relaxed);
             match reader.read(name, pid) {
-                Ok(process) => {
-                    processes.insert(pid, process);
-                }
+                Ok(process) => processes.push((pid, process)),
                 Err(Skipped::Vanished) => {
                     vanished += 1;
                     tracing::debug!(pid, "process exited during the scan");
@@ -220,6 +223,8 @@ impl Scanner {
                 errors: Box::new(reader.errors),
             });
         }
+        // The procfs lists pids in ascending order, so the sort inside is one pass.
+        let processes: BTreeMap<i32, Process> = processes.into_iter().collect();
         let (time, wall) = self.now();
         let host = host_namespaces(&processes);
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
