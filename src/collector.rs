@@ -735,6 +735,7 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)
 /// back to the kernel. glibc keeps freed memory in its arenas, so without this the resident
 /// size stays at the peak of the largest scan; a node agent should sit at its working set.
+/// See [`one_malloc_arena`] for why that needs one arena.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // glibc's malloc_trim has no safe wrapper, and nothing else returns the arenas' memory.
@@ -742,6 +743,23 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         nix::libc::malloc_trim(0);
+    }
+}
+
+/// Makes every thread allocate from glibc's main arena; call it before any thread starts.
+/// The scan thread would otherwise get an arena of its own, and `malloc_trim` releases the
+/// free memory at the top of such an arena only where free() happens to (past a threshold
+/// that grows with the largest buffer freed): at 5,000 processes in 30,000 namespaces every
+/// second or third scan left 11 MiB resident that the trim did not return. The scan loop and
+/// the HTTP thread allocate little at once, so they hardly contend for the one lock.
+pub fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // mallopt has no safe wrapper.
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets the allocator's own parameters; called before any other
+    // thread exists, it races with no allocation.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
     }
 }
 
