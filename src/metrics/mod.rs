@@ -61,7 +61,9 @@ pub struct Metrics {
     /// scan's, and again after each sweep, so that they are live while the rest is reused.
     live: Registry,
     per_namespace: PerNamespace,
-    /// The last successful scan's per-namespace and per-container series.
+    /// The last successful scan's per-namespace and per-container series. Once encoded, its
+    /// rows are dropped but for the findings, which the sweeps add to: the scan part's text
+    /// holds them, and a failed scan's exposition copies them from there.
     view: ScanView,
     /// The findings that sweeps and events saw since the last scan: active until it.
     between_findings: Vec<FindingRow>,
@@ -717,6 +719,7 @@ impl Metrics {
                 })
                 .collect(),
             findings: sharing.findings.iter().map(finding_row).collect(),
+            encoded: false,
         }
     }
 
@@ -728,10 +731,26 @@ impl Metrics {
         // (2 MB each).
         let last = self.scan_part.text.len();
         let mut text = Vec::with_capacity(last + last / 16 + 4096);
-        write_families(&self.registry, &self.view, &ScanView::FAMILIES, &mut text);
+        let (view, old) = (&self.view, &self.scan_part);
+        let view_ranges = write_families(
+            &self.registry,
+            &ScanView::FAMILIES,
+            &mut text,
+            |i, name, out| match old.view_ranges.get(i).filter(|_| view.encoded) {
+                // A failed scan: the last good scan's series, as they were written.
+                Some(range) => out.extend_from_slice(&old.text[range.clone()]),
+                None => view.write_family(name, out),
+            },
+        );
         let scan_len = text.len();
         self.write_live(&mut text);
         self.scan_part = ScanPart::new(text, scan_len);
+        self.scan_part.view_ranges = view_ranges;
+        // A row per namespace is 0.9 MiB at 10,000 processes, held through the next scan's
+        // peak for nothing: the text has them.
+        self.view.namespaces = Vec::new();
+        self.view.host_sharing = Vec::new();
+        self.view.encoded = true;
         self.scan_part.exposition()
     }
 
@@ -756,13 +775,21 @@ impl Metrics {
                 .collect(),
             ..ScanView::default()
         };
-        write_families(&self.live, &findings, &ScanView::LIVE_FAMILIES, out);
+        write_families(&self.live, &ScanView::LIVE_FAMILIES, out, |_, name, out| {
+            findings.write_family(name, out)
+        });
     }
 }
 
-/// Writes the families of `registry` and the families `from_view` of `view` in one name order,
-/// as a registry holding them all would write them.
-fn write_families(registry: &Registry, view: &ScanView, from_view: &[&str], out: &mut Vec<u8>) {
+/// Writes the families of `registry` and the families `from_view` in one name order, as a
+/// registry holding them all would write them; `write_view(i, name, out)` writes the `i`th of
+/// `from_view`. Where each of those went in `out`, by `i`.
+fn write_families(
+    registry: &Registry,
+    from_view: &[&str],
+    out: &mut Vec<u8>,
+    mut write_view: impl FnMut(usize, &str, &mut Vec<u8>),
+) -> Vec<std::ops::Range<usize>> {
     let registered = registry.gather();
     let mut names: Vec<&str> = registered
         .iter()
@@ -771,14 +798,21 @@ fn write_families(registry: &Registry, view: &ScanView, from_view: &[&str], out:
         .collect();
     names.sort_unstable();
     let encoder = TextEncoder::new();
+    let mut ranges = vec![0..0; from_view.len()];
     for name in names {
         match registered.iter().find(|f| f.name() == name) {
             Some(family) => encoder
                 .encode(std::slice::from_ref(family), out)
                 .expect("encoding to a Vec cannot fail"),
-            None => view.write_family(name, out),
+            None => {
+                let i = from_view.iter().position(|v| *v == name).expect("listed");
+                let start = out.len();
+                write_view(i, name, out);
+                ranges[i] = start..out.len();
+            }
         }
     }
+    ranges
 }
 
 /// The last exposition, whose text begins with the scan's families, encoded once a scan. Its
@@ -797,6 +831,8 @@ struct ScanPart {
     deflate_end: usize,
     /// The CRC of the scan's families.
     crc: flate2::Crc,
+    /// Where each of [`ScanView::FAMILIES`] is in `text`.
+    view_ranges: Vec<std::ops::Range<usize>>,
 }
 
 /// The gzip header: deflate, no flags, no time, unknown OS (as flate2 writes it).
@@ -820,6 +856,7 @@ impl ScanPart {
             gzip: gzip.into(),
             deflate_end,
             crc,
+            view_ranges: Vec::new(),
         }
     }
 
@@ -841,6 +878,7 @@ impl ScanPart {
                 crc.combine(&self.crc);
                 crc
             },
+            view_ranges: self.view_ranges.clone(),
         }
     }
 
@@ -939,6 +977,52 @@ mod tests {
         let empty = ScanPart::new(Vec::new(), 0).exposition();
         assert_eq!(gunzip(&empty.gzip), b"");
         assert_eq!(empty.text, b""[..]);
+    }
+
+    /// After the encode the view's rows are gone; a failed scan's exposition still carries
+    /// the last good scan's series, copied from the text, and so does the one after it.
+    #[test]
+    fn a_failed_scan_keeps_the_last_good_series_without_the_rows() {
+        let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
+        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
+        let row = |inode| NamespaceRow {
+            ns_type: NsType::Net,
+            inode,
+            processes: 3,
+            host: false,
+            ownership: Arc::new(Ownership::default()),
+            start_time: Some(1.7e9),
+            held_by: crate::model::HeldBy::default().with(crate::model::Holder::Process),
+            pinned_at: String::new(),
+            userns: String::new(),
+            parent: String::new(),
+        };
+        m.view = ScanView {
+            namespaces: vec![row(4026532001), row(4026532002)],
+            ..ScanView::default()
+        };
+        let series = |e: &Exposition| -> Vec<String> {
+            String::from_utf8_lossy(&e.text)
+                .lines()
+                .filter(|l| {
+                    ScanView::FAMILIES
+                        .iter()
+                        .any(|f| l.strip_prefix(f).is_some_and(|r| r.starts_with('{')))
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        let good = series(&m.encode());
+        assert_eq!(good.len(), 6, "{good:?}");
+        assert!(m.view.namespaces.is_empty());
+        for _ in 0..2 {
+            m.record_failure(FailureReason::NoProcesses);
+            let failed = m.encode();
+            assert_eq!(series(&failed), good);
+            let text = String::from_utf8_lossy(&failed.text).into_owned();
+            assert!(text.contains("nsexporter_scan_success 0"), "{text}");
+            assert_eq!(gunzip(&failed.gzip), failed.text);
+        }
     }
 
     #[test]
