@@ -78,6 +78,8 @@ fn main() {
         "the scan bench needs root (unshare of pid/net/mount namespaces)"
     );
 
+    // The allocator as the exporter sets it up, so that the served scan pays what it pays.
+    nsexporter::collector::tune_malloc();
     let load_before = load_average();
     let started = Instant::now();
     let load = LoadGroups::spawn(groups, per_group);

@@ -23,8 +23,9 @@ use nsexporter::scan::{ErrorReason, Scanner};
 use nsexporter::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
-    // Before any thread starts: every thread's memory in the arena that malloc_trim empties.
-    nsexporter::collector::one_malloc_arena();
+    // Before any thread starts: one arena, which malloc_trim empties, and big blocks mapped
+    // on their own.
+    nsexporter::collector::tune_malloc();
     let cli = match Cli::try_parse_with_switches(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
