@@ -608,6 +608,67 @@ mod tests {
         assert!("".parse::<NsType>().is_err());
     }
 
+    /// Two threads in one other namespace make their process a member once; every member
+    /// list is allocated at its size.
+    #[test]
+    fn members_are_counted_once_and_lists_sized_exactly() {
+        let process = |pid: i32, net: u64, threads: &[(i32, u64)]| {
+            let mut namespaces = PerType::splat(None);
+            namespaces[NsType::Net] = NonZeroU64::new(net);
+            namespaces[NsType::User] = NonZeroU64::new(1);
+            Process {
+                id: ProcessId {
+                    pid,
+                    start_ticks: 100,
+                },
+                ppid: 1,
+                uid: 0,
+                comm: "p".into(),
+                namespaces,
+                cgroup: None,
+                thread_namespaces: threads
+                    .iter()
+                    .map(|&(tid, inode)| ThreadNamespace {
+                        tid,
+                        id: NamespaceId {
+                            ns_type: NsType::Net,
+                            inode,
+                        },
+                    })
+                    .collect(),
+            }
+        };
+        let processes: BTreeMap<i32, Process> = [
+            process(10, 7, &[]),
+            process(11, 7, &[(12, 9), (13, 9), (14, 8)]),
+            process(15, 9, &[]),
+        ]
+        .into_iter()
+        .map(|p| (p.id.pid, p))
+        .collect();
+        let time = ScanTime {
+            ticks: 1000,
+            ticks_per_second: 100,
+            boot_unix: 0.0,
+        };
+        let s = Snapshot::from_processes(
+            SystemTime::UNIX_EPOCH,
+            time,
+            processes,
+            HostNamespaces::none(),
+        );
+        let members = |t, inode| {
+            let ns = &s.namespaces[&NamespaceId { ns_type: t, inode }];
+            assert_eq!(ns.members.len(), ns.members.capacity(), "{t} {inode}");
+            ns.members.iter().map(|m| m.pid).collect::<Vec<_>>()
+        };
+        assert_eq!(members(NsType::Net, 7), [10, 11]);
+        assert_eq!(members(NsType::Net, 8), [11]);
+        assert_eq!(members(NsType::Net, 9), [11, 15]);
+        assert_eq!(members(NsType::User, 1), [10, 11, 15]);
+        assert_eq!(s.namespaces.len(), 4);
+    }
+
     #[test]
     fn held_by_names_each_set_in_holder_order() {
         let all = HeldBy::default()
