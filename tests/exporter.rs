@@ -582,14 +582,7 @@ fn oversized_config_file_is_refused_at_start() {
 
 /// VmRSS of `pid` in bytes, from /proc/PID/status.
 fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
+    status_bytes(pid, "VmRSS")
 }
 
 #[test]
