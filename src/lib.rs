@@ -3,6 +3,7 @@
 mod labels;
 
 pub mod attribution;
+pub mod capabilities;
 pub mod collector;
 pub mod config;
 pub mod declared;

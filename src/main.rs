@@ -70,27 +70,19 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Makes CAP_SYS_PTRACE effective when it is permitted but not effective.
-///
-/// Reading another user's `/proc/PID/ns/*` is a ptrace access check (proc_pid_ns(5),
-/// ptrace(2) PTRACE_MODE_READ_FSCREDS). The image gives the binary the file capability
-/// `cap_sys_ptrace+p`, permitted only: with `+ep` the kernel refuses to exec the binary at all
-/// where the bounding set lacks the capability, whereas this way the exporter still starts,
-/// and counts the permission failures, where the capability was not granted.
+/// Makes CAP_SYS_PTRACE effective for good where it is permitted: reading another user's
+/// `/proc/PID/ns/*` is a ptrace access check (proc_pid_ns(5), ptrace(2)
+/// PTRACE_MODE_READ_FSCREDS). See [`nsexporter::capabilities`] for why it is only permitted.
 fn raise_ptrace_capability() {
-    use caps::{CapSet, Capability};
-    let cap = Capability::CAP_SYS_PTRACE;
-    let permitted = caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false);
-    let effective = caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
-    if permitted && !effective {
-        match caps::raise(None, CapSet::Effective, cap) {
-            Ok(()) => tracing::debug!("CAP_SYS_PTRACE raised to effective"),
-            Err(e) => tracing::warn!(error = %e, "cannot raise CAP_SYS_PTRACE"),
-        }
-    } else if !permitted && !nix::unistd::geteuid().is_root() {
-        tracing::info!(
+    use nsexporter::capabilities::{Capability, Made, make_effective};
+    match make_effective(Capability::CAP_SYS_PTRACE) {
+        Made::Already => {}
+        Made::Raised => tracing::debug!("CAP_SYS_PTRACE raised to effective"),
+        Made::Failed(e) => tracing::warn!(error = %e, "cannot raise CAP_SYS_PTRACE"),
+        Made::NotPermitted if !nix::unistd::geteuid().is_root() => tracing::info!(
             "no CAP_SYS_PTRACE: other users' namespaces will count as permission_denied"
-        );
+        ),
+        Made::NotPermitted => {}
     }
 }
 
@@ -377,12 +369,8 @@ fn listen_for_process_events(
 ) -> Option<Arc<nsexporter::events::Drops>> {
     // CAP_NET_ADMIN, to join the connector's group: permitted by the image's file capability
     // where the pod adds it (deploy/kubernetes/proc-events), made effective only here.
-    use caps::{CapSet, Capability};
-    let cap = Capability::CAP_NET_ADMIN;
-    if caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false)
-        && !caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
-        && let Err(e) = caps::raise(None, CapSet::Effective, cap)
-    {
+    use nsexporter::capabilities::{Capability, Made, make_effective};
+    if let Made::Failed(e) = make_effective(Capability::CAP_NET_ADMIN) {
         tracing::debug!(error = %e, "cannot raise CAP_NET_ADMIN");
     }
     match nsexporter::events::listen(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs, send) {
