@@ -41,7 +41,7 @@ use nsexporter::lifecycle::Tracker;
 use nsexporter::model::{Holder, NsType, PerType};
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{ErrorReason, PinScan, Scanner, Watch};
+use nsexporter::scan::{ErrorReason, PinScan, Scanner, ThreadScan, Watch};
 use nsexporter::sharing::evaluate;
 
 /// The procfs every variant reads.
@@ -496,15 +496,16 @@ fn time_command(program: &str, args: &[&str]) -> f64 {
 /// no variant always follows the same one.
 fn time_variants(rounds: usize, warmup: usize) -> Timings {
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
-    let mut scanner = Scanner::new(procfs.clone());
-    let mut with_mounts = Scanner::new(procfs.clone()).with_pins(PinScan {
-        mounts: true,
-        fds: None,
-    });
-    let mut with_pins = Scanner::new(procfs.clone()).with_pins(PinScan {
-        mounts: true,
-        fds: Some(Duration::ZERO),
-    });
+    let scanner_with = |mounts, fds| {
+        Scanner::new(
+            procfs.clone(),
+            ThreadScan::Containers,
+            PinScan { mounts, fds },
+        )
+    };
+    let mut scanner = scanner_with(false, None);
+    let mut with_mounts = scanner_with(true, None);
+    let mut with_pins = scanner_with(true, Some(Duration::ZERO));
     let (mut mounts_tracker, mut pins_tracker) = (Tracker::new(), Tracker::new());
     // Steady state: each scan compares against the one before, as the exporter's do, and the
     // served scan goes on as the exporter's scan loop does: lifecycle, attribution, policy.

@@ -31,9 +31,6 @@ use crate::policy::Policy;
 use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
 use crate::sharing::{Finding, FindingLog, evaluate};
 
-/// `--namespace.orphan-age`'s default.
-pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(600);
-
 /// Owns the state that lives across scans.
 pub struct Collector {
     scanner: Scanner,
@@ -76,14 +73,21 @@ pub struct Collector {
     /// Namespace changes logged since the last scan: each (process, namespace) once, and at
     /// most [`CHANGES_LOGGED`] of them; `true` once that bound was said.
     changes_logged: (HashSet<(ProcessId, NamespaceId)>, bool),
-    /// How long a namespace must be held without a process to be an orphan.
+    /// How long a namespace must have had no member process, held by a bind mount or an fd
+    /// only, to count as orphaned (`--namespace.orphan-age`).
     orphan_age: Duration,
 }
 
 impl Collector {
     /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
     /// without a reboot.
-    pub fn new(scanner: Scanner, mut metrics: Metrics, policy: Policy, names: NameSources) -> Self {
+    pub fn new(
+        scanner: Scanner,
+        mut metrics: Metrics,
+        policy: Policy,
+        orphan_age: Duration,
+        names: NameSources,
+    ) -> Self {
         let layout = scanner.procfs().cgroup_layout();
         let policy = policy.for_cgroup_layout(layout);
         tracing::info!(
@@ -121,15 +125,8 @@ impl Collector {
             watch: Watch::default(),
             events: None,
             changes_logged: (HashSet::new(), false),
-            orphan_age: DEFAULT_ORPHAN_AGE,
+            orphan_age,
         }
-    }
-
-    /// How long a namespace must have had no member process, held by a bind mount or an fd
-    /// only, to count as orphaned (`--namespace.orphan-age`).
-    pub fn with_orphan_age(mut self, age: Duration) -> Self {
-        self.orphan_age = age;
-        self
     }
 
     /// Reads each container's OCI spec from `specs` and judges what it declared against

@@ -183,10 +183,8 @@ fn list_once(
     tree: Option<list::Tree>,
 ) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
-    let outcome = Scanner::new(procfs.clone())
-        .with_threads(settings.scan_threads)
-        .with_pins(settings.scan_pins)
-        .scan(None)?;
+    let outcome =
+        Scanner::new(procfs.clone(), settings.scan_threads, settings.scan_pins).scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
             let count = outcome.errors.count(reason);
@@ -228,11 +226,10 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.per_namespace,
         );
         let mut collector = Collector::new(
-            Scanner::new(procfs)
-                .with_threads(settings.scan_threads)
-                .with_pins(settings.scan_pins),
+            Scanner::new(procfs, settings.scan_threads, settings.scan_pins),
             metrics,
             settings.policy.clone(),
+            settings.orphan_age,
             NameSources::new()
                 .kubelet(settings.kubelet_logs.clone())
                 .docker(settings.docker.clone())
@@ -242,8 +239,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.run.clone(),
             settings.podman.clone(),
             settings.procfs.clone(),
-        ))
-        .with_orphan_age(settings.orphan_age);
+        ));
         if let Some(events) = listen_for_events(&settings) {
             collector = collector.with_events(events);
         }

@@ -100,11 +100,10 @@ pub struct Metrics {
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
 /// `namespace_start_time_seconds`): a series budget for big nodes and big clusters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PerNamespace {
     /// Every namespace.
-    #[default]
     All,
     /// The host's namespaces and those holding several workloads: where every finding is.
     Shared,

@@ -70,8 +70,10 @@ pub struct ScanOutcome {
     pub socket_queries: u64,
 }
 
-/// Where a scan looks for namespaces that no process is in ([`pins`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where a scan looks for namespaces that no process is in ([`pins`]). No default here: the
+/// binary's is the key table's (`scan.bind-mounts`, `scan.fd-interval`;
+/// [`crate::config::Settings::defaults`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinScan {
     /// nsfs bind mounts, from the `mountinfo` of each mount namespace.
     pub mounts: bool,
@@ -112,12 +114,14 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    pub fn new(procfs: ProcFs) -> Scanner {
+    /// A scanner of `procfs` that reads the threads `threads` names and looks for the pins
+    /// `pins` names.
+    pub fn new(procfs: ProcFs, threads: ThreadScan, pins: PinScan) -> Scanner {
         let ticks_per_second = ticks_per_second();
         Scanner {
             procfs,
-            threads: ThreadScan::default(),
-            pins: PinScan::default(),
+            threads,
+            pins,
             fd_pass: None,
             fds_skipped: 0,
             sockets: SocketMemo::default(),
@@ -127,18 +131,6 @@ impl Scanner {
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
         }
-    }
-
-    /// Which processes' threads the scan reads.
-    pub fn with_threads(mut self, threads: ThreadScan) -> Scanner {
-        self.threads = threads;
-        self
-    }
-
-    /// Where the scan looks for namespaces held without a process.
-    pub fn with_pins(mut self, pins: PinScan) -> Scanner {
-        self.pins = pins;
-        self
     }
 
     pub fn procfs(&self) -> &ProcFs {
