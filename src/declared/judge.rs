@@ -260,12 +260,7 @@ mod tests {
                         pid,
                         start_ticks: start,
                     },
-                    ppid: 1,
-                    uid: 0,
-                    comm: "p".into(),
-                    namespaces,
-                    cgroup: None,
-                    thread_namespaces: Vec::new(),
+                    ..Process::fixture(pid, namespaces)
                 },
             );
             by_pid.insert(pid, w);
@@ -274,13 +269,13 @@ mod tests {
             source: HostSource::Init,
             inodes: PerType::splat(Some(HOST)),
         };
-        let time = ScanTime {
-            ticks: 1000,
-            ticks_per_second: 100,
-            boot_unix: 0.0,
-        };
         (
-            Snapshot::from_processes(SystemTime::UNIX_EPOCH, time, processes, host),
+            Snapshot::from_processes(
+                SystemTime::UNIX_EPOCH,
+                ScanTime::fixture(1000),
+                processes,
+                host,
+            ),
             Attribution::from_map(by_pid),
         )
     }

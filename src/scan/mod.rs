@@ -622,16 +622,8 @@ mod tests {
         namespaces[NsType::Net] = net.and_then(NonZeroU64::new);
         namespaces[NsType::Pid] = NonZeroU64::new(7);
         Process {
-            id: ProcessId {
-                pid,
-                start_ticks: 1,
-            },
             ppid,
-            uid: 0,
-            comm: "x".into(),
-            namespaces,
-            cgroup: None,
-            thread_namespaces: Vec::new(),
+            ..Process::fixture(pid, namespaces)
         }
     }
 
