@@ -488,9 +488,10 @@ impl Collector {
     /// namespaces the task entered join the process as it is read now (as a thread's, so that
     /// a stay already over, or a change of one thread, still counts), or as the last scan
     /// read it where it is gone by now (its cgroup, and so its container, is the one it had
-    /// then). A change of a process that is gone and that no scan read is logged at debug and
-    /// counted only in `nsexporter_ebpf_namespace_changes_total`: nothing tells its
-    /// container.
+    /// then). A process gone before anything read it (a child that enters the host's network
+    /// and exits within a millisecond) is judged as its parent was read, by the cgroup it was
+    /// born in ([`born_of`]). Only where its parent is unknown too is the change logged at
+    /// debug and counted only in `nsexporter_ebpf_namespace_changes_total`.
     fn judge_events(&mut self, batch: Vec<Event>) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
         let (mut pids, mut changes, mut forks) = (Vec::new(), Vec::new(), 0);
@@ -525,13 +526,22 @@ impl Collector {
                         processes.len() - 1
                     }
                     _ => {
-                        tracing::debug!(
-                            pid = change.process.pid,
-                            comm = %change.comm,
-                            syscall = change.syscall.as_str(),
-                            "namespace change of a process gone unread"
-                        );
-                        continue;
+                        let parent = change.parent.and_then(|parent| match index.get(&parent) {
+                            Some(&at) => Some(processes[at].clone()),
+                            None => self.read_one(parent, &known),
+                        });
+                        let Some(parent) = parent else {
+                            tracing::debug!(
+                                pid = change.process.pid,
+                                comm = %change.comm,
+                                syscall = change.syscall.as_str(),
+                                "namespace change of a process gone unread, whose parent is unknown"
+                            );
+                            continue;
+                        };
+                        processes.push(born_of(change, &parent));
+                        index.insert(change.process, processes.len() - 1);
+                        processes.len() - 1
                     }
                 },
             };
@@ -552,6 +562,19 @@ impl Collector {
         self.metrics.record_events(forks, read, &new);
         self.metrics.record_changes(&changes);
         Some(self.encode_live())
+    }
+
+    /// The process `id` as the last scan read it, or as it is read now; `None` where it is
+    /// gone, or its pid is another process's by now.
+    fn read_one(&mut self, id: ProcessId, known: &Snapshot) -> Option<Process> {
+        match known.processes.get(&id.pid) {
+            Some(p) if p.id == id => Some(p.clone()),
+            _ => self
+                .scanner
+                .read_pids(&[id.pid], known)
+                .into_iter()
+                .find(|p| p.id == id),
+        }
     }
 
     /// Logs each namespace change once per process and namespace until the next scan, with
@@ -715,6 +738,21 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
     next
 }
 
+/// A process that changed namespaces and was gone before `/proc` was read, as far as its
+/// parent tells: born in its parent's cgroup, so in its container (whose processes cannot
+/// write the cgroup tree to leave it), and in its parent's namespaces but for those the kernel
+/// reported it entering, which the caller adds. What it wrote itself (`comm`) is the kernel's
+/// report of it, a claim as every `comm`.
+fn born_of(change: &NsChange, parent: &Process) -> Process {
+    Process {
+        id: change.process,
+        ppid: parent.id.pid,
+        comm: change.comm.clone(),
+        thread_namespaces: Vec::new(),
+        ..parent.clone()
+    }
+}
+
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)
 /// back to the kernel. glibc keeps freed memory in its arenas, so without this the resident
 /// size stays at the peak of the largest scan; a node agent should sit at its working set.
@@ -731,6 +769,44 @@ fn release_free_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU64;
+
+    /// A child that entered the host's net and exited unread is its parent's container's, in
+    /// the parent's namespaces; the host's net is what the kernel reported, added as a thread's.
+    #[test]
+    fn a_process_gone_unread_is_judged_by_its_parent() {
+        let parent = Process {
+            cgroup: Some(Arc::from(&b"0::/kubepods/pod1/abc\n"[..])),
+            uid: 1000,
+            ..Process::fixture(40, PerType::splat(NonZeroU64::new(7)))
+        };
+        let mut namespaces = PerType::splat(None);
+        namespaces[NsType::Net] = NonZeroU64::new(4026531840);
+        let mut changed = PerType::splat(false);
+        changed[NsType::Net] = true;
+        let child = ProcessId {
+            pid: 41,
+            start_ticks: 90,
+        };
+        let change = NsChange {
+            process: child,
+            tid: 41,
+            parent: Some(parent.id),
+            syscall: crate::model::ChangeSyscall::Setns,
+            changed,
+            namespaces,
+            comm: "nsenter".into(),
+        };
+        let born = born_of(&change, &parent);
+        assert_eq!(
+            (born.id, born.ppid, born.comm.as_str()),
+            (child, 40, "nsenter")
+        );
+        assert_eq!(born.cgroup, parent.cgroup, "born in its parent's cgroup");
+        assert_eq!(born.uid, 1000);
+        assert_eq!(born.namespaces, parent.namespaces);
+        assert!(born.thread_namespaces.is_empty());
+    }
 
     /// The loop driven by [`next_step`] on a simulated clock: `cost` is what each step takes,
     /// `events_per_ms` how many pids arrive each millisecond. Returns when each scan and each

@@ -154,6 +154,9 @@ pub struct NsChange {
     pub process: ProcessId,
     /// The task (thread) that changed: setns(2) and unshare(2) move only the caller.
     pub tid: i32,
+    /// The process's parent then: a process gone before `/proc` is read is judged by the
+    /// cgroup it was born in, its parent's.
+    pub parent: Option<ProcessId>,
     pub syscall: ChangeSyscall,
     /// The types that changed.
     pub changed: PerType<bool>,

@@ -189,6 +189,71 @@ fn a_10_ms_stay_in_the_hosts_net_is_counted_with_its_container_and_pod() {
     assert!(finding[0].contains(&pid), "{}", finding[0]);
 }
 
+/// A child of a pod's container process enters the host's network namespace and exits at
+/// once, gone before `/proc` can be read: it is judged by the cgroup it was born in, its
+/// parent's, and counted with its container and pod before the next scan.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, unshare(2), setns(2), cgroups"]
+fn a_child_gone_before_it_is_read_is_counted_with_its_parents_container() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("containers");
+    std::fs::create_dir(&logs).unwrap();
+    let pod = Pod::new(format!("web-{}", &hex_id()[..5]), "shop");
+    let visitor = Visitor::in_pod_by_a_child(&pod, &logs, "app", "net");
+    let (e, m) = started_with_ebpf(&[&format!("--path.kubelet-logs={}", logs.display())]);
+    let host_net = |m: &Metrics| {
+        m.value(
+            "nsexporter_sharing_findings_total",
+            &[("rule", "host_namespace"), ("type", "net")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = host_net(&m);
+    visitor.go();
+    let child = visitor.child();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists(),
+        "the child is gone"
+    );
+    let m = wait_for("the child's stay counted", Duration::from_secs(20), || {
+        let m = e.metrics();
+        (host_net(&m) > before).then_some(m)
+    });
+    assert_eq!(host_net(&m), before + 1.0);
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "before the second scan"
+    );
+    let active = m.find(
+        "nsexporter_sharing_findings_active",
+        &[
+            ("rule", "host_namespace"),
+            ("type", "net"),
+            ("container_id", &visitor.id),
+            ("pod", &pod.name),
+        ],
+    );
+    assert_eq!(active.len(), 1, "active with its container and pod");
+    let pid = format!("pid={child}");
+    wait_for(
+        "the child's finding logged",
+        Duration::from_secs(10),
+        || {
+            e.stderr()
+                .lines()
+                .any(|l| {
+                    l.contains("seen by the sweep between scans")
+                        && l.split(' ').any(|w| w == pid)
+                        && l.contains(&visitor.id)
+                })
+                .then_some(())
+        },
+    );
+}
+
 /// A container process runs `unshare --net`: its new network namespace is logged with its
 /// container and pod, and counted, within seconds and before the next scan.
 #[test]
