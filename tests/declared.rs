@@ -544,34 +544,32 @@ fn docker_and_podman_declarations() {
     let infra = podman.podman(&["pod", "inspect", "--format", "{{.InfraContainerID}}", &pod]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let want = (web.clone(), "net".to_string(), "true".to_string());
+    let joined = (joiner.clone(), "pid".to_string(), "true".to_string());
+    let joinee = (x.clone(), "pid".to_string(), "false".to_string());
+    // A scan that saw all three: one that began before the last started sees fewer.
     let m = loop {
         let m = e.metrics();
         let host = findings(&m, "host_namespace");
-        if host.contains(&want) {
+        let cross = findings(&m, "cross_workload");
+        if host.contains(&want) && cross.contains(&joined) && cross.contains(&joinee) {
             break m;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{want:?} not in {host:?}\n{}",
+            "{want:?} not in {host:?}, or {joined:?} and {joinee:?} not in {cross:?}\n{}",
             e.stderr()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(
-        findings(&m, "undeclared_namespace").is_empty(),
-        "{:?}",
-        findings(&m, "undeclared_namespace")
-    );
-    assert!(findings(&m, "user_namespace_not_applied").is_empty());
-    let cross = findings(&m, "cross_workload");
-    assert!(
-        cross.contains(&(joiner.clone(), "pid".into(), "true".into())),
-        "{cross:?}"
-    );
-    assert!(
-        cross.contains(&(x.clone(), "pid".into(), "false".into())),
-        "{cross:?}"
-    );
+    // Judged on this test's containers only: others may run on the machine beside it.
+    let ours = [&web, &x, &joiner, &pod_a, &infra];
+    let of_ours = |rule: &str| -> Vec<(String, String, String)> {
+        let mut f = findings(&m, rule);
+        f.retain(|(id, _, _)| ours.contains(&id));
+        f
+    };
+    assert_eq!(of_ours("undeclared_namespace"), []);
+    assert_eq!(of_ours("user_namespace_not_applied"), []);
     // Each spec was read: a process beside each moved into the host's net is undeclared.
     let pid_of = |inspect: String| inspect.trim().parse::<i32>().unwrap();
     let x_pid = pid_of(d(&["inspect", "--format", "{{.State.Pid}}", &x]));
