@@ -8,6 +8,8 @@
 //! operator's choice ([`PerNamespace`]).
 
 mod name_sources;
+#[cfg(test)]
+mod scenario;
 mod self_process;
 pub mod view;
 
@@ -855,7 +857,7 @@ fn finding_row(f: &Finding) -> FindingRow {
 mod tests {
     use super::*;
 
-    fn gunzip(gz: &[u8]) -> Vec<u8> {
+    pub(super) fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
         out
