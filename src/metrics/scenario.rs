@@ -272,6 +272,8 @@ fn scenario() -> String {
     let _ = m.name_source_errors();
     m.between_scans(false, true, false);
     Scans::new().record(&mut m, 100_000, &[], &[], &[]);
+    // The scan loop encodes every scan before it judges events.
+    let _ = m.encode();
     m.record_events(1, 1, &[]);
     section(&mut out, "events without sweeps, none", &m.encode_live());
     out
