@@ -15,7 +15,7 @@ use crate::attribution::{
 };
 use crate::events::{Drops, Lost};
 use crate::lifecycle::Tracker;
-use crate::model::{ChangeSyscall, Holder, NsChange, PerType, ProcessId, ScanTime};
+use crate::model::{ChangeSyscall, Holder, NamespaceId, NsChange, PerType, ProcessId, ScanTime};
 use crate::policy::Policy;
 use crate::scan::Scanner;
 use crate::sharing::{Declaration, FindingLog, evaluate};
@@ -66,7 +66,7 @@ fn container(id: &str) -> Arc<Container> {
     })
 }
 
-fn finding(rule: Rule, ns_type: NsType, id: &str) -> Finding {
+pub(super) fn finding(rule: Rule, ns_type: NsType, id: &str) -> Finding {
     Finding {
         rule,
         ns_type,
@@ -75,7 +75,7 @@ fn finding(rule: Rule, ns_type: NsType, id: &str) -> Finding {
     }
 }
 
-fn change(pid: i32, syscall: ChangeSyscall, entered: &[(NsType, u64)]) -> NsChange {
+pub(super) fn change(pid: i32, syscall: ChangeSyscall, entered: &[(NsType, u64)]) -> NsChange {
     let mut changed = PerType::splat(false);
     let mut namespaces = PerType::splat(None);
     for (t, inode) in entered {
@@ -124,14 +124,14 @@ fn section(out: &mut String, title: &str, e: &Exposition) {
 }
 
 /// The scans' inputs, built as the scan loop builds them.
-struct Scans {
+pub(super) struct Scans {
     tracker: Tracker,
     findings: FindingLog,
     failed: std::collections::HashSet<crate::scan::ProcessFailure>,
 }
 
 impl Scans {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Scans {
             tracker: Tracker::new(),
             findings: FindingLog::new(),
@@ -140,7 +140,7 @@ impl Scans {
     }
 
     /// Scans at `ticks` without `drop`, and records it with `extra` findings and `orphans`.
-    fn record(
+    pub(super) fn record(
         &mut self,
         m: &mut Metrics,
         ticks: u64,
@@ -163,10 +163,9 @@ impl Scans {
         self.failed = outcome.errors.processes().clone();
         let mut sockets_skipped = outcome.sockets_skipped;
         sockets_skipped[SocketSkip::ALL[1].index()] = 3;
-        let tracker = &self.tracker;
-        m.record_scan(&ScanRecord {
+        m.record(Outcome::Scan(ScanRecord {
             snapshot: &snapshot,
-            start_ticks: &|id| tracker.start_ticks(id),
+            tracker: &self.tracker,
             changes: &changes,
             errors: &outcome.errors,
             standing_errors: standing,
@@ -178,59 +177,13 @@ impl Scans {
             sockets_skipped,
             socket_queries: 7,
             duration: Duration::from_millis(42),
-        });
+        }));
     }
 }
 
-fn scenario() -> String {
-    let mut out = String::new();
-    let own = ProcFs::new("/proc");
-
-    let mut m = Metrics::new(own.clone(), Duration::from_secs(15), PerNamespace::All);
-    m.set_cgroup_layout(CgroupLayout::Unified);
-    let name_errors = m.name_source_errors();
-    m.between_scans(true, true, true);
-    section(&mut out, "before the first scan", &m.encode());
-
-    let mut scans = Scans::new();
-    name_errors.count(NameSource::Kubelet, NameErrorReason::ParseError);
-    name_errors.count(NameSource::Spec, NameErrorReason::TooLarge);
-    scans.record(&mut m, 100_000, &[], &[], &[]);
-    section(&mut out, "the first scan", &m.encode());
-
-    let swept = [finding(Rule::HostNamespace, NsType::Net, "cc")];
-    m.record_sweep(3, 2, &swept);
-    section(&mut out, "a sweep", &m.encode_live());
-
-    let evented = [
-        finding(Rule::HostNamespace, NsType::Pid, "dd"),
-        finding(Rule::HostNamespace, NsType::Uts, "dd"),
-    ];
-    m.record_events(5, 4, &evented);
-    m.record_changes(&[
-        change(
-            300,
-            ChangeSyscall::Setns,
-            &[(NsType::Net, 4026531992), (NsType::Pid, 4026531836)],
-        ),
-        change(301, ChangeSyscall::Unshare, &[(NsType::Mnt, 4026532999)]),
-    ]);
-    let drops = Drops::default();
-    drops.add(crate::events::DropReason::ALL[0], 6);
-    m.record_event_drops(&drops);
-    let lost = Lost::default();
-    lost.set(LostReason::ALL[1], 9);
-    m.record_ebpf_lost(&lost);
-    section(&mut out, "a batch of events", &m.encode_live());
-
-    // Brought up to the readers' totals: the same totals again add nothing.
-    m.record_event_drops(&drops);
-    m.record_ebpf_lost(&lost);
-    m.record_failure(FailureReason::ALL[1]);
-    section(&mut out, "a failed scan", &m.encode());
-
-    // The containers' processes gone: their namespaces destroyed, and two orphans.
-    let orphans = [
+/// Two bind-mounted network namespaces without a process, the older 900 s so.
+pub(super) fn orphans() -> [Orphan; 2] {
+    [
         Orphan {
             id: NamespaceId {
                 ns_type: NsType::Net,
@@ -247,8 +200,84 @@ fn scenario() -> String {
             held_by: HeldBy::default().with(Holder::BindMount),
             age: 900.0,
         },
+    ]
+}
+
+fn scenario() -> String {
+    let mut out = String::new();
+    let own = ProcFs::new("/proc");
+
+    let mut m = Metrics::new(own.clone(), Duration::from_secs(15), PerNamespace::All);
+    m.record(Outcome::Started {
+        cgroup_layout: CgroupLayout::Unified,
+        between: BetweenScans {
+            sweeps: true,
+            proc_events: true,
+            ebpf: true,
+        },
+    });
+    section(&mut out, "before the first scan", &m.exposition());
+
+    let mut scans = Scans::new();
+    m.record(Outcome::NameSourceError {
+        source: NameSource::Kubelet,
+        reason: NameErrorReason::ParseError,
+    });
+    m.record(Outcome::NameSourceError {
+        source: NameSource::Spec,
+        reason: NameErrorReason::TooLarge,
+    });
+    scans.record(&mut m, 100_000, &[], &[], &[]);
+    section(&mut out, "the first scan", &m.exposition());
+
+    let swept = [finding(Rule::HostNamespace, NsType::Net, "cc")];
+    m.record(Outcome::Sweep {
+        processes: 3,
+        rechecked: 2,
+        new_findings: &swept,
+    });
+    section(&mut out, "a sweep", &m.exposition());
+
+    let evented = [
+        finding(Rule::HostNamespace, NsType::Pid, "dd"),
+        finding(Rule::HostNamespace, NsType::Uts, "dd"),
     ];
-    name_errors.count(NameSource::Kubelet, NameErrorReason::ParseError);
+    let changes = [
+        change(
+            300,
+            ChangeSyscall::Setns,
+            &[(NsType::Net, 4026531992), (NsType::Pid, 4026531836)],
+        ),
+        change(301, ChangeSyscall::Unshare, &[(NsType::Mnt, 4026532999)]),
+    ];
+    m.record(Outcome::Events {
+        proc_events: 5,
+        read: 4,
+        new_findings: &evented,
+        changes: &changes,
+    });
+    let drops = Drops::default();
+    drops.add(crate::events::DropReason::ALL[0], 6);
+    let lost = Lost::default();
+    lost.set(LostReason::ALL[1], 9);
+    let losses = || Outcome::ReaderLosses {
+        proc_events: Some(&drops),
+        ebpf: Some(&lost),
+    };
+    m.record(losses());
+    section(&mut out, "a batch of events", &m.exposition());
+
+    // Brought up to the readers' totals: the same totals again add nothing.
+    m.record(losses());
+    m.record(Outcome::ScanFailed(FailureReason::ALL[1]));
+    section(&mut out, "a failed scan", &m.exposition());
+
+    // The containers' processes gone: their namespaces destroyed, and two orphans.
+    let orphans = orphans();
+    m.record(Outcome::NameSourceError {
+        source: NameSource::Kubelet,
+        reason: NameErrorReason::ParseError,
+    });
     scans.record(
         &mut m,
         160_000,
@@ -256,26 +285,41 @@ fn scenario() -> String {
         &[finding(Rule::CrossWorkload, NsType::Ipc, "ee")],
         &orphans,
     );
-    section(&mut out, "a scan after containers went", &m.encode());
+    section(&mut out, "a scan after containers went", &m.exposition());
 
     // Nothing between scans, and per-namespace series only where shared.
     let mut m = Metrics::new(own.clone(), Duration::from_secs(60), PerNamespace::Shared);
-    m.set_cgroup_layout(CgroupLayout::Hybrid);
-    let _ = m.name_source_errors();
-    m.between_scans(false, false, false);
+    m.record(Outcome::Started {
+        cgroup_layout: CgroupLayout::Hybrid,
+        between: BetweenScans {
+            sweeps: false,
+            proc_events: false,
+            ebpf: false,
+        },
+    });
     Scans::new().record(&mut m, 100_000, &[], &[], &[]);
-    section(&mut out, "nothing between scans, shared", &m.encode());
+    section(&mut out, "nothing between scans, shared", &m.exposition());
 
     // Process events without sweeps, and no per-namespace series.
     let mut m = Metrics::new(own, Duration::from_secs(30), PerNamespace::None);
-    m.set_cgroup_layout(CgroupLayout::Legacy);
-    let _ = m.name_source_errors();
-    m.between_scans(false, true, false);
+    m.record(Outcome::Started {
+        cgroup_layout: CgroupLayout::Legacy,
+        between: BetweenScans {
+            sweeps: false,
+            proc_events: true,
+            ebpf: false,
+        },
+    });
     Scans::new().record(&mut m, 100_000, &[], &[], &[]);
-    // The scan loop encodes every scan before it judges events.
-    let _ = m.encode();
-    m.record_events(1, 1, &[]);
-    section(&mut out, "events without sweeps, none", &m.encode_live());
+    // The scan loop publishes every scan before it judges events.
+    let _ = m.exposition();
+    m.record(Outcome::Events {
+        proc_events: 1,
+        read: 1,
+        new_findings: &[],
+        changes: &[],
+    });
+    section(&mut out, "events without sweeps, none", &m.exposition());
     out
 }
 
