@@ -609,23 +609,28 @@ impl Metrics {
 /// Writes the families of `registry` and the families of `part` that `view` writes in one
 /// name order, as a registry holding them all would write them.
 fn write_families(registry: &Registry, view: &ScanView, part: Part, out: &mut Vec<u8>) {
+    enum Source<'a> {
+        Registry(&'a prometheus::proto::MetricFamily),
+        View(Id),
+    }
     let registered = registry.gather();
-    let mut names: Vec<&str> = registered
+    let mut families: Vec<(&str, Source<'_>)> = registered
         .iter()
-        .map(|f| f.name())
-        .chain(Family::all(WrittenBy::View, part).map(|(_, f)| f.name))
+        .map(|f| (f.name(), Source::Registry(f)))
+        .chain(Family::all(WrittenBy::View, part).map(|(id, f)| (f.name, Source::View(id))))
         .collect();
-    names.sort_unstable();
+    families.sort_unstable_by_key(|(name, _)| *name);
     let encoder = TextEncoder::new();
-    for name in names {
-        match registered.iter().find(|f| f.name() == name) {
-            Some(family) => encoder
+    for (_, source) in families {
+        match source {
+            Source::Registry(family) => encoder
                 .encode(std::slice::from_ref(family), out)
                 .expect("encoding to a Vec cannot fail"),
-            None => view.write_family(name, out),
+            Source::View(id) => view.write_family(id, out),
         }
     }
 }
+
 /// The scan's families, encoded once a scan: the text, and the text as raw deflate ended by a
 /// sync flush, so that each sweep's live families follow as deflate blocks of their own and
 /// the two make one gzip member (RFC 1951 §3.2.4, RFC 1952), without compressing the scan's

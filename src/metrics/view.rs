@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::families::{Family, Id, Part, WrittenBy};
+use super::families::{Id, WrittenBy};
 use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
 
@@ -149,16 +149,14 @@ impl ScanView {
         samples
     }
 
-    /// Writes family `name` in the text format 0.0.4: HELP, TYPE and its samples; nothing
-    /// for a family without samples, as a registry leaves those out.
-    pub fn write_family(&self, name: &str, out: &mut Vec<u8>) {
-        let Some((id, family)) = [Part::Scan, Part::Live]
-            .into_iter()
-            .flat_map(|part| Family::all(WrittenBy::View, part))
-            .find(|(_, f)| f.name == name)
-        else {
+    /// Writes family `id` in the text format 0.0.4: HELP, TYPE and its samples; nothing
+    /// for a family without samples, as a registry leaves those out, or one a view does not
+    /// write.
+    pub fn write_family(&self, id: Id, out: &mut Vec<u8>) {
+        let family = id.family();
+        if family.written_by != WrittenBy::View {
             return;
-        };
+        }
         // Inodes as text only while writing: a label value is text, a row keeps the number.
         let inodes: Vec<String> = self
             .namespaces
@@ -199,13 +197,14 @@ impl ScanView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::families::{Family, Part};
     use crate::sharing::Owner;
 
     fn render(view: &ScanView) -> String {
         let mut out = Vec::new();
         for part in [Part::Scan, Part::Live] {
-            for (_, family) in Family::all(WrittenBy::View, part) {
-                view.write_family(family.name, &mut out);
+            for (id, _) in Family::all(WrittenBy::View, part) {
+                view.write_family(id, &mut out);
             }
         }
         String::from_utf8(out).unwrap()
