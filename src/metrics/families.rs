@@ -167,9 +167,14 @@ macro_rules! families {
         impl Id {
             pub const ALL: [Id; [$( Id::$id ),+].len()] = [$( Id::$id ),+];
 
+            /// Position in [`Self::ALL`] and in [`FAMILIES`], to index per-family arrays.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
             /// Its row of [`FAMILIES`].
             pub fn family(self) -> &'static Family {
-                &FAMILIES[self as usize]
+                &FAMILIES[self.index()]
             }
         }
 

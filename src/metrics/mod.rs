@@ -39,7 +39,7 @@ use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Finding, Owner, Ownership, Sharing};
 
 pub use families::BetweenScans;
-use families::{FAMILIES, Family, Id, Kind, Part, WrittenBy};
+use families::{FAMILIES, Family, Id, Kind, Part, When, WrittenBy};
 pub use self_process::SelfProcessCollector;
 use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
 
@@ -274,7 +274,7 @@ impl Metrics {
             scan_part: ScanPart::default(),
             scan_part_stale: true,
         };
-        m.register(|when| when == families::When::Always);
+        m.register(|when| when == When::Always);
         m.gauge(
             Id::BuildInfo,
             &[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_REVISION")],
@@ -289,8 +289,8 @@ impl Metrics {
         m
     }
 
-    /// Registers the families a registry keeps whose [`families::When`] `wanted` takes.
-    fn register(&mut self, wanted: impl Fn(families::When) -> bool) {
+    /// Registers the families a registry keeps whose [`When`] `wanted` takes.
+    fn register(&mut self, wanted: impl Fn(When) -> bool) {
         for (f, kept) in FAMILIES.iter().zip(&self.kept) {
             let Some(kept) = kept.as_ref().filter(|_| wanted(f.when)) else {
                 continue;
@@ -308,7 +308,7 @@ impl Metrics {
     }
 
     fn kept(&self, id: Id) -> &Kept {
-        self.kept[id as usize]
+        self.kept[id.index()]
             .as_ref()
             .unwrap_or_else(|| panic!("{} is not kept by a registry", id.family().name))
     }
@@ -353,7 +353,7 @@ impl Metrics {
                     self.gauge(Id::CgroupLayout, &[l.as_str()])
                         .set(f64::from(u8::from(l == cgroup_layout)));
                 }
-                self.register(|when| when != families::When::Always && when.holds(between));
+                self.register(|when| when != When::Always && when.holds(between));
                 self.scan_part_stale = true;
             }
             Outcome::Scan(scan) => {
