@@ -22,7 +22,7 @@ use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotati
 use crate::events::{Event, EventStream};
 use crate::health::{Health, StopGuard};
 use crate::lifecycle::Tracker;
-use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
+use crate::metrics::{BetweenScans, Exposition, Metrics, Outcome, ScanRecord};
 use crate::model::{
     CgroupLayout, NamespaceId, NsChange, NsType, PerType, Process, ProcessId, Snapshot,
     ThreadNamespace,
@@ -56,8 +56,7 @@ pub struct Collector {
     failing: Option<FailureReason>,
     /// Container ids whose conflicting kubelet log names were already logged.
     name_conflicts: HashSet<String>,
-    /// Name source failures, counted; and which were logged at warn already, as `warned`.
-    name_errors: NameSourceErrors,
+    /// Name source failures that were logged at warn already, as `warned`.
     name_warned: [[bool; NameErrorReason::ALL.len()]; NameSource::ALL.len()],
     /// The processes whose reads failed in the last scan, and why: the same failure again is
     /// standing, counted when it began and not every scan since.
@@ -83,7 +82,7 @@ impl Collector {
     /// without a reboot.
     pub fn new(
         scanner: Scanner,
-        mut metrics: Metrics,
+        metrics: Metrics,
         policy: Policy,
         orphan_age: Duration,
         names: NameSources,
@@ -101,8 +100,6 @@ impl Collector {
                 " (cgroup is left out by default: on this layout container runtimes leave every container in the cgroup namespace of the host)"
             }
         );
-        metrics.set_cgroup_layout(layout);
-        let name_errors = metrics.name_source_errors();
         Collector {
             scanner,
             tracker: Tracker::new(),
@@ -117,7 +114,6 @@ impl Collector {
             warned: [false; ErrorReason::ALL.len()],
             failing: None,
             name_conflicts: HashSet::new(),
-            name_errors,
             name_warned: Default::default(),
             findings: FindingLog::new(),
             failed: HashSet::new(),
@@ -159,7 +155,7 @@ impl Collector {
             Ok(o) => o,
             Err(e) => {
                 let reason = e.reason();
-                self.metrics.record_failure(reason);
+                self.metrics.record(Outcome::ScanFailed(reason));
                 if self.failing.replace(reason) == Some(reason) {
                     tracing::debug!(reason = reason.as_str(), error = %e, "scan failed");
                 } else {
@@ -169,7 +165,7 @@ impl Collector {
                         "scan failed (said once until a scan succeeds; counted in nsexporter_scan_failures_total)"
                     );
                 }
-                return (self.metrics.encode(), Err(e));
+                return (self.metrics.exposition(), Err(e));
             }
         };
         if let Some(reason) = self.failing.take() {
@@ -219,10 +215,9 @@ impl Collector {
             standing[reason.index()] += 1;
         }
         self.failed = outcome.errors.processes().clone();
-        let tracker = &self.tracker;
-        self.metrics.record_scan(&ScanRecord {
+        self.metrics.record(Outcome::Scan(ScanRecord {
             snapshot: &snapshot,
-            start_ticks: &|id| tracker.start_ticks(id),
+            tracker: &self.tracker,
             changes: &changes,
             errors: &outcome.errors,
             standing_errors: standing,
@@ -234,7 +229,7 @@ impl Collector {
             sockets_skipped: outcome.sockets_skipped,
             socket_queries: outcome.socket_queries,
             duration,
-        });
+        }));
         for reason in ErrorReason::ALL {
             let (count, Some(first)) = (outcome.errors.count(reason), outcome.errors.first(reason))
             else {
@@ -263,7 +258,7 @@ impl Collector {
             duration_ms = duration.as_secs_f64() * 1000.0,
             "scan"
         );
-        (self.metrics.encode(), Ok(()))
+        (self.metrics.exposition(), Ok(()))
     }
 
     /// Reads the specs of this scan's containers, each again only where it changed, into
@@ -322,7 +317,8 @@ impl Collector {
     /// and reason appear.
     fn count_name_error(&mut self, source: NameSource, e: &crate::attribution::NameError) {
         let reason = e.reason();
-        self.name_errors.count(source, reason);
+        self.metrics
+            .record(Outcome::NameSourceError { source, reason });
         let warned = &mut self.name_warned[source.index()][reason.index()];
         if std::mem::replace(warned, true) {
             tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
@@ -385,11 +381,14 @@ impl Collector {
                 "no sweeps: scans are as frequent as sweeps would be"
             );
         }
-        self.metrics.between_scans(
-            sweeping,
-            self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
-            self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
-        );
+        self.metrics.record(Outcome::Started {
+            cgroup_layout: self.layout,
+            between: BetweenScans {
+                sweeps: sweeping,
+                proc_events: self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
+                ebpf: self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
+            },
+        });
         let start = Instant::now();
         let mut next_scan = start;
         let mut next_sweep = start;
@@ -479,7 +478,11 @@ impl Collector {
             "sweep"
         );
         let (read, new) = self.judge(sweep.processes, &known, &[]);
-        self.metrics.record_sweep(read, sweep.rechecked, &new);
+        self.metrics.record(Outcome::Sweep {
+            processes: read,
+            rechecked: sweep.rechecked,
+            new_findings: &new,
+        });
         Some(self.encode_live())
     }
 
@@ -559,8 +562,12 @@ impl Collector {
             }
         }
         let (read, new) = self.judge(processes, &known, &changes);
-        self.metrics.record_events(forks, read, &new);
-        self.metrics.record_changes(&changes);
+        self.metrics.record(Outcome::Events {
+            proc_events: forks,
+            read,
+            new_findings: &new,
+            changes: &changes,
+        });
         Some(self.encode_live())
     }
 
@@ -622,13 +629,12 @@ impl Collector {
 
     /// The exposition with the live families as they are now.
     fn encode_live(&mut self) -> Exposition {
-        if let Some(drops) = self.events.as_ref().and_then(|e| e.proc_drops.as_ref()) {
-            self.metrics.record_event_drops(drops);
-        }
-        if let Some(lost) = self.events.as_ref().and_then(|e| e.ebpf_lost.as_ref()) {
-            self.metrics.record_ebpf_lost(lost);
-        }
-        self.metrics.encode_live()
+        let events = self.events.as_ref();
+        self.metrics.record(Outcome::ReaderLosses {
+            proc_events: events.and_then(|e| e.proc_drops.as_deref()),
+            ebpf: events.and_then(|e| e.ebpf_lost.as_deref()),
+        });
+        self.metrics.exposition()
     }
 
     /// Judges processes read between scans by the host rules, against the host namespaces of

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use super::families::{Id, WrittenBy};
 use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
 
@@ -33,8 +34,8 @@ pub struct NamespaceRow {
 }
 
 impl NamespaceRow {
-    /// The `nsexporter_namespace_info` labels after `type` and `inode`, in [`INFO_LABELS`]
-    /// order.
+    /// The `nsexporter_namespace_info` label values after `type` and `inode`, in the order of
+    /// the family's labels.
     fn info(&self) -> [&str; 12] {
         let o = &*self.ownership;
         [
@@ -53,31 +54,6 @@ impl NamespaceRow {
         ]
     }
 }
-
-/// The labels of `nsexporter_namespace_info` after `type` and `inode`.
-pub const INFO_LABELS: [&str; 12] = [
-    "host",
-    "held_by",
-    "pinned_at",
-    "userns",
-    "parent",
-    "owner",
-    "runtime",
-    "pod_uid",
-    "pod",
-    "k8s_namespace",
-    "container",
-    "container_id",
-];
-
-/// The labels that name a container, in this order, after `type` (and `rule`).
-pub const WORKLOAD_LABELS: [&str; 5] = [
-    "runtime",
-    "container_id",
-    "container",
-    "pod",
-    "k8s_namespace",
-];
 
 /// A container in the host's namespace of one type.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,32 +80,6 @@ pub struct ScanView {
     pub findings: Vec<FindingRow>,
 }
 
-struct Family {
-    name: &'static str,
-    help: &'static str,
-}
-
-const PROCESSES: Family = Family {
-    name: "nsexporter_namespace_processes",
-    help: "Member processes of each namespace in the last scan.",
-};
-const INFO: Family = Family {
-    name: "nsexporter_namespace_info",
-    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
-};
-const START_TIME: Family = Family {
-    name: "nsexporter_namespace_start_time_seconds",
-    help: "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
-};
-const HOST_SHARING: Family = Family {
-    name: "nsexporter_workload_host_namespace",
-    help: "1 for each container with a process in the host's namespace of that type, allowed or not.",
-};
-const FINDINGS: Family = Family {
-    name: "nsexporter_sharing_findings_active",
-    help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
-};
-
 /// A sample: its label pairs, sorted by name, and its value.
 type Sample<'a> = (Vec<(&'static str, &'a str)>, f64);
 
@@ -138,12 +88,9 @@ fn sample<'a>(mut labels: Vec<(&'static str, &'a str)>, value: f64) -> Sample<'a
     (labels, value)
 }
 
-fn workload_labels<'a>(
-    mut first: Vec<(&'static str, &'a str)>,
-    w: &'a [String; 5],
-) -> Vec<(&'static str, &'a str)> {
-    first.extend(WORKLOAD_LABELS.iter().zip(w).map(|(n, v)| (*n, v.as_str())));
-    first
+/// The label pairs of family `id`, from its values in the order of its labels.
+fn labelled<'a>(id: Id, values: impl IntoIterator<Item = &'a str>) -> Vec<(&'static str, &'a str)> {
+    id.family().labels.iter().copied().zip(values).collect()
 }
 
 /// `\`, `"` and newline escaped, as the text format wants label values.
@@ -159,59 +106,39 @@ fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
 }
 
 impl ScanView {
-    /// The names of the families a view writes, as of its scan.
-    pub const FAMILIES: [&'static str; 4] = [
-        PROCESSES.name,
-        INFO.name,
-        START_TIME.name,
-        HOST_SHARING.name,
-    ];
-
-    /// The names of the families a view writes that sweeps add to between scans.
-    pub const LIVE_FAMILIES: [&'static str; 1] = [FINDINGS.name];
-
-    /// The samples of family `name`, sorted as a Prometheus registry sorts them: by label
+    /// The samples of family `id`, sorted as a Prometheus registry sorts them: by label
     /// values in the order of the sorted label names.
-    fn samples<'a>(&'a self, name: &str, inodes: &'a [String]) -> Vec<Sample<'a>> {
-        let id = |i: usize| {
-            let ns = &self.namespaces[i];
-            vec![("type", ns.ns_type.as_str()), ("inode", inodes[i].as_str())]
-        };
+    fn samples<'a>(&'a self, id: Id, inodes: &'a [String]) -> Vec<Sample<'a>> {
+        let ns_id = |i: usize| [self.namespaces[i].ns_type.as_str(), inodes[i].as_str()];
         let rows = || self.namespaces.iter().enumerate();
-        let mut samples: Vec<Sample<'_>> = match name {
-            n if n == PROCESSES.name => rows()
-                .map(|(i, ns)| sample(id(i), f64::from(ns.processes)))
+        let mut samples: Vec<Sample<'_>> = match id {
+            Id::NamespaceProcesses => rows()
+                .map(|(i, ns)| sample(labelled(id, ns_id(i)), f64::from(ns.processes)))
                 .collect(),
-            n if n == INFO.name => rows()
-                .map(|(i, ns)| {
-                    let mut labels = id(i);
-                    labels.extend(INFO_LABELS.into_iter().zip(ns.info()));
-                    sample(labels, 1.0)
-                })
+            Id::NamespaceInfo => rows()
+                .map(|(i, ns)| sample(labelled(id, ns_id(i).into_iter().chain(ns.info())), 1.0))
                 .collect(),
-            n if n == START_TIME.name => rows()
-                .filter_map(|(i, ns)| Some(sample(id(i), ns.start_time?)))
+            Id::NamespaceStartTime => rows()
+                .filter_map(|(i, ns)| Some(sample(labelled(id, ns_id(i)), ns.start_time?)))
                 .collect(),
-            n if n == HOST_SHARING.name => self
+            Id::WorkloadHostNamespace => self
                 .host_sharing
                 .iter()
                 .map(|h| {
-                    sample(
-                        workload_labels(vec![("type", h.ns_type.as_str())], &h.workload),
-                        1.0,
-                    )
+                    let values = [h.ns_type.as_str()]
+                        .into_iter()
+                        .chain(h.workload.iter().map(String::as_str));
+                    sample(labelled(id, values), 1.0)
                 })
                 .collect(),
-            n if n == FINDINGS.name => self
+            Id::FindingsActive => self
                 .findings
                 .iter()
                 .map(|f| {
-                    let first = vec![
-                        ("rule", f.rule),
-                        ("type", f.ns_type.as_str()),
-                        ("declared", f.declared),
-                    ];
-                    sample(workload_labels(first, &f.workload), 1.0)
+                    let values = [f.rule, f.ns_type.as_str(), f.declared]
+                        .into_iter()
+                        .chain(f.workload.iter().map(String::as_str));
+                    sample(labelled(id, values), 1.0)
                 })
                 .collect(),
             _ => Vec::new(),
@@ -222,22 +149,21 @@ impl ScanView {
         samples
     }
 
-    /// Writes family `name` in the text format 0.0.4: HELP, TYPE and its samples; nothing
-    /// for a family without samples, as a registry leaves those out.
-    pub fn write_family(&self, name: &str, out: &mut Vec<u8>) {
-        let Some(family) = [PROCESSES, INFO, START_TIME, HOST_SHARING, FINDINGS]
-            .into_iter()
-            .find(|f| f.name == name)
-        else {
+    /// Writes family `id` in the text format 0.0.4: HELP, TYPE and its samples; nothing
+    /// for a family without samples, as a registry leaves those out, or one a view does not
+    /// write.
+    pub fn write_family(&self, id: Id, out: &mut Vec<u8>) {
+        let family = id.family();
+        if family.written_by != WrittenBy::View {
             return;
-        };
+        }
         // Inodes as text only while writing: a label value is text, a row keeps the number.
         let inodes: Vec<String> = self
             .namespaces
             .iter()
             .map(|ns| ns.inode.to_string())
             .collect();
-        let samples = self.samples(name, &inodes);
+        let samples = self.samples(id, &inodes);
         if samples.is_empty() {
             return;
         }
@@ -247,7 +173,9 @@ impl ScanView {
         write_escaped(out, family.help, false);
         out.extend_from_slice(b"\n# TYPE ");
         out.extend_from_slice(family.name.as_bytes());
-        out.extend_from_slice(b" gauge\n");
+        out.push(b' ');
+        out.extend_from_slice(family.kind.as_str().as_bytes());
+        out.push(b'\n');
         for (labels, value) in samples {
             out.extend_from_slice(family.name.as_bytes());
             for (i, (label, v)) in labels.iter().enumerate() {
@@ -269,12 +197,15 @@ impl ScanView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::families::{Family, Part};
     use crate::sharing::Owner;
 
     fn render(view: &ScanView) -> String {
         let mut out = Vec::new();
-        for name in ScanView::FAMILIES.iter().chain(&ScanView::LIVE_FAMILIES) {
-            view.write_family(name, &mut out);
+        for part in [Part::Scan, Part::Live] {
+            for (id, _) in Family::all(WrittenBy::View, part) {
+                view.write_family(id, &mut out);
+            }
         }
         String::from_utf8(out).unwrap()
     }
