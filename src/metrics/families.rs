@@ -346,7 +346,7 @@ families! {
     },
     NameSourceErrors = Family {
         name: "nsexporter_name_source_errors_total",
-        help: "Failed reads of the files that name containers, by source (kubelet, docker, podman) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
+        help: "Failed reads of the files that name containers, by source (kubelet, spec, docker, podman) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
         kind: Kind::Counter,
         labels: &["source", "reason"],
         preset: &[NAME_SOURCES, NAME_ERRORS],
