@@ -21,6 +21,7 @@ use crate::attribution::{
 use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
 use crate::events::{Event, EventStream};
 use crate::health::{Health, StopGuard};
+use crate::labels::SaidOnce;
 use crate::lifecycle::Tracker;
 use crate::metrics::{BetweenScans, Exposition, Metrics, Outcome, ScanRecord};
 use crate::model::{
@@ -51,13 +52,13 @@ pub struct Collector {
     spec_cache: crate::declared::Specs,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
-    warned: [bool; ErrorReason::ALL.len()],
+    warned: SaidOnce<ErrorReason>,
     /// The same for whole-scan failures: said once until a scan succeeds again.
     failing: Option<FailureReason>,
     /// Container ids whose conflicting kubelet log names were already logged.
     name_conflicts: HashSet<String>,
     /// Name source failures that were logged at warn already, as `warned`.
-    name_warned: [[bool; NameErrorReason::ALL.len()]; NameSource::ALL.len()],
+    name_warned: SaidOnce<(NameSource, NameErrorReason)>,
     /// The processes whose reads failed in the last scan, and why: the same failure again is
     /// standing, counted when it began and not every scan since.
     failed: HashSet<ProcessFailure>,
@@ -111,10 +112,10 @@ impl Collector {
             spec_names: Arc::default(),
             judgement: Judgement::default(),
             spec_cache: Default::default(),
-            warned: [false; ErrorReason::ALL.len()],
+            warned: SaidOnce::default(),
             failing: None,
             name_conflicts: HashSet::new(),
-            name_warned: Default::default(),
+            name_warned: SaidOnce::default(),
             findings: FindingLog::new(),
             failed: HashSet::new(),
             swept: HashMap::new(),
@@ -235,7 +236,7 @@ impl Collector {
             else {
                 continue;
             };
-            if std::mem::replace(&mut self.warned[reason.index()], true) {
+            if !self.warned.first(reason) {
                 tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
             } else {
                 tracing::warn!(
@@ -319,8 +320,7 @@ impl Collector {
         let reason = e.reason();
         self.metrics
             .record(Outcome::NameSourceError { source, reason });
-        let warned = &mut self.name_warned[source.index()][reason.index()];
-        if std::mem::replace(warned, true) {
+        if !self.name_warned.first((source, reason)) {
             tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
         } else {
             tracing::warn!(

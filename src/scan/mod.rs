@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::dir::Dir;
 
+use crate::labels::SaidOnce;
 use crate::model::{
     FdPin, HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
     ProcessId, ScanTime, Snapshot, SocketPin,
@@ -106,7 +107,7 @@ pub struct Scanner {
     /// Socket fds the last fd pass could not ask, by reason.
     sockets_skipped: SocketSkips,
     /// Which reasons for skipping sockets have been said.
-    sockets_warned: [bool; SocketSkip::ALL.len()],
+    sockets_warned: SaidOnce<SocketSkip>,
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -126,7 +127,7 @@ impl Scanner {
             fds_skipped: 0,
             sockets: SocketMemo::default(),
             sockets_skipped: [0; SocketSkip::ALL.len()],
-            sockets_warned: [false; SocketSkip::ALL.len()],
+            sockets_warned: SaidOnce::default(),
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
@@ -437,7 +438,7 @@ impl Scanner {
         self.sockets_skipped = skipped;
         for why in SocketSkip::ALL {
             let sockets = skipped[why.index()];
-            if sockets == 0 || std::mem::replace(&mut self.sockets_warned[why.index()], true) {
+            if sockets == 0 || !self.sockets_warned.first(why) {
                 continue;
             }
             let consequence = match why {
