@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::watch;
 
 use nsexporter::attribution::NameSources;
-use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
@@ -20,6 +19,7 @@ use nsexporter::model::NsType;
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, Scanner};
+use nsexporter::scan_loop::ScanLoop;
 use nsexporter::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
@@ -225,7 +225,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.scan_interval,
             settings.per_namespace,
         );
-        let mut collector = Collector::new(
+        let mut scan_loop = ScanLoop::new(
             Scanner::new(procfs, settings.scan_threads, settings.scan_pins),
             metrics,
             settings.policy.clone(),
@@ -241,12 +241,12 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.procfs.clone(),
         ));
         if let Some(events) = listen_for_events(&settings) {
-            collector = collector.with_events(events);
+            scan_loop = scan_loop.with_events(events);
         }
         settings.limits.max_connections = fit_connections(settings.limits.max_connections, nofile);
         let interval = settings.scan_interval;
         let sweep = settings.scan_sweep_interval;
-        let health = Arc::new(Health::new(interval, collector.progress()));
+        let health = Arc::new(Health::new(interval, scan_loop.progress()));
         let (publish, published) = watch::channel(None);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (policies, policy_updates) = std::sync::mpsc::channel();
@@ -255,7 +255,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             std::thread::Builder::new()
                 .name("scan".into())
                 .spawn(move || {
-                    collector.run(interval, sweep, publish, policy_updates, stopped, health)
+                    scan_loop.run(interval, sweep, publish, policy_updates, stopped, health)
                 })?
         };
         tokio::spawn(reload_on_sighup(flags, policies));

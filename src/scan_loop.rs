@@ -33,7 +33,7 @@ use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scann
 use crate::sharing::{Finding, FindingLog, evaluate};
 
 /// Owns the state that lives across scans.
-pub struct Collector {
+pub struct ScanLoop {
     scanner: Scanner,
     tracker: Tracker,
     metrics: Metrics,
@@ -78,8 +78,8 @@ pub struct Collector {
     orphan_age: Duration,
 }
 
-impl Collector {
-    /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
+impl ScanLoop {
+    /// The loop over `scanner`'s procfs. The host's cgroup layout is read once, here: it cannot change
     /// without a reboot.
     pub fn new(
         scanner: Scanner,
@@ -101,7 +101,7 @@ impl Collector {
                 " (cgroup is left out by default: on this layout container runtimes leave every container in the cgroup namespace of the host)"
             }
         );
-        Collector {
+        ScanLoop {
             scanner,
             tracker: Tracker::new(),
             metrics,
