@@ -211,10 +211,7 @@ impl ScanLoop {
         let new_findings = self.findings.update(&sharing.findings);
         let orphans = self.tracker.orphans(self.orphan_age);
         let duration = started.elapsed();
-        let mut standing = [0; ErrorReason::ALL.len()];
-        for (_, reason) in outcome.errors.processes().intersection(&self.failed) {
-            standing[reason.index()] += 1;
-        }
+        let standing = outcome.errors.standing(&self.failed);
         self.failed = outcome.errors.processes().clone();
         self.metrics.record(Outcome::Scan(ScanRecord {
             snapshot: &snapshot,

@@ -163,10 +163,7 @@ impl Scans {
         sharing.findings.extend(extra.iter().cloned());
         sharing.findings.sort();
         let new_findings = self.findings.update(&sharing.findings);
-        let mut standing = [0; ErrorReason::ALL.len()];
-        for (_, reason) in outcome.errors.processes().intersection(&self.failed) {
-            standing[reason.index()] += 1;
-        }
+        let standing = outcome.errors.standing(&self.failed);
         self.failed = outcome.errors.processes().clone();
         let mut sockets_skipped = outcome.sockets_skipped;
         sockets_skipped[SocketSkip::ALL[1].index()] = 3;
