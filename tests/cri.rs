@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use nsexporter::declared::{Declared, Expected, SpecSources, Wanted, judge, resolve_on_host};
 use nsexporter::model::NsType;
-use support::cri::{Containerd, Pod, PodKind};
+use support::cri::{Containerd, PodKind, containers, run_pods};
 use support::*;
 
 /// What kubelet's request asks of one type, and so what the spec must declare.
@@ -73,28 +73,6 @@ fn wanted(kind: PodKind, sandbox: bool, t: NsType) -> Want {
             PodKind::Plain | PodKind::HostNetwork => New,
         },
     }
-}
-
-/// The four pods, each with an app container `app` (the shared-pid pod has `app` and `side`).
-fn run_pods(c: &mut Containerd) -> Vec<Pod> {
-    vec![
-        c.run_pod("web-0", "shop", PodKind::Plain, &["app"]),
-        c.run_pod("agent-0", "infra", PodKind::HostNetwork, &["app"]),
-        c.run_pod("monitor-0", "infra", PodKind::HostPid, &["app"]),
-        c.run_pod("debug-0", "shop", PodKind::SharedPid, &["app", "side"]),
-    ]
-}
-
-/// Every container of `pods` as (pod, container name or `POD`, id, is the sandbox).
-fn containers(pods: &[Pod]) -> Vec<(&Pod, &str, &str, bool)> {
-    let mut out = Vec::new();
-    for p in pods {
-        out.push((p, "POD", p.sandbox_id.as_str(), true));
-        for (name, id) in &p.containers {
-            out.push((p, name.as_str(), id.as_str(), false));
-        }
-    }
-    out
 }
 
 /// The host's namespace of each type: kthreadd's (PID 1 may be protected).

@@ -303,6 +303,28 @@ impl Pod {
     }
 }
 
+/// The four pods, each with an app container `app` (the shared-pid pod has `app` and `side`).
+pub fn run_pods(c: &mut Containerd) -> Vec<Pod> {
+    vec![
+        c.run_pod("web-0", "shop", PodKind::Plain, &["app"]),
+        c.run_pod("agent-0", "infra", PodKind::HostNetwork, &["app"]),
+        c.run_pod("monitor-0", "infra", PodKind::HostPid, &["app"]),
+        c.run_pod("debug-0", "shop", PodKind::SharedPid, &["app", "side"]),
+    ]
+}
+
+/// Every container of `pods` as (pod, container name or `POD`, id, is the sandbox).
+pub fn containers(pods: &[Pod]) -> Vec<(&Pod, &str, &str, bool)> {
+    let mut out = Vec::new();
+    for p in pods {
+        out.push((p, "POD", p.sandbox_id.as_str(), true));
+        for (name, id) in &p.containers {
+            out.push((p, name.as_str(), id.as_str(), false));
+        }
+    }
+    out
+}
+
 /// A containerd of the test's own with the CRI plugin; see the module header.
 pub struct Containerd {
     child: Option<Child>,

@@ -24,7 +24,8 @@ pub fn uuid() -> String {
 
 /// The `--path.run` of a test: `runc/` with a link per container.
 pub struct Run {
-    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Run {
@@ -33,12 +34,23 @@ impl Run {
             .prefix("nsx-run-")
             .tempdir()
             .unwrap();
-        std::fs::create_dir(dir.path().join("runc")).unwrap();
-        Run { dir }
+        let mut run = Run::inside(dir.path());
+        run._dir = Some(dir);
+        run
+    }
+
+    /// `runc/` in `dir`, another test's `/run`-shaped dir (a private containerd's), which
+    /// removes it.
+    pub fn inside(dir: &Path) -> Run {
+        std::fs::create_dir_all(dir.join("runc")).unwrap();
+        Run {
+            path: dir.to_owned(),
+            _dir: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     /// Runs `bundle` as a container with a 64-hex id in a pod-shaped cgroup, and links its
