@@ -357,9 +357,12 @@ impl Containerd {
             .tempdir()
             .unwrap();
         let d = dir.path();
-        // Bridge names are at most 15 bytes; one per test process.
-        let tag = std::process::id() % 100_000;
-        let bridge = format!("nsxcri{tag}");
+        // One bridge and network per containerd, also between the tests of one process;
+        // bridge names are at most 15 bytes.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{:x}", std::process::id() << 4 | (n & 0xf));
+        let bridge = format!("nsxc{tag}");
         let network = format!("nsx-cri-{tag}");
         std::fs::create_dir_all(d.join("cni")).unwrap();
         std::fs::create_dir_all(d.join("run")).unwrap();
@@ -708,9 +711,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     /// Everything drop does; what could not be cleaned. Never panics.
     fn cleanup(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
+        let pods = std::mem::take(&mut self.pods);
         if self.client.is_some() {
-            for p in std::mem::take(&mut self.pods) {
-                problems.extend(self.remove_pod(&p));
+            for p in &pods {
+                problems.extend(self.remove_pod(p));
             }
         }
         self.client = None;
@@ -748,12 +752,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             }
         }
         let _ = super::run("ip", &["link", "del", &self.bridge]);
-        // libcni's result cache: `<network>-<sandbox id>-<ifname>` files.
+        // libcni's result cache, `<network>-<sandbox id>-<ifname>`: the pod network's and
+        // the CRI's own `cni-loopback`'s. RemovePodSandbox removes them; a failed one may not.
         if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
             for e in entries.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{}-", self.network))
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{}-", self.network))
+                    || pods.iter().any(|p| name.contains(&p.sandbox_id))
                 {
                     let _ = std::fs::remove_file(e.path());
                 }
