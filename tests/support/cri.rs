@@ -288,6 +288,9 @@ pub struct Pod {
     pub sandbox_id: String,
     /// (name, id) of each app container, in start order.
     pub containers: Vec<(String, String)>,
+    /// The pod network's bind mount (`/var/run/netns/cni-…`) from the sandbox's spec; none
+    /// for `hostNetwork`.
+    pub netns: Option<PathBuf>,
     config: v1::PodSandboxConfig,
 }
 
@@ -582,10 +585,21 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             namespace: namespace.into(),
             uid,
             kind,
+            netns: None,
             sandbox_id: sandbox.pod_sandbox_id,
             containers: Vec::new(),
             config,
         };
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.spec_path(&pod.sandbox_id)).unwrap())
+                .unwrap();
+        pod.netns = spec["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["type"] == "network")
+            .and_then(|n| n["path"].as_str())
+            .map(PathBuf::from);
         // Recorded before the containers, so that drop removes a half-made pod too.
         self.pods.push(pod.clone());
         for app in apps {
@@ -751,6 +765,34 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // The shims (`containerd-shim-runc-v2 … -address <socket>`) exit once their task is
+        // deleted; as zombies, their parent (init) reaps them.
+        let socket = self
+            .dir
+            .as_ref()
+            .map(|_| self.socket().display().to_string());
+        if let Some(socket) = socket {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let shims = processes_with_arg(&socket);
+                if shims.is_empty() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    problems.push(format!("shims left: {shims:?}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // RemovePodSandbox unmounts and removes the pod network's bind mount.
+        for netns in pods.iter().filter_map(|p| p.netns.as_ref()) {
+            if netns.exists() {
+                problems.push(format!("{} is left", netns.display()));
+                let _ = super::run("umount", &[netns.to_str().unwrap()]);
+                let _ = std::fs::remove_file(netns);
+            }
+        }
         let _ = super::run("ip", &["link", "del", &self.bridge]);
         // libcni's result cache, `<network>-<sandbox id>-<ifname>`: the pod network's and
         // the CRI's own `cni-loopback`'s. RemovePodSandbox removes them; a failed one may not.
@@ -788,6 +830,22 @@ impl Drop for Containerd {
             panic!("{message}");
         }
     }
+}
+
+/// The pids of the live processes (zombies have no command line) with `arg` among their
+/// arguments.
+fn processes_with_arg(arg: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .collect()
 }
 
 fn has_subdirectory(dir: &Path) -> bool {
