@@ -35,8 +35,8 @@ enum Want {
     Host,
 }
 
-/// Whether the cgroup hierarchy is cgroup v2 alone, where containerd 1.6 gives each container
-/// a cgroup namespace; on this machine's hybrid layout it gives none.
+/// Whether the cgroup hierarchy is cgroup v2 alone, where containerd 1.6 gives each app
+/// container a cgroup namespace; on this machine's hybrid layout it gives none.
 fn unified() -> bool {
     nix::sys::statfs::statfs("/sys/fs/cgroup")
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
@@ -50,8 +50,11 @@ fn wanted(kind: PodKind, sandbox: bool, t: NsType) -> Want {
     match (t, sandbox) {
         (Mnt, _) => New,
         (User | Time, _) => Host,
-        // Not seen here (hybrid); containerd 1.6 adds it on cgroup v2 alone.
-        (Cgroup, _) => {
+        // containerd's CRI gives an unprivileged app container a cgroup namespace on cgroup
+        // v2 alone (`containerSpec`, container_create_linux.go), the sandbox none; this
+        // machine is hybrid, so the v2 row is the source's word, not seen here.
+        (Cgroup, true) => Host,
+        (Cgroup, false) => {
             if unified() {
                 New
             } else {
