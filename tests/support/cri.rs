@@ -336,8 +336,9 @@ pub struct Containerd {
     network: String,
     client: Option<RuntimeClient>,
     pods: Vec<Pod>,
-    /// Cgroup directories (every hierarchy) that did not exist before, made for the pods.
-    cgroups: Vec<PathBuf>,
+    /// Each pod's cgroup (`/kubepods/besteffort/pod<uid>`): containerd leaves it on every
+    /// hierarchy. Its parents are in `runc::parents_made` where this process made them.
+    cgroups: Vec<String>,
     /// Directories outside the test's dir that did not exist before and that containerd, the
     /// shims and libcni make: removed if empty.
     made: Vec<PathBuf>,
@@ -540,7 +541,15 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             &uid[20..32]
         );
         let cgroup_parent = format!("/kubepods/besteffort/pod{uid}");
-        self.note_cgroups(&cgroup_parent);
+        self.cgroups.push(cgroup_parent.clone());
+        // The parents that do not exist yet are this process's to remove, shared with its
+        // runc containers' and other pods': the last one out removes them. The lock is held
+        // until the sandbox's cgroup is made, so that no parent goes away under it.
+        let mut made = super::runc::parents_made();
+        for mount in super::runc::cgroup_mounts() {
+            let parents = super::runc::with_parents(&mount, &cgroup_parent);
+            made.extend(parents.into_iter().skip(1).filter(|d| !d.exists()));
+        }
         let logs = self.dir().join("pods").join(&uid);
         std::fs::create_dir_all(&logs).unwrap();
         let config = v1::PodSandboxConfig {
@@ -580,6 +589,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 },
             )
             .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", self.log()));
+        drop(made);
         let mut pod = Pod {
             name: name.into(),
             namespace: namespace.into(),
@@ -672,19 +682,6 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         ))
     }
 
-    /// Records which of the pod cgroup's directories (and parents) are new, per hierarchy.
-    fn note_cgroups(&mut self, cgroup_parent: &str) {
-        for mount in super::runc::cgroup_mounts() {
-            let rel = Path::new(cgroup_parent.trim_start_matches('/'));
-            for a in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-                let d = mount.join(a);
-                if !d.exists() && !self.cgroups.contains(&d) {
-                    self.cgroups.push(d);
-                }
-            }
-        }
-    }
-
     /// Stops and removes pod `p`'s containers and sandbox; errors are returned, not raised.
     fn remove_pod(&self, p: &Pod) -> Vec<String> {
         let mut problems = Vec::new();
@@ -745,24 +742,40 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 let _ = child.wait();
             }
         }
-        // The pods' cgroups, deepest first: EBUSY while the kernel releases the last member.
-        let mut dirs = std::mem::take(&mut self.cgroups);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while d.exists() {
-                // Another test's pod below a shared parent: that one is not ours to remove.
-                if has_subdirectory(&d) {
-                    break;
+        // The pods' cgroups, their containers' below them (runc removes those; one left is a
+        // problem), then the parents this process made once no other cgroup is below them.
+        for cgroup in std::mem::take(&mut self.cgroups) {
+            for mount in super::runc::cgroup_mounts() {
+                let dirs = super::runc::with_parents(&mount, &cgroup);
+                let mut ours: Vec<PathBuf> = std::fs::read_dir(&dirs[0])
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect();
+                ours.push(dirs[0].clone());
+                for d in ours {
+                    // EBUSY while the kernel releases the last member.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while d.exists() && std::fs::remove_dir(&d).is_err() {
+                        if Instant::now() > deadline {
+                            problems.push(format!("cgroup {} is left", d.display()));
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
-                if std::fs::remove_dir(&d).is_ok() {
-                    break;
+                let mut made = super::runc::parents_made();
+                for parent in &dirs[1..] {
+                    if !made.contains(parent)
+                        || has_subdirectory(parent)
+                        || std::fs::remove_dir(parent).is_err()
+                    {
+                        break;
+                    }
+                    made.remove(parent);
                 }
-                if Instant::now() > deadline {
-                    problems.push(format!("cgroup {} is left", d.display()));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
             }
         }
         // The shims (`containerd-shim-runc-v2 … -address <socket>`) exit once their task is
