@@ -105,9 +105,9 @@ fn everything_declared_for_a_soak_then_two_intrusions_page() {
     ours.extend([
         runc_base.id.clone(),
         runc_joiner.id.clone(),
-        web,
+        web.clone(),
         x,
-        joiner,
+        joiner.clone(),
         pod_a,
         infra,
     ]);
@@ -230,6 +230,44 @@ fn everything_declared_for_a_soak_then_two_intrusions_page() {
         })
         .map(str::to_owned)
         .collect();
+    // The specs were read: the declared sharing stood all along as `declared="true"`, and no
+    // finding of ours was without a spec (`unknown`). (The Podman pod shares nothing with
+    // anyone; tests/declared.rs shows its specs read.)
+    let standing: Vec<(String, String, String, String)> = findings_ours
+        .iter()
+        .map(|r| {
+            let l = |k: &str| r["metric"][k].as_str().unwrap_or("").to_owned();
+            (l("container_id"), l("rule"), l("type"), l("declared"))
+        })
+        .collect();
+    let (agent, monitor) = (&pods[1], &pods[2]);
+    let mut declared: Vec<(&str, &str, &str)> = vec![
+        (&web, "host_namespace", "net"),
+        (&joiner, "cross_workload", "pid"),
+        (&runc_joiner.id, "cross_workload", "net"),
+    ];
+    for id in std::iter::once(&agent.sandbox_id).chain(agent.containers.iter().map(|c| &c.1)) {
+        declared.extend([
+            (id.as_str(), "host_namespace", "net"),
+            (id, "host_namespace", "uts"),
+        ]);
+    }
+    for id in std::iter::once(&monitor.sandbox_id).chain(monitor.containers.iter().map(|c| &c.1)) {
+        declared.push((id, "host_namespace", "pid"));
+    }
+    for (id, rule, t) in declared {
+        let want = (
+            id.to_owned(),
+            rule.to_owned(),
+            t.to_owned(),
+            "true".to_owned(),
+        );
+        assert!(standing.contains(&want), "{want:?} not in {standing:#?}");
+    }
+    assert!(
+        standing.iter().all(|f| f.3 != "unknown"),
+        "a finding without a spec: {standing:#?}"
+    );
     assert!(found.is_empty(), "undeclared during the soak: {found:#?}");
     assert!(logged.is_empty(), "undeclared during the soak: {logged:#?}");
     assert!(alerts.is_empty(), "alerts during the soak: {alerts:#?}");

@@ -16,8 +16,11 @@
 //! On drop, pass or fail: every pod is stopped and removed, containerd is stopped, and what
 //! containerd leaves behind (recorded in machine-recipes.md) is removed: the pods'
 //! `kubepods/…/pod<uid>` cgroups on every hierarchy (kubelet's job on a node) and the parents
-//! this made, the bridge, the CNI result cache entries of this network under `/var/lib/cni`,
-//! and the shims' sockets; mounts under the dir are unmounted before it is removed.
+//! this process made, the bridge, the CNI result cache entries of these pods under
+//! `/var/lib/cni` (and `/var/lib/cni`, `/run/containerd/s` themselves where this made them and
+//! they are empty); the runc root is under the dir. Drop waits for the shims to exit and for
+//! the pods' network bind mounts to be gone, and fails naming what is left; mounts under the
+//! dir are unmounted before it is removed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
