@@ -10,14 +10,17 @@
 //! declared host sharing `declared="true"`, and every container named from its annotations.
 
 mod support;
+// Only these tests drive containerd's CRI: the gRPC client is built into them alone.
+#[path = "support/cri.rs"]
+mod cri;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cri::{Containerd, PodKind, containers, run_pods};
 use nsexporter::declared::{Declared, Expected, SpecSources, Wanted, judge, resolve_on_host};
 use nsexporter::model::NsType;
-use support::cri::{Containerd, PodKind, containers, run_pods};
 use support::*;
 
 /// What kubelet's request asks of one type, and so what the spec must declare.

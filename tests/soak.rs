@@ -19,10 +19,13 @@
 //! time to the alert, the exporter's RSS) are printed, not asserted.
 
 mod support;
+// Only these tests drive containerd's CRI: the gRPC client is built into them alone.
+#[path = "support/cri.rs"]
+mod cri;
 
 use std::time::{Duration, Instant};
 
-use support::cri::{Containerd, containers, run_pods};
+use cri::{Containerd, containers, run_pods};
 use support::declared::{HOST, Intruder, Run};
 use support::engines::{Dockerd, PodmanStore, busybox_tar};
 use support::prometheus::Prometheus;

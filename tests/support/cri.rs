@@ -21,6 +21,10 @@
 //! they are empty); the runc root is under the dir. Drop waits for the shims to exit and for
 //! the pods' network bind mounts to be gone, and fails naming what is left; mounts under the
 //! dir are unmounted before it is removed.
+//!
+//! Included by `#[path]` into the tests that use it only, so that the others do not build the
+//! gRPC client; each uses part of it.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::wait_for;
+use crate::support::wait_for;
 
 /// The CRI v1 messages used (cri-api `pkg/apis/runtime/v1/api.proto`, package
 /// `runtime.v1`), each with the fields kubelet sets for these pods; the field numbers are the
@@ -534,7 +538,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     /// Runs a pod of `kind` with one app container per name in `apps` (each `sleep`s), as
     /// kubelet does: RunPodSandbox, then CreateContainer and StartContainer per container.
     pub fn run_pod(&mut self, name: &str, namespace: &str, kind: PodKind, apps: &[&str]) -> Pod {
-        let uid = super::runc::hex_id();
+        let uid = crate::support::runc::hex_id();
         let uid = format!(
             "{}-{}-{}-{}-{}",
             &uid[..8],
@@ -548,9 +552,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         // The parents that do not exist yet are this process's to remove, shared with its
         // runc containers' and other pods': the last one out removes them. The lock is held
         // until the sandbox's cgroup is made, so that no parent goes away under it.
-        let mut made = super::runc::parents_made();
-        for mount in super::runc::cgroup_mounts() {
-            let parents = super::runc::with_parents(&mount, &cgroup_parent);
+        let mut made = crate::support::runc::parents_made();
+        for mount in crate::support::runc::cgroup_mounts() {
+            let parents = crate::support::runc::with_parents(&mount, &cgroup_parent);
             made.extend(parents.into_iter().skip(1).filter(|d| !d.exists()));
         }
         let logs = self.dir().join("pods").join(&uid);
@@ -748,8 +752,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         // The pods' cgroups, their containers' below them (runc removes those; one left is a
         // problem), then the parents this process made once no other cgroup is below them.
         for cgroup in std::mem::take(&mut self.cgroups) {
-            for mount in super::runc::cgroup_mounts() {
-                let dirs = super::runc::with_parents(&mount, &cgroup);
+            for mount in crate::support::runc::cgroup_mounts() {
+                let dirs = crate::support::runc::with_parents(&mount, &cgroup);
                 let mut ours: Vec<PathBuf> = std::fs::read_dir(&dirs[0])
                     .into_iter()
                     .flatten()
@@ -769,7 +773,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
-                let mut made = super::runc::parents_made();
+                let mut made = crate::support::runc::parents_made();
                 for parent in &dirs[1..] {
                     if !made.contains(parent)
                         || has_subdirectory(parent)
@@ -805,11 +809,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         for netns in pods.iter().filter_map(|p| p.netns.as_ref()) {
             if netns.exists() {
                 problems.push(format!("{} is left", netns.display()));
-                let _ = super::run("umount", &[netns.to_str().unwrap()]);
+                let _ = crate::support::run("umount", &[netns.to_str().unwrap()]);
                 let _ = std::fs::remove_file(netns);
             }
         }
-        let _ = super::run("ip", &["link", "del", &self.bridge]);
+        let _ = crate::support::run("ip", &["link", "del", &self.bridge]);
         // libcni's result cache, `<network>-<sandbox id>-<ifname>`: the pod network's and
         // the CRI's own `cni-loopback`'s. RemovePodSandbox removes them; a failed one may not.
         if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
@@ -827,7 +831,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             let _ = std::fs::remove_dir(d);
         }
         if let Some(dir) = self.dir.take() {
-            super::engines::remove_with_mounts(dir);
+            crate::support::engines::remove_with_mounts(dir);
         }
         problems
     }
@@ -877,8 +881,12 @@ fn image_tar(dir: &Path) -> PathBuf {
     let rootfs = dir.join("rootfs");
     let bin = rootfs.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(super::runc::BUSYBOX, bin.join("busybox"))
-        .unwrap_or_else(|e| panic!("copy {} (busybox-static): {e}", super::runc::BUSYBOX));
+    std::fs::copy(crate::support::runc::BUSYBOX, bin.join("busybox")).unwrap_or_else(|e| {
+        panic!(
+            "copy {} (busybox-static): {e}",
+            crate::support::runc::BUSYBOX
+        )
+    });
     for applet in ["sh", "sleep", "nsenter", "cat", "ls"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
@@ -886,7 +894,7 @@ fn image_tar(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&image).unwrap();
     let layer = image.join("layer.tar");
     let tar = |args: &[&str]| {
-        let (ok, _, err) = super::run("tar", args);
+        let (ok, _, err) = crate::support::run("tar", args);
         assert!(ok, "tar {args:?}: {err}");
     };
     tar(&[

@@ -5,7 +5,6 @@
 
 pub mod alertmanager;
 pub mod cgroup;
-pub mod cri;
 pub mod dashboard;
 pub mod declared;
 pub mod engines;
