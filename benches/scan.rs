@@ -19,7 +19,7 @@
 //! `nsexporter` next to this bench's executable).
 //!
 //! Memory is measured twice. In this process, a counting allocator follows the heap through
-//! the scan loop's steps (`Collector::run_once`, then each step alone), to say what is live at
+//! the scan loop's steps (`ScanLoop::run_once`, then each step alone), to say what is live at
 //! the peak. Then the release exporter serves this load with the binary's defaults at a 3 s
 //! interval, and its `/proc/PID/status` is read every 20 ms for several scans: VmRSS between
 //! scans (the lowest), and VmHWM over the whole run and over the steady scans alone
@@ -47,13 +47,14 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use nsexporter::attribution::{NameSources, Names, attribute};
-use nsexporter::collector::Collector;
+use nsexporter::config::Settings;
 use nsexporter::lifecycle::Tracker;
-use nsexporter::metrics::{Metrics, PerNamespace, ScanRecord};
+use nsexporter::metrics::{Metrics, Outcome, PerNamespace, ScanRecord};
 use nsexporter::model::{Holder, NsType, PerType};
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
-use nsexporter::scan::{ErrorReason, PinScan, Scanner, Watch};
+use nsexporter::scan::{ErrorReason, PinScan, Scanner, ThreadScan, Watch};
+use nsexporter::scan_loop::ScanLoop;
 use nsexporter::sharing::evaluate;
 
 /// The procfs every variant reads.
@@ -79,7 +80,7 @@ fn main() {
     );
 
     // The allocator as the exporter sets it up, so that the served scan pays what it pays.
-    nsexporter::collector::tune_malloc();
+    nsexporter::scan_loop::tune_malloc();
     let load_before = load_average();
     let started = Instant::now();
     let load = LoadGroups::spawn(groups, per_group);
@@ -515,15 +516,16 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
     // only the scan against the loop and the memory are wanted.
     let with_lsns = env_usize("NSX_BENCH_LSNS", 1) != 0;
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
-    let mut scanner = Scanner::new(procfs.clone());
-    let mut with_mounts = Scanner::new(procfs.clone()).with_pins(PinScan {
-        mounts: true,
-        fds: None,
-    });
-    let mut with_pins = Scanner::new(procfs.clone()).with_pins(PinScan {
-        mounts: true,
-        fds: Some(Duration::ZERO),
-    });
+    let scanner_with = |mounts, fds| {
+        Scanner::new(
+            procfs.clone(),
+            ThreadScan::Containers,
+            PinScan { mounts, fds },
+        )
+    };
+    let mut scanner = scanner_with(false, None);
+    let mut with_mounts = scanner_with(true, None);
+    let mut with_pins = scanner_with(true, Some(Duration::ZERO));
     let (mut mounts_tracker, mut pins_tracker) = (Tracker::new(), Tracker::new());
     // Steady state: each scan compares against the one before, as the exporter's do, and the
     // served scan goes on as the exporter's scan loop does: lifecycle, attribution, policy.
@@ -752,7 +754,7 @@ struct StageBytes {
 #[derive(Default)]
 struct MemoryProfile {
     scans: usize,
-    /// The whole `Collector::run_once` and the publish after it, as the scan loop does: heap
+    /// The whole `ScanLoop::run_once` and the publish after it, as the scan loop does: heap
     /// live between scans (after the trim), and the heap's and this process's RSS peaks.
     between_heap: usize,
     run_once_heap_peak: usize,
@@ -785,14 +787,12 @@ fn median_u64(v: &mut [u64]) -> u64 {
 
 /// Runs the scan loop's work in this process with the binary's defaults (bind mounts every
 /// scan, an fd pass at the first), `scans` times after a baseline, and counts the heap: first
-/// `Collector::run_once` as a whole, with the exposition published over a watch channel as
+/// `ScanLoop::run_once` as a whole, with the exposition published over a watch channel as
 /// the loop publishes it; then the same steps one by one, to say which holds what at the peak.
 fn profile_memory(scans: usize) -> MemoryProfile {
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
-    let pins = PinScan {
-        mounts: true,
-        fds: Some(Duration::from_secs(60)),
-    };
+    let defaults = Settings::defaults();
+    let scanner = || Scanner::new(procfs.clone(), defaults.scan_threads, defaults.scan_pins);
     let mut out = MemoryProfile {
         scans,
         ..Default::default()
@@ -801,10 +801,11 @@ fn profile_memory(scans: usize) -> MemoryProfile {
     // The loop as it runs.
     {
         let metrics = Metrics::new(procfs.clone(), Duration::from_secs(15), PerNamespace::All);
-        let mut collector = Collector::new(
-            Scanner::new(procfs.clone()).with_pins(pins),
+        let mut scan_loop = ScanLoop::new(
+            scanner(),
             metrics,
-            Policy::default(),
+            defaults.policy.clone(),
+            defaults.orphan_age,
             NameSources::new(),
         );
         let (publish, published) = tokio::sync::watch::channel(None);
@@ -815,7 +816,7 @@ fn profile_memory(scans: usize) -> MemoryProfile {
             let vm_rss = status_kib(std::process::id(), "VmRSS");
             reset_vm_hwm();
             heap_peak_reset();
-            let (exposition, result) = collector.run_once();
+            let (exposition, result) = scan_loop.run_once();
             result.expect("scan");
             publish.send_replace(Some(Arc::new(exposition)));
             let p = heap_peak();
@@ -838,9 +839,12 @@ fn profile_memory(scans: usize) -> MemoryProfile {
     }
 
     // The same steps, one at a time.
-    let mut scanner = Scanner::new(procfs.clone()).with_pins(pins);
+    let mut scanner = scanner();
     let mut metrics = Metrics::new(procfs.clone(), Duration::from_secs(15), PerNamespace::All);
-    let policy = Policy::default().for_cgroup_layout(procfs.cgroup_layout());
+    let policy = defaults
+        .policy
+        .clone()
+        .for_cgroup_layout(procfs.cgroup_layout());
     let names = Names::default();
     let mut tracker = Tracker::new();
     let mut published: Option<Arc<nsexporter::metrics::Exposition>> = None;
@@ -870,10 +874,10 @@ fn profile_memory(scans: usize) -> MemoryProfile {
         let at = stage("attribution", at);
         let sharing = evaluate(&snapshot, &attribution, &policy);
         let at = stage("sharing", at);
-        let orphans = tracker.orphans(Duration::from_secs(600));
-        metrics.record_scan(&ScanRecord {
+        let orphans = tracker.orphans(defaults.orphan_age);
+        metrics.record(Outcome::Scan(ScanRecord {
             snapshot: &snapshot,
-            start_ticks: &|id| tracker.start_ticks(id),
+            tracker: &tracker,
             changes: &changes,
             errors: &outcome.errors,
             standing_errors: [0; ErrorReason::ALL.len()],
@@ -885,10 +889,10 @@ fn profile_memory(scans: usize) -> MemoryProfile {
             sockets_skipped: outcome.sockets_skipped,
             socket_queries: outcome.socket_queries,
             duration: started.elapsed(),
-        });
+        }));
         let at = stage("record (the scan's view)", at);
-        let exposition = metrics.encode();
-        let at = stage("encode (text, gzip)", at);
+        let exposition = metrics.exposition();
+        let at = stage("exposition (text, gzip)", at);
         published = Some(Arc::new(exposition));
         let at = stage("publish (the previous dropped)", at);
         drop((

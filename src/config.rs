@@ -686,6 +686,17 @@ pub struct Settings {
     pub policy: Policy,
 }
 
+impl Settings {
+    /// The key table's defaults, with no file, environment or flag: what the binary runs with
+    /// when given nothing, and the only defaults there are (the library's types have none of
+    /// their own to disagree with).
+    pub fn defaults() -> Settings {
+        RawConfig::load_from(&Flags::default(), [])
+            .and_then(Settings::try_from)
+            .expect("the key table's defaults are valid")
+    }
+}
+
 impl TryFrom<RawConfig> for Settings {
     type Error = ConfigError;
 
@@ -834,7 +845,7 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let s = load(Flags::default(), &[]).unwrap();
+        let s = Settings::defaults();
         assert_eq!(s.scan_interval, Duration::from_secs(15));
         assert_eq!(s.telemetry_path, "/metrics");
         assert_eq!(s.listen_address_text, ":9917");
@@ -848,6 +859,17 @@ mod tests {
             max_connections: 256,
         };
         assert_eq!(s.limits, limits);
+        // What a library user gets from `Settings::defaults()` is what the binary scans with.
+        let pins = PinScan {
+            mounts: true,
+            fds: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(
+            (s.scan_threads, s.scan_pins),
+            (ThreadScan::Containers, pins)
+        );
+        assert_eq!(s.orphan_age, Duration::from_secs(600));
+        assert_eq!(s.per_namespace, PerNamespace::All);
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
+use nix::sys::socket::{self, MsgFlags, NetlinkAddr};
+
 use crate::model::NsChange;
 
 /// `NETLINK_CONNECTOR` (include/uapi/linux/netlink.h).
@@ -93,7 +95,7 @@ impl Drops {
         self.0[reason.index()].load(Ordering::Relaxed)
     }
 
-    fn add(&self, reason: DropReason, n: u64) {
+    pub(crate) fn add(&self, reason: DropReason, n: u64) {
         self.0[reason.index()].fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -243,6 +245,7 @@ pub fn parse_events(mut datagram: &[u8], out: &mut Vec<i32>) {
 impl ProcEvents {
     /// Opens a connector socket, joins the proc group and asks the kernel to send events.
     pub fn subscribe() -> io::Result<ProcEvents> {
+        // nix's SockProtocol has no NETLINK_CONNECTOR: socket(2) itself is called.
         #[allow(unsafe_code)]
         // SAFETY: socket(2) with constant arguments; the fd is owned right away.
         let fd = unsafe {
@@ -258,29 +261,9 @@ impl ProcEvents {
         #[allow(unsafe_code)]
         // SAFETY: `fd` was just opened and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        #[allow(unsafe_code)]
-        // SAFETY: a zeroed sockaddr_nl is valid; bind reads exactly its size.
-        let bound = unsafe {
-            let mut addr: nix::libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = nix::libc::AF_NETLINK as u16;
-            addr.nl_groups = CN_IDX_PROC;
-            nix::libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const nix::libc::sockaddr_nl).cast(),
-                std::mem::size_of::<nix::libc::sockaddr_nl>() as u32,
-            )
-        };
-        if bound < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let request = listen_request(std::process::id());
-        #[allow(unsafe_code)]
-        // SAFETY: the buffer is valid for its length.
-        let sent =
-            unsafe { nix::libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (raw, nl) = (fd.as_raw_fd(), NetlinkAddr::new(0, CN_IDX_PROC));
+        socket::bind(raw, &nl)?;
+        socket::send(raw, &listen_request(std::process::id()), MsgFlags::empty())?;
         Ok(ProcEvents {
             fd,
             buf: vec![0; 64 * 1024],
@@ -289,20 +272,8 @@ impl ProcEvents {
 
     /// Blocks for the next datagram and appends the pids of its fork and exec events.
     pub fn next(&mut self, out: &mut Vec<i32>) -> io::Result<()> {
-        #[allow(unsafe_code)]
-        // SAFETY: the buffer is valid for its length.
-        let n = unsafe {
-            nix::libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        parse_events(&self.buf[..n as usize], out);
+        let n = socket::recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty())?;
+        parse_events(&self.buf[..n], out);
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 mod labels;
 
 pub mod attribution;
-pub mod collector;
+pub mod capabilities;
 pub mod config;
 pub mod declared;
 pub mod ebpf;
@@ -19,5 +19,6 @@ pub mod pidfd;
 pub mod policy;
 pub mod procfs;
 pub mod scan;
+pub mod scan_loop;
 pub mod sharing;
 pub mod web_config;

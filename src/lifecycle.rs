@@ -229,12 +229,7 @@ mod tests {
                         pid,
                         start_ticks: ticks(start),
                     },
-                    ppid: 1,
-                    uid: 0,
-                    comm: "t".into(),
-                    namespaces,
-                    cgroup: None,
-                    thread_namespaces: Vec::new(),
+                    ..Process::fixture(pid, namespaces)
                 },
             );
         }

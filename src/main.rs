@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::watch;
 
 use nsexporter::attribution::NameSources;
-use nsexporter::collector::Collector;
 use nsexporter::config::{
     Cli, Command, DEFAULT_PROCFS, Flags, LogFormat, OutputFormat, RawConfig, Settings,
 };
@@ -20,12 +19,13 @@ use nsexporter::model::NsType;
 use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, Scanner};
+use nsexporter::scan_loop::ScanLoop;
 use nsexporter::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
     // Before any thread starts: one arena, which malloc_trim empties, and big blocks mapped
     // on their own.
-    nsexporter::collector::tune_malloc();
+    nsexporter::scan_loop::tune_malloc();
     let cli = match Cli::try_parse_with_switches(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -73,27 +73,19 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Makes CAP_SYS_PTRACE effective when it is permitted but not effective.
-///
-/// Reading another user's `/proc/PID/ns/*` is a ptrace access check (proc_pid_ns(5),
-/// ptrace(2) PTRACE_MODE_READ_FSCREDS). The image gives the binary the file capability
-/// `cap_sys_ptrace+p`, permitted only: with `+ep` the kernel refuses to exec the binary at all
-/// where the bounding set lacks the capability, whereas this way the exporter still starts,
-/// and counts the permission failures, where the capability was not granted.
+/// Makes CAP_SYS_PTRACE effective for good where it is permitted: reading another user's
+/// `/proc/PID/ns/*` is a ptrace access check (proc_pid_ns(5), ptrace(2)
+/// PTRACE_MODE_READ_FSCREDS). See [`nsexporter::capabilities`] for why it is only permitted.
 fn raise_ptrace_capability() {
-    use caps::{CapSet, Capability};
-    let cap = Capability::CAP_SYS_PTRACE;
-    let permitted = caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false);
-    let effective = caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
-    if permitted && !effective {
-        match caps::raise(None, CapSet::Effective, cap) {
-            Ok(()) => tracing::debug!("CAP_SYS_PTRACE raised to effective"),
-            Err(e) => tracing::warn!(error = %e, "cannot raise CAP_SYS_PTRACE"),
-        }
-    } else if !permitted && !nix::unistd::geteuid().is_root() {
-        tracing::info!(
+    use nsexporter::capabilities::{Capability, Made, make_effective};
+    match make_effective(Capability::CAP_SYS_PTRACE) {
+        Made::Already => {}
+        Made::Raised => tracing::debug!("CAP_SYS_PTRACE raised to effective"),
+        Made::Failed(e) => tracing::warn!(error = %e, "cannot raise CAP_SYS_PTRACE"),
+        Made::NotPermitted if !nix::unistd::geteuid().is_root() => tracing::info!(
             "no CAP_SYS_PTRACE: other users' namespaces will count as permission_denied"
-        );
+        ),
+        Made::NotPermitted => {}
     }
 }
 
@@ -194,10 +186,8 @@ fn list_once(
     tree: Option<list::Tree>,
 ) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
-    let outcome = Scanner::new(procfs.clone())
-        .with_threads(settings.scan_threads)
-        .with_pins(settings.scan_pins)
-        .scan(None)?;
+    let outcome =
+        Scanner::new(procfs.clone(), settings.scan_threads, settings.scan_pins).scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
             let count = outcome.errors.count(reason);
@@ -238,12 +228,11 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.scan_interval,
             settings.per_namespace,
         );
-        let mut collector = Collector::new(
-            Scanner::new(procfs)
-                .with_threads(settings.scan_threads)
-                .with_pins(settings.scan_pins),
+        let mut scan_loop = ScanLoop::new(
+            Scanner::new(procfs, settings.scan_threads, settings.scan_pins),
             metrics,
             settings.policy.clone(),
+            settings.orphan_age,
             NameSources::new()
                 .kubelet(settings.kubelet_logs.clone())
                 .docker(settings.docker.clone())
@@ -253,15 +242,14 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.run.clone(),
             settings.podman.clone(),
             settings.procfs.clone(),
-        ))
-        .with_orphan_age(settings.orphan_age);
+        ));
         if let Some(events) = listen_for_events(&settings) {
-            collector = collector.with_events(events);
+            scan_loop = scan_loop.with_events(events);
         }
         settings.limits.max_connections = fit_connections(settings.limits.max_connections, nofile);
         let interval = settings.scan_interval;
         let sweep = settings.scan_sweep_interval;
-        let health = Arc::new(Health::new(interval, collector.progress()));
+        let health = Arc::new(Health::new(interval, scan_loop.progress()));
         let (publish, published) = watch::channel(None);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (policies, policy_updates) = std::sync::mpsc::channel();
@@ -270,7 +258,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             std::thread::Builder::new()
                 .name("scan".into())
                 .spawn(move || {
-                    collector.run(interval, sweep, publish, policy_updates, stopped, health)
+                    scan_loop.run(interval, sweep, publish, policy_updates, stopped, health)
                 })?
         };
         tokio::spawn(reload_on_sighup(flags, policies));
@@ -380,12 +368,8 @@ fn listen_for_process_events(
 ) -> Option<Arc<nsexporter::events::Drops>> {
     // CAP_NET_ADMIN, to join the connector's group: permitted by the image's file capability
     // where the pod adds it (deploy/kubernetes/proc-events), made effective only here.
-    use caps::{CapSet, Capability};
-    let cap = Capability::CAP_NET_ADMIN;
-    if caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false)
-        && !caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
-        && let Err(e) = caps::raise(None, CapSet::Effective, cap)
-    {
+    use nsexporter::capabilities::{Capability, Made, make_effective};
+    if let Made::Failed(e) = make_effective(Capability::CAP_NET_ADMIN) {
         tracing::debug!(error = %e, "cannot raise CAP_NET_ADMIN");
     }
     match nsexporter::events::listen(std::path::Path::new(DEFAULT_PROCFS), &settings.procfs, send) {

@@ -154,6 +154,9 @@ pub struct NsChange {
     pub process: ProcessId,
     /// The task (thread) that changed: setns(2) and unshare(2) move only the caller.
     pub tid: i32,
+    /// The process's parent then: a process gone before `/proc` is read is judged by the
+    /// cgroup it was born in, its parent's.
+    pub parent: Option<ProcessId>,
     pub syscall: ChangeSyscall,
     /// The types that changed.
     pub changed: PerType<bool>,
@@ -197,6 +200,27 @@ pub struct Process {
     /// moves only the calling thread, so `/proc/PID/ns/*` does not show them. Read where the
     /// scan looks at threads (`--scan.threads`); empty, without allocation, elsewhere.
     pub thread_namespaces: Vec<ThreadNamespace>,
+}
+
+#[cfg(test)]
+impl Process {
+    /// A process for a table test: pid `pid`, started at tick 1, a child of PID 1, owned by
+    /// root, named `p`, in `namespaces`, with no cgroup and no thread elsewhere. Tests change
+    /// what they are about with `Process { ppid: 7, ..Process::fixture(pid, namespaces) }`.
+    pub fn fixture(pid: i32, namespaces: PerType<Option<NonZeroU64>>) -> Process {
+        Process {
+            id: ProcessId {
+                pid,
+                start_ticks: 1,
+            },
+            ppid: 1,
+            uid: 0,
+            comm: "p".into(),
+            namespaces,
+            cgroup: None,
+            thread_namespaces: Vec::new(),
+        }
+    }
 }
 
 /// A namespace that one thread of a process is in and its main thread is not.
@@ -422,6 +446,16 @@ pub struct ScanTime {
 }
 
 impl ScanTime {
+    /// A scan at `ticks` of 100 a second, on a machine booted at the epoch: for tests.
+    #[cfg(test)]
+    pub fn fixture(ticks: u64) -> ScanTime {
+        ScanTime {
+            ticks,
+            ticks_per_second: 100,
+            boot_unix: 0.0,
+        }
+    }
+
     /// Ticks as seconds.
     pub fn seconds(&self, ticks: u64) -> f64 {
         ticks as f64 / self.ticks_per_second as f64

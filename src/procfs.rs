@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
+use crate::capabilities::Raised;
 use crate::model::{CgroupLayout, NsType};
 
 /// The root of a procfs: `/proc`, or a host's `/proc` mounted elsewhere, or a fixture tree.
@@ -144,93 +145,6 @@ fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// `NS_GET_ID`: `_IOR(0xb7, 13, __u64)` (include/uapi/linux/nsfs.h, Linux 6.18).
 const NS_GET_ID: nix::libc::c_ulong = (2 << 30) | (8 << 16) | (0xb7 << 8) | 13;
 
-/// CAP_DAC_READ_SEARCH in this thread's effective set while the value lives, where it is
-/// permitted but was not effective; nothing otherwise (root has it already; without it, the
-/// reads fail with EACCES and are counted).
-pub struct ReadSearch {
-    raised: bool,
-}
-
-impl ReadSearch {
-    pub fn raise() -> ReadSearch {
-        use caps::{CapSet, Capability};
-        let cap = Capability::CAP_DAC_READ_SEARCH;
-        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
-        let raised = has(CapSet::Permitted)
-            && !has(CapSet::Effective)
-            && caps::raise(None, CapSet::Effective, cap).is_ok();
-        ReadSearch { raised }
-    }
-}
-
-impl ReadSearch {
-    /// Whether this thread can now list and read any user's files (CAP_DAC_READ_SEARCH or
-    /// CAP_DAC_OVERRIDE effective): otherwise another user's `/proc/PID/fd` is EACCES.
-    pub fn reads_everything(&self) -> bool {
-        use caps::{CapSet, Capability};
-        [
-            Capability::CAP_DAC_READ_SEARCH,
-            Capability::CAP_DAC_OVERRIDE,
-        ]
-        .into_iter()
-        .any(|c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false))
-    }
-}
-
-impl Drop for ReadSearch {
-    fn drop(&mut self) {
-        if self.raised {
-            let _ = caps::drop(
-                None,
-                caps::CapSet::Effective,
-                caps::Capability::CAP_DAC_READ_SEARCH,
-            );
-        }
-    }
-}
-
-/// CAP_NET_ADMIN in this thread's effective set while the value lives, where it is permitted
-/// but was not effective: `SIOCGSKNS` asks it of whoever asks a socket for its network
-/// namespace ([`crate::pidfd`]). The image's file capability permits it; the pod grants it
-/// only where its bounding set has it (deploy/kubernetes/proc-events).
-pub struct NetAdmin {
-    raised: bool,
-}
-
-impl NetAdmin {
-    pub fn raise() -> NetAdmin {
-        use caps::{CapSet, Capability};
-        let cap = Capability::CAP_NET_ADMIN;
-        let has = |set| caps::has_cap(None, set, cap).unwrap_or(false);
-        let raised = has(CapSet::Permitted)
-            && !has(CapSet::Effective)
-            && caps::raise(None, CapSet::Effective, cap).is_ok();
-        NetAdmin { raised }
-    }
-
-    /// Whether CAP_NET_ADMIN is now effective in this thread.
-    pub fn held(&self) -> bool {
-        caps::has_cap(
-            None,
-            caps::CapSet::Effective,
-            caps::Capability::CAP_NET_ADMIN,
-        )
-        .unwrap_or(false)
-    }
-}
-
-impl Drop for NetAdmin {
-    fn drop(&mut self) {
-        if self.raised {
-            let _ = caps::drop(
-                None,
-                caps::CapSet::Effective,
-                caps::Capability::CAP_NET_ADMIN,
-            );
-        }
-    }
-}
-
 /// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`: an fd of the user namespace that owns a namespace.
 const NS_GET_USERNS: nix::libc::c_ulong = (0xb7 << 8) | 0x1;
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`: an fd of the parent of a pid or user namespace.
@@ -300,7 +214,7 @@ pub fn pin_facts(procfs: BorrowedFd<'_>, pin: PinPath<'_>, ns_type: NsType) -> i
         PinPath::Socket { pid, fd, socket } => {
             let netns = {
                 let fetched = crate::pidfd::Pidfd::open(pid)?.socket(fd, socket)?;
-                let _admin = NetAdmin::raise();
+                let _admin = Raised::net_admin();
                 crate::pidfd::socket_netns(fetched.as_fd())?
             };
             return facts_of(netns.as_fd(), ns_type);

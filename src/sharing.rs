@@ -367,7 +367,7 @@ mod tests {
 
     use super::*;
     use crate::attribution::{ContainerNames, Runtime};
-    use crate::model::{HostNamespaces, HostSource, PerType, Process, ProcessId, ScanTime};
+    use crate::model::{HostNamespaces, HostSource, PerType, Process, ScanTime};
     use crate::policy::{RawAllow, RawPolicy};
 
     const HOST: u64 = 1;
@@ -395,21 +395,7 @@ mod tests {
             let mut namespaces = PerType::splat(NonZeroU64::new(HOST));
             namespaces[NsType::Net] = NonZeroU64::new(*net);
             namespaces[NsType::Mnt] = NonZeroU64::new(*mnt);
-            processes.insert(
-                *pid,
-                Process {
-                    id: ProcessId {
-                        pid: *pid,
-                        start_ticks: 1,
-                    },
-                    ppid: 1,
-                    uid: 0,
-                    comm: "p".into(),
-                    namespaces,
-                    cgroup: None,
-                    thread_namespaces: Vec::new(),
-                },
-            );
+            processes.insert(*pid, Process::fixture(*pid, namespaces));
             by_pid.insert(*pid, w.clone());
         }
         let host = HostNamespaces {
@@ -419,11 +405,7 @@ mod tests {
         (
             Snapshot::from_processes(
                 SystemTime::UNIX_EPOCH,
-                ScanTime {
-                    ticks: 100,
-                    ticks_per_second: 100,
-                    boot_unix: 0.0,
-                },
+                ScanTime::fixture(100),
                 processes,
                 host,
             ),

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use super::docker::DockerStore;
 use super::kubelet::{NameConflict, read_kubelet_names};
 use super::podman::PodmanStore;
+use crate::capabilities::Raised;
 pub(crate) use crate::files::Stamp;
 use crate::files::{self, ReadError, Symlinks};
 
@@ -243,7 +244,7 @@ impl NameSources {
                 });
         }
         let _read_search =
-            (self.docker.is_some() || self.podman.is_some()).then(crate::procfs::ReadSearch::raise);
+            (self.docker.is_some() || self.podman.is_some()).then(Raised::read_search);
         if let Some((store, cache)) = &mut self.docker {
             // Creating or removing a container moves `containers/`; a rename rewrites only
             // its own file, which the listing then finds changed.

@@ -188,7 +188,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::model::{HostNamespaces, PerType, ProcessId, ScanTime};
+    use crate::model::{HostNamespaces, PerType, ScanTime};
 
     /// Shapes from the corpus in `cgroup.rs`, where each one's source is given.
     const CONTAINERD_POD: &str = "dd1bf9d1-241d-47f5-8e25-12de83135812";
@@ -209,27 +209,17 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
 
     fn process(pid: i32, ppid: i32, comm: &str, cgroup: Option<&Arc<[u8]>>) -> Process {
         Process {
-            id: ProcessId {
-                pid,
-                start_ticks: 1,
-            },
             ppid,
-            uid: 0,
             comm: comm.into(),
-            namespaces: PerType::splat(std::num::NonZeroU64::new(1)),
             cgroup: cgroup.cloned(),
-            thread_namespaces: Vec::new(),
+            ..Process::fixture(pid, PerType::splat(std::num::NonZeroU64::new(1)))
         }
     }
 
     fn snapshot(processes: Vec<Process>) -> Snapshot {
         Snapshot::from_processes(
             SystemTime::UNIX_EPOCH,
-            ScanTime {
-                ticks: 100,
-                ticks_per_second: 100,
-                boot_unix: 0.0,
-            },
+            ScanTime::fixture(100),
             processes.into_iter().map(|p| (p.id.pid, p)).collect(),
             HostNamespaces::none(),
         )

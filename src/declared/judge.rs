@@ -260,12 +260,7 @@ mod tests {
                         pid,
                         start_ticks: start,
                     },
-                    ppid: 1,
-                    uid: 0,
-                    comm: "p".into(),
-                    namespaces,
-                    cgroup: None,
-                    thread_namespaces: Vec::new(),
+                    ..Process::fixture(pid, namespaces)
                 },
             );
             by_pid.insert(pid, w);
@@ -274,13 +269,13 @@ mod tests {
             source: HostSource::Init,
             inodes: PerType::splat(Some(HOST)),
         };
-        let time = ScanTime {
-            ticks: 1000,
-            ticks_per_second: 100,
-            boot_unix: 0.0,
-        };
         (
-            Snapshot::from_processes(SystemTime::UNIX_EPOCH, time, processes, host),
+            Snapshot::from_processes(
+                SystemTime::UNIX_EPOCH,
+                ScanTime::fixture(1000),
+                processes,
+                host,
+            ),
             Attribution::from_map(by_pid),
         )
     }
@@ -569,6 +564,75 @@ mod tests {
         assert_eq!(j.expected[&a.id][Net].1, Expected::Unresolved);
         assert_eq!(j.expected[&b.id][Net].1, Expected::Inode(300));
         assert_eq!(found(&j), vec![]);
+    }
+
+    /// A `hostNetwork` pod as containerd 1.6's CRI writes it (specs cut from `tests/cri.rs`'s
+    /// pods): the sandbox has no net or uts entry, and the app joins the sandbox's by
+    /// `/proc/<pause pid>/ns/…`, which are the host's. Declared: no finding, the expected
+    /// namespace is the host's, and the host findings are `declared="true"`; the same app in
+    /// the host's ipc, which it joined from the sandbox's own, is undeclared.
+    #[test]
+    fn a_cri_host_network_app_joins_the_host_through_its_sandbox() {
+        use NsType::*;
+        let (pause, app) = (c('a'), c('b'));
+        let parse =
+            |json: &str| Arc::new(super::super::spec::parse_oci_config(json.as_bytes()).unwrap());
+        let specs = HashMap::from([
+            (
+                pause.id.clone(),
+                parse(
+                    r#"{"annotations":{"io.kubernetes.cri.container-type":"sandbox"},
+                      "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"mount"}]}}"#,
+                ),
+            ),
+            (
+                app.id.clone(),
+                parse(
+                    r#"{"annotations":{"io.kubernetes.cri.container-type":"container"},
+                      "linux":{"namespaces":[{"type":"pid"},
+                        {"type":"ipc","path":"/proc/10/ns/ipc"},
+                        {"type":"uts","path":"/proc/10/ns/uts"},{"type":"mount"},
+                        {"type":"network","path":"/proc/10/ns/net"}]}}"#,
+                ),
+            ),
+        ]);
+        let calm = |app_ipc: u64| {
+            world(vec![
+                P(1, 1, vec![], Workload::Host),
+                P(
+                    10,
+                    50,
+                    vec![(Pid, 100), (Ipc, 101), (Mnt, 102)],
+                    Workload::Container(pause.clone()),
+                ),
+                P(
+                    20,
+                    60,
+                    vec![(Pid, 200), (Ipc, app_ipc), (Mnt, 202)],
+                    Workload::Container(app.clone()),
+                ),
+            ])
+        };
+        let (snap, attr) = calm(101);
+        let j = judge(&snap, &attr, &specs, &no_fs);
+        assert_eq!(found(&j), vec![]);
+        for t in [Net, Uts] {
+            assert_eq!(j.expected[&app.id][t].1, Expected::Inode(HOST), "{t}");
+            assert_eq!(
+                j.expected[&pause.id][t],
+                (Declared::Host, Expected::Inode(HOST))
+            );
+            let host = Finding {
+                rule: Rule::HostNamespace,
+                ns_type: t,
+                container: Arc::clone(&app),
+                declared: Declaration::Unknown,
+            };
+            assert_eq!(j.declaration(&host, &snap), Declaration::True, "{t}");
+        }
+        let (snap, attr) = calm(HOST);
+        let j = judge(&snap, &attr, &specs, &no_fs);
+        assert_eq!(found(&j), vec![("undeclared_namespace", Ipc, 'b')]);
     }
 
     /// Existing findings say whether the spec declared them.

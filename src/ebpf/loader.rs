@@ -9,10 +9,10 @@ use std::time::Duration;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use caps::{CapSet, Capability};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{KERNEL_BTF, Lost, LostReason, TRACEFS, Unavailable, check_kernel, parse_change};
+use crate::capabilities::{self, Capability, Raised};
 use crate::events::Event;
 
 /// The object build.rs compiled from nsevents.bpf.c.
@@ -37,36 +37,28 @@ pub(super) fn attach(
     ticks_per_second: u64,
 ) -> Result<Arc<Lost>, Unavailable> {
     for cap in NEEDED {
-        if !caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false) {
+        if !capabilities::permitted(cap) {
             return Err(format!(
                 "missing {cap} (the eBPF source needs CAP_BPF and CAP_PERFMON; no CAP_SYS_ADMIN)"
             ));
         }
     }
-    // tracefs is root-only (0700): CAP_DAC_READ_SEARCH, where permitted, searches it. It is
+    // tracefs is root-only (0700): CAP_DAC_READ_SEARCH, where permitted, searches it. Each is
     // effective only while attaching unless it was already.
-    let search = Capability::CAP_DAC_READ_SEARCH;
-    let searching = caps::has_cap(None, CapSet::Permitted, search).unwrap_or(false)
-        && !caps::has_cap(None, CapSet::Effective, search).unwrap_or(false);
-    let mut raised = Vec::new();
-    for cap in NEEDED.into_iter().chain(searching.then_some(search)) {
-        if !caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false) {
-            caps::raise(None, CapSet::Effective, cap)
-                .map_err(|e| format!("cannot raise {cap}: {e}"))?;
-            raised.push(cap);
-        }
-    }
-    let loaded = check_kernel(Path::new(KERNEL_BTF), Path::new(TRACEFS)).and_then(|()| load());
+    let raised: Vec<Raised> = NEEDED
+        .into_iter()
+        .chain([Capability::CAP_DAC_READ_SEARCH])
+        .map(Raised::raise)
+        .collect();
+    let loaded = match NEEDED.into_iter().find(|&c| !capabilities::effective(c)) {
+        Some(cap) => Err(format!("cannot raise {cap}")),
+        None => check_kernel(Path::new(KERNEL_BTF), Path::new(TRACEFS)).and_then(|()| load()),
+    };
     // Done with them, whatever happened: the ring buffer is read with neither. CAP_BPF and
     // CAP_PERFMON go from the permitted set too, for good; CAP_DAC_READ_SEARCH stays
     // permitted for the scan thread, which raises it itself.
-    for cap in raised {
-        let _ = caps::drop(None, CapSet::Effective, cap);
-    }
-    for cap in NEEDED {
-        let _ = caps::drop(None, CapSet::Effective, cap);
-        let _ = caps::drop(None, CapSet::Permitted, cap);
-    }
+    drop(raised);
+    NEEDED.into_iter().for_each(capabilities::give_up);
     let (ebpf, ring, lost_map) = loaded?;
     let lost = Arc::new(Lost::default());
     let counted = Arc::clone(&lost);

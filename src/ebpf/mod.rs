@@ -33,11 +33,12 @@ pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub use crate::events::{Lost, LostReason};
 
 /// The size of one report (`struct change` in nsevents.bpf.c).
-pub const CHANGE_SIZE: usize = 72;
+pub const CHANGE_SIZE: usize = 88;
 
 /// A report of `struct change`, in the byte order the kernel wrote it: tgid, tid,
 /// start_boottime (ns), syscall, changed (bit i: the i-th type of [`NsType::ALL`]), the eight
-/// types' new inodes (0 where unchanged), comm. `ticks_per_second` turns the start into `/proc/PID/stat`'s ticks.
+/// types' new inodes (0 where unchanged), comm, the parent's tgid and start_boottime (ns).
+/// `ticks_per_second` turns the start into `/proc/PID/stat`'s ticks.
 pub fn parse_change(report: &[u8], ticks_per_second: u64) -> Option<NsChange> {
     let report = report.get(..CHANGE_SIZE)?;
     let u32_at = |at: usize| u32::from_ne_bytes(report[at..at + 4].try_into().unwrap());
@@ -58,13 +59,22 @@ pub fn parse_change(report: &[u8], ticks_per_second: u64) -> Option<NsChange> {
     }
     let comm = &report[56..72];
     let comm = &comm[..comm.iter().position(|&b| b == 0).unwrap_or(comm.len())];
+    // nsec_to_clock_t, as /proc/PID/stat's starttime.
+    let ticks = |ns: u64| (u128::from(ns) * u128::from(ticks_per_second) / 1_000_000_000) as u64;
+    let parent_start_ns = u64::from_ne_bytes(report[80..88].try_into().unwrap());
     Some(NsChange {
         process: ProcessId {
             pid: i32::try_from(u32_at(0)).ok()?,
-            // nsec_to_clock_t, as /proc/PID/stat's starttime.
-            start_ticks: (u128::from(start_ns) * u128::from(ticks_per_second) / 1_000_000_000)
-                as u64,
+            start_ticks: ticks(start_ns),
         },
+        // 0: the idle task's child (init, kthreadd) has no parent process.
+        parent: i32::try_from(u32_at(72))
+            .ok()
+            .filter(|&pid| pid > 0)
+            .map(|pid| ProcessId {
+                pid,
+                start_ticks: ticks(parent_start_ns),
+            }),
         tid: i32::try_from(u32_at(4)).ok()?,
         syscall,
         changed,
@@ -155,6 +165,9 @@ mod tests {
         let mut c = [0u8; 16];
         c[..comm.len()].copy_from_slice(comm);
         r.extend_from_slice(&c);
+        r.extend_from_slice(&(tgid / 2).to_ne_bytes());
+        r.extend_from_slice(&0u32.to_ne_bytes());
+        r.extend_from_slice(&(start_ns / 2).to_ne_bytes());
         assert_eq!(r.len(), CHANGE_SIZE);
         r
     }
@@ -172,6 +185,11 @@ mod tests {
             }
         );
         assert_eq!(c.tid, 4243);
+        let parent = ProcessId {
+            pid: 2121,
+            start_ticks: 617,
+        };
+        assert_eq!(c.parent, Some(parent));
         assert_eq!(c.syscall, ChangeSyscall::Setns);
         assert_eq!(c.comm, "python3");
         let entered: Vec<_> = c.entered().map(|id| (id.ns_type, id.inode)).collect();
@@ -182,6 +200,7 @@ mod tests {
         // A full 16-byte comm has no NUL.
         let c = parse_change(&report(1, 1, 0, 4, 0, b"0123456789abcdef"), 100).unwrap();
         assert_eq!(c.comm, "0123456789abcdef");
+        assert_eq!(c.parent, None, "init's parent is no process");
         assert_eq!(c.syscall, ChangeSyscall::Clone3);
     }
 

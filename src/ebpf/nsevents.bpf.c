@@ -34,7 +34,7 @@ struct namespaces {
 	void *ns[NS_TYPES];
 };
 
-/* One report; ebpf/mod.rs parses it (native-endian, 72 bytes). */
+/* One report; ebpf/mod.rs parses it (native-endian, 88 bytes). */
 struct change {
 	__u32 tgid;
 	__u32 tid;
@@ -43,6 +43,10 @@ struct change {
 	__u32 changed;       /* bit i: type i changed */
 	__u32 inum[NS_TYPES]; /* the changed types' new inodes; 0 for the others */
 	char comm[16];
+	/* The parent process, whose cgroup a process gone before /proc is read was born in. */
+	__u32 parent_tgid;
+	__u32 pad;
+	__u64 parent_start_boottime;
 };
 
 #define RING (1 << 20)
@@ -142,6 +146,10 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 	c->tgid = pid_tgid >> 32;
 	c->tid = (__u32)pid_tgid;
 	c->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
+	struct task_struct *parent = BPF_CORE_READ(task, group_leader, real_parent);
+	c->parent_tgid = BPF_CORE_READ(parent, tgid);
+	c->pad = 0;
+	c->parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);
 	c->syscall = syscall;
 	c->changed = changed;
 #pragma unroll

@@ -1,5 +1,10 @@
 //! Metrics: the Prometheus families nsexporter exports, recorded once per scan and encoded once.
 //!
+//! Every family is declared once, in [`families`]; what happened reaches them one way: the scan
+//! loop hands [`Metrics::record`] one [`Outcome`] (a scan, a failed scan, a sweep, a batch of
+//! events, a name source's error, the event readers' losses) and publishes
+//! [`Metrics::exposition`].
+//!
 //! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
 //! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Counters and
 //! histograms accumulate in the registry; everything per namespace and per container is one
@@ -7,41 +12,37 @@
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
 //! operator's choice ([`PerNamespace`]).
 
-mod name_sources;
+pub mod families;
+#[cfg(test)]
+mod scenario;
 mod self_process;
 pub mod view;
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Opts, Registry, TextEncoder,
 };
 
-use crate::ebpf::{Lost, LostReason};
-use crate::events::{DropReason, Drops};
-use crate::lifecycle::{Changes, Orphan};
-use crate::model::{CgroupLayout, HeldBy, Identity, NamespaceId, NsChange, NsType, Snapshot};
+use crate::attribution::{NameErrorReason, NameSource};
+use crate::events::{DropReason, Drops, Lost, LostReason};
+use crate::lifecycle::{Changes, Orphan, Tracker};
+use crate::model::{CgroupLayout, HeldBy, Identity, NsChange, NsType, Snapshot};
 use crate::policy::Rule;
 use crate::procfs::ProcFs;
 use crate::scan::pins::{SocketSkip, SocketSkips};
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Finding, Owner, Ownership, Sharing};
 
-pub use name_sources::NameSourceErrors;
+pub use families::BetweenScans;
+use families::{FAMILIES, Family, Id, Kind, Part, When, WrittenBy};
 pub use self_process::SelfProcessCollector;
 use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
-
-/// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months;
-/// short-lived ones (a CI step, a probe's exec) get the finer buckets.
-const LIFETIME_BUCKETS: &[f64] = &[
-    1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
-];
-const SCAN_DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
 
 /// One encoded exposition, plain and gzipped, served until the next scan replaces it.
 #[derive(Clone, Debug)]
@@ -60,6 +61,8 @@ pub struct Metrics {
     /// The families that sweeps and process events change between scans: written after the
     /// scan's, and again after each sweep, so that they are live while the rest is reused.
     live: Registry,
+    /// The families a registry keeps, by [`Id`]; `None` for the others.
+    kept: Vec<Option<Kept>>,
     per_namespace: PerNamespace,
     /// The last successful scan's per-namespace and per-container series. Once encoded, its
     /// rows are dropped but for the findings, which the sweeps add to: the scan part's text
@@ -67,46 +70,84 @@ pub struct Metrics {
     view: ScanView,
     /// The findings that sweeps and events saw since the last scan: active until it.
     between_findings: Vec<FindingRow>,
-    /// The scan families of the last scan, encoded once: text, and compressed.
+    /// The last exposition, which begins with the scan's families encoded once a scan: text,
+    /// and compressed.
     scan_part: ScanPart,
-    namespaces: IntGaugeVec,
-    created: IntCounterVec,
-    destroyed: IntCounterVec,
-    lifetime: HistogramVec,
-    processes: IntGauge,
-    scans: IntCounter,
-    scan_success: IntGauge,
-    scan_failures: IntCounterVec,
-    scan_errors: IntCounterVec,
-    scan_errors_standing: IntGaugeVec,
-    scan_duration: Histogram,
-    last_scan: Gauge,
-    identity: IntGaugeVec,
-    id_queries: IntCounter,
-    cgroup_layout: IntGaugeVec,
-    host_source: IntGaugeVec,
-    sharing_findings_total: IntCounterVec,
-    sweeps: IntCounter,
-    sweep_processes: IntCounter,
-    sweep_rechecked: IntCounter,
-    proc_events: IntCounter,
-    proc_events_dropped: IntCounterVec,
-    ebpf_changes: IntCounterVec,
-    ebpf_lost: IntCounterVec,
-    orphans: IntGaugeVec,
-    orphan_age: GaugeVec,
-    fds_skipped: IntGauge,
-    sockets_skipped: IntGaugeVec,
-    socket_queries: IntCounter,
+    /// Whether something the scan's part shows was recorded since it was encoded: a scan, a
+    /// failed scan, the start. A name source's error found by a sweep waits for the next scan.
+    scan_part_stale: bool,
+}
+
+/// A family that a registry keeps, as its kind keeps it.
+enum Kept {
+    Counter(IntCounterVec),
+    Gauge(GaugeVec),
+    Histogram(HistogramVec),
+}
+
+impl Kept {
+    fn new(f: &Family) -> Kept {
+        let opts = Opts::new(f.name, f.help);
+        let made = match f.kind {
+            Kind::Counter => IntCounterVec::new(opts, f.labels).map(Kept::Counter),
+            Kind::Gauge => GaugeVec::new(opts, f.labels).map(Kept::Gauge),
+            Kind::Histogram(buckets) => HistogramVec::new(
+                HistogramOpts::from(opts).buckets(buckets.to_vec()),
+                f.labels,
+            )
+            .map(Kept::Histogram),
+        };
+        let kept = made.unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        // A family without labels is always there; one with labels from the start where every
+        // label has its values listed.
+        if f.preset.len() == f.labels.len() {
+            let lists: Vec<Vec<&str>> = f.preset.iter().map(|values| values()).collect();
+            for values in combinations(&lists) {
+                kept.touch(&values);
+            }
+        }
+        kept
+    }
+
+    /// Makes the series of `values` exist, at 0.
+    fn touch(&self, values: &[&str]) {
+        match self {
+            Kept::Counter(v) => drop(v.with_label_values(values)),
+            Kept::Gauge(v) => drop(v.with_label_values(values)),
+            Kept::Histogram(v) => drop(v.with_label_values(values)),
+        }
+    }
+
+    fn collector(&self) -> Box<dyn Collector> {
+        match self {
+            Kept::Counter(v) => Box::new(v.clone()),
+            Kept::Gauge(v) => Box::new(v.clone()),
+            Kept::Histogram(v) => Box::new(v.clone()),
+        }
+    }
+}
+
+/// Every combination of one value from each list, in order; one empty combination of none.
+fn combinations<'a>(lists: &[Vec<&'a str>]) -> Vec<Vec<&'a str>> {
+    lists.iter().fold(vec![Vec::new()], |done, list| {
+        done.iter()
+            .flat_map(|head| {
+                list.iter().map(move |v| {
+                    let mut c = head.clone();
+                    c.push(*v);
+                    c
+                })
+            })
+            .collect()
+    })
 }
 
 /// Which namespaces get per-namespace series (`namespace_processes`, `namespace_info`,
 /// `namespace_start_time_seconds`): a series budget for big nodes and big clusters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PerNamespace {
     /// Every namespace.
-    #[default]
     All,
     /// The host's namespaces and those holding several workloads: where every finding is.
     Shared,
@@ -114,7 +155,47 @@ pub enum PerNamespace {
     None,
 }
 
-/// What one successful scan left, for [`Metrics::record_scan`].
+/// What happened, as the scan loop hands it to [`Metrics::record`].
+pub enum Outcome<'a> {
+    /// The loop started: the host's cgroup layout, which cannot change without a reboot, and
+    /// what runs between scans, whose families are exported only where it runs.
+    Started {
+        cgroup_layout: CgroupLayout,
+        between: BetweenScans,
+    },
+    /// A scan that succeeded.
+    Scan(ScanRecord<'a>),
+    /// A scan that failed. Everything the last good scan set stays as it was.
+    ScanFailed(FailureReason),
+    /// A sweep: processes read (new, and moved), processes re-checked in place, and the
+    /// findings it saw first, which stay active until the next scan.
+    Sweep {
+        processes: usize,
+        rechecked: u64,
+        new_findings: &'a [Finding],
+    },
+    /// A batch of events: how many pids the proc connector named, how many processes could
+    /// be read, the findings they made (as a sweep's), and the eBPF source's namespace
+    /// changes.
+    Events {
+        proc_events: usize,
+        read: usize,
+        new_findings: &'a [Finding],
+        changes: &'a [NsChange],
+    },
+    /// A failed read of a file that names containers.
+    NameSourceError {
+        source: NameSource,
+        reason: NameErrorReason,
+    },
+    /// The totals of what the event readers lost so far, counted on their own threads.
+    ReaderLosses {
+        proc_events: Option<&'a Drops>,
+        ebpf: Option<&'a Lost>,
+    },
+}
+
+/// What one successful scan left, for [`Outcome::Scan`].
 pub struct ScanRecord<'a> {
     pub snapshot: &'a Snapshot,
     pub changes: &'a Changes,
@@ -123,8 +204,8 @@ pub struct ScanRecord<'a> {
     pub standing_errors: [u64; ErrorReason::ALL.len()],
     /// Namespaces whose kernel id the scan asked for.
     pub id_queries: u64,
-    /// Each live namespace's estimated creation, in ticks since boot (lifecycle's estimate).
-    pub start_ticks: &'a dyn Fn(NamespaceId) -> Option<u64>,
+    /// The tracker after the scan: each live namespace's estimated creation.
+    pub tracker: &'a Tracker,
     pub sharing: &'a Sharing,
     /// The findings that first appeared in this scan, as `sharing` judged them.
     pub new_findings: &'a [(Rule, NsType)],
@@ -139,7 +220,8 @@ pub struct ScanRecord<'a> {
     pub duration: Duration,
 }
 
-/// The container labels of a row, in [`view::WORKLOAD_LABELS`] order.
+/// The container labels of a row, in the order of the labels that follow `type` (and `rule`)
+/// in the families that name containers.
 fn workload_values(c: &crate::attribution::Container) -> [String; 5] {
     let names = c.names.as_ref();
     [
@@ -164,368 +246,184 @@ fn pinned_at(paths: &[&str]) -> String {
 
 const PINNED_AT_PATHS: usize = 3;
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
+/// A family's name and help, as the `prometheus` crate takes them.
+fn opts(id: Id) -> Opts {
+    let f = id.family();
+    Opts::new(f.name, f.help)
+}
+
+/// A gauge's value from a count.
+fn count(n: u64) -> f64 {
+    n as f64
 }
 
 impl Metrics {
-    /// Registers every family. `own_procfs` is where the exporter reads its own process
-    /// metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so that an
-    /// alert can tell a stale last scan from a slow interval; `per_namespace` says which
-    /// namespaces get per-namespace series.
+    /// Makes every family of [`FAMILIES`] and registers those exported whatever runs between
+    /// scans (the rest at [`Outcome::Started`]). `own_procfs` is where the exporter reads its
+    /// own process metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so
+    /// that an alert can tell a stale last scan from a slow interval; `per_namespace` says
+    /// which namespaces get per-namespace series.
     pub fn new(own_procfs: ProcFs, scan_interval: Duration, per_namespace: PerNamespace) -> Self {
-        let registry = Registry::new();
-        let r = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).expect("metric names are unique");
-        };
-        let types = &["type"];
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::new(),
+            live: Registry::new(),
+            kept: FAMILIES
+                .iter()
+                .map(|f| (f.written_by == WrittenBy::Registry).then(|| Kept::new(f)))
+                .collect(),
             per_namespace,
             view: ScanView::default(),
             between_findings: Vec::new(),
             scan_part: ScanPart::default(),
-            live: Registry::new(),
-            namespaces: IntGaugeVec::new(
-                opts(
-                    "nsexporter_namespaces",
-                    "Namespaces seen in the last scan, by type.",
-                ),
-                types,
-            )
-            .unwrap(),
-            created: IntCounterVec::new(
-                opts(
-                    "nsexporter_namespaces_created_total",
-                    "Namespaces first seen after the first scan, by type.",
-                ),
-                types,
-            )
-            .unwrap(),
-            destroyed: IntCounterVec::new(
-                opts(
-                    "nsexporter_namespaces_destroyed_total",
-                    "Namespaces no longer seen, by type.",
-                ),
-                types,
-            )
-            .unwrap(),
-            lifetime: HistogramVec::new(
-                HistogramOpts::new(
-                    "nsexporter_namespace_lifetime_seconds",
-                    "Lifetimes of destroyed namespaces, from estimated creation to the scan that missed them.",
-                )
-                .buckets(LIFETIME_BUCKETS.to_vec()),
-                types,
-            )
-            .unwrap(),
-            processes: IntGauge::with_opts(opts(
-                "nsexporter_processes",
-                "Processes read in the last scan.",
-            ))
-            .unwrap(),
-            scans: IntCounter::with_opts(opts(
-                "nsexporter_scans_total",
-                "Scans of the procfs, successful or not.",
-            ))
-            .unwrap(),
-            scan_success: IntGauge::with_opts(opts(
-                "nsexporter_scan_success",
-                "1 if the last scan succeeded, 0 if it failed (see nsexporter_scan_failures_total); the namespace and finding series are then the last good scan's.",
-            ))
-            .unwrap(),
-            scan_failures: IntCounterVec::new(
-                opts(
-                    "nsexporter_scan_failures_total",
-                    "Scans that produced no snapshot, by reason: procfs_unavailable (the procfs root is gone), no_processes, too_many_open_files, permission_denied, io_error.",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            identity: IntGaugeVec::new(
-                opts(
-                    "nsexporter_namespace_identity",
-                    "1 for how the last scan told namespaces apart across scans: kernel_id (NS_GET_ID, never reused, exact) or heuristic (inode and member start times, where the kernel lacks NS_GET_ID).",
-                ),
-                &["method"],
-            )
-            .unwrap(),
-            id_queries: IntCounter::with_opts(opts(
-                "nsexporter_namespace_id_queries_total",
-                "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
-            ))
-            .unwrap(),
-            cgroup_layout: IntGaugeVec::new(
-                opts(
-                    "nsexporter_cgroup_layout",
-                    "1 for the host's cgroup layout: v1, hybrid, unified or unknown. On v1 and hybrid, cgroup is not in the default host_namespace_types.",
-                ),
-                &["layout"],
-            )
-            .unwrap(),
-            scan_errors: IntCounterVec::new(
-                opts(
-                    "nsexporter_scan_errors_total",
-                    "Failed reads during scans, by reason. Processes that exit mid-scan are not errors. A process that keeps failing the same way is counted once, when it began (see nsexporter_scan_errors_standing).",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            scan_errors_standing: IntGaugeVec::new(
-                opts(
-                    "nsexporter_scan_errors_standing",
-                    "Processes whose reads failed in the last scan for the same reason as in the scan before: how the node is built (a protected init, a process an LSM hides), counted once in nsexporter_scan_errors_total and not every scan.",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            scan_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "nsexporter_scan_duration_seconds",
-                    "Duration of each scan of the procfs.",
-                )
-                .buckets(SCAN_DURATION_BUCKETS.to_vec()),
-            )
-            .unwrap(),
-            last_scan: Gauge::with_opts(opts(
-                "nsexporter_last_scan_timestamp_seconds",
-                "Unix time of the last successful scan.",
-            ))
-            .unwrap(),
-            host_source: IntGaugeVec::new(
-                opts(
-                    "nsexporter_host_namespaces_source",
-                    "1 for where the last scan found the host's namespaces: init (PID 1), kthreadd (PID 2, where PID 1 is protected) or none (neither readable: no host sharing can be seen).",
-                ),
-                &["source"],
-            )
-            .unwrap(),
-            sharing_findings_total: IntCounterVec::new(
-                opts(
-                    "nsexporter_sharing_findings_total",
-                    "Sharing findings counted as they first appear, by rule and type.",
-                ),
-                &["rule", "type"],
-            )
-            .unwrap(),
-            sweeps: IntCounter::with_opts(opts(
-                "nsexporter_sweeps_total",
-                "Sweeps between full scans for new processes (--scan.sweep-interval).",
-            ))
-            .unwrap(),
-            sweep_processes: IntCounter::with_opts(opts(
-                "nsexporter_sweep_processes_total",
-                "Processes read between full scans, by the sweeps and on process events.",
-            ))
-            .unwrap(),
-            sweep_rechecked: IntCounter::with_opts(opts(
-                "nsexporter_sweep_rechecked_processes_total",
-                "Containers' processes whose namespace links the sweeps read again in place, to see a process that moves with setns(2).",
-            ))
-            .unwrap(),
-            proc_events: IntCounter::with_opts(opts(
-                "nsexporter_proc_events_total",
-                "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
-            ))
-            .unwrap(),
-            proc_events_dropped: IntCounterVec::new(
-                opts(
-                    "nsexporter_proc_events_dropped_total",
-                    "Process events lost before they were judged, by reason: queue_full (the exporter's bounded queue was full) or kernel_overrun (the kernel's socket buffer overflowed, ENOBUFS; one per overrun, which loses an unknown number). The sweeps still see those processes.",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            ebpf_changes: IntCounterVec::new(
-                opts(
-                    "nsexporter_ebpf_namespace_changes_total",
-                    "Namespace changes the eBPF source reported (--scan.ebpf), by the system call and the type of namespace entered; each is judged by the host rules at once.",
-                ),
-                &["syscall", "type"],
-            )
-            .unwrap(),
-            ebpf_lost: IntCounterVec::new(
-                opts(
-                    "nsexporter_ebpf_events_lost_total",
-                    "Namespace changes the eBPF source lost before they were judged, by reason: ring_buffer_full (the kernel's ring buffer was full) or queue_full (the exporter's bounded queue was). The sweeps and scans still see where those processes are now.",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            orphans: IntGaugeVec::new(
-                opts(
-                    "nsexporter_orphaned_namespaces",
-                    "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount, an open fd or a socket made in it (held_by): leaked, most often.",
-                ),
-                &["type", "held_by"],
-            )
-            .unwrap(),
-            orphan_age: GaugeVec::new(
-                opts(
-                    "nsexporter_orphaned_namespace_max_age_seconds",
-                    "Seconds the oldest orphaned namespace of each type and held_by has had no member process (counted from when the exporter first saw it so).",
-                ),
-                &["type", "held_by"],
-            )
-            .unwrap(),
-            fds_skipped: IntGauge::with_opts(opts(
-                "nsexporter_fd_scan_skipped_processes",
-                "Processes of other users whose open fds the last fd pass could not read: listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH. Namespaces held only by their fds are not seen.",
-            ))
-            .unwrap(),
-            sockets_skipped: IntGaugeVec::new(
-                opts(
-                    "nsexporter_fd_scan_skipped_sockets",
-                    "Socket fds whose network namespace the last fd pass could not learn, by reason: other_pid_namespace (the procfs is not of the exporter's pid namespace: a pod without hostPID), no_net_admin (SIOCGSKNS needs CAP_NET_ADMIN), permission_denied (pidfd_getfd refused: no CAP_SYS_PTRACE over the holder, or an LSM), unsupported (Linux < 5.6). Network namespaces held only by such sockets are not seen.",
-                ),
-                &["reason"],
-            )
-            .unwrap(),
-            socket_queries: IntCounter::with_opts(opts(
-                "nsexporter_fd_scan_socket_queries_total",
-                "Sockets whose network namespace an fd pass asked of the kernel (pidfd_getfd, then SIOCGSKNS): each socket once while it lives, so this follows how many sockets are opened, not how many are open.",
-            ))
-            .unwrap(),
-            registry: registry.clone(),
+            scan_part_stale: true,
         };
-        let build_info = IntGaugeVec::new(
-            opts(
-                "nsexporter_build_info",
-                "Always 1; labels name the version and the git revision it was built from.",
-            ),
-            &["version", "revision"],
+        m.register(|when| when == When::Always);
+        m.gauge(
+            Id::BuildInfo,
+            &[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_REVISION")],
         )
-        .unwrap();
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUILD_GIT_REVISION")])
-            .set(1);
-        let interval = Gauge::with_opts(opts(
-            "nsexporter_scan_interval_seconds",
-            "The configured time between two scans.",
-        ))
-        .unwrap();
-        interval.set(scan_interval.as_secs_f64());
-        for t in NsType::ALL {
-            m.namespaces.with_label_values(&[t.as_str()]);
-            m.created.with_label_values(&[t.as_str()]);
-            m.destroyed.with_label_values(&[t.as_str()]);
-            m.lifetime.with_label_values(&[t.as_str()]);
-        }
-        for reason in ErrorReason::ALL {
-            m.scan_errors.with_label_values(&[reason.as_str()]);
-            m.scan_errors_standing.with_label_values(&[reason.as_str()]);
-        }
-        for t in NsType::ALL {
-            for held_by in HeldBy::orphan_values() {
-                m.orphans.with_label_values(&[t.as_str(), held_by.as_str()]);
-            }
-        }
-        for reason in FailureReason::ALL {
-            m.scan_failures.with_label_values(&[reason.as_str()]);
-        }
-        for reason in SocketSkip::ALL {
-            m.sockets_skipped.with_label_values(&[reason.as_str()]);
-        }
-        for rule in Rule::ALL {
-            for t in NsType::ALL {
-                m.sharing_findings_total
-                    .with_label_values(&[rule.as_str(), t.as_str()]);
-            }
-        }
-        r(Box::new(m.namespaces.clone()));
-        r(Box::new(m.created.clone()));
-        r(Box::new(m.destroyed.clone()));
-        r(Box::new(m.lifetime.clone()));
-        r(Box::new(m.processes.clone()));
-        r(Box::new(m.scans.clone()));
-        r(Box::new(m.scan_success.clone()));
-        r(Box::new(m.scan_failures.clone()));
-        r(Box::new(m.identity.clone()));
-        r(Box::new(m.id_queries.clone()));
-        r(Box::new(m.cgroup_layout.clone()));
-        r(Box::new(m.scan_errors.clone()));
-        r(Box::new(m.scan_errors_standing.clone()));
-        r(Box::new(m.scan_duration.clone()));
-        r(Box::new(m.last_scan.clone()));
-        r(Box::new(m.host_source.clone()));
-        m.live
-            .register(Box::new(m.sharing_findings_total.clone()))
+        .set(1.0);
+        m.gauge(Id::ScanInterval, &[])
+            .set(scan_interval.as_secs_f64());
+        let own = SelfProcessCollector::new(own_procfs);
+        m.registry_of(Id::ProcessCpu.family().part)
+            .register(Box::new(own))
             .expect("metric names are unique");
-        r(Box::new(m.orphans.clone()));
-        r(Box::new(m.orphan_age.clone()));
-        r(Box::new(m.fds_skipped.clone()));
-        r(Box::new(m.sockets_skipped.clone()));
-        r(Box::new(m.socket_queries.clone()));
-        r(Box::new(build_info));
-        r(Box::new(interval));
-        r(Box::new(SelfProcessCollector::new(own_procfs)));
         m
     }
 
-    /// Sets the host's cgroup layout, known once at start.
-    pub fn set_cgroup_layout(&mut self, layout: CgroupLayout) {
-        for l in CgroupLayout::ALL {
-            self.cgroup_layout
-                .with_label_values(&[l.as_str()])
-                .set(i64::from(l == layout));
+    /// Registers the families a registry keeps whose [`When`] `wanted` takes.
+    fn register(&mut self, wanted: impl Fn(When) -> bool) {
+        for (f, kept) in FAMILIES.iter().zip(&self.kept) {
+            let Some(kept) = kept.as_ref().filter(|_| wanted(f.when)) else {
+                continue;
+            };
+            // Registering twice is refused, and harmless: the family is already there.
+            let _ = self.registry_of(f.part).register(kept.collector());
         }
     }
 
-    /// Exports the counters of what runs between scans, for what is on: with neither sweeps
-    /// nor process events the exposition is what it was without them.
-    pub fn between_scans(&mut self, sweeps: bool, events: bool, ebpf: bool) {
-        let register = |c: Box<dyn prometheus::core::Collector>| {
-            // Registering twice is refused, and harmless: the counter is already there.
-            let _ = self.live.register(c);
-        };
-        if sweeps {
-            register(Box::new(self.sweeps.clone()));
-            register(Box::new(self.sweep_rechecked.clone()));
+    fn registry_of(&self, part: Part) -> &Registry {
+        match part {
+            Part::Scan => &self.registry,
+            Part::Live => &self.live,
         }
-        if sweeps || events || ebpf {
-            register(Box::new(self.sweep_processes.clone()));
+    }
+
+    fn kept(&self, id: Id) -> &Kept {
+        self.kept[id.index()]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not kept by a registry", id.family().name))
+    }
+
+    fn counters(&self, id: Id) -> &IntCounterVec {
+        match self.kept(id) {
+            Kept::Counter(v) => v,
+            _ => panic!("{} is not a counter", id.family().name),
         }
-        if ebpf {
-            for reason in LostReason::ALL {
-                self.ebpf_lost.with_label_values(&[reason.as_str()]);
+    }
+
+    fn gauges(&self, id: Id) -> &GaugeVec {
+        match self.kept(id) {
+            Kept::Gauge(v) => v,
+            _ => panic!("{} is not a gauge", id.family().name),
+        }
+    }
+
+    fn counter(&self, id: Id, labels: &[&str]) -> IntCounter {
+        self.counters(id).with_label_values(labels)
+    }
+
+    fn gauge(&self, id: Id, labels: &[&str]) -> Gauge {
+        self.gauges(id).with_label_values(labels)
+    }
+
+    fn histogram(&self, id: Id, labels: &[&str]) -> Histogram {
+        match self.kept(id) {
+            Kept::Histogram(v) => v.with_label_values(labels),
+            _ => panic!("{} is not a histogram", id.family().name),
+        }
+    }
+
+    /// Records what happened: the one way anything reaches a family.
+    pub fn record(&mut self, outcome: Outcome<'_>) {
+        match outcome {
+            Outcome::Started {
+                cgroup_layout,
+                between,
+            } => {
+                for l in CgroupLayout::ALL {
+                    self.gauge(Id::CgroupLayout, &[l.as_str()])
+                        .set(f64::from(u8::from(l == cgroup_layout)));
+                }
+                self.register(|when| when != When::Always && when.holds(between));
+                self.scan_part_stale = true;
             }
-            register(Box::new(self.ebpf_changes.clone()));
-            register(Box::new(self.ebpf_lost.clone()));
-        }
-        if events {
-            for reason in DropReason::ALL {
-                self.proc_events_dropped
-                    .with_label_values(&[reason.as_str()]);
+            Outcome::Scan(scan) => {
+                self.record_scan(&scan);
+                self.scan_part_stale = true;
             }
-            register(Box::new(self.proc_events.clone()));
-            register(Box::new(self.proc_events_dropped.clone()));
-        }
-    }
-
-    /// Brings the dropped-event counters up to the reader thread's totals.
-    pub fn record_event_drops(&mut self, drops: &Drops) {
-        for reason in DropReason::ALL {
-            let counter = self
-                .proc_events_dropped
-                .with_label_values(&[reason.as_str()]);
-            counter.inc_by(drops.count(reason).saturating_sub(counter.get()));
-        }
-    }
-
-    /// Brings the eBPF source's lost-change counters up to the reader thread's totals.
-    pub fn record_ebpf_lost(&mut self, lost: &Lost) {
-        for reason in LostReason::ALL {
-            let counter = self.ebpf_lost.with_label_values(&[reason.as_str()]);
-            counter.inc_by(lost.count(reason).saturating_sub(counter.get()));
-        }
-    }
-
-    /// Counts the eBPF source's namespace changes, by system call and type entered.
-    pub fn record_changes(&mut self, changes: &[NsChange]) {
-        for change in changes {
-            for id in change.entered() {
-                self.ebpf_changes
-                    .with_label_values(&[change.syscall.as_str(), id.ns_type.as_str()])
+            Outcome::ScanFailed(reason) => {
+                self.counter(Id::Scans, &[]).inc();
+                self.gauge(Id::ScanSuccess, &[]).set(0.0);
+                self.counter(Id::ScanFailures, &[reason.as_str()]).inc();
+                self.scan_part_stale = true;
+            }
+            Outcome::Sweep {
+                processes,
+                rechecked,
+                new_findings,
+            } => {
+                self.counter(Id::Sweeps, &[]).inc();
+                self.counter(Id::SweepProcesses, &[])
+                    .inc_by(processes as u64);
+                self.counter(Id::SweepRechecked, &[]).inc_by(rechecked);
+                self.record_between(new_findings);
+            }
+            Outcome::Events {
+                proc_events,
+                read,
+                new_findings,
+                changes,
+            } => {
+                self.counter(Id::ProcEvents, &[]).inc_by(proc_events as u64);
+                self.counter(Id::SweepProcesses, &[]).inc_by(read as u64);
+                self.record_between(new_findings);
+                for change in changes {
+                    for id in change.entered() {
+                        self.counter(
+                            Id::EbpfChanges,
+                            &[change.syscall.as_str(), id.ns_type.as_str()],
+                        )
+                        .inc();
+                    }
+                }
+            }
+            Outcome::NameSourceError { source, reason } => {
+                self.counter(Id::NameSourceErrors, &[source.as_str(), reason.as_str()])
                     .inc();
+            }
+            Outcome::ReaderLosses { proc_events, ebpf } => {
+                // Brought up to the readers' totals.
+                let up_to = |counter: IntCounter, total: u64| {
+                    counter.inc_by(total.saturating_sub(counter.get()));
+                };
+                if let Some(drops) = proc_events {
+                    for reason in DropReason::ALL {
+                        up_to(
+                            self.counter(Id::ProcEventsDropped, &[reason.as_str()]),
+                            drops.count(reason),
+                        );
+                    }
+                }
+                if let Some(lost) = ebpf {
+                    for reason in LostReason::ALL {
+                        up_to(
+                            self.counter(Id::EbpfLost, &[reason.as_str()]),
+                            lost.count(reason),
+                        );
+                    }
+                }
             }
         }
     }
@@ -533,29 +431,13 @@ impl Metrics {
     /// Counts findings as they first appear, whoever saw them: a scan, a sweep or an event.
     fn count_findings(&self, new_findings: &[(Rule, NsType)]) {
         for (rule, t) in new_findings {
-            self.sharing_findings_total
-                .with_label_values(&[rule.as_str(), t.as_str()])
+            self.counter(Id::FindingsTotal, &[rule.as_str(), t.as_str()])
                 .inc();
         }
     }
 
-    /// Records a sweep: processes read (new, and moved), processes re-checked in place, and
-    /// the findings it saw first, which stay active until the next scan.
-    pub fn record_sweep(&mut self, processes: usize, rechecked: u64, new_findings: &[Finding]) {
-        self.sweeps.inc();
-        self.sweep_processes.inc_by(processes as u64);
-        self.sweep_rechecked.inc_by(rechecked);
-        self.record_between(new_findings);
-    }
-
-    /// Records a batch of process events: how many pids the kernel named, how many could be
-    /// read, and the findings they made, as [`Self::record_sweep`].
-    pub fn record_events(&mut self, events: usize, read: usize, new_findings: &[Finding]) {
-        self.proc_events.inc_by(events as u64);
-        self.sweep_processes.inc_by(read as u64);
-        self.record_between(new_findings);
-    }
-
+    /// The findings a sweep or a batch of events saw first: counted, and active until the
+    /// next scan.
     fn record_between(&mut self, new_findings: &[Finding]) {
         let keys: Vec<(Rule, NsType)> = new_findings.iter().map(|f| (f.rule, f.ns_type)).collect();
         self.count_findings(&keys);
@@ -563,21 +445,12 @@ impl Metrics {
             .extend(new_findings.iter().map(finding_row));
     }
 
-    /// Records a scan that failed. Everything the last good scan set stays as it was.
-    pub fn record_failure(&mut self, reason: FailureReason) {
-        self.scans.inc();
-        self.scan_success.set(0);
-        self.scan_failures
-            .with_label_values(&[reason.as_str()])
-            .inc();
-    }
-
     /// Records one successful scan: its snapshot, the tracker's view after it, its changes,
     /// errors and sharing.
-    pub fn record_scan(&mut self, record: &ScanRecord<'_>) {
+    fn record_scan(&mut self, record: &ScanRecord<'_>) {
         let ScanRecord {
             snapshot,
-            start_ticks,
+            tracker,
             changes,
             errors,
             standing_errors,
@@ -590,66 +463,60 @@ impl Metrics {
             socket_queries,
             duration,
         } = *record;
-        self.scans.inc();
-        self.scan_success.set(1);
-        self.scan_duration.observe(duration.as_secs_f64());
-        self.last_scan.set(
+        self.counter(Id::Scans, &[]).inc();
+        self.gauge(Id::ScanSuccess, &[]).set(1.0);
+        self.histogram(Id::ScanDuration, &[])
+            .observe(duration.as_secs_f64());
+        self.gauge(Id::LastScan, &[]).set(
             snapshot
                 .taken_at
                 .duration_since(std::time::SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
-        self.processes.set(snapshot.processes.len() as i64);
+        self.gauge(Id::Processes, &[])
+            .set(count(snapshot.processes.len() as u64));
         for method in Identity::ALL {
-            self.identity
-                .with_label_values(&[method.as_str()])
-                .set(i64::from(snapshot.identity == method));
+            self.gauge(Id::Identity, &[method.as_str()])
+                .set(f64::from(u8::from(snapshot.identity == method)));
         }
-        self.id_queries.inc_by(id_queries);
+        self.counter(Id::IdQueries, &[]).inc_by(id_queries);
         for source in crate::model::HostSource::ALL {
-            self.host_source
-                .with_label_values(&[source.as_str()])
-                .set(i64::from(snapshot.host.source == source));
+            self.gauge(Id::HostSource, &[source.as_str()])
+                .set(f64::from(u8::from(snapshot.host.source == source)));
         }
         for reason in ErrorReason::ALL {
             let standing = standing_errors[reason.index()];
-            self.scan_errors
-                .with_label_values(&[reason.as_str()])
+            self.counter(Id::ScanErrors, &[reason.as_str()])
                 .inc_by(errors.count(reason).saturating_sub(standing));
-            self.scan_errors_standing
-                .with_label_values(&[reason.as_str()])
-                .set(i64::try_from(standing).unwrap_or(i64::MAX));
+            self.gauge(Id::ScanErrorsStanding, &[reason.as_str()])
+                .set(count(standing));
         }
         for id in &changes.created {
-            self.created.with_label_values(&[id.ns_type.as_str()]).inc();
+            self.counter(Id::Created, &[id.ns_type.as_str()]).inc();
         }
         for (id, lifetime) in &changes.destroyed {
             let t = id.ns_type.as_str();
-            self.destroyed.with_label_values(&[t]).inc();
-            self.lifetime.with_label_values(&[t]).observe(*lifetime);
+            self.counter(Id::Destroyed, &[t]).inc();
+            self.histogram(Id::Lifetime, &[t]).observe(*lifetime);
         }
 
         self.count_findings(new_findings);
-        let mut per_type = crate::model::PerType::splat(0i64);
+        let mut per_type = crate::model::PerType::splat(0u64);
         for ns in snapshot.namespaces.values() {
             per_type[ns.id.ns_type] += 1;
         }
         for t in NsType::ALL {
-            self.namespaces
-                .with_label_values(&[t.as_str()])
-                .set(per_type[t]);
+            self.gauge(Id::Namespaces, &[t.as_str()])
+                .set(count(per_type[t]));
         }
         self.record_orphans(orphans);
-        self.fds_skipped
-            .set(i64::try_from(fds_skipped).unwrap_or(i64::MAX));
+        self.gauge(Id::FdsSkipped, &[]).set(count(fds_skipped));
         for reason in SocketSkip::ALL {
-            let n = sockets_skipped[reason.index()];
-            self.sockets_skipped
-                .with_label_values(&[reason.as_str()])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            self.gauge(Id::SocketsSkipped, &[reason.as_str()])
+                .set(count(sockets_skipped[reason.index()]));
         }
-        self.socket_queries.inc_by(socket_queries);
-        self.view = self.view_of(snapshot, start_ticks, sharing);
+        self.counter(Id::SocketQueries, &[]).inc_by(socket_queries);
+        self.view = self.view_of(snapshot, tracker, sharing);
         self.between_findings.clear();
     }
 
@@ -657,29 +524,24 @@ impl Metrics {
     fn record_orphans(&mut self, orphans: &[Orphan]) {
         // At most 56 series (8 types, 7 holder sets): reset and refilled, so that an age goes
         // with its last orphan.
-        self.orphan_age.reset();
+        self.gauges(Id::OrphanMaxAge).reset();
         for t in NsType::ALL {
             for held_by in HeldBy::orphan_values() {
                 let these = orphans
                     .iter()
                     .filter(|o| o.id.ns_type == t && o.held_by == held_by);
-                let (count, oldest) = these.fold((0, 0.0f64), |(n, a), o| (n + 1, a.max(o.age)));
+                let (n, oldest) = these.fold((0, 0.0f64), |(n, a), o| (n + 1, a.max(o.age)));
                 let labels = [t.as_str(), held_by.as_str()];
-                self.orphans.with_label_values(&labels).set(count);
-                if count > 0 {
-                    self.orphan_age.with_label_values(&labels).set(oldest);
+                self.gauge(Id::Orphans, &labels).set(count(n));
+                if n > 0 {
+                    self.gauge(Id::OrphanMaxAge, &labels).set(oldest);
                 }
             }
         }
     }
 
     /// The per-namespace and per-container series of one scan, with their label values.
-    fn view_of(
-        &self,
-        snapshot: &Snapshot,
-        start_ticks: &dyn Fn(NamespaceId) -> Option<u64>,
-        sharing: &Sharing,
-    ) -> ScanView {
+    fn view_of(&self, snapshot: &Snapshot, tracker: &Tracker, sharing: &Sharing) -> ScanView {
         let unattributed = Arc::new(Ownership::default());
         let namespaces = snapshot
             .namespaces
@@ -700,7 +562,7 @@ impl Metrics {
                     processes: u32::try_from(ns.members.len()).unwrap_or(u32::MAX),
                     host,
                     ownership: Arc::clone(o),
-                    start_time: start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
+                    start_time: tracker.start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
                     held_by: ns.held_by(),
                     pinned_at: pinned_at(&ns.mount_paths()),
                     userns: ns.owner.map_or_else(String::new, |i| i.to_string()),
@@ -723,43 +585,38 @@ impl Metrics {
         }
     }
 
-    /// Encodes every family in the text format, plain and gzipped: the scan's families, then
-    /// the live ones ([`Self::encode_live`]). The scan's are kept, encoded, for the sweeps.
-    pub fn encode(&mut self) -> Exposition {
+    /// The exposition as recorded so far, to publish: the scan's families encoded again where
+    /// a scan (or a failed one, or the start) was recorded since, else as they were encoded;
+    /// then the live families anew, which costs their few lines, their compression, and a
+    /// copy of the scan's part.
+    pub fn exposition(&mut self) -> Exposition {
+        if !std::mem::replace(&mut self.scan_part_stale, false) {
+            let mut live = Vec::with_capacity(4096);
+            self.write_live(&mut live);
+            self.scan_part = self.scan_part.with(&live);
+            return self.scan_part.exposition();
+        }
         // One buffer for the whole text, sized by the last: grown by doubling, or copied into
         // an exposition of its own, it would be held two or three times at 10,000 processes
         // (2 MB each).
         let last = self.scan_part.text.len();
         let mut text = Vec::with_capacity(last + last / 16 + 4096);
         let (view, old) = (&self.view, &self.scan_part);
-        let view_ranges = write_families(
-            &self.registry,
-            &ScanView::FAMILIES,
-            &mut text,
-            |i, name, out| match old.view_ranges.get(i).filter(|_| view.encoded) {
+        let view_ranges = write_families(&self.registry, Part::Scan, &mut text, |id, out| {
+            match old.view_range(id).filter(|_| view.encoded) {
                 // A failed scan: the last good scan's series, as they were written.
-                Some(range) => out.extend_from_slice(&old.text[range.clone()]),
-                None => view.write_family(name, out),
-            },
-        );
+                Some(range) => out.extend_from_slice(&old.text[range]),
+                None => view.write_family(id, out),
+            }
+        });
         let scan_len = text.len();
         self.write_live(&mut text);
-        self.scan_part = ScanPart::new(text, scan_len);
-        self.scan_part.view_ranges = view_ranges;
+        self.scan_part = ScanPart::new(text, scan_len, view_ranges);
         // A row per namespace is 0.9 MiB at 10,000 processes, held through the next scan's
         // peak for nothing: the text has them.
         self.view.namespaces = Vec::new();
         self.view.host_sharing = Vec::new();
         self.view.encoded = true;
-        self.scan_part.exposition()
-    }
-
-    /// The last scan's families as they were encoded, and the live families anew: what a
-    /// sweep publishes. Costs the live families' few lines, their compression, and a copy.
-    pub fn encode_live(&mut self) -> Exposition {
-        let mut live = Vec::with_capacity(4096);
-        self.write_live(&mut live);
-        self.scan_part = self.scan_part.with(&live);
         self.scan_part.exposition()
     }
 
@@ -775,40 +632,46 @@ impl Metrics {
                 .collect(),
             ..ScanView::default()
         };
-        write_families(&self.live, &ScanView::LIVE_FAMILIES, out, |_, name, out| {
-            findings.write_family(name, out)
+        write_families(&self.live, Part::Live, out, |id, out| {
+            findings.write_family(id, out)
         });
     }
 }
 
-/// Writes the families of `registry` and the families `from_view` in one name order, as a
-/// registry holding them all would write them; `write_view(i, name, out)` writes the `i`th of
-/// `from_view`. Where each of those went in `out`, by `i`.
+/// Where a family a view writes went in an exposition's text.
+type ViewRanges = Vec<(Id, Range<usize>)>;
+
+/// Writes the families of `registry` and the families of `part` that a view writes in one
+/// name order, as a registry holding them all would write them; `write_view(id, out)` writes
+/// the latter. Where each of those went in `out`.
 fn write_families(
     registry: &Registry,
-    from_view: &[&str],
+    part: Part,
     out: &mut Vec<u8>,
-    mut write_view: impl FnMut(usize, &str, &mut Vec<u8>),
-) -> Vec<std::ops::Range<usize>> {
+    mut write_view: impl FnMut(Id, &mut Vec<u8>),
+) -> ViewRanges {
+    enum Source<'a> {
+        Registry(&'a prometheus::proto::MetricFamily),
+        View(Id),
+    }
     let registered = registry.gather();
-    let mut names: Vec<&str> = registered
+    let mut families: Vec<(&str, Source<'_>)> = registered
         .iter()
-        .map(|f| f.name())
-        .chain(from_view.iter().copied())
+        .map(|f| (f.name(), Source::Registry(f)))
+        .chain(Family::all(WrittenBy::View, part).map(|(id, f)| (f.name, Source::View(id))))
         .collect();
-    names.sort_unstable();
+    families.sort_unstable_by_key(|(name, _)| *name);
     let encoder = TextEncoder::new();
-    let mut ranges = vec![0..0; from_view.len()];
-    for name in names {
-        match registered.iter().find(|f| f.name() == name) {
-            Some(family) => encoder
+    let mut ranges = ViewRanges::new();
+    for (_, source) in families {
+        match source {
+            Source::Registry(family) => encoder
                 .encode(std::slice::from_ref(family), out)
                 .expect("encoding to a Vec cannot fail"),
-            None => {
-                let i = from_view.iter().position(|v| *v == name).expect("listed");
+            Source::View(id) => {
                 let start = out.len();
-                write_view(i, name, out);
-                ranges[i] = start..out.len();
+                write_view(id, out);
+                ranges.push((id, start..out.len()));
             }
         }
     }
@@ -831,8 +694,8 @@ struct ScanPart {
     deflate_end: usize,
     /// The CRC of the scan's families.
     crc: flate2::Crc,
-    /// Where each of [`ScanView::FAMILIES`] is in `text`.
-    view_ranges: Vec<std::ops::Range<usize>>,
+    /// Where each family a view writes into the scan's part is in `text`.
+    view_ranges: ViewRanges,
 }
 
 /// The gzip header: deflate, no flags, no time, unknown OS (as flate2 writes it).
@@ -840,7 +703,7 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl ScanPart {
     /// `text`: the scan's families, its first `scan_len` bytes, then the live ones.
-    fn new(text: Vec<u8>, scan_len: usize) -> ScanPart {
+    fn new(text: Vec<u8>, scan_len: usize, view_ranges: ViewRanges) -> ScanPart {
         let (scan, live) = text.split_at(scan_len);
         let mut crc = flate2::Crc::new();
         crc.update(scan);
@@ -856,7 +719,7 @@ impl ScanPart {
             gzip: gzip.into(),
             deflate_end,
             crc,
-            view_ranges: Vec::new(),
+            view_ranges,
         }
     }
 
@@ -880,6 +743,14 @@ impl ScanPart {
             },
             view_ranges: self.view_ranges.clone(),
         }
+    }
+
+    /// Where family `id` is in `text`, if a view wrote it there.
+    fn view_range(&self, id: Id) -> Option<Range<usize>> {
+        self.view_ranges
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| r.clone())
     }
 
     fn exposition(&self) -> Exposition {
@@ -940,7 +811,7 @@ fn finding_row(f: &Finding) -> FindingRow {
 mod tests {
     use super::*;
 
-    fn gunzip(gz: &[u8]) -> Vec<u8> {
+    pub(super) fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
         out
@@ -954,7 +825,7 @@ mod tests {
             .flat_map(|i| format!("scan_line {i}\n").into_bytes())
             .collect();
         let first = [&scan[..], b"live 0\n"].concat();
-        let part = ScanPart::new(first.clone(), scan.len());
+        let part = ScanPart::new(first.clone(), scan.len(), ViewRanges::new());
         assert_eq!(part.exposition().text, first);
         assert_eq!(gunzip(&part.exposition().gzip), first);
         for live in [&b""[..], b"live 1\n", &[b'x'; 100_000]] {
@@ -974,13 +845,14 @@ mod tests {
         // A sweep after a sweep keeps the scan's part and only it.
         let again = part.with(b"live 1\n").with(b"live 2\n").exposition();
         assert_eq!(gunzip(&again.gzip), [&scan[..], b"live 2\n"].concat());
-        let empty = ScanPart::new(Vec::new(), 0).exposition();
+        let empty = ScanPart::new(Vec::new(), 0, ViewRanges::new()).exposition();
         assert_eq!(gunzip(&empty.gzip), b"");
         assert_eq!(empty.text, b""[..]);
     }
 
     /// After the encode the view's rows are gone; a failed scan's exposition still carries
-    /// the last good scan's series, copied from the text, and so does the one after it.
+    /// the last good scan's series, copied from the text, and so do a sweep's and the next
+    /// failed scan's.
     #[test]
     fn a_failed_scan_keeps_the_last_good_series_without_the_rows() {
         let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
@@ -992,7 +864,7 @@ mod tests {
             host: false,
             ownership: Arc::new(Ownership::default()),
             start_time: Some(1.7e9),
-            held_by: crate::model::HeldBy::default().with(crate::model::Holder::Process),
+            held_by: HeldBy::default().with(crate::model::Holder::Process),
             pinned_at: String::new(),
             userns: String::new(),
             parent: String::new(),
@@ -1001,27 +873,36 @@ mod tests {
             namespaces: vec![row(4026532001), row(4026532002)],
             ..ScanView::default()
         };
+        let view_families: Vec<&str> = Family::all(WrittenBy::View, Part::Scan)
+            .map(|(_, f)| f.name)
+            .collect();
         let series = |e: &Exposition| -> Vec<String> {
             String::from_utf8_lossy(&e.text)
                 .lines()
                 .filter(|l| {
-                    ScanView::FAMILIES
+                    view_families
                         .iter()
                         .any(|f| l.strip_prefix(f).is_some_and(|r| r.starts_with('{')))
                 })
                 .map(str::to_owned)
                 .collect()
         };
-        let good = series(&m.encode());
+        let good = series(&m.exposition());
         assert_eq!(good.len(), 6, "{good:?}");
         assert!(m.view.namespaces.is_empty());
         for _ in 0..2 {
-            m.record_failure(FailureReason::NoProcesses);
-            let failed = m.encode();
+            m.record(Outcome::ScanFailed(FailureReason::NoProcesses));
+            let failed = m.exposition();
             assert_eq!(series(&failed), good);
             let text = String::from_utf8_lossy(&failed.text).into_owned();
             assert!(text.contains("nsexporter_scan_success 0"), "{text}");
             assert_eq!(gunzip(&failed.gzip), failed.text);
+            m.record(Outcome::Sweep {
+                processes: 1,
+                rechecked: 0,
+                new_findings: &[],
+            });
+            assert_eq!(series(&m.exposition()), good);
         }
     }
 

@@ -6,7 +6,10 @@
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, Gauge, IntGauge, Opts};
+use prometheus::{Counter, Gauge, IntGauge};
+
+use super::families::Id;
+use super::opts;
 
 use crate::procfs::{ProcFs, parse_stat_full, ticks_per_second};
 
@@ -24,30 +27,13 @@ pub struct SelfProcessCollector {
 
 impl SelfProcessCollector {
     pub fn new(procfs: ProcFs) -> Self {
-        let cpu = Counter::with_opts(Opts::new(
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-        ))
-        .unwrap();
-        let g = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help)).unwrap();
-        let rss = g(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-        );
-        let vsize = g(
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-        );
-        let open_fds = g("process_open_fds", "Number of open file descriptors.");
-        let max_fds = g(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-        );
-        let start_time = Gauge::with_opts(Opts::new(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-        ))
-        .unwrap();
+        let cpu = Counter::with_opts(opts(Id::ProcessCpu)).unwrap();
+        let g = |id: Id| IntGauge::with_opts(opts(id)).unwrap();
+        let rss = g(Id::ProcessResidentMemory);
+        let vsize = g(Id::ProcessVirtualMemory);
+        let open_fds = g(Id::ProcessOpenFds);
+        let max_fds = g(Id::ProcessMaxFds);
+        let start_time = Gauge::with_opts(opts(Id::ProcessStartTime)).unwrap();
         let mut descs = Vec::new();
         for c in [
             &cpu as &dyn Collector,

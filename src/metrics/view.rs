@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use super::families::{Family, Id, WrittenBy};
 use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
 
@@ -33,8 +34,8 @@ pub struct NamespaceRow {
 }
 
 impl NamespaceRow {
-    /// The `nsexporter_namespace_info` labels after `type` and `inode`, in [`INFO_LABELS`]
-    /// order.
+    /// The `nsexporter_namespace_info` label values after `type` and `inode`, in the order of
+    /// the family's labels.
     fn info(&self) -> [&str; 12] {
         let o = &*self.ownership;
         [
@@ -53,31 +54,6 @@ impl NamespaceRow {
         ]
     }
 }
-
-/// The labels of `nsexporter_namespace_info` after `type` and `inode`.
-pub const INFO_LABELS: [&str; 12] = [
-    "host",
-    "held_by",
-    "pinned_at",
-    "userns",
-    "parent",
-    "owner",
-    "runtime",
-    "pod_uid",
-    "pod",
-    "k8s_namespace",
-    "container",
-    "container_id",
-];
-
-/// The labels that name a container, in this order, after `type` (and `rule`).
-pub const WORKLOAD_LABELS: [&str; 5] = [
-    "runtime",
-    "container_id",
-    "container",
-    "pod",
-    "k8s_namespace",
-];
 
 /// A container in the host's namespace of one type.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,35 +78,10 @@ pub struct ScanView {
     pub namespaces: Vec<NamespaceRow>,
     pub host_sharing: Vec<HostSharingRow>,
     pub findings: Vec<FindingRow>,
-    /// Written into an exposition already, and its namespace and host sharing rows dropped.
+    /// Written into an exposition already, and its namespace and host sharing rows dropped:
+    /// the exposition's text holds their series (see `Metrics::exposition`).
     pub encoded: bool,
 }
-
-struct Family {
-    name: &'static str,
-    help: &'static str,
-}
-
-const PROCESSES: Family = Family {
-    name: "nsexporter_namespace_processes",
-    help: "Member processes of each namespace in the last scan.",
-};
-const INFO: Family = Family {
-    name: "nsexporter_namespace_info",
-    help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
-};
-const START_TIME: Family = Family {
-    name: "nsexporter_namespace_start_time_seconds",
-    help: "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
-};
-const HOST_SHARING: Family = Family {
-    name: "nsexporter_workload_host_namespace",
-    help: "1 for each container with a process in the host's namespace of that type, allowed or not.",
-};
-const FINDINGS: Family = Family {
-    name: "nsexporter_sharing_findings_active",
-    help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
-};
 
 /// `\`, `"` and newline escaped, as the text format wants label values.
 fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
@@ -145,92 +96,83 @@ fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
 }
 
 impl ScanView {
-    /// The names of the families a view writes, as of its scan.
-    pub const FAMILIES: [&'static str; 4] = [
-        PROCESSES.name,
-        INFO.name,
-        START_TIME.name,
-        HOST_SHARING.name,
-    ];
-
-    /// The names of the families a view writes that sweeps add to between scans.
-    pub const LIVE_FAMILIES: [&'static str; 1] = [FINDINGS.name];
-
-    /// Writes family `name` in the text format 0.0.4: HELP, TYPE and its samples, sorted as
-    /// a Prometheus registry sorts them (by label values in the order of the sorted label
-    /// names); nothing for a family without samples, as a registry leaves those out.
-    pub fn write_family(&self, name: &str, out: &mut Vec<u8>) {
-        let Some(family) = [PROCESSES, INFO, START_TIME, HOST_SHARING, FINDINGS]
-            .into_iter()
-            .find(|f| f.name == name)
-        else {
+    /// Writes family `id` in the text format 0.0.4: HELP, TYPE and its samples, sorted as a
+    /// Prometheus registry sorts them (by label values in the order of the sorted label
+    /// names); nothing for a family without samples, as a registry leaves those out, or one a
+    /// view does not write.
+    pub fn write_family(&self, id: Id, out: &mut Vec<u8>) {
+        let family = id.family();
+        if family.written_by != WrittenBy::View {
             return;
-        };
-        if family.name == HOST_SHARING.name {
-            let labels = [&["type"][..], &WORKLOAD_LABELS].concat();
-            let rows = &self.host_sharing;
-            let value = |r: usize, k: usize| match k {
-                0 => rows[r].ns_type.as_str(),
-                k => rows[r].workload[k - 1].as_str(),
-            };
-            return write_samples(out, &family, &labels, rows.len(), value, |_| Some(1.0));
         }
-        if family.name == FINDINGS.name {
-            let labels = [&["rule", "type", "declared"][..], &WORKLOAD_LABELS].concat();
-            let rows = &self.findings;
-            let value = |r: usize, k: usize| match k {
-                0 => rows[r].rule,
-                1 => rows[r].ns_type.as_str(),
-                2 => rows[r].declared,
-                k => rows[r].workload[k - 3].as_str(),
-            };
-            return write_samples(out, &family, &labels, rows.len(), value, |_| Some(1.0));
-        }
-        // Inodes as text only while writing: a label value is text, a row keeps the number.
-        let inodes: Vec<String> = self
-            .namespaces
-            .iter()
-            .map(|ns| ns.inode.to_string())
-            .collect();
-        let rows = &self.namespaces;
-        let labels = [&["type", "inode"][..], &INFO_LABELS].concat();
-        let value = |r: usize, k: usize| match k {
-            0 => rows[r].ns_type.as_str(),
-            1 => inodes[r].as_str(),
-            k => rows[r].info()[k - 2],
-        };
-        let n = rows.len();
-        if family.name == PROCESSES.name {
-            write_samples(out, &family, &labels[..2], n, value, |r| {
-                Some(f64::from(rows[r].processes))
-            });
-        } else if family.name == INFO.name {
-            write_samples(out, &family, &labels, n, value, |_| Some(1.0));
-        } else {
-            write_samples(out, &family, &labels[..2], n, value, |r| rows[r].start_time);
+        let one = |_: usize| Some(1.0);
+        match id {
+            Id::WorkloadHostNamespace => {
+                let rows = &self.host_sharing;
+                let value = |r: usize, k: usize| match k {
+                    0 => rows[r].ns_type.as_str(),
+                    k => rows[r].workload[k - 1].as_str(),
+                };
+                write_samples(out, family, rows.len(), value, one);
+            }
+            Id::FindingsActive => {
+                let rows = &self.findings;
+                let value = |r: usize, k: usize| match k {
+                    0 => rows[r].rule,
+                    1 => rows[r].ns_type.as_str(),
+                    2 => rows[r].declared,
+                    k => rows[r].workload[k - 3].as_str(),
+                };
+                write_samples(out, family, rows.len(), value, one);
+            }
+            _ => {
+                // Inodes as text only while writing: a label value is text, a row keeps the
+                // number.
+                let inodes: Vec<String> = self
+                    .namespaces
+                    .iter()
+                    .map(|ns| ns.inode.to_string())
+                    .collect();
+                let rows = &self.namespaces;
+                let value = |r: usize, k: usize| match k {
+                    0 => rows[r].ns_type.as_str(),
+                    1 => inodes[r].as_str(),
+                    k => rows[r].info()[k - 2],
+                };
+                let n = rows.len();
+                match id {
+                    Id::NamespaceProcesses => write_samples(out, family, n, value, |r| {
+                        Some(f64::from(rows[r].processes))
+                    }),
+                    Id::NamespaceStartTime => {
+                        write_samples(out, family, n, value, |r| rows[r].start_time)
+                    }
+                    _ => write_samples(out, family, n, value, one),
+                }
+            }
         }
     }
 }
 
-/// Writes `family`'s samples: one per row where `sample` gives a value, labelled `labels`
-/// with `value(row, label)`, in a registry's order. The rows are sorted by index, with no list
-/// of label pairs per sample: at 10,000 processes those were 2.5 MiB at the encode's peak.
+/// Writes `family`'s samples: one per row where `sample` gives a value, labelled with
+/// `value(row, label)` for each of the family's labels, in a registry's order. The rows are
+/// sorted by index, with no list of label pairs per sample: at 10,000 processes those lists
+/// were 2.5 MiB at the encode's peak.
 fn write_samples<'a>(
     out: &mut Vec<u8>,
     family: &Family,
-    labels: &[&'static str],
     rows: usize,
     value: impl Fn(usize, usize) -> &'a str,
     sample: impl Fn(usize) -> Option<f64>,
 ) {
+    let labels = family.labels;
     let mut by_name: Vec<usize> = (0..labels.len()).collect();
     by_name.sort_unstable_by_key(|&k| labels[k]);
     let mut order: Vec<usize> = (0..rows).filter(|&r| sample(r).is_some()).collect();
     if order.is_empty() {
         return;
     }
-    let value = &value;
-    let by_name = &by_name;
+    let (value, by_name) = (&value, &by_name);
     let key = |r: usize| by_name.iter().map(move |&k| value(r, k));
     order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
     out.extend_from_slice(b"# HELP ");
@@ -239,7 +181,9 @@ fn write_samples<'a>(
     write_escaped(out, family.help, false);
     out.extend_from_slice(b"\n# TYPE ");
     out.extend_from_slice(family.name.as_bytes());
-    out.extend_from_slice(b" gauge\n");
+    out.push(b' ');
+    out.extend_from_slice(family.kind.as_str().as_bytes());
+    out.push(b'\n');
     for r in order {
         out.extend_from_slice(family.name.as_bytes());
         for (i, &k) in by_name.iter().enumerate() {
@@ -260,12 +204,15 @@ fn write_samples<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::families::Part;
     use crate::sharing::Owner;
 
     fn render(view: &ScanView) -> String {
         let mut out = Vec::new();
-        for name in ScanView::FAMILIES.iter().chain(&ScanView::LIVE_FAMILIES) {
-            view.write_family(name, &mut out);
+        for part in [Part::Scan, Part::Live] {
+            for (id, _) in Family::all(WrittenBy::View, part) {
+                view.write_family(id, &mut out);
+            }
         }
         String::from_utf8(out).unwrap()
     }

@@ -79,6 +79,16 @@ impl ScanErrors {
         self.counts[reason.index()]
     }
 
+    /// By reason, the processes that failed the same way in the scan before, whose failures
+    /// were `before`: standing, counted when they began and not every scan since.
+    pub fn standing(&self, before: &HashSet<ProcessFailure>) -> [u64; ErrorReason::ALL.len()] {
+        let mut standing = [0; ErrorReason::ALL.len()];
+        for (_, reason) in self.processes.intersection(before) {
+            standing[reason.index()] += 1;
+        }
+        standing
+    }
+
     /// The first failure of that reason in this scan, as "path: error".
     pub fn first(&self, reason: ErrorReason) -> Option<&str> {
         self.first[reason.index()].as_deref()

@@ -68,11 +68,7 @@ mod tests {
     fn scan(ns: Namespace) -> Snapshot {
         let mut s = Snapshot::from_processes(
             SystemTime::UNIX_EPOCH,
-            ScanTime {
-                ticks: 1000,
-                ticks_per_second: 100,
-                boot_unix: 0.0,
-            },
+            ScanTime::fixture(1000),
             Default::default(),
             HostNamespaces::none(),
         );

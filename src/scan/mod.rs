@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::dir::Dir;
 
+use crate::labels::SaidOnce;
 use crate::model::{
     FdPin, HostNamespaces, HostSource, Identity, Namespace, NamespaceId, NsType, PerType, Process,
     ProcessId, ScanTime, Snapshot, SocketPin,
@@ -70,8 +71,10 @@ pub struct ScanOutcome {
     pub socket_queries: u64,
 }
 
-/// Where a scan looks for namespaces that no process is in ([`pins`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where a scan looks for namespaces that no process is in ([`pins`]). No default here: the
+/// binary's is the key table's (`scan.bind-mounts`, `scan.fd-interval`;
+/// [`crate::config::Settings::defaults`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinScan {
     /// nsfs bind mounts, from the `mountinfo` of each mount namespace.
     pub mounts: bool,
@@ -104,7 +107,7 @@ pub struct Scanner {
     /// Socket fds the last fd pass could not ask, by reason.
     sockets_skipped: SocketSkips,
     /// Which reasons for skipping sockets have been said.
-    sockets_warned: [bool; SocketSkip::ALL.len()],
+    sockets_warned: SaidOnce<SocketSkip>,
     ticks_per_second: u64,
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
@@ -112,33 +115,23 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    pub fn new(procfs: ProcFs) -> Scanner {
+    /// A scanner of `procfs` that reads the threads `threads` names and looks for the pins
+    /// `pins` names.
+    pub fn new(procfs: ProcFs, threads: ThreadScan, pins: PinScan) -> Scanner {
         let ticks_per_second = ticks_per_second();
         Scanner {
             procfs,
-            threads: ThreadScan::default(),
-            pins: PinScan::default(),
+            threads,
+            pins,
             fd_pass: None,
             fds_skipped: 0,
             sockets: SocketMemo::default(),
             sockets_skipped: [0; SocketSkip::ALL.len()],
-            sockets_warned: [false; SocketSkip::ALL.len()],
+            sockets_warned: SaidOnce::default(),
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
         }
-    }
-
-    /// Which processes' threads the scan reads.
-    pub fn with_threads(mut self, threads: ThreadScan) -> Scanner {
-        self.threads = threads;
-        self
-    }
-
-    /// Where the scan looks for namespaces held without a process.
-    pub fn with_pins(mut self, pins: PinScan) -> Scanner {
-        self.pins = pins;
-        self
     }
 
     pub fn procfs(&self) -> &ProcFs {
@@ -450,7 +443,7 @@ impl Scanner {
         self.sockets_skipped = skipped;
         for why in SocketSkip::ALL {
             let sockets = skipped[why.index()];
-            if sockets == 0 || std::mem::replace(&mut self.sockets_warned[why.index()], true) {
+            if sockets == 0 || !self.sockets_warned.first(why) {
                 continue;
             }
             let consequence = match why {
@@ -635,16 +628,8 @@ mod tests {
         namespaces[NsType::Net] = net.and_then(NonZeroU64::new);
         namespaces[NsType::Pid] = NonZeroU64::new(7);
         Process {
-            id: ProcessId {
-                pid,
-                start_ticks: 1,
-            },
             ppid,
-            uid: 0,
-            comm: "x".into(),
-            namespaces,
-            cgroup: None,
-            thread_namespaces: Vec::new(),
+            ..Process::fixture(pid, namespaces)
         }
     }
 

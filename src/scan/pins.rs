@@ -24,11 +24,10 @@ mod sockets;
 
 pub use sockets::{SocketMemo, SocketSkip, SocketSkips, parse_socket_link};
 
+use crate::capabilities::Raised;
 use crate::model::{FdPin, MountPin, NamespaceId, NsType, Process, Snapshot, SocketPin};
 use crate::procfs::pid_of;
-use crate::procfs::{
-    ReadSearch, is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at,
-};
+use crate::procfs::{is_vanished, open_dir_at, parse_any_ns_link, read_all_at, readlink_at};
 use crate::scan::errors::{ErrorReason, ScanErrors};
 
 /// A `mountinfo` longer than this is cut, and counted as an error: 16 MiB is some 100,000
@@ -178,8 +177,8 @@ pub fn read_fds(
     errors: &mut ScanErrors,
 ) -> FdPass {
     let kthreadd = processes.get(&2).is_some_and(|p| p.ppid == 0);
-    let privilege = ReadSearch::raise();
-    let every_user = privilege.reads_everything();
+    let _privilege = Raised::read_search();
+    let every_user = Raised::reads_everything();
     let me = nix::unistd::geteuid().as_raw();
     let mut out = FdPass::default();
     let mut link = [0u8; 64];

@@ -331,13 +331,13 @@ impl<'a> ProcessReader<'a> {
 }
 
 /// Which processes' threads a scan reads (`--scan.threads`): setns(2) moves one thread, so a
-/// thread can sit in a namespace its process's `/proc/PID/ns` does not show.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+/// thread can sit in a namespace its process's `/proc/PID/ns` does not show. The default is
+/// the key table's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThreadScan {
     /// Multi-threaded processes whose cgroup names a container: where a thread in the host's
     /// namespaces is an escape.
-    #[default]
     Containers,
     /// Every multi-threaded process.
     All,

@@ -229,7 +229,7 @@ impl Drop for PodmanStore {
 
 /// Unmounts whatever is mounted at or below `dir` (deepest first, lazily, so a busy mount
 /// cannot hold this up), then removes it.
-fn remove_with_mounts(dir: tempfile::TempDir) {
+pub fn remove_with_mounts(dir: tempfile::TempDir) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<&str> = mountinfo
         .lines()

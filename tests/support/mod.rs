@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod cgroup;
 pub mod dashboard;
+pub mod declared;
 pub mod engines;
 pub mod pod;
 pub mod prometheus;

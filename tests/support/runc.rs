@@ -356,14 +356,14 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
 /// away under a starting container.
 static PARENTS_MADE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-fn parents_made() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+pub fn parents_made() -> MutexGuard<'static, BTreeSet<PathBuf>> {
     // A test that panicked holding the lock left the set consistent: every step is one insert
     // or remove.
     PARENTS_MADE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `mount/path` and each of its parents below `mount`, deepest first.
-fn with_parents(mount: &Path, cgroup: &str) -> Vec<PathBuf> {
+pub fn with_parents(mount: &Path, cgroup: &str) -> Vec<PathBuf> {
     Path::new(cgroup.trim_start_matches('/'))
         .ancestors()
         .filter(|a| !a.as_os_str().is_empty())

@@ -14,7 +14,8 @@ use super::{Spawned, ns_inode, wait_for};
 /// as with hostPID), names itself `argv[1]` with prctl(PR_SET_NAME), and waits for the file
 /// `argv[2]`. Then it joins the host's mount and net namespaces (kthreadd's, through fds it
 /// opened first), stays `argv[3]` seconds, and goes back to its own; a negative stay never
-/// goes back.
+/// goes back. With `argv[5]` `child`, a child it forks joins them instead and exits at once,
+/// having written its pid to `argv[2]`.child.
 const VISITOR: &str = r#"
 import ctypes, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -29,6 +30,17 @@ own = {t: os.open("/proc/self/ns/" + t, os.O_RDONLY) for t in ("mnt", "net")}
 check(libc.prctl(15, name.encode(), 0, 0, 0), "prctl")
 while not os.path.exists(go):
     time.sleep(0.01)
+if sys.argv[5:] == ["child"]:
+    pid = os.fork()
+    if pid == 0:
+        for t, flag in (("mnt", NEWNS), ("net", NEWNET)):
+            if t in sys.argv[4].split(","):
+                check(libc.setns(host[t], flag), "setns " + t)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with open(go + ".child", "w") as f:
+        f.write(str(pid))
+    time.sleep(1000)
 for t, flag in (("mnt", NEWNS), ("net", NEWNET)):
     if t in sys.argv[4].split(","):
         check(libc.setns(host[t], flag), "setns " + t)
@@ -54,16 +66,27 @@ impl Visitor {
     /// for `stay` seconds (negative: for good). Returns once it is in its own namespaces,
     /// named, and in the cgroup.
     pub fn prepare(name: &str, types: &str, stay: f64) -> Visitor {
-        Visitor::prepare_in(None, name, types, stay)
+        Visitor::prepare_in(None, name, types, stay, false)
     }
 
     /// [`Visitor::prepare`] as container `container` of `pod`, named in the kubelet's `logs`
     /// as the kubelet would.
     pub fn in_pod(pod: &Pod, logs: &Path, container: &str, types: &str, stay: f64) -> Visitor {
-        Visitor::prepare_in(Some((pod, logs, container)), container, types, stay)
+        Visitor::prepare_in(Some((pod, logs, container)), container, types, stay, false)
     }
 
-    fn prepare_in(pod: Option<(&Pod, &Path, &str)>, name: &str, types: &str, stay: f64) -> Visitor {
+    /// As [`Visitor::in_pod`], but on cue a child joins the host's `types` and exits at once.
+    pub fn in_pod_by_a_child(pod: &Pod, logs: &Path, container: &str, types: &str) -> Visitor {
+        Visitor::prepare_in(Some((pod, logs, container)), container, types, -1.0, true)
+    }
+
+    fn prepare_in(
+        pod: Option<(&Pod, &Path, &str)>,
+        name: &str,
+        types: &str,
+        stay: f64,
+        child: bool,
+    ) -> Visitor {
         let id = hex_id();
         let cgroup = match pod {
             Some((pod, logs, container)) => {
@@ -75,7 +98,8 @@ impl Visitor {
         let dir = tempfile::tempdir().unwrap();
         let go = dir.path().join("go");
         let stay = stay.to_string();
-        let args = ["-c", VISITOR, name, go.to_str().unwrap(), &stay, types];
+        let mut args = vec!["-c", VISITOR, name, go.to_str().unwrap(), &stay, types];
+        args.extend(child.then_some("child"));
         let process = Spawned::new("python3", &args);
         let pid = process.pid();
         let host_net = ns_inode(2, "net").unwrap();
@@ -103,6 +127,14 @@ impl Visitor {
 
     pub fn pid(&self) -> i32 {
         self.process.pid()
+    }
+
+    /// The pid of the child that joined the host's namespaces and exited, once it has.
+    pub fn child(&self) -> i32 {
+        let file = self.go.with_extension("child");
+        wait_for("the child to have gone", Duration::from_secs(10), || {
+            std::fs::read_to_string(&file).ok()?.parse().ok()
+        })
     }
 }
 

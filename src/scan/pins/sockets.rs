@@ -20,9 +20,10 @@ use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
+use crate::capabilities::Raised;
 use crate::pidfd::{Pidfd, Step, socket_netns_inode};
 use crate::procfs::pid_of;
-use crate::procfs::{NetAdmin, readlink_at};
+use crate::procfs::readlink_at;
 use crate::scan::errors::{ErrorReason, ScanErrors};
 
 label_enum! {
@@ -105,7 +106,7 @@ pub(super) struct SocketAsks<'a> {
     /// Why no socket can be asked in this pass, decided at the first one that must be.
     blocked: Option<Option<SocketSkip>>,
     /// CAP_NET_ADMIN, raised for the pass once a socket must be asked.
-    admin: Option<NetAdmin>,
+    admin: Option<Raised>,
     pid: i32,
     holder: HolderPidfd,
     pub skipped: SocketSkips,
@@ -232,7 +233,7 @@ impl<'a> SocketAsks<'a> {
         let why = if !same_pid_namespace(self.root) {
             Some(SocketSkip::OtherPidNamespace)
         } else {
-            let admin = NetAdmin::raise();
+            let admin = Raised::net_admin();
             let held = admin.held();
             self.admin = Some(admin);
             (!held).then_some(SocketSkip::NoNetAdmin)

@@ -21,8 +21,9 @@ use crate::attribution::{
 use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
 use crate::events::{Event, EventStream};
 use crate::health::{Health, StopGuard};
+use crate::labels::SaidOnce;
 use crate::lifecycle::Tracker;
-use crate::metrics::{Exposition, Metrics, NameSourceErrors, ScanRecord};
+use crate::metrics::{BetweenScans, Exposition, Metrics, Outcome, ScanRecord};
 use crate::model::{
     CgroupLayout, NamespaceId, NsChange, NsType, PerType, Process, ProcessId, Snapshot,
     ThreadNamespace,
@@ -31,11 +32,8 @@ use crate::policy::Policy;
 use crate::scan::{ErrorReason, FailureReason, ProcessFailure, ScanFailure, Scanner, Watch};
 use crate::sharing::{Finding, FindingLog, evaluate};
 
-/// `--namespace.orphan-age`'s default.
-pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(600);
-
 /// Owns the state that lives across scans.
-pub struct Collector {
+pub struct ScanLoop {
     scanner: Scanner,
     tracker: Tracker,
     metrics: Metrics,
@@ -54,14 +52,13 @@ pub struct Collector {
     spec_cache: crate::declared::Specs,
     /// Reasons already logged at warn level; later scans log them at debug, so a standing
     /// problem (a protected init, a missing capability) is said once, not every interval.
-    warned: [bool; ErrorReason::ALL.len()],
+    warned: SaidOnce<ErrorReason>,
     /// The same for whole-scan failures: said once until a scan succeeds again.
     failing: Option<FailureReason>,
     /// Container ids whose conflicting kubelet log names were already logged.
     name_conflicts: HashSet<String>,
-    /// Name source failures, counted; and which were logged at warn already, as `warned`.
-    name_errors: NameSourceErrors,
-    name_warned: [[bool; NameErrorReason::ALL.len()]; NameSource::ALL.len()],
+    /// Name source failures that were logged at warn already, as `warned`.
+    name_warned: SaidOnce<(NameSource, NameErrorReason)>,
     /// The processes whose reads failed in the last scan, and why: the same failure again is
     /// standing, counted when it began and not every scan since.
     failed: HashSet<ProcessFailure>,
@@ -76,14 +73,21 @@ pub struct Collector {
     /// Namespace changes logged since the last scan: each (process, namespace) once, and at
     /// most [`CHANGES_LOGGED`] of them; `true` once that bound was said.
     changes_logged: (HashSet<(ProcessId, NamespaceId)>, bool),
-    /// How long a namespace must be held without a process to be an orphan.
+    /// How long a namespace must have had no member process, held by a bind mount or an fd
+    /// only, to count as orphaned (`--namespace.orphan-age`).
     orphan_age: Duration,
 }
 
-impl Collector {
-    /// A collector of `procfs`. The host's cgroup layout is read once, here: it cannot change
+impl ScanLoop {
+    /// The loop over `scanner`'s procfs. The host's cgroup layout is read once, here: it cannot change
     /// without a reboot.
-    pub fn new(scanner: Scanner, mut metrics: Metrics, policy: Policy, names: NameSources) -> Self {
+    pub fn new(
+        scanner: Scanner,
+        metrics: Metrics,
+        policy: Policy,
+        orphan_age: Duration,
+        names: NameSources,
+    ) -> Self {
         let layout = scanner.procfs().cgroup_layout();
         let policy = policy.for_cgroup_layout(layout);
         tracing::info!(
@@ -97,9 +101,7 @@ impl Collector {
                 " (cgroup is left out by default: on this layout container runtimes leave every container in the cgroup namespace of the host)"
             }
         );
-        metrics.set_cgroup_layout(layout);
-        let name_errors = metrics.name_source_errors();
-        Collector {
+        ScanLoop {
             scanner,
             tracker: Tracker::new(),
             metrics,
@@ -110,26 +112,18 @@ impl Collector {
             spec_names: Arc::default(),
             judgement: Judgement::default(),
             spec_cache: Default::default(),
-            warned: [false; ErrorReason::ALL.len()],
+            warned: SaidOnce::default(),
             failing: None,
             name_conflicts: HashSet::new(),
-            name_errors,
-            name_warned: Default::default(),
+            name_warned: SaidOnce::default(),
             findings: FindingLog::new(),
             failed: HashSet::new(),
             swept: HashMap::new(),
             watch: Watch::default(),
             events: None,
             changes_logged: (HashSet::new(), false),
-            orphan_age: DEFAULT_ORPHAN_AGE,
+            orphan_age,
         }
-    }
-
-    /// How long a namespace must have had no member process, held by a bind mount or an fd
-    /// only, to count as orphaned (`--namespace.orphan-age`).
-    pub fn with_orphan_age(mut self, age: Duration) -> Self {
-        self.orphan_age = age;
-        self
     }
 
     /// Reads each container's OCI spec from `specs` and judges what it declared against
@@ -162,7 +156,7 @@ impl Collector {
             Ok(o) => o,
             Err(e) => {
                 let reason = e.reason();
-                self.metrics.record_failure(reason);
+                self.metrics.record(Outcome::ScanFailed(reason));
                 if self.failing.replace(reason) == Some(reason) {
                     tracing::debug!(reason = reason.as_str(), error = %e, "scan failed");
                 } else {
@@ -172,7 +166,7 @@ impl Collector {
                         "scan failed (said once until a scan succeeds; counted in nsexporter_scan_failures_total)"
                     );
                 }
-                return (self.metrics.encode(), Err(e));
+                return (self.metrics.exposition(), Err(e));
             }
         };
         if let Some(reason) = self.failing.take() {
@@ -217,15 +211,11 @@ impl Collector {
         let new_findings = self.findings.update(&sharing.findings);
         let orphans = self.tracker.orphans(self.orphan_age);
         let duration = started.elapsed();
-        let mut standing = [0; ErrorReason::ALL.len()];
-        for (_, reason) in outcome.errors.processes().intersection(&self.failed) {
-            standing[reason.index()] += 1;
-        }
+        let standing = outcome.errors.standing(&self.failed);
         self.failed = outcome.errors.processes().clone();
-        let tracker = &self.tracker;
-        self.metrics.record_scan(&ScanRecord {
+        self.metrics.record(Outcome::Scan(ScanRecord {
             snapshot: &snapshot,
-            start_ticks: &|id| tracker.start_ticks(id),
+            tracker: &self.tracker,
             changes: &changes,
             errors: &outcome.errors,
             standing_errors: standing,
@@ -237,13 +227,13 @@ impl Collector {
             sockets_skipped: outcome.sockets_skipped,
             socket_queries: outcome.socket_queries,
             duration,
-        });
+        }));
         for reason in ErrorReason::ALL {
             let (count, Some(first)) = (outcome.errors.count(reason), outcome.errors.first(reason))
             else {
                 continue;
             };
-            if std::mem::replace(&mut self.warned[reason.index()], true) {
+            if !self.warned.first(reason) {
                 tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
             } else {
                 tracing::warn!(
@@ -280,7 +270,7 @@ impl Collector {
         ));
         drop(outcome.errors);
         release_free_memory();
-        (self.metrics.encode(), Ok(()))
+        (self.metrics.exposition(), Ok(()))
     }
 
     /// Reads the specs of this scan's containers, each again only where it changed, into
@@ -339,9 +329,9 @@ impl Collector {
     /// and reason appear.
     fn count_name_error(&mut self, source: NameSource, e: &crate::attribution::NameError) {
         let reason = e.reason();
-        self.name_errors.count(source, reason);
-        let warned = &mut self.name_warned[source.index()][reason.index()];
-        if std::mem::replace(warned, true) {
+        self.metrics
+            .record(Outcome::NameSourceError { source, reason });
+        if !self.name_warned.first((source, reason)) {
             tracing::debug!(source = source.as_str(), reason = reason.as_str(), error = %e, "container names unread");
         } else {
             tracing::warn!(
@@ -402,11 +392,14 @@ impl Collector {
                 "no sweeps: scans are as frequent as sweeps would be"
             );
         }
-        self.metrics.between_scans(
-            sweeping,
-            self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
-            self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
-        );
+        self.metrics.record(Outcome::Started {
+            cgroup_layout: self.layout,
+            between: BetweenScans {
+                sweeps: sweeping,
+                proc_events: self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
+                ebpf: self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
+            },
+        });
         let start = Instant::now();
         let mut next_scan = start;
         let mut next_sweep = start;
@@ -496,7 +489,11 @@ impl Collector {
             "sweep"
         );
         let (read, new) = self.judge(sweep.processes, &known, &[]);
-        self.metrics.record_sweep(read, sweep.rechecked, &new);
+        self.metrics.record(Outcome::Sweep {
+            processes: read,
+            rechecked: sweep.rechecked,
+            new_findings: &new,
+        });
         Some(self.encode_live())
     }
 
@@ -505,9 +502,10 @@ impl Collector {
     /// namespaces the task entered join the process as it is read now (as a thread's, so that
     /// a stay already over, or a change of one thread, still counts), or as the last scan
     /// read it where it is gone by now (its cgroup, and so its container, is the one it had
-    /// then). A change of a process that is gone and that no scan read is logged at debug and
-    /// counted only in `nsexporter_ebpf_namespace_changes_total`: nothing tells its
-    /// container.
+    /// then). A process gone before anything read it (a child that enters the host's network
+    /// and exits within a millisecond) is judged as its parent was read, by the cgroup it was
+    /// born in ([`born_of`]). Only where its parent is unknown too is the change logged at
+    /// debug and counted only in `nsexporter_ebpf_namespace_changes_total`.
     fn judge_events(&mut self, batch: Vec<Event>) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
         let (mut pids, mut changes, mut forks) = (Vec::new(), Vec::new(), 0);
@@ -542,13 +540,22 @@ impl Collector {
                         processes.len() - 1
                     }
                     _ => {
-                        tracing::debug!(
-                            pid = change.process.pid,
-                            comm = %change.comm,
-                            syscall = change.syscall.as_str(),
-                            "namespace change of a process gone unread"
-                        );
-                        continue;
+                        let parent = change.parent.and_then(|parent| match index.get(&parent) {
+                            Some(&at) => Some(processes[at].clone()),
+                            None => self.read_one(parent, &known),
+                        });
+                        let Some(parent) = parent else {
+                            tracing::debug!(
+                                pid = change.process.pid,
+                                comm = %change.comm,
+                                syscall = change.syscall.as_str(),
+                                "namespace change of a process gone unread, whose parent is unknown"
+                            );
+                            continue;
+                        };
+                        processes.push(born_of(change, &parent));
+                        index.insert(change.process, processes.len() - 1);
+                        processes.len() - 1
                     }
                 },
             };
@@ -566,9 +573,26 @@ impl Collector {
             }
         }
         let (read, new) = self.judge(processes, &known, &changes);
-        self.metrics.record_events(forks, read, &new);
-        self.metrics.record_changes(&changes);
+        self.metrics.record(Outcome::Events {
+            proc_events: forks,
+            read,
+            new_findings: &new,
+            changes: &changes,
+        });
         Some(self.encode_live())
+    }
+
+    /// The process `id` as the last scan read it, or as it is read now; `None` where it is
+    /// gone, or its pid is another process's by now.
+    fn read_one(&mut self, id: ProcessId, known: &Snapshot) -> Option<Process> {
+        match known.processes.get(&id.pid) {
+            Some(p) if p.id == id => Some(p.clone()),
+            _ => self
+                .scanner
+                .read_pids(&[id.pid], known)
+                .into_iter()
+                .find(|p| p.id == id),
+        }
     }
 
     /// Logs each namespace change once per process and namespace until the next scan, with
@@ -616,13 +640,12 @@ impl Collector {
 
     /// The exposition with the live families as they are now.
     fn encode_live(&mut self) -> Exposition {
-        if let Some(drops) = self.events.as_ref().and_then(|e| e.proc_drops.as_ref()) {
-            self.metrics.record_event_drops(drops);
-        }
-        if let Some(lost) = self.events.as_ref().and_then(|e| e.ebpf_lost.as_ref()) {
-            self.metrics.record_ebpf_lost(lost);
-        }
-        self.metrics.encode_live()
+        let events = self.events.as_ref();
+        self.metrics.record(Outcome::ReaderLosses {
+            proc_events: events.and_then(|e| e.proc_drops.as_deref()),
+            ebpf: events.and_then(|e| e.ebpf_lost.as_deref()),
+        });
+        self.metrics.exposition()
     }
 
     /// Judges processes read between scans by the host rules, against the host namespaces of
@@ -732,6 +755,21 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
     next
 }
 
+/// A process that changed namespaces and was gone before `/proc` was read, as far as its
+/// parent tells: born in its parent's cgroup, so in its container (whose processes cannot
+/// write the cgroup tree to leave it), and in its parent's namespaces but for those the kernel
+/// reported it entering, which the caller adds. What it wrote itself (`comm`) is the kernel's
+/// report of it, a claim as every `comm`.
+fn born_of(change: &NsChange, parent: &Process) -> Process {
+    Process {
+        id: change.process,
+        ppid: parent.id.pid,
+        comm: change.comm.clone(),
+        thread_namespaces: Vec::new(),
+        ..parent.clone()
+    }
+}
+
 /// Hands the scan's freed temporaries (the gathered metric families, the previous snapshot)
 /// back to the kernel. glibc keeps freed memory in its arenas, so without this the resident
 /// size stays at the peak of the largest scan; a node agent should sit at its working set.
@@ -774,6 +812,44 @@ pub fn tune_malloc() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU64;
+
+    /// A child that entered the host's net and exited unread is its parent's container's, in
+    /// the parent's namespaces; the host's net is what the kernel reported, added as a thread's.
+    #[test]
+    fn a_process_gone_unread_is_judged_by_its_parent() {
+        let parent = Process {
+            cgroup: Some(Arc::from(&b"0::/kubepods/pod1/abc\n"[..])),
+            uid: 1000,
+            ..Process::fixture(40, PerType::splat(NonZeroU64::new(7)))
+        };
+        let mut namespaces = PerType::splat(None);
+        namespaces[NsType::Net] = NonZeroU64::new(4026531840);
+        let mut changed = PerType::splat(false);
+        changed[NsType::Net] = true;
+        let child = ProcessId {
+            pid: 41,
+            start_ticks: 90,
+        };
+        let change = NsChange {
+            process: child,
+            tid: 41,
+            parent: Some(parent.id),
+            syscall: crate::model::ChangeSyscall::Setns,
+            changed,
+            namespaces,
+            comm: "nsenter".into(),
+        };
+        let born = born_of(&change, &parent);
+        assert_eq!(
+            (born.id, born.ppid, born.comm.as_str()),
+            (child, 40, "nsenter")
+        );
+        assert_eq!(born.cgroup, parent.cgroup, "born in its parent's cgroup");
+        assert_eq!(born.uid, 1000);
+        assert_eq!(born.namespaces, parent.namespaces);
+        assert!(born.thread_namespaces.is_empty());
+    }
 
     /// The loop driven by [`next_step`] on a simulated clock: `cost` is what each step takes,
     /// `events_per_ms` how many pids arrive each millisecond. Returns when each scan and each

@@ -1,0 +1,714 @@
+//! Every family nsexporter exports, declared once: name, help, type, label names (and buckets),
+//! which part of the exposition it is written into, when it is exported, and what writes its
+//! samples. The registries, the per-scan view, the self-process collector and
+//! `docs/metrics.md` (by a test) all follow this table; the code that records a family names
+//! it by its [`Id`].
+
+use crate::attribution::{NameErrorReason, NameSource};
+use crate::events::{DropReason, LostReason};
+use crate::model::{HeldBy, NsType};
+use crate::policy::Rule;
+use crate::scan::pins::SocketSkip;
+use crate::scan::{ErrorReason, FailureReason};
+
+/// One metric family.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Label names, in the order the code that records it gives their values.
+    pub labels: &'static [&'static str],
+    /// The label values exported at 0 from the start, one list for each label: every
+    /// combination is there before anything is counted, so that `rate()` and alerts see a
+    /// zero, not nothing. Empty: series appear as they are set. A family without labels is
+    /// always there.
+    pub preset: &'static [LabelValues],
+    pub part: Part,
+    pub when: When,
+    pub written_by: WrittenBy,
+}
+
+/// The values of one label.
+pub type LabelValues = fn() -> Vec<&'static str>;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    /// With its bucket bounds.
+    Histogram(&'static [f64]),
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram(_) => "histogram",
+        }
+    }
+}
+
+/// Which encoded part of the exposition a family is in: the scan's part is encoded once a
+/// scan and reused by the sweeps; the live part is encoded again after every sweep and batch
+/// of events, which change it between scans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Scan,
+    Live,
+}
+
+/// When a family is exported: with sweeps, process events and eBPF off, the exposition is
+/// what it was before they existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// With sweeps on (`--scan.sweep-interval` shorter than the scan interval).
+    Sweeps,
+    /// With the proc connector listening (`--scan.proc-events`).
+    ProcEvents,
+    /// With the eBPF source attached (`--scan.ebpf`).
+    Ebpf,
+    /// With any of the three.
+    BetweenScans,
+}
+
+/// What runs between scans, as the scan loop started it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BetweenScans {
+    pub sweeps: bool,
+    pub proc_events: bool,
+    pub ebpf: bool,
+}
+
+impl When {
+    pub fn holds(self, on: BetweenScans) -> bool {
+        match self {
+            When::Always => true,
+            When::Sweeps => on.sweeps,
+            When::ProcEvents => on.proc_events,
+            When::Ebpf => on.ebpf,
+            When::BetweenScans => on.sweeps || on.proc_events || on.ebpf,
+        }
+    }
+}
+
+/// What keeps a family's samples and writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrittenBy {
+    /// A `prometheus` registry: counters and histograms that accumulate, and gauges that a
+    /// record sets.
+    Registry,
+    /// The per-scan [`super::view::ScanView`]: a series per namespace or container, replaced
+    /// whole each scan.
+    View,
+    /// The exporter's own process, read when the scan's part is encoded.
+    OwnProcess,
+}
+
+const SCAN: Family = Family {
+    name: "",
+    help: "",
+    kind: Kind::Gauge,
+    labels: &[],
+    preset: &[],
+    part: Part::Scan,
+    when: When::Always,
+    written_by: WrittenBy::Registry,
+};
+const LIVE: Family = Family {
+    part: Part::Live,
+    ..SCAN
+};
+const VIEW: Family = Family {
+    written_by: WrittenBy::View,
+    ..SCAN
+};
+const LIVE_VIEW: Family = Family {
+    part: Part::Live,
+    ..VIEW
+};
+const OWN_PROCESS: Family = Family {
+    written_by: WrittenBy::OwnProcess,
+    ..SCAN
+};
+
+/// Lifetimes run from a `unshare` that lives a second to a host namespace that lives for months;
+/// short-lived ones (a CI step, a probe's exec) get the finer buckets.
+const LIFETIME_BUCKETS: &[f64] = &[
+    1.0, 2.5, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
+];
+const SCAN_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+const NS_TYPES: LabelValues = || NsType::ALL.map(NsType::as_str).to_vec();
+const RULES: LabelValues = || Rule::ALL.map(Rule::as_str).to_vec();
+const ORPHAN_HELD_BY: LabelValues = || HeldBy::orphan_values().map(HeldBy::as_str).collect();
+const SOCKET_SKIPS: LabelValues = || SocketSkip::ALL.map(SocketSkip::as_str).to_vec();
+const FAILURES: LabelValues = || FailureReason::ALL.map(FailureReason::as_str).to_vec();
+const ERRORS: LabelValues = || ErrorReason::ALL.map(ErrorReason::as_str).to_vec();
+const NAME_SOURCES: LabelValues = || NameSource::ALL.map(NameSource::as_str).to_vec();
+const NAME_ERRORS: LabelValues = || NameErrorReason::ALL.map(NameErrorReason::as_str).to_vec();
+const DROPS: LabelValues = || DropReason::ALL.map(DropReason::as_str).to_vec();
+const LOSSES: LabelValues = || LostReason::ALL.map(LostReason::as_str).to_vec();
+
+/// Declares [`Id`] and [`FAMILIES`] from one list of rows.
+macro_rules! families {
+    ($( $id:ident = $row:expr, )+) => {
+        /// A family, as the code that records it names it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Id {
+            $( $id, )+
+        }
+
+        impl Id {
+            pub const ALL: [Id; [$( Id::$id ),+].len()] = [$( Id::$id ),+];
+
+            /// Position in [`Self::ALL`] and in [`FAMILIES`], to index per-family arrays.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+
+            /// Its row of [`FAMILIES`].
+            pub fn family(self) -> &'static Family {
+                &FAMILIES[self.index()]
+            }
+        }
+
+        /// Every family, in the order of [`Id`]. The exposition is in name order whatever
+        /// the order here.
+        pub static FAMILIES: [Family; Id::ALL.len()] = [$( $row, )+];
+    };
+}
+
+families! {
+    Namespaces = Family {
+        name: "nsexporter_namespaces",
+        help: "Namespaces seen in the last scan, by type.",
+        kind: Kind::Gauge,
+        labels: &["type"],
+        preset: &[NS_TYPES],
+        ..SCAN
+    },
+    NamespaceProcesses = Family {
+        name: "nsexporter_namespace_processes",
+        help: "Member processes of each namespace in the last scan.",
+        kind: Kind::Gauge,
+        labels: &["type", "inode"],
+        ..VIEW
+    },
+    NamespaceInfo = Family {
+        name: "nsexporter_namespace_info",
+        help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
+        kind: Kind::Gauge,
+        labels: &["type", "inode", "host", "held_by", "pinned_at", "userns", "parent", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
+        ..VIEW
+    },
+    NamespaceStartTime = Family {
+        name: "nsexporter_namespace_start_time_seconds",
+        help: "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
+        kind: Kind::Gauge,
+        labels: &["type", "inode"],
+        ..VIEW
+    },
+    Created = Family {
+        name: "nsexporter_namespaces_created_total",
+        help: "Namespaces first seen after the first scan, by type.",
+        kind: Kind::Counter,
+        labels: &["type"],
+        preset: &[NS_TYPES],
+        ..SCAN
+    },
+    Destroyed = Family {
+        name: "nsexporter_namespaces_destroyed_total",
+        help: "Namespaces no longer seen, by type.",
+        kind: Kind::Counter,
+        labels: &["type"],
+        preset: &[NS_TYPES],
+        ..SCAN
+    },
+    Lifetime = Family {
+        name: "nsexporter_namespace_lifetime_seconds",
+        help: "Lifetimes of destroyed namespaces, from estimated creation to the scan that missed them.",
+        kind: Kind::Histogram(LIFETIME_BUCKETS),
+        labels: &["type"],
+        preset: &[NS_TYPES],
+        ..SCAN
+    },
+    WorkloadHostNamespace = Family {
+        name: "nsexporter_workload_host_namespace",
+        help: "1 for each container with a process in the host's namespace of that type, allowed or not.",
+        kind: Kind::Gauge,
+        labels: &["type", "runtime", "container_id", "container", "pod", "k8s_namespace"],
+        ..VIEW
+    },
+    FindingsActive = Family {
+        name: "nsexporter_sharing_findings_active",
+        help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
+        kind: Kind::Gauge,
+        labels: &["rule", "type", "declared", "runtime", "container_id", "container", "pod", "k8s_namespace"],
+        ..LIVE_VIEW
+    },
+    FindingsTotal = Family {
+        name: "nsexporter_sharing_findings_total",
+        help: "Sharing findings counted as they first appear, by rule and type.",
+        kind: Kind::Counter,
+        labels: &["rule", "type"],
+        preset: &[RULES, NS_TYPES],
+        ..LIVE
+    },
+    Orphans = Family {
+        name: "nsexporter_orphaned_namespaces",
+        help: "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount, an open fd or a socket made in it (held_by): leaked, most often.",
+        kind: Kind::Gauge,
+        labels: &["type", "held_by"],
+        preset: &[NS_TYPES, ORPHAN_HELD_BY],
+        ..SCAN
+    },
+    OrphanMaxAge = Family {
+        name: "nsexporter_orphaned_namespace_max_age_seconds",
+        help: "Seconds the oldest orphaned namespace of each type and held_by has had no member process (counted from when the exporter first saw it so).",
+        kind: Kind::Gauge,
+        labels: &["type", "held_by"],
+        ..SCAN
+    },
+    FdsSkipped = Family {
+        name: "nsexporter_fd_scan_skipped_processes",
+        help: "Processes of other users whose open fds the last fd pass could not read: listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH. Namespaces held only by their fds are not seen.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    SocketsSkipped = Family {
+        name: "nsexporter_fd_scan_skipped_sockets",
+        help: "Socket fds whose network namespace the last fd pass could not learn, by reason: other_pid_namespace (the procfs is not of the exporter's pid namespace: a pod without hostPID), no_net_admin (SIOCGSKNS needs CAP_NET_ADMIN), permission_denied (pidfd_getfd refused: no CAP_SYS_PTRACE over the holder, or an LSM), unsupported (Linux < 5.6). Network namespaces held only by such sockets are not seen.",
+        kind: Kind::Gauge,
+        labels: &["reason"],
+        preset: &[SOCKET_SKIPS],
+        ..SCAN
+    },
+    SocketQueries = Family {
+        name: "nsexporter_fd_scan_socket_queries_total",
+        help: "Sockets whose network namespace an fd pass asked of the kernel (pidfd_getfd, then SIOCGSKNS): each socket once while it lives, so this follows how many sockets are opened, not how many are open.",
+        kind: Kind::Counter,
+        ..SCAN
+    },
+    HostSource = Family {
+        name: "nsexporter_host_namespaces_source",
+        help: "1 for where the last scan found the host's namespaces: init (PID 1), kthreadd (PID 2, where PID 1 is protected) or none (neither readable: no host sharing can be seen).",
+        kind: Kind::Gauge,
+        labels: &["source"],
+        ..SCAN
+    },
+    Processes = Family {
+        name: "nsexporter_processes",
+        help: "Processes read in the last scan.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    Scans = Family {
+        name: "nsexporter_scans_total",
+        help: "Scans of the procfs, successful or not.",
+        kind: Kind::Counter,
+        ..SCAN
+    },
+    ScanSuccess = Family {
+        name: "nsexporter_scan_success",
+        help: "1 if the last scan succeeded, 0 if it failed (see nsexporter_scan_failures_total); the namespace and finding series are then the last good scan's.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    ScanFailures = Family {
+        name: "nsexporter_scan_failures_total",
+        help: "Scans that produced no snapshot, by reason: procfs_unavailable (the procfs root is gone), no_processes, too_many_open_files, permission_denied, io_error.",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        preset: &[FAILURES],
+        ..SCAN
+    },
+    ScanErrors = Family {
+        name: "nsexporter_scan_errors_total",
+        help: "Failed reads during scans, by reason. Processes that exit mid-scan are not errors. A process that keeps failing the same way is counted once, when it began (see nsexporter_scan_errors_standing).",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        preset: &[ERRORS],
+        ..SCAN
+    },
+    ScanErrorsStanding = Family {
+        name: "nsexporter_scan_errors_standing",
+        help: "Processes whose reads failed in the last scan for the same reason as in the scan before: how the node is built (a protected init, a process an LSM hides), counted once in nsexporter_scan_errors_total and not every scan.",
+        kind: Kind::Gauge,
+        labels: &["reason"],
+        preset: &[ERRORS],
+        ..SCAN
+    },
+    NameSourceErrors = Family {
+        name: "nsexporter_name_source_errors_total",
+        help: "Failed reads of the files that name containers, by source (kubelet, spec, docker, podman) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
+        kind: Kind::Counter,
+        labels: &["source", "reason"],
+        preset: &[NAME_SOURCES, NAME_ERRORS],
+        ..SCAN
+    },
+    ScanDuration = Family {
+        name: "nsexporter_scan_duration_seconds",
+        help: "Duration of each scan of the procfs.",
+        kind: Kind::Histogram(SCAN_DURATION_BUCKETS),
+        ..SCAN
+    },
+    ScanInterval = Family {
+        name: "nsexporter_scan_interval_seconds",
+        help: "The configured time between two scans.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    LastScan = Family {
+        name: "nsexporter_last_scan_timestamp_seconds",
+        help: "Unix time of the last successful scan.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    Identity = Family {
+        name: "nsexporter_namespace_identity",
+        help: "1 for how the last scan told namespaces apart across scans: kernel_id (NS_GET_ID, never reused, exact) or heuristic (inode and member start times, where the kernel lacks NS_GET_ID).",
+        kind: Kind::Gauge,
+        labels: &["method"],
+        ..SCAN
+    },
+    IdQueries = Family {
+        name: "nsexporter_namespace_id_queries_total",
+        help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
+        kind: Kind::Counter,
+        ..SCAN
+    },
+    CgroupLayout = Family {
+        name: "nsexporter_cgroup_layout",
+        help: "1 for the host's cgroup layout: v1, hybrid, unified or unknown. On v1 and hybrid, cgroup is not in the default host_namespace_types.",
+        kind: Kind::Gauge,
+        labels: &["layout"],
+        ..SCAN
+    },
+    Sweeps = Family {
+        name: "nsexporter_sweeps_total",
+        help: "Sweeps between full scans for new processes (--scan.sweep-interval).",
+        kind: Kind::Counter,
+        when: When::Sweeps,
+        ..LIVE
+    },
+    SweepProcesses = Family {
+        name: "nsexporter_sweep_processes_total",
+        help: "Processes read between full scans, by the sweeps and on process events.",
+        kind: Kind::Counter,
+        when: When::BetweenScans,
+        ..LIVE
+    },
+    SweepRechecked = Family {
+        name: "nsexporter_sweep_rechecked_processes_total",
+        help: "Containers' processes whose namespace links the sweeps read again in place, to see a process that moves with setns(2).",
+        kind: Kind::Counter,
+        when: When::Sweeps,
+        ..LIVE
+    },
+    ProcEvents = Family {
+        name: "nsexporter_proc_events_total",
+        help: "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
+        kind: Kind::Counter,
+        when: When::ProcEvents,
+        ..LIVE
+    },
+    ProcEventsDropped = Family {
+        name: "nsexporter_proc_events_dropped_total",
+        help: "Process events lost before they were judged, by reason: queue_full (the exporter's bounded queue was full) or kernel_overrun (the kernel's socket buffer overflowed, ENOBUFS; one per overrun, which loses an unknown number). The sweeps still see those processes.",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        preset: &[DROPS],
+        when: When::ProcEvents,
+        ..LIVE
+    },
+    EbpfChanges = Family {
+        name: "nsexporter_ebpf_namespace_changes_total",
+        help: "Namespace changes the eBPF source reported (--scan.ebpf), by the system call and the type of namespace entered; each is judged by the host rules at once.",
+        kind: Kind::Counter,
+        labels: &["syscall", "type"],
+        when: When::Ebpf,
+        ..LIVE
+    },
+    EbpfLost = Family {
+        name: "nsexporter_ebpf_events_lost_total",
+        help: "Namespace changes the eBPF source lost before they were judged, by reason: ring_buffer_full (the kernel's ring buffer was full) or queue_full (the exporter's bounded queue was). The sweeps and scans still see where those processes are now.",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        preset: &[LOSSES],
+        when: When::Ebpf,
+        ..LIVE
+    },
+    BuildInfo = Family {
+        name: "nsexporter_build_info",
+        help: "Always 1; labels name the version and the git revision it was built from.",
+        kind: Kind::Gauge,
+        labels: &["version", "revision"],
+        ..SCAN
+    },
+    ProcessCpu = Family {
+        name: "process_cpu_seconds_total",
+        help: "Total user and system CPU time spent in seconds.",
+        kind: Kind::Counter,
+        ..OWN_PROCESS
+    },
+    ProcessOpenFds = Family {
+        name: "process_open_fds",
+        help: "Number of open file descriptors.",
+        kind: Kind::Gauge,
+        ..OWN_PROCESS
+    },
+    ProcessMaxFds = Family {
+        name: "process_max_fds",
+        help: "Maximum number of open file descriptors.",
+        kind: Kind::Gauge,
+        ..OWN_PROCESS
+    },
+    ProcessVirtualMemory = Family {
+        name: "process_virtual_memory_bytes",
+        help: "Virtual memory size in bytes.",
+        kind: Kind::Gauge,
+        ..OWN_PROCESS
+    },
+    ProcessResidentMemory = Family {
+        name: "process_resident_memory_bytes",
+        help: "Resident memory size in bytes.",
+        kind: Kind::Gauge,
+        ..OWN_PROCESS
+    },
+    ProcessStartTime = Family {
+        name: "process_start_time_seconds",
+        help: "Start time of the process since unix epoch in seconds.",
+        kind: Kind::Gauge,
+        ..OWN_PROCESS
+    },
+}
+
+impl Family {
+    /// The families `written_by` writes into `part`.
+    pub fn all(written_by: WrittenBy, part: Part) -> impl Iterator<Item = (Id, &'static Family)> {
+        Id::ALL
+            .into_iter()
+            .map(|id| (id, id.family()))
+            .filter(move |(_, f)| f.written_by == written_by && f.part == part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use super::super::scenario::{Scans, change, finding, orphans};
+    use super::super::{Metrics, Outcome, PerNamespace};
+    use super::*;
+    use crate::model::ChangeSyscall;
+    use crate::procfs::ProcFs;
+
+    /// The families of an exposition text, by name: TYPE and HELP as written.
+    fn exported(text: &str) -> BTreeMap<String, (String, String)> {
+        let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                let help = help.replace("\\n", "\n").replace("\\\\", "\\");
+                out.entry(name.into()).or_default().1 = help;
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                out.entry(name.into()).or_default().0 = kind.into();
+            }
+        }
+        out
+    }
+
+    /// Everything on, and every family given a sample: the sweeps, the events with an eBPF
+    /// change, orphans, findings.
+    fn everything() -> Metrics {
+        let mut m = Metrics::new(
+            ProcFs::new("/proc"),
+            Duration::from_secs(15),
+            PerNamespace::All,
+        );
+        m.record(Outcome::Started {
+            cgroup_layout: crate::model::CgroupLayout::Unified,
+            between: BetweenScans {
+                sweeps: true,
+                proc_events: true,
+                ebpf: true,
+            },
+        });
+        let extra = [finding(Rule::CrossWorkload, NsType::Ipc, "ee")];
+        Scans::new().record(&mut m, 100_000, &[], &extra, &orphans());
+        m.record(Outcome::Events {
+            proc_events: 1,
+            read: 1,
+            new_findings: &[],
+            changes: &[change(
+                300,
+                ChangeSyscall::Setns,
+                &[(NsType::Net, 4026531992)],
+            )],
+        });
+        m
+    }
+
+    /// Every family exported is in the table, with its type, help and part, and every family
+    /// in the table is exported: one registered by hand, or a row that nothing writes, fails.
+    #[test]
+    fn the_exposition_is_the_table() {
+        let mut m = everything();
+        let e = m.exposition();
+        let text = std::str::from_utf8(&e.text).unwrap();
+        let (scan, live) = text.split_at(m.scan_part.scan_len);
+        let mut seen = BTreeSet::new();
+        for (part, text) in [(Part::Scan, scan), (Part::Live, live)] {
+            for (name, (kind, help)) in exported(text) {
+                let Some(f) = FAMILIES.iter().find(|f| f.name == name) else {
+                    panic!("{name} is exported but not in the table");
+                };
+                assert_eq!(kind, f.kind.as_str(), "{name}'s type");
+                assert_eq!(help, f.help, "{name}'s help");
+                assert_eq!(part, f.part, "{name} is in the other part");
+                assert!(seen.insert(name.clone()), "{name} is exported twice");
+            }
+        }
+        for f in &FAMILIES {
+            assert!(
+                seen.contains(f.name),
+                "{} is in the table, not exported",
+                f.name
+            );
+        }
+    }
+
+    /// Before the first scan, with each of what runs between scans on alone: its families are
+    /// exported, and the others' are not.
+    #[test]
+    fn what_runs_between_scans_is_exported_only_where_it_runs() {
+        let off = BetweenScans::default();
+        for on in [
+            off,
+            BetweenScans {
+                sweeps: true,
+                ..off
+            },
+            BetweenScans {
+                proc_events: true,
+                ..off
+            },
+            BetweenScans { ebpf: true, ..off },
+        ] {
+            let mut m = Metrics::new(
+                ProcFs::new("/proc"),
+                Duration::from_secs(15),
+                PerNamespace::All,
+            );
+            m.record(Outcome::Started {
+                cgroup_layout: crate::model::CgroupLayout::Unified,
+                between: on,
+            });
+            let e = m.exposition();
+            let names = exported(std::str::from_utf8(&e.text).unwrap());
+            for f in FAMILIES
+                .iter()
+                .filter(|f| f.written_by == WrittenBy::Registry)
+            {
+                // None is there where it does not hold; those with series from the start
+                // are there where it does.
+                let there = names.contains_key(f.name);
+                if !f.when.holds(on) {
+                    assert!(!there, "{} exported with {on:?}", f.name);
+                } else if f.preset.len() == f.labels.len() {
+                    assert!(there, "{} not exported with {on:?}", f.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_are_well_formed() {
+        let mut names = BTreeSet::new();
+        for f in &FAMILIES {
+            assert!(names.insert(f.name), "{} twice", f.name);
+            assert!(
+                f.name.starts_with("nsexporter_") || f.written_by == WrittenBy::OwnProcess,
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                f.name.ends_with("_total"),
+                f.kind == Kind::Counter,
+                "{}: _total is for counters, and only for them",
+                f.name
+            );
+            assert!(f.help.ends_with('.'), "{}'s help", f.name);
+            assert!(
+                f.preset.is_empty() || f.preset.len() == f.labels.len(),
+                "{}: a list of values for each label, or none",
+                f.name
+            );
+            for label in f.labels {
+                assert!(
+                    label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    "{}: {label}",
+                    f.name
+                );
+            }
+            // What runs between scans changes the live part only.
+            assert!(f.when == When::Always || f.part == Part::Live, "{}", f.name);
+        }
+    }
+
+    /// docs/metrics.md's table of metrics names every family of the table, with its labels
+    /// and type, and no other.
+    #[test]
+    fn docs_metrics_md_lists_the_table() {
+        let doc = include_str!("../../docs/metrics.md");
+        let section = doc
+            .split("\n## Metrics\n")
+            .nth(1)
+            .and_then(|s| s.split("\n#").next())
+            .expect("docs/metrics.md has a ## Metrics section");
+        let mut documented = BTreeMap::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let kind = cells[2];
+            for metric in cells[1].split('`').skip(1).step_by(2) {
+                let (name, labels) = match metric.split_once('{') {
+                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                    None => (metric, ""),
+                };
+                let labels: BTreeSet<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+                assert!(
+                    documented.insert(name, (labels, kind)).is_none(),
+                    "{name} documented twice"
+                );
+            }
+        }
+        for f in &FAMILIES {
+            let Some((labels, kind)) = documented.remove(f.name) else {
+                panic!("{} is not in docs/metrics.md", f.name);
+            };
+            let want: BTreeSet<&str> = f.labels.iter().copied().collect();
+            assert_eq!(labels, want, "{}'s labels in docs/metrics.md", f.name);
+            assert!(
+                kind.is_empty() || kind == f.kind.as_str(),
+                "{} is a {} in docs/metrics.md",
+                f.name,
+                kind
+            );
+        }
+        assert!(
+            documented.is_empty(),
+            "documented, not in the table: {:?}",
+            documented.keys()
+        );
+    }
+}
