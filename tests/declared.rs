@@ -313,18 +313,7 @@ fn runc_joining_another_containers_net_by_path_is_declared() {
     let _guard = serial();
     let run = Run::new();
     let base = run.run(Bundle::busybox("base").args(&["sleep", "1000"]));
-    let net = format!("/proc/{}/ns/net", base.pid());
-    let joiner = run.run(
-        Bundle::busybox("joiner")
-            .args(&["sleep", "1000"])
-            .namespaces(&[
-                ("pid", None),
-                ("net", Some(&net)),
-                ("ipc", None),
-                ("uts", None),
-                ("mnt", None),
-            ]),
-    );
+    let joiner = run.net_joiner("joiner", &base);
     let e = exporter(&run);
     let m = scan_after(&e, scans(&e));
     assert!(
@@ -352,15 +341,10 @@ fn runc_joining_another_containers_net_by_path_is_declared() {
 #[test]
 #[ignore = "needs root, docker.io, podman, catatonit and busybox-static (scripts/install-test-deps)"]
 fn docker_and_podman_declarations() {
-    use support::engines::{Dockerd, PodmanStore, busybox_tar};
+    use support::engines::with_busybox;
     let _guard = serial();
     let work = tempfile::tempdir().unwrap();
-    let tar = busybox_tar(work.path());
-    let tar = tar.to_str().unwrap();
-    let docker = Dockerd::start();
-    docker.docker(&["import", tar, "nsx-busybox"]);
-    let podman = PodmanStore::new();
-    podman.podman(&["import", tar, "nsx-busybox"]);
+    let (docker, podman) = with_busybox(work.path());
     let run = Run::new();
     let e = Exporter::start(&[
         &format!("--path.run={}", run.path().display()),
@@ -435,8 +419,14 @@ fn docker_and_podman_declarations() {
         f.retain(|(id, _, _)| ours.contains(&id));
         f
     };
-    assert_eq!(of_ours("undeclared_namespace"), []);
-    assert_eq!(of_ours("user_namespace_not_applied"), []);
+    for rule in ["undeclared_namespace", "user_namespace_not_applied"] {
+        let found = of_ours(rule);
+        assert!(
+            found.is_empty(),
+            "{rule}: {found:?} (web {web}, x {x}, joiner {joiner}, pod {pod_a}, infra {infra})\n{}",
+            e.stderr()
+        );
+    }
     // Each spec was read: a process beside each moved into the host's net is undeclared.
     let pid_of = |inspect: String| inspect.trim().parse::<i32>().unwrap();
     let x_pid = pid_of(d(&["inspect", "--format", "{{.State.Pid}}", &x]));

@@ -96,6 +96,28 @@ fn changes_logged(log: &str, fields: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Host-namespace findings of type net counted so far.
+fn host_net(m: &Metrics) -> f64 {
+    m.value(
+        "nsexporter_sharing_findings_total",
+        &[("rule", "host_namespace"), ("type", "net")],
+    )
+    .unwrap_or(0.0)
+}
+
+/// A pod `web-…` in `shop`, and a kubelet log directory (in the temporary directory) to name
+/// its containers in.
+fn web_pod() -> (tempfile::TempDir, std::path::PathBuf, Pod) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("containers");
+    std::fs::create_dir(&logs).unwrap();
+    (
+        dir,
+        logs,
+        Pod::new(format!("web-{}", &hex_id()[..5]), "shop"),
+    )
+}
+
 /// A process of a pod's container, 10 s old, enters the host's network namespace for 10 ms
 /// and comes back: with scans a minute apart and no sweeps, the kernel's report alone counts
 /// it, with its container and pod, within seconds and before the second scan, and says it
@@ -105,20 +127,10 @@ fn changes_logged(log: &str, fields: &[String]) -> Vec<String> {
 fn a_10_ms_stay_in_the_hosts_net_is_counted_with_its_container_and_pod() {
     let _serial = serial();
     let _tracefs = Tracefs::ensure();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("containers");
-    std::fs::create_dir(&logs).unwrap();
-    let pod = Pod::new(format!("web-{}", &hex_id()[..5]), "shop");
+    let (_dir, logs, pod) = web_pod();
     let born = Instant::now();
     let visitor = Visitor::in_pod(&pod, &logs, "app", "net", 0.010);
     let (e, m) = started_with_ebpf(&[&format!("--path.kubelet-logs={}", logs.display())]);
-    let host_net = |m: &Metrics| {
-        m.value(
-            "nsexporter_sharing_findings_total",
-            &[("rule", "host_namespace"), ("type", "net")],
-        )
-        .unwrap_or(0.0)
-    };
     let before = host_net(&m);
     std::thread::sleep(Duration::from_secs(10).saturating_sub(born.elapsed()));
     visitor.go();
@@ -197,19 +209,9 @@ fn a_10_ms_stay_in_the_hosts_net_is_counted_with_its_container_and_pod() {
 fn a_child_gone_before_it_is_read_is_counted_with_its_parents_container() {
     let _serial = serial();
     let _tracefs = Tracefs::ensure();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("containers");
-    std::fs::create_dir(&logs).unwrap();
-    let pod = Pod::new(format!("web-{}", &hex_id()[..5]), "shop");
+    let (_dir, logs, pod) = web_pod();
     let visitor = Visitor::in_pod_by_a_child(&pod, &logs, "app", "net");
     let (e, m) = started_with_ebpf(&[&format!("--path.kubelet-logs={}", logs.display())]);
-    let host_net = |m: &Metrics| {
-        m.value(
-            "nsexporter_sharing_findings_total",
-            &[("rule", "host_namespace"), ("type", "net")],
-        )
-        .unwrap_or(0.0)
-    };
     let before = host_net(&m);
     visitor.go();
     let child = visitor.child();

@@ -345,17 +345,12 @@ fn a_protected_init_is_counted_once_and_then_standing() {
 #[test]
 #[ignore = "needs root, runc, docker.io, podman and busybox-static (scripts/install-test-deps)"]
 fn a_hundred_real_containers_start_and_stop_without_a_finding() {
-    use support::engines::{Dockerd, PodmanStore, busybox_tar};
+    use support::engines::with_busybox;
     use support::runc::{Bundle, Container};
     let _guard = serial();
     let started = Instant::now();
     let work = tempfile::tempdir().unwrap();
-    let tar = busybox_tar(work.path());
-    let tar = tar.to_str().unwrap();
-    let docker = Dockerd::start();
-    docker.docker(&["import", tar, "nsx-busybox"]);
-    let podman = PodmanStore::new();
-    podman.podman(&["import", tar, "nsx-busybox"]);
+    let (docker, podman) = with_busybox(work.path());
     let e = Exporter::start(&[
         "--scan.interval=1s",
         "--scan.sweep-interval=100ms",

@@ -774,15 +774,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                     }
                 }
                 let mut made = crate::support::runc::parents_made();
-                for parent in &dirs[1..] {
-                    if !made.contains(parent)
-                        || has_subdirectory(parent)
-                        || std::fs::remove_dir(parent).is_err()
-                    {
-                        break;
-                    }
-                    made.remove(parent);
-                }
+                crate::support::runc::remove_parents_made(&dirs[1..], &mut made);
             }
         }
         // The shims (`containerd-shim-runc-v2 … -address <socket>`) exit once their task is
@@ -866,12 +858,6 @@ fn processes_with_arg(arg: &str) -> Vec<i32> {
                 .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
         })
         .collect()
-}
-
-fn has_subdirectory(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().any(|e| e.path().is_dir()))
-        .unwrap_or(false)
 }
 
 /// A `docker save`-format tar of [`IMAGE`] in `dir`: `manifest.json` naming it, its config

@@ -7,20 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::runc::{Bundle, Container, cgroup_mounts, hex_id};
+use super::visitor::uuid;
 use super::{Exporter, Metrics, Spawned, ns_inode, wait_for};
-
-/// A pod uid's shape, unique per call.
-pub fn uuid() -> String {
-    let h = hex_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
 
 /// The `--path.run` of a test: `runc/` with a link per container.
 pub struct Run {
@@ -57,6 +45,23 @@ impl Run {
     /// state where the exporter looks.
     pub fn run(&self, bundle: Bundle) -> Container {
         self.try_run(bundle).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A busybox container named `name` that sleeps in namespaces of its own but for `base`'s
+    /// network namespace, which its spec joins by path.
+    pub fn net_joiner(&self, name: &str, base: &Container) -> Container {
+        let net = format!("/proc/{}/ns/net", base.pid());
+        self.run(
+            Bundle::busybox(name)
+                .args(&["sleep", "100000"])
+                .namespaces(&[
+                    ("pid", None),
+                    ("net", Some(&net)),
+                    ("ipc", None),
+                    ("uts", None),
+                    ("mnt", None),
+                ]),
+        )
     }
 
     pub fn try_run(&self, bundle: Bundle) -> Result<Container, String> {

@@ -55,6 +55,21 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     tar
 }
 
+/// The name of the busybox image [`with_busybox`] imports.
+pub const BUSYBOX_IMAGE: &str = "nsx-busybox";
+
+/// A dockerd and a Podman store of the test's own, each with the busybox rootfs imported as
+/// [`BUSYBOX_IMAGE`] (no registry here); the tar is made in `work`.
+pub fn with_busybox(work: &Path) -> (Dockerd, PodmanStore) {
+    let tar = busybox_tar(work);
+    let tar = tar.to_str().unwrap();
+    let docker = Dockerd::start();
+    docker.docker(&["import", tar, BUSYBOX_IMAGE]);
+    let podman = PodmanStore::new();
+    podman.podman(&["import", tar, BUSYBOX_IMAGE]);
+    (docker, podman)
+}
+
 /// A dockerd of the test's own. Its data root is what `--path.docker` reads.
 pub struct Dockerd {
     child: Child,

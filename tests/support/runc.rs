@@ -336,6 +336,21 @@ fn has_subdirectory(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Removes `parents` (deepest first) that a test made ([`parents_made`]), up to the first
+/// that is not its to remove: not made by a test, or still holding another container's cgroup,
+/// whose owner removes it later.
+pub fn remove_parents_made(parents: &[PathBuf], made: &mut BTreeSet<PathBuf>) {
+    for parent in parents {
+        if !made.contains(parent)
+            || has_subdirectory(parent)
+            || std::fs::remove_dir(parent).is_err()
+        {
+            break;
+        }
+        made.remove(parent);
+    }
+}
+
 /// The mount point of every cgroup hierarchy, v1 and v2, cpuset included (runc makes the
 /// group there too).
 pub fn cgroup_mounts() -> Vec<PathBuf> {
@@ -611,16 +626,7 @@ impl Container {
                 problems.push(format!("cgroup {} is left", dirs[0].display()));
                 continue;
             }
-            for parent in &dirs[1..] {
-                // Not ours, or another container's cgroup is below: that one removes it later.
-                if !made.contains(parent)
-                    || has_subdirectory(parent)
-                    || std::fs::remove_dir(parent).is_err()
-                {
-                    break;
-                }
-                made.remove(parent);
-            }
+            remove_parents_made(&dirs[1..], &mut made);
         }
         let list = self.runc(&["list", "--quiet"]);
         let listed = String::from_utf8_lossy(&list.stdout);
