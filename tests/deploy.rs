@@ -1443,6 +1443,18 @@ fn proc_events_component_adds_what_the_proc_connector_needs() {
     assert!(file_capabilities().contains(&"NET_ADMIN".to_string()));
 }
 
+/// A pod spec without what a component may add to it: the container's args, mounts and added
+/// capabilities, and the volumes; the rest must be the base's.
+fn without_grants(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let c = &mut spec["containers"][0];
+    c["args"] = json!(null);
+    c["volumeMounts"] = json!(null);
+    c["securityContext"]["capabilities"]["add"] = json!(null);
+    spec["volumes"] = json!(null);
+    spec
+}
+
 /// The capabilities the Containerfile's `setcap` grants the image's binary, as Kubernetes
 /// names them (`cap_net_admin` → `NET_ADMIN`).
 fn file_capabilities() -> Vec<String> {
@@ -1535,16 +1547,7 @@ fn ebpf_component_adds_what_the_ebpf_source_needs() {
     );
     assert_eq!(ebpf["hostPID"], json!(false));
     // Nothing else of the pod changes.
-    let without = |spec: &Value| {
-        let mut spec = spec.clone();
-        let c = &mut spec["containers"][0];
-        c["args"] = json!(null);
-        c["volumeMounts"] = json!(null);
-        c["securityContext"]["capabilities"]["add"] = json!(null);
-        spec["volumes"] = json!(null);
-        spec
-    };
-    assert_eq!(without(&ebpf), without(&base));
+    assert_eq!(without_grants(&ebpf), without_grants(&base));
 }
 
 /// The tls component serves the metrics port with the web config and certificate from their
@@ -1658,14 +1661,5 @@ fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
     assert_eq!(added(&names), ["SYS_PTRACE", "DAC_READ_SEARCH"]);
     assert!(file_capabilities().contains(&"DAC_READ_SEARCH".to_string()));
     // Nothing else of the pod changes.
-    let without = |spec: &Value| {
-        let mut spec = spec.clone();
-        let c = &mut spec["containers"][0];
-        c["args"] = json!(null);
-        c["volumeMounts"] = json!(null);
-        c["securityContext"]["capabilities"]["add"] = json!(null);
-        spec["volumes"] = json!(null);
-        spec
-    };
-    assert_eq!(without(&names), without(&base));
+    assert_eq!(without_grants(&names), without_grants(&base));
 }
