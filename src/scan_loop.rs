@@ -530,6 +530,8 @@ impl ScanLoop {
             .enumerate()
             .map(|(at, p)| (p.id, at))
             .collect();
+        // Parents of processes gone unread, as read in this batch (`None`: gone too).
+        let mut parents: HashMap<ProcessId, Option<Process>> = HashMap::new();
         for change in &changes {
             let at = match index.get(&change.process) {
                 Some(&at) => at,
@@ -542,7 +544,11 @@ impl ScanLoop {
                     _ => {
                         let parent = change.parent.and_then(|parent| match index.get(&parent) {
                             Some(&at) => Some(processes[at].clone()),
-                            None => self.read_one(parent, &known),
+                            // Read once a batch: a flood of short-lived children has one parent.
+                            None => parents
+                                .entry(parent)
+                                .or_insert_with(|| self.read_one(parent, &known))
+                                .clone(),
                         });
                         let Some(parent) = parent else {
                             tracing::debug!(
