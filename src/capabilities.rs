@@ -28,6 +28,12 @@ pub fn effective(cap: Capability) -> bool {
     caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
 }
 
+/// Whether this thread can list and read any user's files (CAP_DAC_READ_SEARCH or
+/// CAP_DAC_OVERRIDE effective): otherwise another user's `/proc/PID/fd` is EACCES.
+pub fn reads_everything() -> bool {
+    effective(Capability::CAP_DAC_READ_SEARCH) || effective(Capability::CAP_DAC_OVERRIDE)
+}
+
 /// What [`make_effective`] did.
 #[derive(Debug)]
 pub enum Made {
@@ -91,12 +97,6 @@ impl Raised {
     /// Whether the capability is now effective in this thread.
     pub fn held(&self) -> bool {
         effective(self.cap)
-    }
-
-    /// Whether this thread can now list and read any user's files (CAP_DAC_READ_SEARCH or
-    /// CAP_DAC_OVERRIDE effective): otherwise another user's `/proc/PID/fd` is EACCES.
-    pub fn reads_everything() -> bool {
-        effective(Capability::CAP_DAC_READ_SEARCH) || effective(Capability::CAP_DAC_OVERRIDE)
     }
 }
 
