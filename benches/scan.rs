@@ -912,7 +912,7 @@ fn profile_memory(scans: usize) -> MemoryProfile {
     }
     // One more snapshot, taken apart: what each part holds on the heap.
     let mut snapshot = scanner.scan(tracker.previous()).expect("scan").snapshot;
-    let size = std::mem::size_of::<nsexporter::model::ProcessId>();
+    let size = std::mem::size_of::<i32>();
     out.members_bytes = snapshot
         .namespaces
         .values()

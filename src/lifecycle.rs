@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{HeldBy, Namespace, NamespaceId, ScanTime, Snapshot};
+use crate::model::{HeldBy, Namespace, NamespaceId, ScanTime, Snapshot, share_a_member};
 
 /// What the tracker remembers of a live namespace.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -130,7 +130,9 @@ impl Tracker {
                 None => true,
                 Some(ns) => match (tracked.kernel_id, ns.kernel_id) {
                     (Some(old), Some(new)) => old != new,
-                    _ => previous.as_deref().is_some_and(|prev| is_reused(prev, ns)),
+                    _ => previous
+                        .as_deref()
+                        .is_some_and(|prev| is_reused(prev, &snapshot, ns)),
                 },
             })
             .map(|(id, _)| *id)
@@ -144,7 +146,7 @@ impl Tracker {
         }
 
         for ns in snapshot.namespaces.values() {
-            let members_start = snapshot.estimated_start_ticks(ns);
+            let members_start = ns.first_start;
             match self.live.get_mut(&ns.id) {
                 Some(t) => {
                     if let Some(s) = members_start {
@@ -187,14 +189,15 @@ fn lifetime(time: &ScanTime, start_ticks: u64) -> f64 {
 /// judged without kernel ids: none of its old members is left and every current member started
 /// after `prev` was taken. Namespaces without members carry no such evidence and are never
 /// judged reused.
-fn is_reused(prev: &Snapshot, ns: &Namespace) -> bool {
+fn is_reused(prev: &Snapshot, current: &Snapshot, ns: &Namespace) -> bool {
     let Some(old) = prev.namespaces.get(&ns.id) else {
         return false;
     };
-    if ns.members.is_empty() || old.members.iter().any(|m| ns.members.contains(m)) {
-        return false;
-    }
-    ns.members.iter().all(|m| m.start_ticks > prev.time.ticks)
+    let shared = share_a_member(
+        (&old.members, &prev.processes),
+        (&ns.members, &current.processes),
+    );
+    !shared && ns.first_start.is_some_and(|s| s > prev.time.ticks)
 }
 
 #[cfg(test)]
@@ -519,7 +522,7 @@ mod tests {
             .namespaces
             .entry(net(inode))
             .or_insert_with(|| Namespace::new(net(inode)));
-        ns.mounts.push(crate::model::MountPin {
+        ns.pins_mut().mounts.push(crate::model::MountPin {
             mnt_ns: 4026531832,
             path: "/run/netns/x".into(),
             via_pid: 1,
@@ -580,7 +583,7 @@ mod tests {
                 .namespaces
                 .entry(net(30))
                 .or_insert_with(|| Namespace::new(net(30)));
-            ns.sockets.push(crate::model::SocketPin {
+            ns.pins_mut().sockets.push(crate::model::SocketPin {
                 process: crate::model::ProcessId {
                     pid: 1,
                     start_ticks: 0,

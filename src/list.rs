@@ -80,12 +80,12 @@ pub fn rows(snapshot: &Snapshot, procfs: &ProcFs, only: Option<NsType>) -> Vec<R
                 held_by: ns.held_by(),
                 nsfs: (!paths.is_empty()).then(|| paths.join(",")),
                 fds: ns
-                    .fds
+                    .fds()
                     .iter()
                     .map(|f| format!("{}:{}", f.process.pid, f.fd))
                     .collect(),
                 sockets: ns
-                    .sockets
+                    .sockets()
                     .iter()
                     .map(|s| format!("{}:{}", s.process.pid, s.fd))
                     .collect(),

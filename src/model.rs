@@ -247,17 +247,18 @@ impl Process {
 /// [`Namespace::fds`], [`Namespace::sockets`]). `owner` (the owning user
 /// namespace) and `parent` (for pid and user namespaces) are the links ioctl_ns(2) exposes,
 /// as inodes; `lsns` calls them ONS and PNS.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Namespace {
     pub id: NamespaceId,
-    /// Member processes, in ascending pid order.
-    pub members: Vec<ProcessId>,
-    /// nsfs bind mounts of it, sorted, one per mount namespace and path.
-    pub mounts: Vec<MountPin>,
-    /// Open fds of it, sorted.
-    pub fds: Vec<FdPin>,
-    /// Sockets made in it and held by a process outside it, sorted (network namespaces only).
-    pub sockets: Vec<SocketPin>,
+    /// The member processes' pids, ascending: each is a process of its snapshot, whose
+    /// `processes` hold its start time. Pids, not [`ProcessId`]s: 4 bytes a membership, not
+    /// 16, in a list that has eight entries a process.
+    pub members: Vec<i32>,
+    /// The earliest start time among the members, in ticks since boot; `None` without members.
+    pub first_start: Option<u64>,
+    /// What holds it besides its members; `None`, with no allocation, where nothing does,
+    /// as for most namespaces.
+    pins: Option<Box<Pins>>,
     pub owner: Option<u64>,
     pub parent: Option<u64>,
     /// The kernel's namespace id (`NS_GET_ID`), never reused: carried over from the previous
@@ -266,18 +267,48 @@ pub struct Namespace {
     pub kernel_id: Option<u64>,
 }
 
+/// What holds a namespace besides its members, each list sorted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pins {
+    /// nsfs bind mounts of it, one per mount namespace and path.
+    pub mounts: Vec<MountPin>,
+    /// Open fds of it.
+    pub fds: Vec<FdPin>,
+    /// Sockets made in it and held by a process outside it (network namespaces only).
+    pub sockets: Vec<SocketPin>,
+}
+
 impl Namespace {
     pub fn new(id: NamespaceId) -> Self {
         Namespace {
             id,
             members: Vec::new(),
-            mounts: Vec::new(),
-            fds: Vec::new(),
-            sockets: Vec::new(),
+            first_start: None,
+            pins: None,
             owner: None,
             parent: None,
             kernel_id: None,
         }
+    }
+
+    /// Its nsfs bind mounts, sorted, one per mount namespace and path.
+    pub fn mounts(&self) -> &[MountPin] {
+        self.pins.as_ref().map_or(&[], |p| &p.mounts)
+    }
+
+    /// Its open fds, sorted.
+    pub fn fds(&self) -> &[FdPin] {
+        self.pins.as_ref().map_or(&[], |p| &p.fds)
+    }
+
+    /// The sockets made in it that a process outside it holds, sorted.
+    pub fn sockets(&self) -> &[SocketPin] {
+        self.pins.as_ref().map_or(&[], |p| &p.sockets)
+    }
+
+    /// Its pins, to add to (allocated on first use).
+    pub fn pins_mut(&mut self) -> &mut Pins {
+        self.pins.get_or_insert_with(Box::default)
     }
 
     /// What holds it alive.
@@ -285,9 +316,9 @@ impl Namespace {
         let mut held = HeldBy::default();
         for (holder, yes) in [
             (Holder::Process, !self.members.is_empty()),
-            (Holder::BindMount, !self.mounts.is_empty()),
-            (Holder::Fd, !self.fds.is_empty()),
-            (Holder::Socket, !self.sockets.is_empty()),
+            (Holder::BindMount, !self.mounts().is_empty()),
+            (Holder::Fd, !self.fds().is_empty()),
+            (Holder::Socket, !self.sockets().is_empty()),
         ] {
             if yes {
                 held = held.with(holder);
@@ -299,11 +330,37 @@ impl Namespace {
     /// The distinct paths it is mounted at, sorted: one path is often seen from many mount
     /// namespaces (`/run/netns` is a shared mount).
     pub fn mount_paths(&self) -> Vec<&str> {
-        let mut paths: Vec<&str> = self.mounts.iter().map(|m| &*m.path).collect();
+        let mut paths: Vec<&str> = self.mounts().iter().map(|m| &*m.path).collect();
         paths.sort_unstable();
         paths.dedup();
         paths
     }
+}
+
+/// Whether two member lists, each sorted and each of its own snapshot (`a_processes`,
+/// `b_processes`), hold one process: a pid in both with one start time in both (pids are
+/// reused).
+pub fn share_a_member(
+    (a, a_processes): (&[i32], &BTreeMap<i32, Process>),
+    (b, b_processes): (&[i32], &BTreeMap<i32, Process>),
+) -> bool {
+    let start = |processes: &BTreeMap<i32, Process>, pid| processes.get(&pid).map(|p| p.id);
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let old = start(a_processes, a[i]);
+                if old.is_some() && old == start(b_processes, b[j]) {
+                    return true;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    false
 }
 
 /// An nsfs bind mount: a namespace file mounted on a path (`ip netns add`, CNI's
@@ -597,10 +654,12 @@ impl Snapshot {
                 .filter_map(|t| process.namespace(t))
                 .chain(threads)
             {
-                let members = &mut namespaces.get_mut(&id).expect("counted above").members;
+                let ns = namespaces.get_mut(&id).expect("counted above");
                 // Two threads in one other namespace make the process a member once.
-                if members.last() != Some(&process.id) {
-                    members.push(process.id);
+                if ns.members.last() != Some(&process.id.pid) {
+                    ns.members.push(process.id.pid);
+                    let start = process.id.start_ticks;
+                    ns.first_start = Some(ns.first_start.map_or(start, |s| s.min(start)));
                 }
             }
         }
@@ -618,13 +677,8 @@ impl Snapshot {
     pub fn oldest_member(&self, ns: &Namespace) -> Option<&Process> {
         ns.members
             .iter()
-            .filter_map(|m| self.processes.get(&m.pid))
+            .filter_map(|pid| self.processes.get(pid))
             .min_by_key(|p| (p.id.start_ticks, p.id.pid))
-    }
-
-    /// Estimated creation time in ticks since boot: the earliest start time among the members.
-    pub fn estimated_start_ticks(&self, ns: &Namespace) -> Option<u64> {
-        ns.members.iter().map(|m| m.start_ticks).min()
     }
 }
 
@@ -643,18 +697,22 @@ mod tests {
     }
 
     /// Two threads in one other namespace make their process a member once; every member
-    /// list is allocated at its size.
+    /// list is allocated at its size; a namespace's first start is its earliest member's,
+    /// a thread's process counted.
     #[test]
     fn members_are_counted_once_and_lists_sized_exactly() {
         let process = |pid: i32, net: u64, threads: &[(i32, u64)]| {
             let mut namespaces = PerType::splat(None);
             namespaces[NsType::Net] = NonZeroU64::new(net);
             namespaces[NsType::User] = NonZeroU64::new(1);
+            // Started out of pid order, so that the first start is not the first member's.
+            let start_ticks = match pid {
+                10 => 200,
+                11 => 150,
+                _ => 120,
+            };
             Process {
-                id: ProcessId {
-                    pid,
-                    start_ticks: 100,
-                },
+                id: ProcessId { pid, start_ticks },
                 ppid: 1,
                 uid: 0,
                 comm: "p".into(),
@@ -694,13 +752,45 @@ mod tests {
         let members = |t, inode| {
             let ns = &s.namespaces[&NamespaceId { ns_type: t, inode }];
             assert_eq!(ns.members.len(), ns.members.capacity(), "{t} {inode}");
-            ns.members.iter().map(|m| m.pid).collect::<Vec<_>>()
+            ns.members.clone()
         };
         assert_eq!(members(NsType::Net, 7), [10, 11]);
         assert_eq!(members(NsType::Net, 8), [11]);
         assert_eq!(members(NsType::Net, 9), [11, 15]);
         assert_eq!(members(NsType::User, 1), [10, 11, 15]);
         assert_eq!(s.namespaces.len(), 4);
+        let first_start = |t, inode| s.namespaces[&NamespaceId { ns_type: t, inode }].first_start;
+        assert_eq!(first_start(NsType::Net, 7), Some(150));
+        assert_eq!(first_start(NsType::Net, 8), Some(150));
+        assert_eq!(first_start(NsType::Net, 9), Some(120));
+        assert_eq!(first_start(NsType::User, 1), Some(120));
+    }
+
+    /// A pid in both lists is one process only where its start time is one in both
+    /// snapshots: pids are reused.
+    #[test]
+    fn members_are_compared_by_pid_and_start_time() {
+        let processes = |ps: &[(i32, u64)]| -> BTreeMap<i32, Process> {
+            ps.iter()
+                .map(|&(pid, start_ticks)| {
+                    let id = ProcessId { pid, start_ticks };
+                    let p = Process {
+                        id,
+                        ..Process::fixture(pid, PerType::splat(None))
+                    };
+                    (pid, p)
+                })
+                .collect()
+        };
+        let old = processes(&[(1, 1), (5, 2), (9, 3)]);
+        let new = processes(&[(2, 1), (5, 3), (9, 3)]);
+        let share = |a: &[i32], b: &[i32]| share_a_member((a, &old), (b, &new));
+        assert!(share(&[1, 5, 9], &[2, 9]), "9 is one process in both");
+        assert!(!share(&[1, 5], &[5]), "pid 5 reused");
+        assert!(!share(&[1, 5], &[2]), "no pid in common");
+        assert!(!share(&[], &[5]));
+        // A pid its snapshot does not hold is no evidence.
+        assert!(!share(&[7], &[7]));
     }
 
     #[test]
@@ -744,12 +834,12 @@ mod tests {
             inode: 4026532177,
         });
         assert_eq!(ns.held_by().as_str(), "none");
-        ns.mounts.push(MountPin {
+        ns.pins_mut().mounts.push(MountPin {
             mnt_ns: 1,
             path: "/run/netns/x".into(),
             via_pid: 10,
         });
-        ns.mounts.push(MountPin {
+        ns.pins_mut().mounts.push(MountPin {
             mnt_ns: 2,
             path: "/run/netns/x".into(),
             via_pid: 20,

@@ -188,8 +188,8 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         let mut plumbing: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
         let mut pods: BTreeSet<&str> = BTreeSet::new();
         let (mut host, mut kernel) = (false, false);
-        for m in &ns.members {
-            match attribution.of(m.pid) {
+        for &pid in &ns.members {
+            match attribution.of(pid) {
                 Workload::Kernel => kernel = true,
                 Workload::Host => host = true,
                 Workload::Unknown => {}

@@ -186,7 +186,7 @@ pub fn judge(
                     let hosts = Some(n) == host;
                     let others = || {
                         snapshot.namespaces.get(&id).is_some_and(|ns| {
-                            ns.members.iter().any(|m| match attribution.of(m.pid) {
+                            ns.members.iter().any(|&pid| match attribution.of(pid) {
                                 Workload::Container(c) | Workload::Runtime(c) => {
                                     c.id != container.id
                                 }

@@ -2,50 +2,45 @@
 //! its kernel id (ioctl_ns(2) `NS_GET_ID`), owner and parent carry over without asking the
 //! kernel again. A pure function of the two snapshots: the asking is the scan's.
 
-use crate::model::{Namespace, ProcessId, Snapshot};
+use std::collections::BTreeMap;
 
-/// The namespace of `previous` that `ns` is, whose facts it can take over: the one of the same
-/// type and inode that shares a member process with it (pid and start time: a process cannot
-/// be in two namespaces of one type, and pids are reused). Only where the old one has a kernel
-/// id, or the kernel gives none (`kernel_ids` is `Some(false)`): otherwise the kernel is asked.
-/// A namespace with no member is never carried: a pin proves nothing across scans, since
-/// `ip netns del x; ip netns add x` can mount a new namespace with the old inode on the old
-/// path.
+use crate::model::{Namespace, Process, Snapshot, share_a_member};
+
+/// The namespace of `previous` that `ns` (of this scan's `processes`) is, whose facts it can
+/// take over: the one of the same type and inode that shares a member process with it (pid
+/// and start time: a process cannot be in two namespaces of one type, and pids are reused).
+/// Only where the old one has a kernel id, or the kernel gives none (`kernel_ids` is
+/// `Some(false)`): otherwise the kernel is asked. A namespace with no member is never
+/// carried: a pin proves nothing across scans, since `ip netns del x; ip netns add x` can
+/// mount a new namespace with the old inode on the old path.
 pub(super) fn carried<'a>(
     previous: Option<&'a Snapshot>,
     ns: &Namespace,
+    processes: &BTreeMap<i32, Process>,
     kernel_ids: Option<bool>,
 ) -> Option<&'a Namespace> {
+    let previous = previous?;
     previous
-        .and_then(|p| p.namespaces.get(&ns.id))
-        .filter(|old| shares_member(&old.members, &ns.members))
+        .namespaces
+        .get(&ns.id)
+        .filter(|old| {
+            share_a_member(
+                (&old.members, &previous.processes),
+                (&ns.members, processes),
+            )
+        })
         .filter(|old| old.kernel_id.is_some() || kernel_ids == Some(false))
-}
-
-/// Whether two member lists, each sorted by pid, hold a common process.
-fn shares_member(a: &[ProcessId], b: &[ProcessId]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].pid.cmp(&b[j].pid) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal if a[i] == b[j] => return true,
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    false
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::num::NonZeroU64;
     use std::time::SystemTime;
 
     use super::*;
-    use crate::model::{HostNamespaces, NamespaceId, NsType, ScanTime};
+    use crate::model::{
+        HostNamespaces, MountPin, NamespaceId, NsType, PerType, ProcessId, ScanTime,
+    };
 
     const NET: NamespaceId = NamespaceId {
         ns_type: NsType::Net,
@@ -56,23 +51,40 @@ mod tests {
         ProcessId { pid, start_ticks }
     }
 
-    fn namespace(members: &[ProcessId], kernel_id: Option<u64>) -> Namespace {
-        let mut ns = Namespace::new(NET);
-        ns.members = members.to_vec();
-        ns.kernel_id = kernel_id;
-        ns.owner = Some(4026531837);
-        ns
-    }
-
-    /// A snapshot holding `ns` only, as the last scan left it.
-    fn scan(ns: Namespace) -> Snapshot {
+    /// A scan whose processes are `members`, all in `NET`, with the kernel id and owner set
+    /// as the scan's asking would; `NET` held by a bind mount alone where there is no member.
+    fn scan(members: &[ProcessId], kernel_id: Option<u64>) -> Snapshot {
+        let mut namespaces = PerType::splat(None);
+        namespaces[NsType::Net] = NonZeroU64::new(NET.inode);
+        let processes = members
+            .iter()
+            .map(|m| {
+                let p = Process {
+                    id: *m,
+                    ..Process::fixture(m.pid, namespaces)
+                };
+                (m.pid, p)
+            })
+            .collect();
         let mut s = Snapshot::from_processes(
             SystemTime::UNIX_EPOCH,
             ScanTime::fixture(1000),
-            Default::default(),
+            processes,
             HostNamespaces::none(),
         );
-        s.namespaces = HashMap::from([(ns.id, ns)]);
+        let ns = s
+            .namespaces
+            .entry(NET)
+            .or_insert_with(|| Namespace::new(NET));
+        if members.is_empty() {
+            ns.pins_mut().mounts.push(MountPin {
+                mnt_ns: 1,
+                path: "/run/netns/x".into(),
+                via_pid: 1,
+            });
+        }
+        ns.kernel_id = kernel_id;
+        ns.owner = Some(4026531837);
         s
     }
 
@@ -93,7 +105,7 @@ mod tests {
     #[test]
     fn a_namespace_carries_over_only_through_a_surviving_member() {
         let (a, b, c) = (member(10, 5), member(11, 5), member(12, 7));
-        let table: [Row; 8] = [
+        let table: [Row; 9] = [
             (&[a, b], Some(7), &[b, c], Some(true), true, "b survived"),
             (&[a], Some(7), &[a], Some(true), true, "the same member"),
             (
@@ -111,6 +123,14 @@ mod tests {
                 Some(true),
                 false,
                 "pid 10 reused by a new process",
+            ),
+            (
+                &[a, b],
+                Some(7),
+                &[member(10, 9), member(11, 9), c],
+                Some(true),
+                false,
+                "every pid reused",
             ),
             (
                 &[a],
@@ -146,30 +166,26 @@ mod tests {
             ),
         ];
         for (old, id, new, kernel_ids, want, why) in table {
-            let last = scan(namespace(old, id));
-            let now = namespace(new, None);
-            let got = carried(Some(&last), &now, kernel_ids);
+            let last = scan(old, id);
+            let now = scan(new, None);
+            let got = carried(
+                Some(&last),
+                &now.namespaces[&NET],
+                &now.processes,
+                kernel_ids,
+            );
             assert_eq!(got.is_some(), want, "{why}");
             if let Some(old) = got {
                 assert_eq!((old.kernel_id, old.owner), (id, Some(4026531837)), "{why}");
             }
         }
         // A different inode, or no last scan at all, carries nothing.
-        let last = scan(namespace(&[a], Some(7)));
-        let mut other = namespace(&[a], None);
+        let last = scan(&[a], Some(7));
+        let now = scan(&[a], None);
+        let mut other = now.namespaces[&NET].clone();
         other.id.inode += 1;
-        assert!(carried(Some(&last), &other, Some(true)).is_none());
-        assert!(carried(None, &namespace(&[a], None), Some(true)).is_none());
-    }
-
-    #[test]
-    fn members_are_compared_by_pid_and_start_time() {
-        let m = member;
-        assert!(shares_member(
-            &[m(1, 1), m(5, 2), m(9, 3)],
-            &[m(2, 1), m(9, 3)]
-        ));
-        assert!(!shares_member(&[m(1, 1), m(5, 2)], &[m(5, 3)]));
-        assert!(!shares_member(&[], &[m(5, 3)]));
+        assert!(carried(Some(&last), &other, &now.processes, Some(true)).is_none());
+        let ns = &now.namespaces[&NET];
+        assert!(carried(None, ns, &now.processes, Some(true)).is_none());
     }
 }

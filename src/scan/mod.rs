@@ -420,18 +420,23 @@ impl Scanner {
                 .namespaces
                 .entry(id)
                 .or_insert_with(|| Namespace::new(id));
-            ns.mounts.extend(mount);
-            ns.fds.extend(fd);
-            ns.sockets.extend(socket);
+            let pins = ns.pins_mut();
+            pins.mounts.extend(mount);
+            pins.fds.extend(fd);
+            pins.sockets.extend(socket);
             touched.insert(id);
         }
         for id in touched {
-            let ns = snapshot.namespaces.get_mut(&id).expect("just added");
-            ns.mounts.sort();
-            ns.mounts
+            let pins = snapshot
+                .namespaces
+                .get_mut(&id)
+                .expect("just added")
+                .pins_mut();
+            pins.mounts.sort();
+            pins.mounts
                 .dedup_by(|a, b| a.mnt_ns == b.mnt_ns && a.path == b.path);
-            ns.fds.sort();
-            ns.sockets.sort();
+            pins.fds.sort();
+            pins.sockets.sort();
         }
         socket_queries
     }
@@ -483,7 +488,7 @@ impl Scanner {
         let mut name = LinkName::default();
         let kernel_ids = self.kernel_ids;
         for ns in snapshot.namespaces.values_mut() {
-            if let Some(old) = identity::carried(previous, ns, kernel_ids) {
+            if let Some(old) = identity::carried(previous, ns, &snapshot.processes, kernel_ids) {
                 ns.kernel_id = old.kernel_id;
                 ns.owner = old.owner;
                 ns.parent = old.parent;
@@ -515,19 +520,19 @@ impl Scanner {
         errors: &mut ScanErrors,
     ) -> Option<NsFacts> {
         let t = ns.id.ns_type;
-        let members = ns.members.iter().take(4).map(|m| (m.pid, None));
-        let mounts = ns.mounts.iter().take(4).map(|m| {
+        let members = ns.members.iter().take(4).map(|&pid| (pid, None));
+        let mounts = ns.mounts().iter().take(4).map(|m| {
             let pin = PinPath::Mount {
                 pid: m.via_pid,
                 path: &m.path,
             };
             (m.via_pid, Some(pin))
         });
-        let fds = ns.fds.iter().take(4).map(|f| {
+        let fds = ns.fds().iter().take(4).map(|f| {
             let pid = f.process.pid;
             (pid, Some(PinPath::Fd { pid, fd: f.fd }))
         });
-        let sockets = ns.sockets.iter().take(4).map(|s| {
+        let sockets = ns.sockets().iter().take(4).map(|s| {
             let (pid, fd, socket) = (s.process.pid, s.fd, s.socket);
             (pid, Some(PinPath::Socket { pid, fd, socket }))
         });

@@ -94,23 +94,19 @@ pub fn read_mounts(
         .values()
         .filter(|ns| ns.id.ns_type == NsType::Mnt)
     {
-        let readers = ns.members.iter().filter(|m| {
+        let readers = ns.members.iter().copied().filter(|pid| {
             snapshot
                 .processes
-                .get(&m.pid)
+                .get(pid)
                 .is_some_and(|p| p.namespace(NsType::Mnt) == Some(ns.id))
         });
-        for m in readers.take(4) {
-            let name = CString::new(format!("{}/mountinfo", m.pid)).expect("digits");
+        for pid in readers.take(4) {
+            let name = CString::new(format!("{}/mountinfo", pid)).expect("digits");
             match read_all_at(root, &name, &mut buf, MOUNTINFO_CAP) {
                 Ok(cut) => {
                     if cut {
                         let what = || {
-                            format!(
-                                "{}/{}/mountinfo: longer than 16 MiB",
-                                procfs.display(),
-                                m.pid
-                            )
+                            format!("{}/{}/mountinfo: longer than 16 MiB", procfs.display(), pid)
                         };
                         errors.record(ErrorReason::IoError, what);
                     }
@@ -127,7 +123,7 @@ pub fn read_mounts(
                         let pin = MountPin {
                             mnt_ns: ns.id.inode,
                             path,
-                            via_pid: m.pid,
+                            via_pid: pid,
                         };
                         out.push((id, pin));
                     }
@@ -135,7 +131,7 @@ pub fn read_mounts(
                 }
                 Err(e) if is_vanished(&e) => {}
                 Err(e) => {
-                    let path = format!("{}/{}/mountinfo", procfs.display(), m.pid);
+                    let path = format!("{}/{}/mountinfo", procfs.display(), pid);
                     tracing::debug!(%path, error = %e, "mountinfo unreadable");
                     errors.record(ErrorReason::of_io(&e), || format!("{path}: {e}"));
                     break;
