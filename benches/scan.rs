@@ -923,7 +923,13 @@ fn profile_memory(scans: usize) -> MemoryProfile {
         .values()
         .map(|n| n.members.len() * size)
         .sum();
-    out.comm_bytes = snapshot.processes.values().map(|p| p.comm.capacity()).sum();
+    // Names are shared: each distinct allocation once, with its two counts.
+    let comms: HashMap<*const u8, usize> = snapshot
+        .processes
+        .values()
+        .map(|p| (p.comm.as_ptr(), p.comm.len() + 16))
+        .collect();
+    out.comm_bytes = comms.values().sum();
     out.namespace_count = snapshot.namespaces.len();
     out.namespace_capacity = snapshot.namespaces.capacity();
     let before = heap_live();

@@ -74,7 +74,7 @@ pub fn rows(snapshot: &Snapshot, procfs: &ProcFs, only: Option<NsType>) -> Vec<R
                 pid: oldest.map(|p| p.id.pid),
                 user,
                 command: oldest
-                    .map(|p| command_line(procfs, p.id.pid).unwrap_or_else(|| p.comm.clone())),
+                    .map(|p| command_line(procfs, p.id.pid).unwrap_or_else(|| p.comm.to_string())),
                 pns: ns.parent.unwrap_or(0),
                 ons: ns.owner.unwrap_or(0),
                 held_by: ns.held_by(),

@@ -186,8 +186,10 @@ pub struct Process {
     pub ppid: i32,
     /// Owner of `/proc/PID`: the effective uid, as `lsns` reports it.
     pub uid: u32,
-    /// `comm`, lossily decoded: it may hold any byte but NUL.
-    pub comm: String,
+    /// `comm`, lossily decoded: it may hold any byte but NUL. Processes of one name share
+    /// one allocation (a node runs thousands of `sleep`, `bash` and `pause`).
+    #[serde(serialize_with = "as_str")]
+    pub comm: Arc<str>,
     /// Inode of each namespace by type; `None` where the link is missing or unreadable. An
     /// inode is never 0, and `Option<NonZeroU64>` is 8 bytes: 64 a process, not 128.
     pub namespaces: PerType<Option<NonZeroU64>>,

@@ -770,7 +770,7 @@ fn born_of(change: &NsChange, parent: &Process) -> Process {
     Process {
         id: change.process,
         ppid: parent.id.pid,
-        comm: change.comm.clone(),
+        comm: change.comm.as_str().into(),
         thread_namespaces: Vec::new(),
         ..parent.clone()
     }
@@ -847,10 +847,7 @@ mod tests {
             comm: "nsenter".into(),
         };
         let born = born_of(&change, &parent);
-        assert_eq!(
-            (born.id, born.ppid, born.comm.as_str()),
-            (child, 40, "nsenter")
-        );
+        assert_eq!((born.id, born.ppid, &*born.comm), (child, 40, "nsenter"));
         assert_eq!(born.cgroup, parent.cgroup, "born in its parent's cgroup");
         assert_eq!(born.uid, 1000);
         assert_eq!(born.namespaces, parent.namespaces);

@@ -153,7 +153,7 @@ impl FindingLog {
                 rule = f.rule.as_str(),
                 r#type = f.ns_type.as_str(),
                 pid = process.map_or(0, |p| p.id.pid),
-                comm = process.map_or("", |p| p.comm.as_str()),
+                comm = process.map_or("", |p| &*p.comm),
                 runtime = f.container.runtime.as_str(),
                 container_id = %f.container.id,
                 container = names.map_or("", |n| n.container.as_str()),

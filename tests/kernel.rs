@@ -1541,7 +1541,7 @@ fn process(pid: i32) -> nsexporter::model::Process {
         },
         ppid: stat_field(pid, 4).unwrap(),
         uid: 0,
-        comm: String::new(),
+        comm: "".into(),
         namespaces,
         cgroup: None,
         thread_namespaces: Vec::new(),

@@ -100,7 +100,7 @@ fn is_young(p: &Process, now: &ScanTime) -> bool {
 /// host's pid namespace, to the shim, a subreaper that is no runtime. This name is a host
 /// process's own, out of the container's reach.
 fn is_runtime(parent: &Process, cgroup: &CgroupWorkload) -> bool {
-    RUNTIMES.contains(&parent.comm.as_str())
+    RUNTIMES.contains(&&*parent.comm)
         && !matches!(cgroup, CgroupWorkload::Container(c) if !c.monitor)
 }
 

@@ -628,6 +628,62 @@ mod tests {
         }
     }
 
+    /// Kills and reaps its children, whatever the test's outcome.
+    struct Children(Vec<std::process::Child>);
+
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// A scan of the real `/proc`: processes of one name share one allocation of it, and a
+    /// name that is not UTF-8 (a process may write any byte but NUL to its `comm`) is decoded
+    /// once, lossily, and shared all the same.
+    #[test]
+    fn processes_of_one_name_share_it() {
+        // A process's name is its program's file name as exec'd: a link to sleep named so.
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("nsx-comm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let odd = dir.join(std::ffi::OsStr::from_bytes(b"odd\xffname"));
+        let _ = std::fs::remove_file(&odd);
+        let sleep = std::process::Command::new("sh")
+            .args(["-c", "command -v sleep"])
+            .output()
+            .expect("find sleep");
+        let sleep = String::from_utf8(sleep.stdout).expect("a path");
+        std::os::unix::fs::symlink(sleep.trim(), &odd).expect("link sleep");
+        let spawn = |program: &std::path::Path| {
+            std::process::Command::new(program)
+                .arg("30")
+                .spawn()
+                .expect("spawn sleep")
+        };
+        let plain = std::path::Path::new("sleep");
+        let children = Children([plain, plain, &odd, &odd].map(spawn).into());
+        let _ = std::fs::remove_dir_all(&dir);
+        let pids: Vec<i32> = children.0.iter().map(|c| c.id() as i32).collect();
+        let mut scanner = Scanner::new(
+            ProcFs::new("/proc"),
+            ThreadScan::None,
+            PinScan {
+                mounts: false,
+                fds: None,
+            },
+        );
+        let snapshot = scanner.scan(None).expect("scan").snapshot;
+        let comm = |pid: i32| Arc::clone(&snapshot.processes[&pid].comm);
+        assert_eq!(&*comm(pids[0]), "sleep");
+        assert!(Arc::ptr_eq(&comm(pids[0]), &comm(pids[1])));
+        assert_eq!(&*comm(pids[2]), "odd\u{fffd}name");
+        assert!(Arc::ptr_eq(&comm(pids[2]), &comm(pids[3])));
+        drop(children);
+    }
+
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {
         let mut namespaces = PerType::splat(None);
         namespaces[NsType::Net] = net.and_then(NonZeroU64::new);

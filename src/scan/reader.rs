@@ -16,7 +16,8 @@ use super::errors::{ErrorReason, ScanErrors};
 use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
 use crate::procfs::{
-    is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, pid_of, read_at, readlink_at,
+    StatFacts, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, pid_of, read_at,
+    readlink_at,
 };
 
 /// `PID/ns/TYPE`, NUL-terminated, built without allocation.
@@ -56,6 +57,33 @@ pub(super) enum Skipped {
     Failed,
 }
 
+/// What a process's `stat` said, its name shared with every process of that name.
+struct Stat {
+    comm: Arc<str>,
+    ppid: i32,
+    start_ticks: u64,
+    threads: u64,
+}
+
+impl Stat {
+    fn of(facts: &StatFacts<'_>, comms: &mut HashMap<Box<[u8]>, Arc<str>>) -> Stat {
+        let comm = match comms.get(facts.comm) {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c: Arc<str> = facts.comm_lossy().into();
+                comms.insert(facts.comm.into(), Arc::clone(&c));
+                c
+            }
+        };
+        Stat {
+            comm,
+            ppid: facts.ppid,
+            start_ticks: facts.start_ticks,
+            threads: facts.threads,
+        }
+    }
+}
+
 /// The per-process reads, with buffers reused across processes.
 pub(super) struct ProcessReader<'a> {
     dir: BorrowedFd<'a>,
@@ -67,6 +95,8 @@ pub(super) struct ProcessReader<'a> {
     cgroup_buf: Vec<u8>,
     /// Every distinct cgroup file of this scan, once: the processes of one container share it.
     cgroups: HashSet<Arc<[u8]>>,
+    /// Every distinct `comm` of this scan, as read and as decoded: decoded once, held once.
+    comms: HashMap<Box<[u8]>, Arc<str>>,
     /// Whether PID 2 was kthreadd (parent 0): its children are kernel threads.
     pub(super) kthreadd: bool,
     threads: ThreadScan,
@@ -86,6 +116,7 @@ impl<'a> ProcessReader<'a> {
             stat_buf: [0; 1024],
             cgroup_buf: vec![0; 16 * 1024],
             cgroups: HashSet::new(),
+            comms: HashMap::new(),
             kthreadd: false,
             threads,
             in_container: HashMap::new(),
@@ -127,7 +158,7 @@ impl<'a> ProcessReader<'a> {
         };
         let stat = match read_at(pid_dir.as_fd(), c"stat", &mut self.stat_buf) {
             Ok(bytes) => match parse_stat(bytes) {
-                Ok(s) => s,
+                Ok(s) => Stat::of(&s, &mut self.comms),
                 Err(e) => {
                     self.fail(ErrorReason::ParseError, &format!("{pid}/stat"), &e);
                     return Err(Skipped::Failed);
