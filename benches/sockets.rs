@@ -16,7 +16,6 @@
 //! (20). Run: `cargo bench --bench sockets`.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU64;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -107,7 +106,7 @@ fn process(pid: i32) -> Process {
         .parse()
         .unwrap();
     let mut namespaces = PerType::splat(None);
-    namespaces[NsType::Net] = NonZeroU64::new(inode);
+    namespaces[NsType::Net] = nsexporter::model::inode(inode);
     Process {
         id: ProcessId {
             pid,

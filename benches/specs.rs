@@ -10,9 +10,9 @@
 //!
 //! `cargo bench --bench specs`.
 
+use nsexporter::model::inode;
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -109,7 +109,7 @@ fn main() {
         });
         for k in 0..5 {
             let pid = (10_000 + n * 5 + k) as i32;
-            let mut namespaces = PerType::splat(NonZeroU64::new(1));
+            let mut namespaces = PerType::splat(inode(1));
             for (i, t) in [
                 NsType::Pid,
                 NsType::Net,
@@ -120,7 +120,7 @@ fn main() {
             .into_iter()
             .enumerate()
             {
-                namespaces[t] = NonZeroU64::new(4_026_532_000 + (n * 8 + i) as u64);
+                namespaces[t] = inode(4_026_532_000 + (n * 8 + i) as u64);
             }
             processes.insert(
                 pid,

@@ -206,8 +206,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::model::inode;
     use crate::model::{HostNamespaces, NsType, PerType, Process, ProcessId};
-    use std::num::NonZeroU64;
     use std::time::SystemTime;
 
     /// A process with a start time in seconds and net and pid namespace inodes.
@@ -223,8 +223,8 @@ mod tests {
         let mut processes = BTreeMap::new();
         for &P(pid, start, net, pidns) in ps {
             let mut namespaces = PerType::splat(None);
-            namespaces[NsType::Net] = NonZeroU64::new(net);
-            namespaces[NsType::Pid] = NonZeroU64::new(pidns);
+            namespaces[NsType::Net] = inode(net);
+            namespaces[NsType::Pid] = inode(pidns);
             processes.insert(
                 pid,
                 Process {

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CStr;
 use std::fmt;
-use std::num::NonZeroU64;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -123,6 +123,16 @@ pub struct NamespaceId {
     pub inode: u64,
 }
 
+/// An nsfs inode as a process's links name it: the kernel's `ns_common.inum`, an `unsigned
+/// int` (proc_alloc_inum) that is never 0. A [`NamespaceId`] holds it as a `u64`, as every
+/// inode; a process, which holds eight, holds it in 4 bytes.
+pub type Inode = NonZeroU32;
+
+/// `n` as an [`Inode`]: `None` for 0, and for a number no nsfs inode can be.
+pub fn inode(n: u64) -> Option<Inode> {
+    u32::try_from(n).ok().and_then(Inode::new)
+}
+
 /// A process's identity: PIDs are reused, `(pid, starttime)` is not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ProcessId {
@@ -161,7 +171,7 @@ pub struct NsChange {
     /// The types that changed.
     pub changed: PerType<bool>,
     /// The new namespaces of the types that changed; `None` for the others.
-    pub namespaces: PerType<Option<NonZeroU64>>,
+    pub namespaces: PerType<Option<Inode>>,
     /// The task's `comm` then: a claim, as every `comm`.
     pub comm: String,
 }
@@ -173,7 +183,7 @@ impl NsChange {
             let inode = self.namespaces[t].filter(|_| self.changed[t])?;
             Some(NamespaceId {
                 ns_type: t,
-                inode: inode.get(),
+                inode: inode.get().into(),
             })
         })
     }
@@ -190,9 +200,9 @@ pub struct Process {
     /// one allocation (a node runs thousands of `sleep`, `bash` and `pause`).
     #[serde(serialize_with = "as_str")]
     pub comm: Arc<str>,
-    /// Inode of each namespace by type; `None` where the link is missing or unreadable. An
-    /// inode is never 0, and `Option<NonZeroU64>` is 8 bytes: 64 a process, not 128.
-    pub namespaces: PerType<Option<NonZeroU64>>,
+    /// Inode of each namespace by type; `None` where the link is missing or unreadable.
+    /// `Option<Inode>` is 4 bytes: 32 a process, not 128.
+    pub namespaces: PerType<Option<Inode>>,
     /// The bytes of `/proc/PID/cgroup`, read in the same pass as the links; `None` for kernel
     /// threads (not read) and where the read failed (counted by the scan). Processes of one
     /// cgroup share one allocation.
@@ -209,7 +219,7 @@ impl Process {
     /// A process for a table test: pid `pid`, started at tick 1, a child of PID 1, owned by
     /// root, named `p`, in `namespaces`, with no cgroup and no thread elsewhere. Tests change
     /// what they are about with `Process { ppid: 7, ..Process::fixture(pid, namespaces) }`.
-    pub fn fixture(pid: i32, namespaces: PerType<Option<NonZeroU64>>) -> Process {
+    pub fn fixture(pid: i32, namespaces: PerType<Option<Inode>>) -> Process {
         Process {
             id: ProcessId {
                 pid,
@@ -237,7 +247,7 @@ impl Process {
     pub fn namespace(&self, ns_type: NsType) -> Option<NamespaceId> {
         self.namespaces[ns_type].map(|inode| NamespaceId {
             ns_type,
-            inode: inode.get(),
+            inode: inode.get().into(),
         })
     }
 }
@@ -705,8 +715,8 @@ mod tests {
     fn members_are_counted_once_and_lists_sized_exactly() {
         let process = |pid: i32, net: u64, threads: &[(i32, u64)]| {
             let mut namespaces = PerType::splat(None);
-            namespaces[NsType::Net] = NonZeroU64::new(net);
-            namespaces[NsType::User] = NonZeroU64::new(1);
+            namespaces[NsType::Net] = inode(net);
+            namespaces[NsType::User] = inode(1);
             // Started out of pid order, so that the first start is not the first member's.
             let start_ticks = match pid {
                 10 => 200,
@@ -793,6 +803,17 @@ mod tests {
         assert!(!share(&[], &[5]));
         // A pid its snapshot does not hold is no evidence.
         assert!(!share(&[7], &[7]));
+    }
+
+    /// A snapshot holds a process per process on the node and a namespace per namespace,
+    /// twice at a scan's peak (the previous snapshot and the new one): their sizes are the
+    /// exporter's memory at 10,000 processes. A field that grows them fails here first.
+    #[test]
+    fn a_process_and_a_namespace_stay_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Option<Inode>>(), 4);
+        assert!(size_of::<Process>() <= 112, "{}", size_of::<Process>());
+        assert!(size_of::<Namespace>() <= 112, "{}", size_of::<Namespace>());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
 use crate::capabilities::Raised;
-use crate::model::{CgroupLayout, NsType};
+use crate::model::{CgroupLayout, Inode, NsType};
 
 /// The root of a procfs: `/proc`, or a host's `/proc` mounted elsewhere, or a fixture tree.
 #[derive(Clone, Debug)]
@@ -385,12 +385,13 @@ pub enum NsLinkError {
     Shape,
     #[error("link names type {found:?}, expected {expected}")]
     WrongType { expected: NsType, found: String },
-    #[error("inode is not a decimal number")]
+    #[error("inode is not a decimal number from 1 to 2^32-1")]
     Inode,
 }
 
-/// Parses the text of `/proc/PID/ns/TYPE`, e.g. `net:[4026531840]`, checking the type.
-pub fn parse_ns_link(expected: NsType, text: &[u8]) -> Result<u64, NsLinkError> {
+/// Parses the text of `/proc/PID/ns/TYPE`, e.g. `net:[4026531840]`, checking the type. The
+/// inode is the kernel's `ns_common.inum`, an `unsigned int` that is never 0.
+pub fn parse_ns_link(expected: NsType, text: &[u8]) -> Result<Inode, NsLinkError> {
     let colon = text
         .iter()
         .position(|&b| b == b':')
@@ -410,14 +411,15 @@ pub fn parse_ns_link(expected: NsType, text: &[u8]) -> Result<u64, NsLinkError> 
     if digits.is_empty() {
         return Err(NsLinkError::Inode);
     }
-    digits.iter().try_fold(0u64, |acc, &b| {
+    let inode = digits.iter().try_fold(0u32, |acc, &b| {
         if !b.is_ascii_digit() {
             return Err(NsLinkError::Inode);
         }
         acc.checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .and_then(|v| v.checked_add(u32::from(b - b'0')))
             .ok_or(NsLinkError::Inode)
-    })
+    })?;
+    Inode::new(inode).ok_or(NsLinkError::Inode)
 }
 
 /// Parses the text of a link to a namespace of any type (`/proc/PID/fd/N`, the root field of
@@ -429,7 +431,10 @@ pub fn parse_any_ns_link(text: &[u8]) -> Option<crate::model::NamespaceId> {
         .into_iter()
         .find(|t| t.as_str().as_bytes() == &text[..colon])?;
     let inode = parse_ns_link(ns_type, text).ok()?;
-    Some(crate::model::NamespaceId { ns_type, inode })
+    Some(crate::model::NamespaceId {
+        ns_type,
+        inode: inode.get().into(),
+    })
 }
 
 /// The facts this exporter takes from `/proc/PID/stat`.
@@ -562,7 +567,8 @@ mod tests {
     fn ns_link_parses_each_type() {
         for t in NsType::ALL {
             let text = format!("{}:[4026531840]", t.as_str());
-            assert_eq!(parse_ns_link(t, text.as_bytes()), Ok(4026531840));
+            let inode = parse_ns_link(t, text.as_bytes()).map(|i| i.get());
+            assert_eq!(inode, Ok(4026531840));
         }
     }
 
@@ -575,6 +581,8 @@ mod tests {
             (b"net:[-1]", Inode),
             (b"net:[ 1]", Inode),
             (b"net:[99999999999999999999999]", Inode),
+            (b"net:[4294967296]", Inode),
+            (b"net:[0]", Inode),
             (b"net:4026531840", Shape),
             (b"net:[4026531840", Shape),
             (b"net[4026531840]", Shape),

@@ -818,7 +818,7 @@ pub fn tune_malloc() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::num::NonZeroU64;
+    use crate::model::inode;
 
     /// A child that entered the host's net and exited unread is its parent's container's, in
     /// the parent's namespaces; the host's net is what the kernel reported, added as a thread's.
@@ -827,10 +827,10 @@ mod tests {
         let parent = Process {
             cgroup: Some(Arc::from(&b"0::/kubepods/pod1/abc\n"[..])),
             uid: 1000,
-            ..Process::fixture(40, PerType::splat(NonZeroU64::new(7)))
+            ..Process::fixture(40, PerType::splat(inode(7)))
         };
         let mut namespaces = PerType::splat(None);
-        namespaces[NsType::Net] = NonZeroU64::new(4026531840);
+        namespaces[NsType::Net] = inode(4026531840);
         let mut changed = PerType::splat(false);
         changed[NsType::Net] = true;
         let child = ProcessId {

@@ -361,8 +361,8 @@ fn ownership(
 
 #[cfg(test)]
 mod tests {
+    use crate::model::inode;
     use std::collections::BTreeMap;
-    use std::num::NonZeroU64;
     use std::time::SystemTime;
 
     use super::*;
@@ -392,9 +392,9 @@ mod tests {
         let mut processes = BTreeMap::new();
         let mut by_pid = HashMap::new();
         for (pid, net, mnt, w) in ps {
-            let mut namespaces = PerType::splat(NonZeroU64::new(HOST));
-            namespaces[NsType::Net] = NonZeroU64::new(*net);
-            namespaces[NsType::Mnt] = NonZeroU64::new(*mnt);
+            let mut namespaces = PerType::splat(inode(HOST));
+            namespaces[NsType::Net] = inode(*net);
+            namespaces[NsType::Mnt] = inode(*mnt);
             processes.insert(*pid, Process::fixture(*pid, namespaces));
             by_pid.insert(*pid, w.clone());
         }

@@ -1533,7 +1533,7 @@ fn own_fds() -> usize {
 fn process(pid: i32) -> nsexporter::model::Process {
     use nsexporter::model::{NsType, PerType, Process, ProcessId};
     let mut namespaces = PerType::splat(None);
-    namespaces[NsType::Net] = ns_inode(pid, "net").and_then(std::num::NonZeroU64::new);
+    namespaces[NsType::Net] = ns_inode(pid, "net").and_then(nsexporter::model::inode);
     Process {
         id: ProcessId {
             pid,

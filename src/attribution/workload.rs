@@ -212,7 +212,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             ppid,
             comm: comm.into(),
             cgroup: cgroup.cloned(),
-            ..Process::fixture(pid, PerType::splat(std::num::NonZeroU64::new(1)))
+            ..Process::fixture(pid, PerType::splat(crate::model::inode(1)))
         }
     }
 

@@ -222,8 +222,8 @@ pub fn judge(
 
 #[cfg(test)]
 mod tests {
+    use crate::model::inode;
     use std::collections::BTreeMap;
-    use std::num::NonZeroU64;
     use std::path::PathBuf;
     use std::time::SystemTime;
 
@@ -249,9 +249,9 @@ mod tests {
         let mut processes = BTreeMap::new();
         let mut by_pid = HashMap::new();
         for P(pid, start, ns, w) in ps {
-            let mut namespaces = PerType::splat(NonZeroU64::new(HOST));
+            let mut namespaces = PerType::splat(inode(HOST));
             for (t, i) in ns {
-                namespaces[t] = NonZeroU64::new(i);
+                namespaces[t] = inode(i);
             }
             processes.insert(
                 pid,

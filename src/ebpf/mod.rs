@@ -16,10 +16,9 @@
 //! missing, [`attach`] says which, in one line, and the sweeps go on. The kernel's pids are
 //! the initial pid namespace's: the scanned procfs must be the host's.
 
-use std::num::NonZeroU64;
 use std::path::Path;
 
-use crate::model::{ChangeSyscall, NsChange, NsType, PerType, ProcessId};
+use crate::model::{ChangeSyscall, Inode, NsChange, NsType, PerType, ProcessId};
 
 #[cfg(feature = "ebpf")]
 mod loader;
@@ -55,7 +54,7 @@ pub fn parse_change(report: &[u8], ticks_per_second: u64) -> Option<NsChange> {
     let mut namespaces = PerType::splat(None);
     for (i, t) in NsType::ALL.into_iter().enumerate() {
         changed[t] = bits & (1 << i) != 0;
-        namespaces[t] = NonZeroU64::new(u64::from(u32_at(24 + 4 * i)));
+        namespaces[t] = Inode::new(u32_at(24 + 4 * i));
     }
     let comm = &report[56..72];
     let comm = &comm[..comm.iter().position(|&b| b == 0).unwrap_or(comm.len())];

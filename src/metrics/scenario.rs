@@ -5,7 +5,6 @@
 //! that a change to how metrics are recorded keeps the exposition as it was
 //! (`UPDATE_GOLDEN=1 cargo test --lib metrics::scenario` rewrites it).
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -86,7 +85,7 @@ pub(super) fn change(pid: i32, syscall: ChangeSyscall, entered: &[(NsType, u64)]
     let mut namespaces = PerType::splat(None);
     for (t, inode) in entered {
         changed[*t] = true;
-        namespaces[*t] = NonZeroU64::new(*inode);
+        namespaces[*t] = crate::model::inode(*inode);
     }
     NsChange {
         process: ProcessId {

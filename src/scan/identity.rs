@@ -34,7 +34,7 @@ pub(super) fn carried<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroU64;
+    use crate::model::inode;
     use std::time::SystemTime;
 
     use super::*;
@@ -55,7 +55,7 @@ mod tests {
     /// as the scan's asking would; `NET` held by a bind mount alone where there is no member.
     fn scan(members: &[ProcessId], kernel_id: Option<u64>) -> Snapshot {
         let mut namespaces = PerType::splat(None);
-        namespaces[NsType::Net] = NonZeroU64::new(NET.inode);
+        namespaces[NsType::Net] = inode(NET.inode);
         let processes = members
             .iter()
             .map(|m| {

@@ -29,7 +29,6 @@ use reader::{LinkName, ProcessReader, Skipped};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -366,7 +365,8 @@ impl Scanner {
                             .filter(|(id, f)| {
                                 lives(&f.process)
                                     && still(f.process.pid, f.fd, &|text| {
-                                        parse_ns_link(id.ns_type, text).ok() == Some(id.inode)
+                                        parse_ns_link(id.ns_type, text)
+                                            .is_ok_and(|i| u64::from(i.get()) == id.inode)
                                     })
                             })
                             .copied()
@@ -596,7 +596,7 @@ pub fn host_namespaces(processes: &BTreeMap<i32, Process>) -> HostNamespaces {
         .map_or(none, |p| p.namespaces);
     let mut host = HostNamespaces::none();
     for t in NsType::ALL {
-        host.inodes[t] = init[t].or(kthreadd[t]).map(NonZeroU64::get);
+        host.inodes[t] = init[t].or(kthreadd[t]).map(|i| i.get().into());
     }
     host.source = if init.values().any(Option::is_some) {
         HostSource::Init
@@ -686,8 +686,8 @@ mod tests {
 
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {
         let mut namespaces = PerType::splat(None);
-        namespaces[NsType::Net] = net.and_then(NonZeroU64::new);
-        namespaces[NsType::Pid] = NonZeroU64::new(7);
+        namespaces[NsType::Net] = net.and_then(crate::model::inode);
+        namespaces[NsType::Pid] = crate::model::inode(7);
         Process {
             ppid,
             ..Process::fixture(pid, namespaces)

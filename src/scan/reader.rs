@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::io;
-use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use nix::dir::Dir;
 
 use super::errors::{ErrorReason, ScanErrors};
 use crate::attribution::{CgroupWorkload, parse_cgroup};
-use crate::model::{NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
+use crate::model::{Inode, NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
 use crate::procfs::{
     StatFacts, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, pid_of, read_at,
     readlink_at,
@@ -190,7 +189,7 @@ impl<'a> ProcessReader<'a> {
             let link = ns_type.proc_link();
             match readlink_at(pid_dir.as_fd(), link, &mut self.link_buf) {
                 Ok(text) => match parse_ns_link(ns_type, text) {
-                    Ok(inode) => namespaces[ns_type] = NonZeroU64::new(inode),
+                    Ok(inode) => namespaces[ns_type] = Some(inode),
                     Err(e) => {
                         if failed != Some(ErrorReason::ParseError) {
                             failed = Some(ErrorReason::ParseError);
@@ -269,7 +268,7 @@ impl<'a> ProcessReader<'a> {
     pub(super) fn links_match(
         &mut self,
         pid: i32,
-        expected: &PerType<Option<NonZeroU64>>,
+        expected: &PerType<Option<Inode>>,
         types: &PerType<bool>,
         name: &mut LinkName,
     ) -> bool {
@@ -280,7 +279,7 @@ impl<'a> ProcessReader<'a> {
             readlink_at(self.dir, name.of(pid, t), &mut self.link_buf)
                 .ok()
                 .and_then(|text| parse_ns_link(t, text).ok())
-                == Some(want.get())
+                == Some(want)
         })
     }
 
@@ -307,7 +306,7 @@ impl<'a> ProcessReader<'a> {
         &mut self,
         pid_dir: BorrowedFd<'_>,
         pid: i32,
-        main: &PerType<Option<NonZeroU64>>,
+        main: &PerType<Option<Inode>>,
     ) -> Vec<ThreadNamespace> {
         let mut out = Vec::new();
         let task = match open_dir_at(Some(pid_dir), Path::new("task"))
@@ -338,11 +337,14 @@ impl<'a> ProcessReader<'a> {
                 match readlink_at(task_fd.as_fd(), link, &mut self.link_buf) {
                     Ok(text) => {
                         if let Ok(inode) = parse_ns_link(ns_type, text)
-                            && NonZeroU64::new(inode) != main[ns_type]
+                            && Some(inode) != main[ns_type]
                         {
                             out.push(ThreadNamespace {
                                 tid,
-                                id: NamespaceId { ns_type, inode },
+                                id: NamespaceId {
+                                    ns_type,
+                                    inode: inode.get().into(),
+                                },
                             });
                         }
                     }

@@ -1,10 +1,9 @@
 //! What sweeps read between scans: [`Sweep`], and the [`Watch`] of processes re-read in place.
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 
 use super::errors::ScanErrors;
-use crate::model::{NsType, PerType, Process, Snapshot};
+use crate::model::{Inode, NsType, PerType, Process, Snapshot};
 
 /// What a sweep read: the processes new since the last full scan, and the watched ones that
 /// moved to another namespace since it.
@@ -34,7 +33,7 @@ pub struct Watch {
     /// Sorted pids, from the last scan, whose expected namespaces are that scan's.
     pids: Vec<i32>,
     /// Processes read since the last scan: start ticks, and the namespaces then.
-    read: HashMap<i32, (u64, PerType<Option<NonZeroU64>>)>,
+    read: HashMap<i32, (u64, PerType<Option<Inode>>)>,
 }
 
 impl Watch {
@@ -100,7 +99,7 @@ impl Watch {
         &self,
         pid: i32,
         known: &Snapshot,
-    ) -> Option<(u64, PerType<Option<NonZeroU64>>)> {
+    ) -> Option<(u64, PerType<Option<Inode>>)> {
         if let Some(read) = self.read.get(&pid) {
             return Some(*read);
         }
