@@ -5,8 +5,9 @@
 //! events, a name source's error, the event readers' losses) and publishes
 //! [`Metrics::exposition`].
 //!
-//! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
-//! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Counters and
+//! A scrape never waits for a scan: after each scan the whole exposition is encoded and
+//! gzipped as it is written into an immutable [`Exposition`], which holds the gzip alone and
+//! which the HTTP layer serves as is, or inflated for a client that does not take gzip. Counters and
 //! histograms accumulate in the registry; everything per namespace and per container is one
 //! [`ScanView`] per scan, written straight into the exposition ([`view`]), so no series outlives its
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
@@ -42,7 +43,7 @@ use crate::sharing::{Finding, Owner, Ownership, Sharing};
 pub use families::BetweenScans;
 use families::{FAMILIES, Family, Id, Kind, Part, When, WrittenBy};
 pub use self_process::SelfProcessCollector;
-use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
+use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView, TextOut};
 
 /// One encoded exposition, served until the next scan replaces it: held gzipped only, with the
 /// length of its text. Prometheus asks for gzip; a client that does not is sent the text
@@ -57,7 +58,7 @@ pub struct Exposition {
 impl Exposition {
     /// The exposition of `text`, compressed as a scan's is.
     pub fn of_text(text: &[u8]) -> Exposition {
-        ScanPart::new(text.to_vec(), text.len(), ViewRanges::new()).exposition()
+        ScanPart::new(text, text.len(), ViewRanges::new()).exposition()
     }
 
     /// The gzip member, as a client that accepts gzip is sent it.
@@ -148,13 +149,13 @@ pub struct Metrics {
     kept: Vec<Option<Kept>>,
     per_namespace: PerNamespace,
     /// The last successful scan's per-namespace and per-container series. Once encoded, its
-    /// rows are dropped but for the findings, which the sweeps add to: the scan part's text
-    /// holds them, and a failed scan's exposition copies them from there.
+    /// rows are dropped but for the findings, which the sweeps add to: the scan part holds
+    /// them, and a failed scan's exposition copies them from its text, inflated.
     view: ScanView,
     /// The findings that sweeps and events saw since the last scan: active until it.
     between_findings: Vec<FindingRow>,
-    /// The last exposition, which begins with the scan's families encoded once a scan: text,
-    /// and compressed.
+    /// The last exposition, which begins with the scan's families encoded once a scan, held
+    /// compressed.
     scan_part: ScanPart,
     /// Whether something the scan's part shows was recorded since it was encoded: a scan, a
     /// failed scan, the start. A name source's error found by a sweep waits for the next scan.
@@ -679,25 +680,30 @@ impl Metrics {
             self.scan_part = self.scan_part.with(&live);
             return self.scan_part.exposition();
         }
-        // One buffer for the whole text, sized by the last, held only until it is compressed:
-        // grown by doubling it would be held two or three times at 10,000 processes (2 MB each).
-        let last = self.scan_part.text_len;
-        let mut text = Vec::with_capacity(last + last / 16 + 4096);
+        // The scan's families compressed as they are written: their text (2.1 MB at 10,000
+        // processes) is never held whole.
+        let mut out = ScanWriter::new(self.scan_part.gzip.len());
         let (view, old) = (&self.view, &self.scan_part);
         // A failed scan: the last good scan's series, as they were written, from its text
         // inflated once for them (a rare path: the text is kept by no one).
         let old_text = view.encoded.then(|| old.text());
-        let view_ranges =
-            write_families(&self.registry, Part::Scan, &mut text, |id, out| {
-                match old.view_range(id).zip(old_text.as_ref()) {
-                    Some((range, old_text)) => out.extend_from_slice(&old_text[range]),
-                    None => view.write_family(id, out),
+        let write_view = |id: Id, out: &mut ScanWriter| {
+            let last = old.view_range(id).zip(old_text.as_deref());
+            match last {
+                Some((range, old_text)) => {
+                    for piece in old_text[range].chunks(SPILL) {
+                        out.buf().extend_from_slice(piece);
+                        out.whole();
+                    }
                 }
-            });
+                None => view.write_family(id, out),
+            }
+        };
+        let view_ranges = write_families(&self.registry, Part::Scan, &mut out, write_view);
         drop(old_text);
-        let scan_len = text.len();
-        self.write_live(&mut text);
-        self.scan_part = ScanPart::new(text, scan_len, view_ranges);
+        let mut live = Vec::with_capacity(4096);
+        self.write_live(&mut live);
+        self.scan_part = out.finish(&live, view_ranges);
         // A row per namespace is 0.9 MiB at 10,000 processes, held through the next scan's
         // peak for nothing: the gzip has them.
         self.view.namespaces = Vec::new();
@@ -730,11 +736,11 @@ type ViewRanges = Vec<(Id, Range<usize>)>;
 /// Writes the families of `registry` and the families of `part` that a view writes in one
 /// name order, as a registry holding them all would write them; `write_view(id, out)` writes
 /// the latter. Where each of those went in `out`.
-fn write_families(
+fn write_families<O: TextOut>(
     registry: &Registry,
     part: Part,
-    out: &mut Vec<u8>,
-    mut write_view: impl FnMut(Id, &mut Vec<u8>),
+    out: &mut O,
+    mut write_view: impl FnMut(Id, &mut O),
 ) -> ViewRanges {
     enum Source<'a> {
         Registry(&'a prometheus::proto::MetricFamily),
@@ -752,14 +758,15 @@ fn write_families(
     for (_, source) in families {
         match source {
             Source::Registry(family) => encoder
-                .encode(std::slice::from_ref(family), out)
+                .encode(std::slice::from_ref(family), out.buf())
                 .expect("encoding to a Vec cannot fail"),
             Source::View(id) => {
-                let start = out.len();
+                let start = out.written();
                 write_view(id, out);
-                ranges.push((id, start..out.len()));
+                ranges.push((id, start..out.written()));
             }
         }
+        out.whole();
     }
     ranges
 }
@@ -790,26 +797,12 @@ struct ScanPart {
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl ScanPart {
-    /// `text`: the scan's families, its first `scan_len` bytes, then the live ones. The text
-    /// is dropped once compressed.
-    fn new(text: Vec<u8>, scan_len: usize, view_ranges: ViewRanges) -> ScanPart {
+    /// `text`: the scan's families, its first `scan_len` bytes, then the live ones.
+    fn new(text: &[u8], scan_len: usize, view_ranges: ViewRanges) -> ScanPart {
         let (scan, live) = text.split_at(scan_len);
-        let mut crc = flate2::Crc::new();
-        crc.update(scan);
-        // About one byte in twenty: the text is label values repeated line after line.
-        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + text.len() / 16 + 1024);
-        gzip.extend_from_slice(&GZIP_HEADER);
-        deflate(scan, flate2::FlushCompress::Sync, &mut gzip);
-        let deflate_end = gzip.len();
-        finish_gzip(&crc, live, &mut gzip);
-        ScanPart {
-            text_len: text.len(),
-            scan_len,
-            gzip: exact(gzip),
-            deflate_end,
-            crc,
-            view_ranges,
-        }
+        let mut out = ScanWriter::new(text.len() / 16);
+        out.buf().extend_from_slice(scan);
+        out.finish(live, view_ranges)
     }
 
     /// The same scan's families followed by `live`: their deflate copied, not their text.
@@ -852,6 +845,82 @@ impl ScanPart {
     }
 }
 
+/// The scan's families written ([`TextOut`]) and compressed as they are: a gzip header, then
+/// raw deflate of every [`SPILL`] bytes of text, so that no more text than that is held.
+struct ScanWriter {
+    /// Text written and not yet compressed.
+    pending: Vec<u8>,
+    /// Text compressed.
+    compressed: usize,
+    deflate: flate2::Compress,
+    crc: flate2::Crc,
+    gzip: Vec<u8>,
+}
+
+/// How much text is written before it is compressed: a few hundred samples.
+const SPILL: usize = 64 * 1024;
+
+impl ScanWriter {
+    /// A writer whose gzip is expected to come to about `gzip_len` bytes (the last one's).
+    fn new(gzip_len: usize) -> ScanWriter {
+        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + gzip_len + gzip_len / 8 + 1024);
+        gzip.extend_from_slice(&GZIP_HEADER);
+        ScanWriter {
+            // Room for a sample beyond the spill, so that it rarely grows.
+            pending: Vec::with_capacity(2 * SPILL),
+            compressed: 0,
+            deflate: flate2::Compress::new(flate2::Compression::fast(), false),
+            crc: flate2::Crc::new(),
+            gzip,
+        }
+    }
+
+    fn compress_pending(&mut self, flush: flate2::FlushCompress) {
+        self.crc.update(&self.pending);
+        deflate(&mut self.deflate, &self.pending, flush, &mut self.gzip);
+        self.compressed += self.pending.len();
+        self.pending.clear();
+    }
+
+    /// The scan's part: the families written, ended by a sync flush, then `live` (the live
+    /// families' text) as the gzip's last blocks.
+    fn finish(mut self, live: &[u8], view_ranges: ViewRanges) -> ScanPart {
+        self.compress_pending(flate2::FlushCompress::Sync);
+        let ScanWriter {
+            compressed,
+            crc,
+            mut gzip,
+            ..
+        } = self;
+        let deflate_end = gzip.len();
+        finish_gzip(&crc, live, &mut gzip);
+        ScanPart {
+            text_len: compressed + live.len(),
+            scan_len: compressed,
+            gzip: exact(gzip),
+            deflate_end,
+            crc,
+            view_ranges,
+        }
+    }
+}
+
+impl TextOut for ScanWriter {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+
+    fn written(&self) -> usize {
+        self.compressed + self.pending.len()
+    }
+
+    fn whole(&mut self) {
+        if self.pending.len() >= SPILL {
+            self.compress_pending(flate2::FlushCompress::None);
+        }
+    }
+}
+
 /// `gzip` as bytes that hold no more than its length: bytes made from a vector keep its whole
 /// capacity, which the compressor's estimate and its doubling leave well above the length.
 fn exact(mut gzip: Vec<u8>) -> Bytes {
@@ -862,7 +931,8 @@ fn exact(mut gzip: Vec<u8>) -> Bytes {
 /// Appends `live` as the last deflate blocks, and the gzip trailer: the CRC of the whole
 /// (`scan`'s combined with `live`'s) and its length.
 fn finish_gzip(scan: &flate2::Crc, live: &[u8], gzip: &mut Vec<u8>) {
-    deflate(live, flate2::FlushCompress::Finish, gzip);
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    deflate(&mut c, live, flate2::FlushCompress::Finish, gzip);
     let mut crc = flate2::Crc::new();
     crc.combine(scan);
     let mut live_crc = flate2::Crc::new();
@@ -872,18 +942,25 @@ fn finish_gzip(scan: &flate2::Crc, live: &[u8], gzip: &mut Vec<u8>) {
     gzip.extend_from_slice(&crc.amount().to_le_bytes());
 }
 
-/// Appends `input` to `out` as raw deflate at the fast level, ended by `flush`: `Sync` leaves
-/// the stream open on a byte boundary, `Finish` closes it with a final block.
-fn deflate(input: &[u8], flush: flate2::FlushCompress, out: &mut Vec<u8>) {
-    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+/// Appends `input` to `out` as raw deflate by `c`, then `flush`: `None` leaves what `c` holds
+/// back for the next input, `Sync` leaves the stream open on a byte boundary, `Finish` closes
+/// it with a final block.
+fn deflate(
+    c: &mut flate2::Compress,
+    input: &[u8],
+    flush: flate2::FlushCompress,
+    out: &mut Vec<u8>,
+) {
+    let start = c.total_in();
+    let consumed = |c: &flate2::Compress| (c.total_in() - start) as usize;
     out.reserve(64);
     loop {
-        let consumed = c.total_in() as usize;
         let status = c
-            .compress_vec(&input[consumed..], out, flush)
+            .compress_vec(&input[consumed(c)..], out, flush)
             .expect("deflate of a buffer cannot fail");
-        let done = c.total_in() as usize == input.len()
+        let done = consumed(c) == input.len()
             && match flush {
+                flate2::FlushCompress::None => true,
                 flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
                 // A sync flush is complete once it left room in the output.
                 _ => out.len() < out.capacity(),
@@ -940,7 +1017,7 @@ mod tests {
             .flat_map(|i| format!("scan_line {i}\n").into_bytes())
             .collect();
         let first = [&scan[..], b"live 0\n"].concat();
-        let part = ScanPart::new(first.clone(), scan.len(), ViewRanges::new());
+        let part = ScanPart::new(&first, scan.len(), ViewRanges::new());
         assert_eq!(part.exposition().text(), first);
         assert_eq!(part.exposition().text_len(), first.len());
         assert_eq!(gunzip(part.exposition().gzip()), first);
@@ -964,7 +1041,7 @@ mod tests {
         let again = part.with(b"live 1\n").with(b"live 2\n").exposition();
         assert_eq!(gunzip(again.gzip()), [&scan[..], b"live 2\n"].concat());
         assert_eq!(again.text(), [&scan[..], b"live 2\n"].concat());
-        let empty = ScanPart::new(Vec::new(), 0, ViewRanges::new()).exposition();
+        let empty = ScanPart::new(&[], 0, ViewRanges::new()).exposition();
         assert_eq!(gunzip(empty.gzip()), b"");
         assert_eq!(empty.text(), b"");
         assert_eq!(
@@ -1016,17 +1093,30 @@ mod tests {
     }
 
     thread_local! {
-        /// The bytes this thread has allocated and not freed (less any it freed of another's).
+        /// The bytes this thread has allocated and not freed (less any it freed of another's),
+        /// and the most it held since [`peak_reset`].
         static HELD: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
     }
 
     fn held() -> isize {
         HELD.with(Cell::get)
     }
 
+    fn peak() -> isize {
+        PEAK.with(Cell::get)
+    }
+
+    fn peak_reset() {
+        PEAK.with(|peak| peak.set(held()));
+    }
+
     fn count(delta: isize) {
-        // During a thread's teardown the cell may be gone: nothing to count then.
-        let _ = HELD.try_with(|held| held.set(held.get() + delta));
+        // During a thread's teardown the cells may be gone: nothing to count then.
+        let _ = HELD.try_with(|held| {
+            held.set(held.get() + delta);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+        });
     }
 
     /// The system allocator, counting what each thread holds (a cell of its own, so that the
@@ -1130,6 +1220,31 @@ mod tests {
                 "the exposition holds more than its gzip: {said}"
             );
             eprintln!("{said}");
+        }
+    }
+
+    /// The scan's families are compressed as they are written: the encode never holds their
+    /// text whole (2.2 MB here), nor its own copy of the last. What it holds at its peak,
+    /// beyond what it started with, is the view's sorting (an inode string and an index a
+    /// row), the compressor's state, a spill of text and the gzip.
+    #[test]
+    fn the_encode_never_holds_the_text_whole() {
+        drop(metrics_with_namespaces(10).exposition());
+        let mut m = metrics_with_namespaces(6_000);
+        for what in ["a scan", "a failed scan"] {
+            let start = held();
+            peak_reset();
+            let e = m.exposition();
+            let above = peak() - start;
+            let text = e.text_len() as isize;
+            let said =
+                format!("{what}: text {text} bytes, the encode's peak {above} above its start");
+            eprintln!("{said}");
+            assert!(text > 2_000_000, "{said}");
+            if what == "a scan" {
+                assert!(above < text / 2, "{said}");
+                m.record(Outcome::ScanFailed(FailureReason::NoProcesses));
+            }
         }
     }
 
