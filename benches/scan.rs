@@ -829,8 +829,8 @@ fn profile_memory(scans: usize) -> MemoryProfile {
             }
         }
         if let Some(e) = published.borrow().as_ref() {
-            out.text_bytes = e.text.len();
-            out.gzip_bytes = e.gzip.len();
+            out.text_bytes = e.text_len();
+            out.gzip_bytes = e.gzip().len();
         }
         out.between_heap = median_usize(&mut between);
         out.run_once_heap_peak = median_usize(&mut peak);
@@ -892,7 +892,7 @@ fn profile_memory(scans: usize) -> MemoryProfile {
         }));
         let at = stage("record (the scan's view)", at);
         let exposition = metrics.exposition();
-        let at = stage("exposition (text, gzip)", at);
+        let at = stage("exposition (encoded, gzipped)", at);
         published = Some(Arc::new(exposition));
         let at = stage("publish (the previous dropped)", at);
         drop((

@@ -1,7 +1,8 @@
 //! HTTP: `/metrics` from the last published exposition, `/healthz`, `/readyz` and a landing
 //! page, on hyper 1 over tokio.
 //!
-//! A scrape never triggers or waits for a scan: it clones the bytes encoded after the last one.
+//! A scrape never triggers or waits for a scan: it is sent the gzip encoded after the last one,
+//! or, if it does not accept gzip, the text inflated from it as it is sent ([`Body`]).
 //! With `--web.config.file` ([`crate::web_config`]) connections speak TLS (tokio-rustls, with
 //! the same timeouts and caps: the handshake counts as header time), and requests pass basic
 //! auth first. The runtime has one thread, which serves every connection: the handshake's
@@ -21,8 +22,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY,
-    WWW_AUTHENTICATE,
+    ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderValue, VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -36,7 +37,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::health::Health;
-use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition};
+use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition, Plain};
 use crate::web_config::{Tls, WebConfig, WebConfigFile};
 
 use connections::Deadline;
@@ -51,10 +52,58 @@ pub struct AppState {
     pub health: Arc<Health>,
 }
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Body>;
+
+/// A response's body: bytes in memory, or an exposition's text inflated as hyper asks for it,
+/// in frames of at most [`PLAIN_FRAME`]. A plain scrape, however slow its client, holds an
+/// inflate state, a reference to the gzip and the frames hyper has not yet written (hyper
+/// asks for more while its write buffer holds under about 400 KB), never a copy of the text
+/// (2.1 MB at 10,000 processes).
+pub enum Body {
+    Bytes(Full<Bytes>),
+    Plain(Plain),
+}
+
+/// The largest frame of a plain scrape's body.
+pub const PLAIN_FRAME: usize = 64 * 1024;
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Bytes(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+            // Inflated at once: 64 KiB takes a fraction of a millisecond.
+            Body::Plain(p) => Poll::Ready(
+                p.next_chunk(PLAIN_FRAME)
+                    .map(|c| c.map(hyper::body::Frame::data)),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Bytes(b) => b.is_end_stream(),
+            Body::Plain(p) => p.remaining() == 0,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Bytes(b) => b.size_hint(),
+            Body::Plain(p) => hyper::body::SizeHint::with_exact(p.remaining() as u64),
+        }
+    }
+}
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::Bytes(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -115,14 +164,19 @@ pub fn handle<B>(state: &AppState, req: &Request<B>) -> Resp {
                     .get(ACCEPT_ENCODING)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(accepts_gzip);
-                let body = if gzip { p.gzip.clone() } else { p.text.clone() };
-                let mut r = Response::new(Full::new(body));
+                let (body, length) = match gzip {
+                    true => (Body::Bytes(Full::new(p.gzip().clone())), p.gzip().len()),
+                    false => (Body::Plain(p.plain()), p.text_len()),
+                };
+                let mut r = Response::new(body);
                 let h = r.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
                 h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
                 if gzip {
                     h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 }
+                // Also where hyper would take it from the body: a HEAD's answer is GET's.
+                h.insert(CONTENT_LENGTH, HeaderValue::from(length));
                 r
             }
         },
@@ -188,8 +242,9 @@ fn cap(n: usize) -> Option<Arc<Semaphore>> {
 
 /// Admits a request to the telemetry path under `--web.max-requests`, or answers 503 as
 /// node_exporter does. Other paths are not counted: a health probe is never refused for
-/// scrapes. The permit lives in the response's body until hyper has taken it all; the body is
-/// bytes in memory, taken at once, so today the limit binds only under a flood of scrapes.
+/// scrapes. The permit lives in the response's body until hyper has taken it all: a gzip body
+/// is taken at once, a plain one as its client reads it, so the limit binds under a flood of
+/// scrapes, or of plain clients that read slowly.
 pub fn respond<B>(state: &AppState, requests: Option<&Arc<Semaphore>>, req: &Request<B>) -> Answer {
     let scrape = req.uri().path() == &*state.telemetry_path;
     let permit = match requests.filter(|_| scrape) {
@@ -210,14 +265,18 @@ pub fn respond<B>(state: &AppState, requests: Option<&Arc<Semaphore>>, req: &Req
 }
 
 /// A response whose body holds what its request holds: a `--web.max-requests` permit, and the
-/// connection's `Deadline`, which goes idle when hyper drops the body.
+/// connection's `Deadline`, which goes idle when hyper first asks for the body (the response
+/// is then with hyper; bytes written of it keep the connection from the idle timeout, and a
+/// client that stops reading a plain scrape meets it), and again when hyper drops the body.
 pub type Answer = Response<AnswerBody>;
 
 /// See [`Answer`].
 pub struct AnswerBody {
-    body: Full<Bytes>,
+    body: Body,
     permit: Option<OwnedSemaphorePermit>,
     deadline: Option<Arc<Deadline>>,
+    /// Whether hyper has asked for the body yet.
+    asked: bool,
 }
 
 /// `r`, holding nothing yet.
@@ -226,18 +285,25 @@ fn answer(r: Resp) -> Answer {
         body,
         permit: None,
         deadline: None,
+        asked: false,
     })
 }
 
 impl hyper::body::Body for AnswerBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if !std::mem::replace(&mut this.asked, true)
+            && let Some(deadline) = &this.deadline
+        {
+            deadline.idle();
+        }
+        Pin::new(&mut this.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -373,7 +439,8 @@ fn say_shed(count: u64, cap: usize) {
 }
 
 /// How long, at shutdown, a request being answered has to finish. Responses are bytes in
-/// memory, so this binds only a client that reads its response slowly, or a password check.
+/// memory, or inflated from them as they are sent, so this binds only a client that reads its
+/// response slowly, or a password check.
 pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Serves until `shutdown` resolves, then closes the connections that have not sent a whole
@@ -574,10 +641,7 @@ mod tests {
     }
 
     fn exposition() -> Arc<Exposition> {
-        Arc::new(Exposition {
-            text: Bytes::from_static(b"nsexporter_up 1\n"),
-            gzip: Bytes::from_static(b"\x1f\x8b gzipped"),
-        })
+        Arc::new(Exposition::of_text(b"nsexporter_up 1\n"))
     }
 
     fn request(method: &Method, path: &str, accept_encoding: Option<&str>) -> Request<()> {
@@ -597,16 +661,48 @@ mod tests {
     }
 
     fn body(r: Resp) -> Bytes {
-        // A `Full` body is ready at once: no runtime needed to collect it.
+        // Every body is ready at once (bytes, or inflated as asked): no runtime needed.
         let mut collect = std::pin::pin!(r.into_body().collect());
         match collect
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(Ok(collected)) => collected.to_bytes(),
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => panic!("a Full body was not ready"),
+            Poll::Ready(Err(e)) => panic!("{e}"),
+            Poll::Pending => panic!("a body was not ready"),
         }
+    }
+
+    /// The body's frames, polled one at a time as hyper polls them.
+    fn frames(r: Resp) -> Vec<Bytes> {
+        use hyper::body::Body as _;
+        let mut body = r.into_body();
+        let mut frames = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let left = body.size_hint().exact();
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let data = frame.into_data().expect("data frames only");
+                    assert_eq!(
+                        left,
+                        Some(body.size_hint().exact().unwrap() + data.len() as u64)
+                    );
+                    frames.push(data);
+                }
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Ready(None) => break,
+                Poll::Pending => panic!("a body was not ready"),
+            }
+            if body.is_end_stream() {
+                assert!(matches!(
+                    Pin::new(&mut body).poll_frame(&mut cx),
+                    Poll::Ready(None)
+                ));
+                break;
+            }
+        }
+        frames
     }
 
     #[test]
@@ -689,15 +785,100 @@ mod tests {
             assert_eq!(header(&r, CONTENT_TYPE), Some(METRICS_CONTENT_TYPE));
             assert_eq!(header(&r, VARY), Some("Accept-Encoding"), "{accept:?}");
             let encoding = header(&r, CONTENT_ENCODING).map(str::to_owned);
+            let length = header(&r, CONTENT_LENGTH).map(str::to_owned);
             let want = exposition();
             if gzipped {
                 assert_eq!(encoding.as_deref(), Some("gzip"), "{accept:?}");
-                assert_eq!(body(r), want.gzip, "{accept:?}");
+                assert_eq!(body(r), want.gzip(), "{accept:?}");
+                assert_eq!(length, Some(want.gzip().len().to_string()), "{accept:?}");
             } else {
                 assert_eq!(encoding, None, "{accept:?}");
-                assert_eq!(body(r), want.text, "{accept:?}");
+                assert_eq!(body(r), want.text(), "{accept:?}");
+                assert_eq!(length, Some(want.text_len().to_string()), "{accept:?}");
             }
         }
+    }
+
+    /// A plain scrape is the text inflated as hyper asks for it: frames of at most 64 KiB,
+    /// each ready at once, whose lengths sum to the Content-Length, the stored text length.
+    #[test]
+    fn a_plain_scrape_is_sent_in_frames_of_at_most_64_kib() {
+        let (state, publish) = state("/metrics");
+        let text: Vec<u8> = (0..30_000)
+            .flat_map(|i| format!("nsexporter_x{{inode=\"{i}\"}} {}\n", i % 9).into_bytes())
+            .collect();
+        let e = Arc::new(Exposition::of_text(&text));
+        publish.send_replace(Some(Arc::clone(&e)));
+        let plain = get(&state, "/metrics");
+        let length: usize = header(&plain, CONTENT_LENGTH).unwrap().parse().unwrap();
+        assert_eq!(length, text.len());
+        let sent = frames(plain);
+        assert!(sent.iter().all(|f| !f.is_empty() && f.len() <= PLAIN_FRAME));
+        assert_eq!(sent.len(), text.len().div_ceil(PLAIN_FRAME));
+        assert_eq!(sent.iter().map(Bytes::len).sum::<usize>(), length);
+        assert_eq!(sent.concat(), text);
+        // A gzip scrape is the gzip, one frame.
+        let gz = handle(&state, &request(&Method::GET, "/metrics", Some("gzip")));
+        let length: usize = header(&gz, CONTENT_LENGTH).unwrap().parse().unwrap();
+        assert_eq!(length, e.gzip().len());
+        assert_eq!(frames(gz), vec![e.gzip().clone()]);
+    }
+
+    /// What is served, plain and gzipped, is one exposition: after the fixture's scan, after
+    /// a sweep (the scan's deflate copied, the live families added), after a failed scan (the
+    /// last good scan's series copied from its text, inflated for them).
+    #[test]
+    fn the_plain_body_is_the_gzip_body_inflated_after_a_scan_a_sweep_and_a_failed_scan() {
+        use crate::metrics::scenario::Scans;
+        use crate::metrics::{BetweenScans, Metrics, Outcome, PerNamespace};
+        let (state, publish) = state("/metrics");
+        let procfs = crate::procfs::ProcFs::new("/proc");
+        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
+        m.record(Outcome::Started {
+            cgroup_layout: crate::model::CgroupLayout::Unified,
+            between: BetweenScans {
+                sweeps: true,
+                ..BetweenScans::default()
+            },
+        });
+        let mut scans = Scans::new();
+        let served = |what: &str, e: Exposition| -> String {
+            publish.send_replace(Some(Arc::new(e)));
+            let plain = body(get(&state, "/metrics"));
+            let gz = body(handle(
+                &state,
+                &request(&Method::GET, "/metrics", Some("gzip")),
+            ));
+            let mut inflated = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut inflated)
+                .unwrap();
+            assert_eq!(
+                plain, inflated,
+                "{what}: the plain body is the gzip body inflated"
+            );
+            String::from_utf8(plain.to_vec()).unwrap()
+        };
+        scans.record(&mut m, 100_000, &[], &[], &[]);
+        let scanned = served("a scan", m.exposition());
+        m.record(Outcome::Sweep {
+            processes: 2,
+            rechecked: 1,
+            new_findings: &[],
+        });
+        let swept = served("a sweep", m.exposition());
+        assert!(swept.contains("nsexporter_sweeps_total 1"), "{swept}");
+        m.record(Outcome::ScanFailed(crate::scan::FailureReason::ALL[0]));
+        let failed = served("a failed scan", m.exposition());
+        assert!(failed.contains("nsexporter_scan_success 0"), "{failed}");
+        // The last good scan's per-namespace series, as they were.
+        let per_namespace = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("nsexporter_namespace_info{"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(!per_namespace(&scanned).is_empty(), "{scanned}");
+        assert_eq!(per_namespace(&failed), per_namespace(&scanned));
     }
 
     #[test]
@@ -732,7 +913,7 @@ mod tests {
         publish.send_replace(Some(exposition()));
         let r = get(&state, "/custom/path");
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(body(r), exposition().text);
+        assert_eq!(body(r), exposition().text());
         assert_eq!(get(&state, "/metrics").status(), StatusCode::NOT_FOUND);
         let landing = get(&state, "/");
         assert_eq!(landing.status(), StatusCode::OK);

@@ -562,8 +562,8 @@ mod tests {
     #[test]
     fn the_exposition_is_the_table() {
         let mut m = everything();
-        let e = m.exposition();
-        let text = std::str::from_utf8(&e.text).unwrap();
+        let text = m.exposition().text();
+        let text = std::str::from_utf8(&text).unwrap();
         let (scan, live) = text.split_at(m.scan_part.scan_len);
         let mut seen = BTreeSet::new();
         for (part, text) in [(Part::Scan, scan), (Part::Live, live)] {
@@ -612,8 +612,8 @@ mod tests {
                 cgroup_layout: crate::model::CgroupLayout::Unified,
                 between: on,
             });
-            let e = m.exposition();
-            let names = exported(std::str::from_utf8(&e.text).unwrap());
+            let text = m.exposition().text();
+            let names = exported(std::str::from_utf8(&text).unwrap());
             for f in FAMILIES
                 .iter()
                 .filter(|f| f.written_by == WrittenBy::Registry)

@@ -5,8 +5,9 @@
 //! events, a name source's error, the event readers' losses) and publishes
 //! [`Metrics::exposition`].
 //!
-//! A scrape never waits for a scan: after each scan the whole exposition is encoded (and
-//! gzipped) into an immutable [`Exposition`] that the HTTP layer serves as is. Counters and
+//! A scrape never waits for a scan: after each scan the whole exposition is encoded and
+//! gzipped as it is written into an immutable [`Exposition`], which holds the gzip alone and
+//! which the HTTP layer serves as is, or inflated for a client that does not take gzip. Counters and
 //! histograms accumulate in the registry; everything per namespace and per container is one
 //! [`ScanView`] per scan, written straight into the exposition ([`view`]), so no series outlives its
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
@@ -14,7 +15,7 @@
 
 pub mod families;
 #[cfg(test)]
-mod scenario;
+pub(crate) mod scenario;
 mod self_process;
 pub mod view;
 
@@ -22,7 +23,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -42,13 +43,96 @@ use crate::sharing::{Finding, Owner, Ownership, Sharing};
 pub use families::BetweenScans;
 use families::{FAMILIES, Family, Id, Kind, Part, When, WrittenBy};
 pub use self_process::SelfProcessCollector;
-use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
+use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView, TextOut};
 
-/// One encoded exposition, plain and gzipped, served until the next scan replaces it.
+/// One encoded exposition, served until the next scan replaces it: held gzipped only, with the
+/// length of its text. Prometheus asks for gzip; a client that does not is sent the text
+/// inflated as it goes ([`Exposition::plain`]), so that the 2 MB of text at 10,000 processes
+/// is held by no one between scans, nor through the next scan's peak.
 #[derive(Clone, Debug)]
 pub struct Exposition {
-    pub text: Bytes,
-    pub gzip: Bytes,
+    gzip: Bytes,
+    text_len: usize,
+}
+
+impl Exposition {
+    /// The exposition of `text`, compressed as a scan's is.
+    pub fn of_text(text: &[u8]) -> Exposition {
+        ScanPart::new(text, text.len(), ViewRanges::new()).exposition()
+    }
+
+    /// The gzip member, as a client that accepts gzip is sent it.
+    pub fn gzip(&self) -> &Bytes {
+        &self.gzip
+    }
+
+    /// The length of the text: a plain response's Content-Length.
+    pub fn text_len(&self) -> usize {
+        self.text_len
+    }
+
+    /// The text, inflated whole: for tests and tools. A scrape reads [`Exposition::plain`].
+    pub fn text(&self) -> Vec<u8> {
+        self.plain().read(usize::MAX).map_or_else(Vec::new, |text| {
+            text.expect("an exposition's own gzip inflates")
+        })
+    }
+
+    /// The text, to be inflated a chunk at a time ([`Plain::next_chunk`]).
+    pub fn plain(&self) -> Plain {
+        Plain {
+            gzip: flate2::bufread::GzDecoder::new(self.gzip.clone().reader()),
+            remaining: self.text_len,
+        }
+    }
+}
+
+/// An exposition's text being inflated, a chunk at a time: what it holds is the inflate state
+/// (42 KiB: the 32 KiB window and the tables) and a reference to the gzip, whose allocation
+/// the exposition shares.
+pub struct Plain {
+    gzip: flate2::bufread::GzDecoder<bytes::buf::Reader<Bytes>>,
+    remaining: usize,
+}
+
+impl Plain {
+    /// The next at most `max` bytes of the text, each chunk an allocation of its own; `None`
+    /// after the last. The last chunk comes only once the gzip's trailer (the text's CRC and
+    /// length) has been checked: an error instead of it says that the text was not the
+    /// exposition's, and is an exporter's bug.
+    pub fn next_chunk(&mut self, max: usize) -> Option<std::io::Result<Bytes>> {
+        self.read(max).map(|chunk| chunk.map(Bytes::from))
+    }
+
+    fn read(&mut self, max: usize) -> Option<std::io::Result<Vec<u8>>> {
+        if self.remaining == 0 || max == 0 {
+            return None;
+        }
+        let mut chunk = vec![0; self.remaining.min(max)];
+        let read = std::io::Read::read_exact(&mut self.gzip, &mut chunk).and_then(|()| {
+            self.remaining -= chunk.len();
+            if self.remaining > 0 {
+                return Ok(());
+            }
+            // Read past the end, so that the decoder reads and checks the trailer.
+            match std::io::Read::read(&mut self.gzip, &mut [0; 1])? {
+                0 => Ok(()),
+                _ => Err(std::io::Error::other("the gzip holds more than its length")),
+            }
+        });
+        Some(match read {
+            Ok(()) => Ok(chunk),
+            Err(e) => {
+                self.remaining = 0;
+                Err(e)
+            }
+        })
+    }
+
+    /// The bytes of text still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
 }
 
 /// The exposition content type of the Prometheus text format 0.0.4.
@@ -65,13 +149,13 @@ pub struct Metrics {
     kept: Vec<Option<Kept>>,
     per_namespace: PerNamespace,
     /// The last successful scan's per-namespace and per-container series. Once encoded, its
-    /// rows are dropped but for the findings, which the sweeps add to: the scan part's text
-    /// holds them, and a failed scan's exposition copies them from there.
+    /// rows are dropped but for the findings, which the sweeps add to: the scan part holds
+    /// them, and a failed scan's exposition copies them from its text, inflated.
     view: ScanView,
     /// The findings that sweeps and events saw since the last scan: active until it.
     between_findings: Vec<FindingRow>,
-    /// The last exposition, which begins with the scan's families encoded once a scan: text,
-    /// and compressed.
+    /// The last exposition, which begins with the scan's families encoded once a scan, held
+    /// compressed.
     scan_part: ScanPart,
     /// Whether something the scan's part shows was recorded since it was encoded: a scan, a
     /// failed scan, the start. A name source's error found by a sweep waits for the next scan.
@@ -596,24 +680,32 @@ impl Metrics {
             self.scan_part = self.scan_part.with(&live);
             return self.scan_part.exposition();
         }
-        // One buffer for the whole text, sized by the last: grown by doubling, or copied into
-        // an exposition of its own, it would be held two or three times at 10,000 processes
-        // (2 MB each).
-        let last = self.scan_part.text.len();
-        let mut text = Vec::with_capacity(last + last / 16 + 4096);
+        // The scan's families compressed as they are written: their text (2.1 MB at 10,000
+        // processes) is never held whole.
+        let mut out = ScanWriter::new(self.scan_part.gzip.len());
         let (view, old) = (&self.view, &self.scan_part);
-        let view_ranges = write_families(&self.registry, Part::Scan, &mut text, |id, out| {
-            match old.view_range(id).filter(|_| view.encoded) {
-                // A failed scan: the last good scan's series, as they were written.
-                Some(range) => out.extend_from_slice(&old.text[range]),
+        // A failed scan: the last good scan's series, as they were written, from its text
+        // inflated once for them (a rare path: the text is kept by no one).
+        let old_text = view.encoded.then(|| old.text());
+        let write_view = |id: Id, out: &mut ScanWriter| {
+            let last = old.view_range(id).zip(old_text.as_deref());
+            match last {
+                Some((range, old_text)) => {
+                    for piece in old_text[range].chunks(SPILL) {
+                        out.buf().extend_from_slice(piece);
+                        out.whole();
+                    }
+                }
                 None => view.write_family(id, out),
             }
-        });
-        let scan_len = text.len();
-        self.write_live(&mut text);
-        self.scan_part = ScanPart::new(text, scan_len, view_ranges);
+        };
+        let view_ranges = write_families(&self.registry, Part::Scan, &mut out, write_view);
+        drop(old_text);
+        let mut live = Vec::with_capacity(4096);
+        self.write_live(&mut live);
+        self.scan_part = out.finish(&live, view_ranges);
         // A row per namespace is 0.9 MiB at 10,000 processes, held through the next scan's
-        // peak for nothing: the text has them.
+        // peak for nothing: the gzip has them.
         self.view.namespaces = Vec::new();
         self.view.host_sharing = Vec::new();
         self.view.encoded = true;
@@ -644,11 +736,11 @@ type ViewRanges = Vec<(Id, Range<usize>)>;
 /// Writes the families of `registry` and the families of `part` that a view writes in one
 /// name order, as a registry holding them all would write them; `write_view(id, out)` writes
 /// the latter. Where each of those went in `out`.
-fn write_families(
+fn write_families<O: TextOut>(
     registry: &Registry,
     part: Part,
-    out: &mut Vec<u8>,
-    mut write_view: impl FnMut(Id, &mut Vec<u8>),
+    out: &mut O,
+    mut write_view: impl FnMut(Id, &mut O),
 ) -> ViewRanges {
     enum Source<'a> {
         Registry(&'a prometheus::proto::MetricFamily),
@@ -666,35 +758,38 @@ fn write_families(
     for (_, source) in families {
         match source {
             Source::Registry(family) => encoder
-                .encode(std::slice::from_ref(family), out)
+                .encode(std::slice::from_ref(family), out.buf())
                 .expect("encoding to a Vec cannot fail"),
             Source::View(id) => {
-                let start = out.len();
+                let start = out.written();
                 write_view(id, out);
-                ranges.push((id, start..out.len()));
+                ranges.push((id, start..out.written()));
             }
         }
+        out.whole();
     }
     ranges
 }
 
-/// The last exposition, whose text begins with the scan's families, encoded once a scan. Its
-/// gzip is one member: the scan's families as raw deflate ended by a sync flush, then the live
-/// families as deflate blocks of their own (RFC 1951 §3.2.4, RFC 1952), so that a sweep
-/// compresses only its own few lines; the CRC of the whole is combined from the parts'. The
-/// exposition served and the scan's part are one allocation: a sweep copies the scan's part
-/// into its new exposition, and the old one goes when nothing serves it any longer.
+/// The last exposition, whose text begins with the scan's families, encoded once a scan; held
+/// as its gzip only. The gzip is one member: the scan's families as raw deflate ended by a
+/// sync flush, then the live families as deflate blocks of their own (RFC 1951 §3.2.4, RFC
+/// 1952), so that a sweep compresses only its own few lines; the CRC of the whole is combined
+/// from the parts'. The exposition served and the scan's part are one allocation: a sweep
+/// copies the scan's deflate into its new exposition, and the old one goes when nothing
+/// serves it any longer.
 #[derive(Default)]
 struct ScanPart {
-    text: Bytes,
-    /// Where the scan's families end in `text`.
+    /// The length of the text: the scan's families, then the live ones.
+    text_len: usize,
+    /// Where the scan's families end in the text.
     scan_len: usize,
     gzip: Bytes,
     /// Where the scan's deflate ends in `gzip`.
     deflate_end: usize,
     /// The CRC of the scan's families.
     crc: flate2::Crc,
-    /// Where each family a view writes into the scan's part is in `text`.
+    /// Where each family a view writes into the scan's part is in the text.
     view_ranges: ViewRanges,
 }
 
@@ -703,38 +798,22 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl ScanPart {
     /// `text`: the scan's families, its first `scan_len` bytes, then the live ones.
-    fn new(text: Vec<u8>, scan_len: usize, view_ranges: ViewRanges) -> ScanPart {
+    fn new(text: &[u8], scan_len: usize, view_ranges: ViewRanges) -> ScanPart {
         let (scan, live) = text.split_at(scan_len);
-        let mut crc = flate2::Crc::new();
-        crc.update(scan);
-        // About one byte in twenty: the text is label values repeated line after line.
-        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + text.len() / 16 + 1024);
-        gzip.extend_from_slice(&GZIP_HEADER);
-        deflate(scan, flate2::FlushCompress::Sync, &mut gzip);
-        let deflate_end = gzip.len();
-        finish_gzip(&crc, live, &mut gzip);
-        ScanPart {
-            text: text.into(),
-            scan_len,
-            gzip: gzip.into(),
-            deflate_end,
-            crc,
-            view_ranges,
-        }
+        let mut out = ScanWriter::new(text.len() / 16);
+        out.buf().extend_from_slice(scan);
+        out.finish(live, view_ranges)
     }
 
-    /// The same scan's families followed by `live`.
+    /// The same scan's families followed by `live`: their deflate copied, not their text.
     fn with(&self, live: &[u8]) -> ScanPart {
-        let mut text = Vec::with_capacity(self.scan_len + live.len());
-        text.extend_from_slice(&self.text[..self.scan_len]);
-        text.extend_from_slice(live);
         let mut gzip = Vec::with_capacity(self.deflate_end + live.len() / 4 + 64);
         gzip.extend_from_slice(&self.gzip[..self.deflate_end]);
         finish_gzip(&self.crc, live, &mut gzip);
         ScanPart {
-            text: text.into(),
+            text_len: self.scan_len + live.len(),
             scan_len: self.scan_len,
-            gzip: gzip.into(),
+            gzip: exact(gzip),
             deflate_end: self.deflate_end,
             crc: {
                 let mut crc = flate2::Crc::new();
@@ -745,7 +824,7 @@ impl ScanPart {
         }
     }
 
-    /// Where family `id` is in `text`, if a view wrote it there.
+    /// Where family `id` is in the text, if a view wrote it there.
     fn view_range(&self, id: Id) -> Option<Range<usize>> {
         self.view_ranges
             .iter()
@@ -755,16 +834,105 @@ impl ScanPart {
 
     fn exposition(&self) -> Exposition {
         Exposition {
-            text: self.text.clone(),
             gzip: self.gzip.clone(),
+            text_len: self.text_len,
         }
     }
+
+    /// The text, inflated.
+    fn text(&self) -> Vec<u8> {
+        self.exposition().text()
+    }
+}
+
+/// The scan's families written ([`TextOut`]) and compressed as they are: a gzip header, then
+/// raw deflate of every [`SPILL`] bytes of text, so that no more text than that is held.
+struct ScanWriter {
+    /// Text written and not yet compressed.
+    pending: Vec<u8>,
+    /// Text compressed.
+    compressed: usize,
+    deflate: flate2::Compress,
+    crc: flate2::Crc,
+    gzip: Vec<u8>,
+}
+
+/// How much text is written before it is compressed: a few hundred samples.
+const SPILL: usize = 64 * 1024;
+
+impl ScanWriter {
+    /// A writer whose gzip is expected to come to about `gzip_len` bytes (the last one's).
+    fn new(gzip_len: usize) -> ScanWriter {
+        let mut gzip = Vec::with_capacity(GZIP_HEADER.len() + gzip_len + gzip_len / 8 + 1024);
+        gzip.extend_from_slice(&GZIP_HEADER);
+        ScanWriter {
+            // Room for a sample beyond the spill, so that it rarely grows.
+            pending: Vec::with_capacity(2 * SPILL),
+            compressed: 0,
+            deflate: flate2::Compress::new(flate2::Compression::fast(), false),
+            crc: flate2::Crc::new(),
+            gzip,
+        }
+    }
+
+    fn compress_pending(&mut self, flush: flate2::FlushCompress) {
+        self.crc.update(&self.pending);
+        deflate(&mut self.deflate, &self.pending, flush, &mut self.gzip);
+        self.compressed += self.pending.len();
+        self.pending.clear();
+    }
+
+    /// The scan's part: the families written, ended by a sync flush, then `live` (the live
+    /// families' text) as the gzip's last blocks.
+    fn finish(mut self, live: &[u8], view_ranges: ViewRanges) -> ScanPart {
+        self.compress_pending(flate2::FlushCompress::Sync);
+        let ScanWriter {
+            compressed,
+            crc,
+            mut gzip,
+            ..
+        } = self;
+        let deflate_end = gzip.len();
+        finish_gzip(&crc, live, &mut gzip);
+        ScanPart {
+            text_len: compressed + live.len(),
+            scan_len: compressed,
+            gzip: exact(gzip),
+            deflate_end,
+            crc,
+            view_ranges,
+        }
+    }
+}
+
+impl TextOut for ScanWriter {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+
+    fn written(&self) -> usize {
+        self.compressed + self.pending.len()
+    }
+
+    fn whole(&mut self) {
+        if self.pending.len() >= SPILL {
+            self.compress_pending(flate2::FlushCompress::None);
+        }
+    }
+}
+
+/// `gzip` as bytes that hold no more than its length: bytes made from a vector keep its whole
+/// capacity, which the compressor's estimate and its doubling leave well above the length.
+fn exact(mut gzip: Vec<u8>) -> Bytes {
+    gzip.shrink_to_fit();
+    gzip.into()
 }
 
 /// Appends `live` as the last deflate blocks, and the gzip trailer: the CRC of the whole
 /// (`scan`'s combined with `live`'s) and its length.
 fn finish_gzip(scan: &flate2::Crc, live: &[u8], gzip: &mut Vec<u8>) {
-    deflate(live, flate2::FlushCompress::Finish, gzip);
+    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+    deflate(&mut c, live, flate2::FlushCompress::Finish, gzip);
     let mut crc = flate2::Crc::new();
     crc.combine(scan);
     let mut live_crc = flate2::Crc::new();
@@ -774,18 +942,25 @@ fn finish_gzip(scan: &flate2::Crc, live: &[u8], gzip: &mut Vec<u8>) {
     gzip.extend_from_slice(&crc.amount().to_le_bytes());
 }
 
-/// Appends `input` to `out` as raw deflate at the fast level, ended by `flush`: `Sync` leaves
-/// the stream open on a byte boundary, `Finish` closes it with a final block.
-fn deflate(input: &[u8], flush: flate2::FlushCompress, out: &mut Vec<u8>) {
-    let mut c = flate2::Compress::new(flate2::Compression::fast(), false);
+/// Appends `input` to `out` as raw deflate by `c`, then `flush`: `None` leaves what `c` holds
+/// back for the next input, `Sync` leaves the stream open on a byte boundary, `Finish` closes
+/// it with a final block.
+fn deflate(
+    c: &mut flate2::Compress,
+    input: &[u8],
+    flush: flate2::FlushCompress,
+    out: &mut Vec<u8>,
+) {
+    let start = c.total_in();
+    let consumed = |c: &flate2::Compress| (c.total_in() - start) as usize;
     out.reserve(64);
     loop {
-        let consumed = c.total_in() as usize;
         let status = c
-            .compress_vec(&input[consumed..], out, flush)
+            .compress_vec(&input[consumed(c)..], out, flush)
             .expect("deflate of a buffer cannot fail");
-        let done = c.total_in() as usize == input.len()
+        let done = consumed(c) == input.len()
             && match flush {
+                flate2::FlushCompress::None => true,
                 flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
                 // A sync flush is complete once it left room in the output.
                 _ => out.len() < out.capacity(),
@@ -809,12 +984,29 @@ fn finding_row(f: &Finding) -> FindingRow {
 
 #[cfg(test)]
 mod tests {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
     use super::*;
 
-    pub(super) fn gunzip(gz: &[u8]) -> Vec<u8> {
+    pub(crate) fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
         out
+    }
+
+    /// The text as a plain scrape is sent it: chunks of at most `max` bytes, each checked.
+    pub(crate) fn plain_in_chunks(e: &Exposition, max: usize) -> Vec<u8> {
+        let mut plain = e.plain();
+        let mut text = Vec::new();
+        while let Some(chunk) = plain.next_chunk(max) {
+            let chunk = chunk.unwrap();
+            assert!(!chunk.is_empty() && chunk.len() <= max, "{}", chunk.len());
+            text.extend_from_slice(&chunk);
+            assert_eq!(plain.remaining(), e.text_len() - text.len());
+        }
+        assert_eq!(text.len(), e.text_len());
+        text
     }
 
     /// The scan's part compressed once, the live part after it: one gzip member that any
@@ -825,17 +1017,20 @@ mod tests {
             .flat_map(|i| format!("scan_line {i}\n").into_bytes())
             .collect();
         let first = [&scan[..], b"live 0\n"].concat();
-        let part = ScanPart::new(first.clone(), scan.len(), ViewRanges::new());
-        assert_eq!(part.exposition().text, first);
-        assert_eq!(gunzip(&part.exposition().gzip), first);
+        let part = ScanPart::new(&first, scan.len(), ViewRanges::new());
+        assert_eq!(part.exposition().text(), first);
+        assert_eq!(part.exposition().text_len(), first.len());
+        assert_eq!(gunzip(part.exposition().gzip()), first);
         for live in [&b""[..], b"live 1\n", &[b'x'; 100_000]] {
             let e = part.with(live).exposition();
             let whole = [&scan[..], live].concat();
-            assert_eq!(e.text, whole);
-            assert_eq!(gunzip(&e.gzip), whole);
+            assert_eq!(e.text(), whole);
+            assert_eq!(e.text_len(), whole.len());
+            assert_eq!(gunzip(e.gzip()), whole);
+            assert_eq!(plain_in_chunks(&e, 64 * 1024), whole);
             // A single member: the decoder that stops at the first member reads it all too.
             let mut single = Vec::new();
-            let mut d = flate2::bufread::GzDecoder::new(&e.gzip[..]);
+            let mut d = flate2::bufread::GzDecoder::new(&e.gzip()[..]);
             std::io::Read::read_to_end(&mut d, &mut single).unwrap();
             assert_eq!(single, whole);
         }
@@ -844,10 +1039,213 @@ mod tests {
         assert!(small.gzip.len() < part.deflate_end + 64);
         // A sweep after a sweep keeps the scan's part and only it.
         let again = part.with(b"live 1\n").with(b"live 2\n").exposition();
-        assert_eq!(gunzip(&again.gzip), [&scan[..], b"live 2\n"].concat());
-        let empty = ScanPart::new(Vec::new(), 0, ViewRanges::new()).exposition();
-        assert_eq!(gunzip(&empty.gzip), b"");
-        assert_eq!(empty.text, b""[..]);
+        assert_eq!(gunzip(again.gzip()), [&scan[..], b"live 2\n"].concat());
+        assert_eq!(again.text(), [&scan[..], b"live 2\n"].concat());
+        let empty = ScanPart::new(&[], 0, ViewRanges::new()).exposition();
+        assert_eq!(gunzip(empty.gzip()), b"");
+        assert_eq!(empty.text(), b"");
+        assert_eq!(
+            empty.plain().next_chunk(64 * 1024).map(|c| c.unwrap()),
+            None
+        );
+    }
+
+    /// The text comes in chunks of at most the size asked for, in order, and the last only
+    /// once the gzip's CRC and length agree with it: a gzip that is not the text's ends in an
+    /// error, not in a text that looks whole.
+    #[test]
+    fn the_text_is_inflated_a_chunk_at_a_time_and_checked_at_the_end() {
+        let text: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("nsexporter_line{{inode=\"{i}\"}} {}\n", i % 7).into_bytes())
+            .collect();
+        let e = Exposition::of_text(&text);
+        assert_eq!(e.text_len(), text.len());
+        for max in [1000, 64 * 1024, text.len() - 1, text.len(), usize::MAX] {
+            assert_eq!(plain_in_chunks(&e, max), text, "{max}");
+        }
+        let chunks = std::iter::from_fn({
+            let mut plain = e.plain();
+            move || plain.next_chunk(64 * 1024)
+        });
+        assert_eq!(chunks.count(), text.len().div_ceil(64 * 1024));
+        // The CRC's first byte flipped, then the length's: every chunk but the last comes,
+        // and then an error.
+        for at in [8, 4] {
+            let mut gzip = e.gzip().to_vec();
+            let n = gzip.len();
+            gzip[n - at] ^= 1;
+            let bad = Exposition {
+                gzip: gzip.into(),
+                text_len: e.text_len(),
+            };
+            let mut plain = bad.plain();
+            let mut got = Vec::new();
+            let error = loop {
+                match plain.next_chunk(64 * 1024) {
+                    Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+                    Some(Err(e)) => break e,
+                    None => panic!("a bad trailer was not noticed"),
+                }
+            };
+            assert!(got.len() < text.len(), "{error}");
+            assert!(plain.next_chunk(64 * 1024).is_none());
+        }
+    }
+
+    thread_local! {
+        /// The bytes this thread has allocated and not freed (less any it freed of another's),
+        /// and the most it held since [`peak_reset`].
+        static HELD: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn held() -> isize {
+        HELD.with(Cell::get)
+    }
+
+    fn peak() -> isize {
+        PEAK.with(Cell::get)
+    }
+
+    fn peak_reset() {
+        PEAK.with(|peak| peak.set(held()));
+    }
+
+    fn count(delta: isize) {
+        // During a thread's teardown the cells may be gone: nothing to count then.
+        let _ = HELD.try_with(|held| {
+            held.set(held.get() + delta);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+        });
+    }
+
+    /// The system allocator, counting what each thread holds (a cell of its own, so that the
+    /// tests beside it do not count), for the test that an exposition holds its gzip alone.
+    struct PerThread;
+
+    // A global allocator is unsafe by signature.
+    #[allow(unsafe_code)]
+    // SAFETY: every call is passed to `System` unchanged; the counter only observes it, and a
+    // const-initialized thread-local cell neither allocates nor registers a destructor.
+    unsafe impl GlobalAlloc for PerThread {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as the trait's contract, passed on.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                count(layout.size() as isize);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as the trait's contract, passed on.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                count(layout.size() as isize);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as the trait's contract, passed on.
+            unsafe { System.dealloc(ptr, layout) };
+            count(-(layout.size() as isize));
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: as the trait's contract, passed on.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                count(new_size as isize - layout.size() as isize);
+            }
+            p
+        }
+    }
+
+    #[global_allocator]
+    static PER_THREAD: PerThread = PerThread;
+
+    /// Metrics whose view holds `n` namespaces, as after a scan.
+    fn metrics_with_namespaces(n: u64) -> Metrics {
+        let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
+        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
+        let ownership = Arc::new(Ownership::default());
+        m.view = ScanView {
+            namespaces: (0..n)
+                .map(|i| NamespaceRow {
+                    ns_type: NsType::ALL[i as usize % NsType::ALL.len()],
+                    inode: 4_026_532_000 + i,
+                    processes: 1 + (i % 5) as u32,
+                    host: false,
+                    ownership: Arc::clone(&ownership),
+                    start_time: Some(1.7e9 + i as f64),
+                    held_by: HeldBy::default().with(crate::model::Holder::Process),
+                    pinned_at: String::new(),
+                    userns: String::new(),
+                    parent: String::new(),
+                })
+                .collect(),
+            ..ScanView::default()
+        };
+        m
+    }
+
+    /// At 10,000 processes the text is 2.1 MB and its gzip 87 KB; the exposition served holds
+    /// the gzip and nothing more, after a scan's encode and after a sweep's. Measured as what
+    /// this thread still holds once the metrics are gone and the exposition alone is left.
+    #[test]
+    fn an_exposition_holds_its_gzip_and_no_text() {
+        // The first encode's one-time allocations (the registries' lazy parts) out of the way.
+        drop(metrics_with_namespaces(10).exposition());
+        for sweep in [false, true] {
+            let before = held();
+            let e = {
+                let mut m = metrics_with_namespaces(6_000);
+                let e = m.exposition();
+                if sweep {
+                    m.record(Outcome::Sweep {
+                        processes: 1,
+                        rechecked: 0,
+                        new_findings: &[],
+                    });
+                    drop(e);
+                    m.exposition()
+                } else {
+                    e
+                }
+            };
+            let holds = held() - before;
+            let (gzip, text) = (e.gzip().len() as isize, e.text_len() as isize);
+            let said = format!("sweep {sweep}: text {text} bytes, gzip {gzip}, held {holds}");
+            assert!(text > 1_000_000, "{said}");
+            assert!(
+                (gzip..gzip + 1024).contains(&holds),
+                "the exposition holds more than its gzip: {said}"
+            );
+            eprintln!("{said}");
+        }
+    }
+
+    /// The scan's families are compressed as they are written: the encode never holds their
+    /// text whole (2.2 MB here), nor its own copy of the last. What it holds at its peak,
+    /// beyond what it started with, is the view's sorting (an inode string and an index a
+    /// row), the compressor's state, a spill of text and the gzip.
+    #[test]
+    fn the_encode_never_holds_the_text_whole() {
+        drop(metrics_with_namespaces(10).exposition());
+        let mut m = metrics_with_namespaces(6_000);
+        for what in ["a scan", "a failed scan"] {
+            let start = held();
+            peak_reset();
+            let e = m.exposition();
+            let above = peak() - start;
+            let text = e.text_len() as isize;
+            let said =
+                format!("{what}: text {text} bytes, the encode's peak {above} above its start");
+            eprintln!("{said}");
+            assert!(text > 2_000_000, "{said}");
+            if what == "a scan" {
+                assert!(above < text / 2, "{said}");
+                m.record(Outcome::ScanFailed(FailureReason::NoProcesses));
+            }
+        }
     }
 
     /// After the encode the view's rows are gone; a failed scan's exposition still carries
@@ -855,29 +1253,15 @@ mod tests {
     /// failed scan's.
     #[test]
     fn a_failed_scan_keeps_the_last_good_series_without_the_rows() {
-        let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
-        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
-        let row = |inode| NamespaceRow {
-            ns_type: NsType::Net,
-            inode,
-            processes: 3,
-            host: false,
-            ownership: Arc::new(Ownership::default()),
-            start_time: Some(1.7e9),
-            held_by: HeldBy::default().with(crate::model::Holder::Process),
-            pinned_at: String::new(),
-            userns: String::new(),
-            parent: String::new(),
-        };
-        m.view = ScanView {
-            namespaces: vec![row(4026532001), row(4026532002)],
-            ..ScanView::default()
-        };
+        let mut m = metrics_with_namespaces(2);
         let view_families: Vec<&str> = Family::all(WrittenBy::View, Part::Scan)
             .map(|(_, f)| f.name)
             .collect();
         let series = |e: &Exposition| -> Vec<String> {
-            String::from_utf8_lossy(&e.text)
+            let text = e.text();
+            assert_eq!(gunzip(e.gzip()), text);
+            assert_eq!(plain_in_chunks(e, 100), text);
+            String::from_utf8_lossy(&text)
                 .lines()
                 .filter(|l| {
                     view_families
@@ -894,9 +1278,8 @@ mod tests {
             m.record(Outcome::ScanFailed(FailureReason::NoProcesses));
             let failed = m.exposition();
             assert_eq!(series(&failed), good);
-            let text = String::from_utf8_lossy(&failed.text).into_owned();
+            let text = String::from_utf8(failed.text()).unwrap();
             assert!(text.contains("nsexporter_scan_success 0"), "{text}");
-            assert_eq!(gunzip(&failed.gzip), failed.text);
             m.record(Outcome::Sweep {
                 processes: 1,
                 rechecked: 0,

@@ -120,24 +120,30 @@ fn masked(text: &[u8]) -> String {
 }
 
 fn section(out: &mut String, title: &str, e: &Exposition) {
+    let text = e.text();
     assert_eq!(
-        super::tests::gunzip(&e.gzip),
-        e.text,
+        super::tests::gunzip(e.gzip()),
+        text,
         "{title}: the gzip is the text"
     );
+    assert_eq!(
+        super::tests::plain_in_chunks(e, 1000),
+        text,
+        "{title}: the text inflated a chunk at a time"
+    );
     out.push_str(&format!("=== {title}\n"));
-    out.push_str(&masked(&e.text));
+    out.push_str(&masked(&text));
 }
 
 /// The scans' inputs, built as the scan loop builds them.
-pub(super) struct Scans {
+pub(crate) struct Scans {
     tracker: Tracker,
     findings: FindingLog,
     failed: std::collections::HashSet<crate::scan::ProcessFailure>,
 }
 
 impl Scans {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Scans {
             tracker: Tracker::new(),
             findings: FindingLog::new(),
@@ -146,7 +152,7 @@ impl Scans {
     }
 
     /// Scans at `ticks` without `drop`, and records it with `extra` findings and `orphans`.
-    pub(super) fn record(
+    pub(crate) fn record(
         &mut self,
         m: &mut Metrics,
         ticks: u64,

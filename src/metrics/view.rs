@@ -83,6 +83,28 @@ pub struct ScanView {
     pub encoded: bool,
 }
 
+/// Where the text format is written: a buffer to append to, and after each sample a point
+/// where what was appended may be taken away (compressed), so that a family of thousands of
+/// samples is never held whole. A `Vec` keeps all of it.
+pub trait TextOut {
+    /// The buffer to append to.
+    fn buf(&mut self) -> &mut Vec<u8>;
+    /// The bytes written so far, those taken away included.
+    fn written(&self) -> usize;
+    /// A sample, or a family, is whole.
+    fn whole(&mut self) {}
+}
+
+impl TextOut for Vec<u8> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn written(&self) -> usize {
+        self.len()
+    }
+}
+
 /// `\`, `"` and newline escaped, as the text format wants label values.
 fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
     for b in value.bytes() {
@@ -100,7 +122,7 @@ impl ScanView {
     /// Prometheus registry sorts them (by label values in the order of the sorted label
     /// names); nothing for a family without samples, as a registry leaves those out, or one a
     /// view does not write.
-    pub fn write_family(&self, id: Id, out: &mut Vec<u8>) {
+    pub fn write_family(&self, id: Id, out: &mut impl TextOut) {
         let family = id.family();
         if family.written_by != WrittenBy::View {
             return;
@@ -159,7 +181,7 @@ impl ScanView {
 /// sorted by index, with no list of label pairs per sample: at 10,000 processes those lists
 /// were 2.5 MiB at the encode's peak.
 fn write_samples<'a>(
-    out: &mut Vec<u8>,
+    out: &mut impl TextOut,
     family: &Family,
     rows: usize,
     value: impl Fn(usize, usize) -> &'a str,
@@ -175,29 +197,32 @@ fn write_samples<'a>(
     let (value, by_name) = (&value, &by_name);
     let key = |r: usize| by_name.iter().map(move |&k| value(r, k));
     order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
-    out.extend_from_slice(b"# HELP ");
-    out.extend_from_slice(family.name.as_bytes());
-    out.push(b' ');
-    write_escaped(out, family.help, false);
-    out.extend_from_slice(b"\n# TYPE ");
-    out.extend_from_slice(family.name.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(family.kind.as_str().as_bytes());
-    out.push(b'\n');
+    let head = out.buf();
+    head.extend_from_slice(b"# HELP ");
+    head.extend_from_slice(family.name.as_bytes());
+    head.push(b' ');
+    write_escaped(head, family.help, false);
+    head.extend_from_slice(b"\n# TYPE ");
+    head.extend_from_slice(family.name.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(family.kind.as_str().as_bytes());
+    head.push(b'\n');
     for r in order {
-        out.extend_from_slice(family.name.as_bytes());
+        let line = out.buf();
+        line.extend_from_slice(family.name.as_bytes());
         for (i, &k) in by_name.iter().enumerate() {
-            out.push(if i == 0 { b'{' } else { b',' });
-            out.extend_from_slice(labels[k].as_bytes());
-            out.extend_from_slice(b"=\"");
-            write_escaped(out, value(r, k), true);
-            out.push(b'"');
+            line.push(if i == 0 { b'{' } else { b',' });
+            line.extend_from_slice(labels[k].as_bytes());
+            line.extend_from_slice(b"=\"");
+            write_escaped(line, value(r, k), true);
+            line.push(b'"');
         }
         if !by_name.is_empty() {
-            out.push(b'}');
+            line.push(b'}');
         }
         // f64's Display, as the prometheus crate's encoder writes values.
-        let _ = writeln!(out, " {}", sample(r).unwrap_or_default());
+        let _ = writeln!(line, " {}", sample(r).unwrap_or_default());
+        out.whole();
     }
 }
 

@@ -457,6 +457,58 @@ pub fn run(program: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `field` of `pid`'s /proc/PID/status in bytes (VmRSS, VmHWM).
+pub fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// A procfs tree of the fixture's PID 1 and `n` more processes, each in six namespaces of its
+/// own: a snapshot of megabytes, that a scan holds twice while it compares.
+pub fn crowded_procfs(root: &std::path::Path, n: u32) {
+    let fixture = fixture_procfs();
+    std::fs::create_dir_all(root.join("1/ns")).unwrap();
+    std::fs::copy(fixture.join("stat"), root.join("stat")).unwrap();
+    for file in ["stat", "cgroup", "cmdline"] {
+        std::fs::copy(fixture.join("1").join(file), root.join("1").join(file)).unwrap();
+    }
+    for entry in std::fs::read_dir(fixture.join("1/ns")).unwrap() {
+        let entry = entry.unwrap();
+        let target = std::fs::read_link(entry.path()).unwrap();
+        std::os::unix::fs::symlink(target, root.join("1/ns").join(entry.file_name())).unwrap();
+    }
+    for i in 0..n {
+        let pid = 1000 + i;
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(dir.join("ns")).unwrap();
+        let stat = format!(
+            "{pid} (worker) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {} 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            5000 + i
+        );
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("cgroup"), "0::/workers\n").unwrap();
+        for (t, k) in [
+            ("cgroup", 0),
+            ("ipc", 1),
+            ("mnt", 2),
+            ("net", 3),
+            ("pid", 4),
+            ("uts", 5),
+        ] {
+            let inode = 4_100_000_000u64 + u64::from(i) * 8 + k;
+            std::os::unix::fs::symlink(format!("{t}:[{inode}]"), dir.join("ns").join(t)).unwrap();
+        }
+        std::os::unix::fs::symlink("time:[4026531834]", dir.join("ns/time")).unwrap();
+        std::os::unix::fs::symlink("user:[4026531837]", dir.join("ns/user")).unwrap();
+    }
+}
+
 /// Opens `n` connections to `port`, each sending `bytes`.
 pub fn connections(port: u16, n: usize, bytes: &[u8]) -> Vec<TcpStream> {
     (0..n)
