@@ -799,8 +799,8 @@ fn release_free_memory() {
 ///   namespaces every second or third scan left 11 MiB resident that the trim did not return.
 ///   The scan loop and the HTTP thread allocate little at once, so they hardly contend.
 /// - Blocks of 64 KiB and more mapped on their own (`M_MMAP_THRESHOLD`, which glibc otherwise
-///   raises to the largest block freed, up to 32 MiB): the snapshot's tables, the process
-///   list and the 2 MB text of each exposition then go back to the kernel when freed, rather
+///   raises to the largest block freed, up to 32 MiB): the snapshot's tables and the process
+///   list then go back to the kernel when freed, rather
 ///   than leave holes in the heap that count as resident until the trim. At 10,000 processes
 ///   the peak fell from 23.5-25.8 MiB to 20.1, for a few hundred page faults a scan.
 pub fn tune_malloc() {
