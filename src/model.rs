@@ -116,11 +116,20 @@ impl FromStr for NsType {
 }
 
 /// A namespace's identity within one machine: its type and nsfs inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct NamespaceId {
     #[serde(rename = "type")]
     pub ns_type: NsType,
     pub inode: u64,
+}
+
+/// One word to hash, not two: a scan hashes an id for each of a process's eight links twice
+/// (a namespace's members counted, then filled). Inodes are 32-bit, so the type goes above
+/// them; equal ids hash equal, and distinct ones that collide are told apart by `Eq`.
+impl std::hash::Hash for NamespaceId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.inode ^ ((self.ns_type.index() as u64) << 56));
+    }
 }
 
 /// An nsfs inode as a process's links name it: the kernel's `ns_common.inum`, an `unsigned

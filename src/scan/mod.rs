@@ -642,7 +642,7 @@ mod tests {
 
     /// A scan of the real `/proc`: processes of one name share one allocation of it, and a
     /// name that is not UTF-8 (a process may write any byte but NUL to its `comm`) is decoded
-    /// once, lossily, and shared all the same.
+    /// once, lossily, and shared all the same; processes of one cgroup share its file.
     #[test]
     fn processes_of_one_name_share_it() {
         // A process's name is its program's file name as exec'd: a link to sleep named so.
@@ -681,6 +681,14 @@ mod tests {
         assert!(Arc::ptr_eq(&comm(pids[0]), &comm(pids[1])));
         assert_eq!(&*comm(pids[2]), "odd\u{fffd}name");
         assert!(Arc::ptr_eq(&comm(pids[2]), &comm(pids[3])));
+        // And of one cgroup file, the test's: one allocation, whoever was read between.
+        let cgroup = |pid: i32| snapshot.processes[&pid].cgroup.clone().expect("read");
+        assert!(
+            pids.iter()
+                .all(|&p| Arc::ptr_eq(&cgroup(p), &cgroup(pids[0])))
+        );
+        let own = std::fs::read(format!("/proc/{}/cgroup", std::process::id())).unwrap();
+        assert_eq!(*cgroup(pids[0]), *own);
         drop(children);
     }
 

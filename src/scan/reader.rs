@@ -94,6 +94,9 @@ pub(super) struct ProcessReader<'a> {
     cgroup_buf: Vec<u8>,
     /// Every distinct cgroup file of this scan, once: the processes of one container share it.
     cgroups: HashSet<Arc<[u8]>>,
+    /// The last process's cgroup file: the next, most often its child or sibling, has the same
+    /// one, found by a compare rather than a hash of the whole file.
+    last_cgroup: Option<Arc<[u8]>>,
     /// Every distinct `comm` of this scan, as read and as decoded: decoded once, held once.
     comms: HashMap<Box<[u8]>, Arc<str>>,
     /// Whether PID 2 was kthreadd (parent 0): its children are kernel threads.
@@ -115,6 +118,7 @@ impl<'a> ProcessReader<'a> {
             stat_buf: [0; 1024],
             cgroup_buf: vec![0; 16 * 1024],
             cgroups: HashSet::new(),
+            last_cgroup: None,
             comms: HashMap::new(),
             kthreadd: false,
             threads,
@@ -222,14 +226,21 @@ impl<'a> ProcessReader<'a> {
             None
         } else {
             match read_at(pid_dir.as_fd(), c"cgroup", &mut self.cgroup_buf) {
-                Ok(bytes) => Some(match self.cgroups.get(bytes) {
-                    Some(shared) => Arc::clone(shared),
-                    None => {
-                        let owned: Arc<[u8]> = Arc::from(bytes);
-                        self.cgroups.insert(Arc::clone(&owned));
-                        owned
-                    }
-                }),
+                Ok(bytes) => {
+                    let shared = match &self.last_cgroup {
+                        Some(last) if **last == *bytes => Arc::clone(last),
+                        _ => match self.cgroups.get(bytes) {
+                            Some(shared) => Arc::clone(shared),
+                            None => {
+                                let owned: Arc<[u8]> = Arc::from(bytes);
+                                self.cgroups.insert(Arc::clone(&owned));
+                                owned
+                            }
+                        },
+                    };
+                    self.last_cgroup = Some(Arc::clone(&shared));
+                    Some(shared)
+                }
                 // No cgroup file: a kernel without cgroups, or the process exited after its
                 // links were read. Either way there is nothing to attribute; keep what was read.
                 Err(e) if is_vanished(&e) => None,
