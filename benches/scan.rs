@@ -1260,8 +1260,8 @@ fn report(
         verdict(at_2500 <= 2.0)
     );
     println!(
-        "A2/C     {a2_c:>6.2}   (goal <= 1.25) {}",
-        verdict(a2_c <= 1.25)
+        "A2/C     {a2_c:>6.2}   (goal <= 1.1)  {}",
+        verdict(a2_c <= 1.1)
     );
     println!(
         "B/A2     {b_a2:>6.2}   (goal >= 8)    {}",
