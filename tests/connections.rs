@@ -322,18 +322,11 @@ fn plain_scrapes_never_read_hold_no_copy_of_the_text_and_end_at_the_idle_timeout
     const CLIENTS: usize = 8;
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let procfs = dir.path().join("proc");
-    crowded_procfs(&procfs, 3000);
-    let none = dir.path().join("none");
-    let e = Exporter::start(&[
-        &format!("--path.procfs={}", procfs.display()),
-        &format!("--path.kubelet-logs={}", none.display()),
-        &format!("--path.docker={}", none.display()),
-        &format!("--path.podman={}", none.display()),
-        &format!("--path.run={}", none.display()),
-        "--scan.interval=1h",
-        "--web.idle-timeout=5s",
-    ]);
+    let e = Exporter::on_crowded_procfs(
+        dir.path(),
+        3000,
+        &["--scan.interval=1h", "--web.idle-timeout=5s"],
+    );
     let pid = e.child.id();
     let plain = e.get("/metrics");
     let gz = http(e.port, "GET", "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();

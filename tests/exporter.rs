@@ -854,19 +854,12 @@ fn boolean_flags_are_switches_as_in_node_exporter() {
 #[test]
 fn resident_memory_is_sampled_after_the_scan_lets_go() {
     let dir = tempfile::tempdir().unwrap();
-    let procfs = dir.path().join("proc");
-    crowded_procfs(&procfs, 5000);
-    let none = dir.path().join("none");
-    let e = Exporter::start(&[
-        &format!("--path.procfs={}", procfs.display()),
-        &format!("--path.kubelet-logs={}", none.display()),
-        &format!("--path.docker={}", none.display()),
-        &format!("--path.podman={}", none.display()),
-        &format!("--path.run={}", none.display()),
+    let e = Exporter::on_crowded_procfs(
+        dir.path(),
+        5000,
         // Few series: what the scan allocates is the snapshots, not the text.
-        "--metrics.per-namespace=none",
-        "--scan.interval=2s",
-    ]);
+        &["--metrics.per-namespace=none", "--scan.interval=2s"],
+    );
     let pid = e.child.id();
     let scans = || {
         e.metrics()

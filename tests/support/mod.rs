@@ -75,6 +75,30 @@ impl Exporter {
         e
     }
 
+    /// Starts the binary on a [`crowded_procfs`] of `processes` made under `dir`, with no
+    /// name source (their paths lead nowhere), and `args`.
+    pub fn on_crowded_procfs(dir: &std::path::Path, processes: u32, args: &[&str]) -> Exporter {
+        let procfs = dir.join("proc");
+        crowded_procfs(&procfs, processes);
+        let none = dir.join("none");
+        let flags: Vec<String> = [
+            ("procfs", &procfs),
+            ("kubelet-logs", &none),
+            ("docker", &none),
+            ("podman", &none),
+            ("run", &none),
+        ]
+        .iter()
+        .map(|(key, path)| format!("--path.{key}={}", path.display()))
+        .collect();
+        let all: Vec<&str> = flags
+            .iter()
+            .map(String::as_str)
+            .chain(args.iter().copied())
+            .collect();
+        Exporter::start(&all)
+    }
+
     /// Starts the binary under `wrapper` (a command that execs the rest of its arguments,
     /// such as `setpriv --bounding-set=-net_admin`) and waits until /readyz says ready.
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Exporter {
