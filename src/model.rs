@@ -365,15 +365,15 @@ pub fn share_a_member(
     (a, a_processes): (&[i32], &BTreeMap<i32, Process>),
     (b, b_processes): (&[i32], &BTreeMap<i32, Process>),
 ) -> bool {
-    let start = |processes: &BTreeMap<i32, Process>, pid| processes.get(&pid).map(|p| p.id);
+    let id = |processes: &BTreeMap<i32, Process>, pid| processes.get(&pid).map(|p| p.id);
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
-                let old = start(a_processes, a[i]);
-                if old.is_some() && old == start(b_processes, b[j]) {
+                let old = id(a_processes, a[i]);
+                if old.is_some() && old == id(b_processes, b[j]) {
                     return true;
                 }
                 i += 1;

@@ -73,26 +73,7 @@ fn golden_exposition_of_the_fixture_tree() {
     let e = fixture_exporter();
     let got = masked(&e.get("/metrics").text());
     let path = manifest_dir().join("tests/fixtures/e2e-output.txt");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).expect("golden file; UPDATE_GOLDEN=1 writes it");
-    if got != want {
-        let diff: Vec<String> = got
-            .lines()
-            .zip(want.lines())
-            .filter(|(g, w)| g != w)
-            .take(10)
-            .map(|(g, w)| format!("got:  {g}\nwant: {w}"))
-            .collect();
-        panic!(
-            "exposition differs from {} (UPDATE_GOLDEN=1 to accept):\n{}\n(lines: got {}, want {})",
-            path.display(),
-            diff.join("\n"),
-            got.lines().count(),
-            want.lines().count()
-        );
-    }
+    golden::assert_golden(&path, &got);
 }
 
 #[test]

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+
+#[path = "../../tests/support/golden.rs"]
+mod golden;
 use crate::attribution::{
     Container, ContainerNames, NameErrorReason, NameSource, Names, Runtime, attribute,
 };
@@ -335,23 +338,5 @@ fn scenario() -> String {
 #[test]
 fn every_recording_path_writes_the_golden_exposition() {
     let got = scenario();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(GOLDEN, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(GOLDEN).expect("golden file; UPDATE_GOLDEN=1 writes it");
-    if got != want {
-        let diff: Vec<String> = got
-            .lines()
-            .zip(want.lines())
-            .filter(|(g, w)| g != w)
-            .take(10)
-            .map(|(g, w)| format!("got:  {g}\nwant: {w}"))
-            .collect();
-        panic!(
-            "exposition differs from {GOLDEN} (UPDATE_GOLDEN=1 to accept):\n{}\n(lines: got {}, want {})",
-            diff.join("\n"),
-            got.lines().count(),
-            want.lines().count()
-        );
-    }
+    golden::assert_golden(std::path::Path::new(GOLDEN), &got);
 }

@@ -647,10 +647,8 @@ mod tests {
     fn processes_of_one_name_share_it() {
         // A process's name is its program's file name as exec'd: a link to sleep named so.
         use std::os::unix::ffi::OsStrExt;
-        let dir = std::env::temp_dir().join(format!("nsx-comm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let odd = dir.join(std::ffi::OsStr::from_bytes(b"odd\xffname"));
-        let _ = std::fs::remove_file(&odd);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"odd\xffname"));
         let sleep = std::process::Command::new("sh")
             .args(["-c", "command -v sleep"])
             .output()
@@ -665,7 +663,7 @@ mod tests {
         };
         let plain = std::path::Path::new("sleep");
         let children = Children([plain, plain, &odd, &odd].map(spawn).into());
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         let pids: Vec<i32> = children.0.iter().map(|c| c.id() as i32).collect();
         let mut scanner = Scanner::new(
             ProcFs::new("/proc"),

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod dashboard;
 pub mod declared;
 pub mod engines;
+pub mod golden;
 pub mod pod;
 pub mod prometheus;
 pub mod runc;
