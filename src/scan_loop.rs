@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::attribution::{
-    Attribution, ContainerNames, NameErrorReason, NameSource, NameSources, Names, Workload,
-    attribute,
+    Attribution, ContainerNames, Memberships, NameErrorReason, NameSource, NameSources, Names,
+    Workload, attribute,
 };
 use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
 use crate::events::{Event, EventStream};
@@ -68,6 +68,8 @@ pub struct ScanLoop {
     swept: HashMap<i32, (u64, u8)>,
     /// The containers' processes of the last scan, which sweeps read again in place.
     watch: Watch,
+    /// Which container each process and pid namespace was found in, kept for their lives.
+    memberships: Memberships,
     /// Pids from the proc connector and changes from the eBPF source, where they listen.
     events: Option<EventStream>,
     /// Namespace changes logged since the last scan: each (process, namespace) once, and at
@@ -120,6 +122,7 @@ impl ScanLoop {
             failed: HashSet::new(),
             swept: HashMap::new(),
             watch: Watch::default(),
+            memberships: Memberships::default(),
             events: None,
             changes_logged: (HashSet::new(), false),
             orphan_age,
@@ -175,11 +178,12 @@ impl ScanLoop {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
-        let mut attribution = attribute(&snapshot, &[], &names);
+        let mut attribution = attribute(&snapshot, &[], &names, &mut self.memberships);
         if self.refresh_specs(&snapshot, &attribution) {
             // A new container's names came from its spec: attributed again with them.
-            attribution = attribute(&snapshot, &[], &self.names());
+            attribution = attribute(&snapshot, &[], &self.names(), &mut self.memberships);
         }
+        self.memberships.keep_only(&snapshot);
         let mut moves = PerType::splat(false);
         for t in NsType::ALL {
             moves[t] = t == NsType::Mnt || self.policy.host_namespace_types.contains(t);
@@ -688,7 +692,7 @@ impl ScanLoop {
         );
         let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
         let names = self.names();
-        let attribution = attribute(&fresh, &[known, &parents], &names);
+        let attribution = attribute(&fresh, &[known, &parents], &names, &mut self.memberships);
         // Watched from now on, as the last scan's containers' processes are.
         for p in fresh.processes.values() {
             if matches!(
@@ -761,16 +765,21 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
     next
 }
 
-/// A process that changed namespaces and was gone before `/proc` was read, as far as its
-/// parent tells: born in its parent's cgroup, so in its container (whose processes cannot
-/// write the cgroup tree to leave it), and in its parent's namespaces but for those the kernel
-/// reported it entering, which the caller adds. What it wrote itself (`comm`) is the kernel's
-/// report of it, a claim as every `comm`.
+/// A process that changed namespaces and was gone before `/proc` was read: in the namespaces
+/// the kernel reported for it, its own pid namespace among them, which places it in its
+/// container whatever its parent is (`CLONE_PARENT`, a subreaper); its parent's cgroup file
+/// is only a claim beside that. What it wrote itself (`comm`) is the kernel's report of it, a
+/// claim as every `comm`.
 fn born_of(change: &NsChange, parent: &Process) -> Process {
+    let mut namespaces = parent.namespaces;
+    for t in NsType::ALL {
+        namespaces[t] = change.namespaces[t].or(namespaces[t]);
+    }
     Process {
         id: change.process,
         ppid: parent.id.pid,
         comm: change.comm.as_str().into(),
+        namespaces,
         thread_namespaces: Vec::new(),
         ..parent.clone()
     }
@@ -820,10 +829,11 @@ mod tests {
     use super::*;
     use crate::model::inode;
 
-    /// A child that entered the host's net and exited unread is its parent's container's, in
-    /// the parent's namespaces; the host's net is what the kernel reported, added as a thread's.
+    /// A child that entered the host's net and exited unread is in the namespaces the kernel
+    /// reported for it, its own pid namespace among them (which attribution places it by),
+    /// and its parent's where the report has none.
     #[test]
-    fn a_process_gone_unread_is_judged_by_its_parent() {
+    fn a_process_gone_unread_is_in_the_namespaces_the_kernel_reported() {
         let parent = Process {
             cgroup: Some(Arc::from(&b"0::/kubepods/pod1/abc\n"[..])),
             uid: 1000,
@@ -831,6 +841,7 @@ mod tests {
         };
         let mut namespaces = PerType::splat(None);
         namespaces[NsType::Net] = inode(4026531840);
+        namespaces[NsType::Pid] = inode(4026532000);
         let mut changed = PerType::splat(false);
         changed[NsType::Net] = true;
         let child = ProcessId {
@@ -850,7 +861,10 @@ mod tests {
         assert_eq!((born.id, born.ppid, &*born.comm), (child, 40, "nsenter"));
         assert_eq!(born.cgroup, parent.cgroup, "born in its parent's cgroup");
         assert_eq!(born.uid, 1000);
-        assert_eq!(born.namespaces, parent.namespaces);
+        let mut want = parent.namespaces;
+        want[NsType::Net] = inode(4026531840);
+        want[NsType::Pid] = inode(4026532000);
+        assert_eq!(born.namespaces, want);
         assert!(born.thread_namespaces.is_empty());
     }
 

@@ -1,0 +1,115 @@
+//! Which container each process belongs to, decided from what a container cannot write and
+//! kept for the life of the process.
+//!
+//! A process's cgroup file is a claim as soon as its container can write its own cgroup
+//! subtree, or the whole tree (privileged containers, systemd inside, a writable
+//! `/sys/fs/cgroup`): it can move itself into the root cgroup and look like a host process.
+//! Two facts survive such a move:
+//!
+//! - the process's own pid namespace (`/proc/PID/ns/pid`, pid_namespaces(7)): fixed at fork
+//!   for the life of the process; setns(2) into a pid namespace moves only later children.
+//!   A container's own pid namespace (that of its payload, never the host's) names it;
+//!   a pid namespace nested in it (unshare(2) with `CLONE_NEWPID` inside) names it too;
+//! - the container a process was first found in, by `(pid, start time)`: a process never
+//!   leaves its container, whatever its cgroup says later.
+//!
+//! [`Memberships`] keeps both across scans and sweeps; [`super::attribute`] reads them and
+//! adds what it finds.
+
+use std::collections::HashMap;
+
+use super::ContainerRef;
+use crate::model::{NamespaceId, NsType, Process, ProcessId, Snapshot};
+
+/// What says a process is a container's, besides its cgroup file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Evidence {
+    /// It was read as that container's payload before.
+    Process,
+    /// It is in that container's pid namespace, or one nested in it.
+    PidNamespace,
+}
+
+/// What attribution has learnt, kept between scans: each payload process's container, and
+/// each container's pid namespaces.
+#[derive(Debug, Default)]
+pub struct Memberships {
+    processes: HashMap<ProcessId, ContainerRef>,
+    /// Pid namespace inode → the container whose payload first held it.
+    pid_namespaces: HashMap<u64, ContainerRef>,
+}
+
+impl Memberships {
+    /// The container `p` was found in before, or whose pid namespace (or an ancestor of it
+    /// that the `snapshots` know) `p` is in, and which of the two says so.
+    pub(super) fn of(
+        &self,
+        p: &Process,
+        snapshots: &[&Snapshot],
+    ) -> Option<(&ContainerRef, Evidence)> {
+        if let Some(c) = self.processes.get(&p.id) {
+            return Some((c, Evidence::Process));
+        }
+        let mut inode = u64::from(p.namespaces[NsType::Pid]?.get());
+        // Nested pid namespaces are few levels deep (the kernel allows 32).
+        for _ in 0..32 {
+            if let Some(c) = self.pid_namespaces.get(&inode) {
+                return Some((c, Evidence::PidNamespace));
+            }
+            let id = NamespaceId {
+                ns_type: NsType::Pid,
+                inode,
+            };
+            inode = snapshots
+                .iter()
+                .find_map(|s| s.namespaces.get(&id)?.parent)?;
+        }
+        None
+    }
+
+    /// Learns that `p` is a payload process of `c`, and so is its pid namespace unless that
+    /// is `shared` (the host's, or kthreadd's where the host's is not known): a container in
+    /// the host's pid namespace names no pid namespace. A pid namespace keeps the first
+    /// container learnt for it: the one whose payload the exporter saw in it first.
+    pub(super) fn learn(&mut self, p: &Process, c: &ContainerRef, shared: &[u64]) {
+        if let Some(pid_ns) = p.namespaces[NsType::Pid].map(|i| u64::from(i.get()))
+            && !shared.contains(&pid_ns)
+        {
+            self.pid_namespaces
+                .entry(pid_ns)
+                .or_insert_with(|| c.clone());
+        }
+        self.processes.insert(p.id, c.clone());
+    }
+
+    /// Forgets processes that a whole scan no longer holds and pid namespaces that no longer
+    /// exist, so that a reused pid or inode names nothing.
+    pub fn keep_only(&mut self, whole: &Snapshot) {
+        self.processes
+            .retain(|id, _| whole.processes.get(&id.pid).is_some_and(|p| p.id == *id));
+        self.pid_namespaces.retain(|&inode, _| {
+            whole.namespaces.contains_key(&NamespaceId {
+                ns_type: NsType::Pid,
+                inode,
+            })
+        });
+    }
+
+    /// How many processes and pid namespaces are remembered.
+    pub fn len(&self) -> (usize, usize) {
+        (self.processes.len(), self.pid_namespaces.len())
+    }
+}
+
+/// The pid namespaces that name no container: the host's, and kthreadd's (which is the
+/// host's, also where init is protected and the host's is not known).
+pub(super) fn shared_pid_namespaces(snapshot: &Snapshot, earlier: &[&Snapshot]) -> Vec<u64> {
+    let mut shared: Vec<u64> = snapshot.host.inodes[NsType::Pid].into_iter().collect();
+    let kthreadd = std::iter::once(snapshot)
+        .chain(earlier.iter().copied())
+        .find_map(|s| s.processes.get(&2).filter(|k| k.ppid == 0));
+    if let Some(inode) = kthreadd.and_then(|k| k.namespaces[NsType::Pid]) {
+        shared.push(inode.get().into());
+    }
+    shared
+}
