@@ -14,7 +14,8 @@
 //!   leaves its container, whatever its cgroup says later.
 //!
 //! [`Memberships`] keeps both across scans and sweeps; [`super::attribute`] reads them and
-//! adds what it finds.
+//! adds what it finds. A pid namespace is known by its kernel id (`NS_GET_ID`, ioctl_ns(2))
+//! beside its inode, which a new namespace reuses at once.
 
 use std::collections::HashMap;
 
@@ -35,49 +36,66 @@ pub(super) enum Evidence {
 #[derive(Debug, Default)]
 pub struct Memberships {
     processes: HashMap<ProcessId, ContainerRef>,
-    /// Pid namespace inode → the container whose payload first held it.
-    pid_namespaces: HashMap<u64, ContainerRef>,
+    /// Pid namespace inode → its kernel id (`NS_GET_ID`) and the container whose payload
+    /// first held it. Inodes are reused at once (a container stopped and another started
+    /// within a second get the same one); the kernel id is not.
+    pid_namespaces: HashMap<u64, (u64, ContainerRef)>,
 }
 
 impl Memberships {
-    /// The container `p` was found in before, or whose pid namespace (or an ancestor of it
-    /// that the `snapshots` know) `p` is in, and which of the two says so.
-    pub(super) fn of(
-        &self,
-        p: &Process,
-        snapshots: &[&Snapshot],
-    ) -> Option<(&ContainerRef, Evidence)> {
+    /// The container `p` was found in before, or whose pid namespace (or an ancestor of it)
+    /// `p` is in, and which of the two says so. A pid namespace counts only where `snapshot`
+    /// knows its kernel id (a whole scan's), so that a reused inode names nothing: a process
+    /// read between scans is placed by its own history until the next scan.
+    pub(super) fn of(&self, p: &Process, snapshot: &Snapshot) -> Option<(&ContainerRef, Evidence)> {
         if let Some(c) = self.processes.get(&p.id) {
             return Some((c, Evidence::Process));
         }
         let mut inode = u64::from(p.namespaces[NsType::Pid]?.get());
         // Nested pid namespaces are few levels deep (the kernel allows 32).
         for _ in 0..32 {
-            if let Some(c) = self.pid_namespaces.get(&inode) {
-                return Some((c, Evidence::PidNamespace));
-            }
-            let id = NamespaceId {
+            let ns = snapshot.namespaces.get(&NamespaceId {
                 ns_type: NsType::Pid,
                 inode,
-            };
-            inode = snapshots
-                .iter()
-                .find_map(|s| s.namespaces.get(&id)?.parent)?;
+            })?;
+            if let Some((kernel_id, c)) = self.pid_namespaces.get(&inode)
+                && ns.kernel_id == Some(*kernel_id)
+            {
+                return Some((c, Evidence::PidNamespace));
+            }
+            inode = ns.parent?;
         }
         None
     }
 
-    /// Learns that `p` is a payload process of `c`, and so is its pid namespace unless that
-    /// is `shared` (the host's, or kthreadd's where the host's is not known): a container in
-    /// the host's pid namespace names no pid namespace. A pid namespace keeps the first
-    /// container learnt for it: the one whose payload the exporter saw in it first.
-    pub(super) fn learn(&mut self, p: &Process, c: &ContainerRef, shared: &[u64]) {
-        if let Some(pid_ns) = p.namespaces[NsType::Pid].map(|i| u64::from(i.get()))
-            && !shared.contains(&pid_ns)
+    /// Learns that `p`, of `snapshot`, is a payload process of `c`, and so is its pid
+    /// namespace unless that is `shared` (the host's, or kthreadd's where the host's is not
+    /// known: a container in the host's pid namespace names no pid namespace) or its kernel
+    /// id is unknown. A pid namespace keeps the first container learnt for it: the one whose
+    /// payload the exporter saw in it first.
+    pub(super) fn learn(
+        &mut self,
+        p: &Process,
+        c: &ContainerRef,
+        snapshot: &Snapshot,
+        shared: &[u64],
+    ) {
+        let pid_ns = p.namespaces[NsType::Pid].map(|i| NamespaceId {
+            ns_type: NsType::Pid,
+            inode: i.get().into(),
+        });
+        if let Some(id) = pid_ns
+            && !shared.contains(&id.inode)
+            && let Some(kernel_id) = snapshot.namespaces.get(&id).and_then(|ns| ns.kernel_id)
         {
-            self.pid_namespaces
-                .entry(pid_ns)
-                .or_insert_with(|| c.clone());
+            let learnt = self
+                .pid_namespaces
+                .entry(id.inode)
+                .or_insert_with(|| (kernel_id, c.clone()));
+            if learnt.0 != kernel_id {
+                // The inode was reused by a new namespace.
+                *learnt = (kernel_id, c.clone());
+            }
         }
         self.processes.insert(p.id, c.clone());
     }
@@ -87,11 +105,14 @@ impl Memberships {
     pub fn keep_only(&mut self, whole: &Snapshot) {
         self.processes
             .retain(|id, _| whole.processes.get(&id.pid).is_some_and(|p| p.id == *id));
-        self.pid_namespaces.retain(|&inode, _| {
-            whole.namespaces.contains_key(&NamespaceId {
-                ns_type: NsType::Pid,
-                inode,
-            })
+        self.pid_namespaces.retain(|&inode, (kernel_id, _)| {
+            whole
+                .namespaces
+                .get(&NamespaceId {
+                    ns_type: NsType::Pid,
+                    inode,
+                })
+                .is_some_and(|ns| ns.kernel_id == Some(*kernel_id))
         });
     }
 

@@ -151,9 +151,6 @@ pub fn attribute(
         let parent = earlier.iter().find_map(|s| s.processes.get(&p.ppid))?;
         Some((parent, Cow::Owned(parse_cgroup(parent.cgroup.as_ref()?))))
     };
-    let snapshots: Vec<&Snapshot> = std::iter::once(snapshot)
-        .chain(earlier.iter().copied())
-        .collect();
     let shared = shared_pid_namespaces(snapshot, earlier);
     // What the payload the cgroup files name teaches first, so that a process that left its
     // container's cgroup is placed by the container's other processes of this same read.
@@ -161,10 +158,10 @@ pub fn attribute(
         if let Some(CgroupWorkload::Container(c)) = cgroup_of(p)
             && !c.monitor
             && memberships
-                .of(p, &snapshots)
+                .of(p, snapshot)
                 .is_none_or(|(r, e)| e == Evidence::PidNamespace || r.id == c.id)
         {
-            memberships.learn(p, c, &shared);
+            memberships.learn(p, c, snapshot, &shared);
         }
     }
     // Each process's verdict: its container's reference and whether it is the payload, or
@@ -176,7 +173,7 @@ pub fn attribute(
             continue;
         }
         let claimed = cgroup_of(p);
-        let known = memberships.of(p, &snapshots).map(|(r, e)| (r.clone(), e));
+        let known = memberships.of(p, snapshot).map(|(r, e)| (r.clone(), e));
         let verdict = match (claimed, known) {
             (Some(CgroupWorkload::Container(c)), known) => {
                 let setup = || {
@@ -216,7 +213,7 @@ pub fn attribute(
             }
         };
         if let (Verdict::Container(r, true), _) = &verdict {
-            memberships.learn(p, r, &shared);
+            memberships.learn(p, r, snapshot, &shared);
         }
         verdicts.push((p, verdict.0, verdict.1));
     }
@@ -591,6 +588,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             inode,
         };
         s.namespaces.get_mut(&id(60)).unwrap().parent = Some(50);
+        with_kernel_ids(&mut s, 1000);
         let mut m = Memberships::default();
         let a = attribute(&s, &[], &Names::default(), &mut m);
         assert_eq!(a.of(1), &Workload::Host);
@@ -607,6 +605,26 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             );
         }
         assert_eq!(a.moved(), [101, 102, 103, 106]);
+
+        // Container A stops; a new namespace gets inode 50 at once, and a host process in
+        // it is no one's container: the kernel id tells the two apart.
+        let mut reused = snapshot(vec![in_pid_ns(1, &root, 1), in_pid_ns(300, &root, 50)]);
+        with_kernel_ids(&mut reused, 2000);
+        let a = attribute(&reused, &[&s], &Names::default(), &mut m);
+        assert_eq!(a.of(300), &Workload::Host);
+        assert!(a.moved().is_empty());
+        // A sweep's read, which knows no kernel id, is placed by its own history alone.
+        let sweep = snapshot(vec![in_pid_ns(301, &root, 50)]);
+        let a = attribute(&sweep, &[&s], &Names::default(), &mut m);
+        assert_eq!(a.of(301), &Workload::Host);
+    }
+
+    /// Kernel ids for every namespace of `s`, as a whole scan reads them: the inode plus
+    /// `base`.
+    fn with_kernel_ids(s: &mut Snapshot, base: u64) {
+        for (id, ns) in s.namespaces.iter_mut() {
+            ns.kernel_id = Some(id.inode + base);
+        }
     }
 
     /// A container's processes are placed by cgroup where the pid namespace is shared by
@@ -614,12 +632,13 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
     #[test]
     fn a_shared_pid_namespace_moves_no_one() {
         let (a, b) = (docker(A), docker(B));
-        let s = snapshot(vec![
+        let mut s = snapshot(vec![
             in_pid_ns(100, &a, 50),
             in_pid_ns(200, &b, 50),
             in_pid_ns(300, &a, 1),
             in_pid_ns(301, &cgroup("0::/init.scope\n"), 1),
         ]);
+        with_kernel_ids(&mut s, 1000);
         let att = attribute(&s, &[], &Names::default(), &mut Memberships::default());
         assert_eq!((id_of(att.of(100)), id_of(att.of(200))), (A, B));
         assert_eq!(att.of(301), &Workload::Host);
