@@ -8,6 +8,7 @@
 //! dropped so that a failing scan never resolves a security alert by itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -690,7 +691,8 @@ impl ScanLoop {
             parents.into_iter().map(|p| (p.id.pid, p)).collect(),
             known.host.clone(),
         );
-        let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
+        let mut fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
+        self.confirm_pid_namespaces(&mut fresh);
         let names = self.names();
         let attribution = attribute(&fresh, &[known, &parents], &names, &mut self.memberships);
         // Watched from now on, as the last scan's containers' processes are.
@@ -711,6 +713,35 @@ impl ScanLoop {
         }
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
+    }
+
+    /// Gives the pid namespaces of `fresh` (read between scans: no kernel ids) that were
+    /// learnt as a container's their kernel id, where the process they were learnt from is
+    /// in a namespace of that id still: then the inode is that namespace's, not a new one's,
+    /// and attribution may place by it a process that left its container's cgroup before
+    /// any read, or was gone before its own (a child the eBPF source reported). One open and
+    /// one ioctl per such namespace, and only for those.
+    fn confirm_pid_namespaces(&self, fresh: &mut Snapshot) {
+        let Ok(root) = crate::procfs::open_dir_at(None, self.scanner.procfs().root()) else {
+            return;
+        };
+        let mut digits = itoa::Buffer::new();
+        for (id, ns) in fresh.namespaces.iter_mut() {
+            if id.ns_type != NsType::Pid || fresh.host.contains(*id) {
+                continue;
+            }
+            let Some((witness, kernel_id)) = self.memberships.witness(id.inode) else {
+                continue;
+            };
+            let Ok(link) = std::ffi::CString::new(format!("{}/ns/pid", digits.format(witness)))
+            else {
+                continue;
+            };
+            let facts = crate::procfs::ns_facts(root.as_fd(), &link, NsType::Pid);
+            if facts.is_ok_and(|f| f.inode == id.inode && f.kernel_id == Some(kernel_id)) {
+                ns.kernel_id = Some(kernel_id);
+            }
+        }
     }
 
     /// Judges the processes the kernel reports forking and exec'ing as they come (the proc

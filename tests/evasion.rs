@@ -302,9 +302,11 @@ fn a_process_that_leaves_its_containers_cgroup_stays_its_containers() {
     let _guard = serial();
     let go = tempfile::tempdir().unwrap();
     let (id, pod) = (hex_id(), uuid());
+    // The process that moves is forked after go: a sweep that reads it before it has left
+    // every hierarchy places it by its own history, one after by its pid namespace.
     let script = "(while [ ! -e /go/go ]; do sleep 0.05; done; \
-                  for f in /hostcg/*/cgroup.procs; do echo 0 > $f; done; \
-                  exec nsenter --net=/hostproc/2/ns/net --mount=/hostproc/2/ns/mnt sleep 1000) & wait";
+                  sh -c 'for f in /hostcg/*/cgroup.procs; do echo 0 > $f; done; \
+                  exec nsenter --net=/hostproc/2/ns/net --mount=/hostproc/2/ns/mnt sleep 1000') & wait";
     let bundle = Bundle::busybox("escape")
         .args(&["sh", "-c", script])
         .capabilities(&[

@@ -39,7 +39,18 @@ pub struct Memberships {
     /// Pid namespace inode → its kernel id (`NS_GET_ID`) and the container whose payload
     /// first held it. Inodes are reused at once (a container stopped and another started
     /// within a second get the same one); the kernel id is not.
-    pid_namespaces: HashMap<u64, (u64, ContainerRef)>,
+    pid_namespaces: HashMap<u64, Learnt>,
+}
+
+/// A container's pid namespace.
+#[derive(Debug)]
+struct Learnt {
+    /// Its kernel id.
+    kernel_id: u64,
+    container: ContainerRef,
+    /// The payload process it was learnt from: while a process is in it, it is alive and its
+    /// inode is its own.
+    witness: i32,
 }
 
 impl Memberships {
@@ -58,10 +69,10 @@ impl Memberships {
                 ns_type: NsType::Pid,
                 inode,
             })?;
-            if let Some((kernel_id, c)) = self.pid_namespaces.get(&inode)
-                && ns.kernel_id == Some(*kernel_id)
+            if let Some(l) = self.pid_namespaces.get(&inode)
+                && ns.kernel_id == Some(l.kernel_id)
             {
-                return Some((c, Evidence::PidNamespace));
+                return Some((&l.container, Evidence::PidNamespace));
             }
             inode = ns.parent?;
         }
@@ -88,13 +99,18 @@ impl Memberships {
             && !shared.contains(&id.inode)
             && let Some(kernel_id) = snapshot.namespaces.get(&id).and_then(|ns| ns.kernel_id)
         {
-            let learnt = self
-                .pid_namespaces
-                .entry(id.inode)
-                .or_insert_with(|| (kernel_id, c.clone()));
-            if learnt.0 != kernel_id {
+            let learnt = Learnt {
+                kernel_id,
+                container: c.clone(),
+                witness: p.id.pid,
+            };
+            match self.pid_namespaces.get_mut(&id.inode) {
+                None => {
+                    self.pid_namespaces.insert(id.inode, learnt);
+                }
                 // The inode was reused by a new namespace.
-                *learnt = (kernel_id, c.clone());
+                Some(old) if old.kernel_id != kernel_id => *old = learnt,
+                Some(_) => {}
             }
         }
         self.processes.insert(p.id, c.clone());
@@ -105,15 +121,31 @@ impl Memberships {
     pub fn keep_only(&mut self, whole: &Snapshot) {
         self.processes
             .retain(|id, _| whole.processes.get(&id.pid).is_some_and(|p| p.id == *id));
-        self.pid_namespaces.retain(|&inode, (kernel_id, _)| {
-            whole
-                .namespaces
-                .get(&NamespaceId {
-                    ns_type: NsType::Pid,
-                    inode,
-                })
-                .is_some_and(|ns| ns.kernel_id == Some(*kernel_id))
+        self.pid_namespaces.retain(|&inode, l| {
+            let id = NamespaceId {
+                ns_type: NsType::Pid,
+                inode,
+            };
+            let Some(ns) = whole.namespaces.get(&id) else {
+                return false;
+            };
+            // A witness gone, another member stands in for it.
+            if !ns.members.contains(&l.witness)
+                && let Some(&member) = ns.members.first()
+            {
+                l.witness = member;
+            }
+            ns.kernel_id == Some(l.kernel_id)
         });
+    }
+
+    /// For a pid namespace inode learnt as a container's: a process that was in it, and the
+    /// kernel id it had. Where that process's pid namespace has that id now, the namespace
+    /// lives and the inode is still its own: what a read between scans, which knows no kernel
+    /// ids, needs to use the pid namespace as evidence.
+    pub fn witness(&self, pid_ns: u64) -> Option<(i32, u64)> {
+        let l = self.pid_namespaces.get(&pid_ns)?;
+        Some((l.witness, l.kernel_id))
     }
 
     /// How many processes and pid namespaces are remembered.
