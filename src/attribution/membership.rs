@@ -18,6 +18,7 @@
 //! beside its inode, which a new namespace reuses at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ContainerRef;
 use crate::model::{NamespaceId, NsType, Process, ProcessId, Snapshot};
@@ -35,7 +36,9 @@ pub(super) enum Evidence {
 /// each container's pid namespaces.
 #[derive(Debug, Default)]
 pub struct Memberships {
-    processes: HashMap<ProcessId, ContainerRef>,
+    processes: HashMap<ProcessId, Arc<ContainerRef>>,
+    /// One reference per container id, shared by its processes and pid namespaces.
+    containers: HashMap<String, Arc<ContainerRef>>,
     /// Pid namespace inode → its kernel id (`NS_GET_ID`) and the container whose payload
     /// first held it. Inodes are reused at once (a container stopped and another started
     /// within a second get the same one); the kernel id is not.
@@ -47,7 +50,7 @@ pub struct Memberships {
 struct Learnt {
     /// Its kernel id.
     kernel_id: u64,
-    container: ContainerRef,
+    container: Arc<ContainerRef>,
     /// The payload process it was learnt from: while a process is in it, it is alive and its
     /// inode is its own.
     witness: i32,
@@ -58,7 +61,11 @@ impl Memberships {
     /// `p` is in, and which of the two says so. A pid namespace counts only where `snapshot`
     /// knows its kernel id (a whole scan's), so that a reused inode names nothing: a process
     /// read between scans is placed by its own history until the next scan.
-    pub(super) fn of(&self, p: &Process, snapshot: &Snapshot) -> Option<(&ContainerRef, Evidence)> {
+    pub(super) fn of(
+        &self,
+        p: &Process,
+        snapshot: &Snapshot,
+    ) -> Option<(&Arc<ContainerRef>, Evidence)> {
         if let Some(c) = self.processes.get(&p.id) {
             return Some((c, Evidence::Process));
         }
@@ -91,6 +98,11 @@ impl Memberships {
         snapshot: &Snapshot,
         shared: &[u64],
     ) {
+        // Learnt already (scan after scan): nothing is allocated.
+        let c = match self.processes.get(&p.id) {
+            Some(r) if **r == *c => Arc::clone(r),
+            _ => self.shared(c),
+        };
         let pid_ns = p.namespaces[NsType::Pid].map(|i| NamespaceId {
             ns_type: NsType::Pid,
             inode: i.get().into(),
@@ -101,7 +113,7 @@ impl Memberships {
         {
             let learnt = Learnt {
                 kernel_id,
-                container: c.clone(),
+                container: Arc::clone(&c),
                 witness: p.id.pid,
             };
             match self.pid_namespaces.get_mut(&id.inode) {
@@ -113,7 +125,19 @@ impl Memberships {
                 Some(_) => {}
             }
         }
-        self.processes.insert(p.id, c.clone());
+        self.processes.insert(p.id, c);
+    }
+
+    /// The one reference to `c` that its processes and pid namespaces share.
+    fn shared(&mut self, c: &ContainerRef) -> Arc<ContainerRef> {
+        match self.containers.get(&c.id) {
+            Some(r) if **r == *c => Arc::clone(r),
+            _ => {
+                let r = Arc::new(c.clone());
+                self.containers.insert(c.id.clone(), Arc::clone(&r));
+                r
+            }
+        }
     }
 
     /// Forgets processes that a whole scan no longer holds and pid namespaces that no longer
@@ -137,6 +161,7 @@ impl Memberships {
             }
             ns.kernel_id == Some(l.kernel_id)
         });
+        self.containers.retain(|_, c| Arc::strong_count(c) > 1);
     }
 
     /// For a pid namespace inode learnt as a container's: a process that was in it, and the

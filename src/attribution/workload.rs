@@ -173,7 +173,9 @@ pub fn attribute(
             continue;
         }
         let claimed = cgroup_of(p);
-        let known = memberships.of(p, snapshot).map(|(r, e)| (r.clone(), e));
+        let known = memberships
+            .of(p, snapshot)
+            .map(|(r, e)| (Ref::Learnt(Arc::clone(r)), e));
         let verdict = match (claimed, known) {
             (Some(CgroupWorkload::Container(c)), known) => {
                 let setup = || {
@@ -184,14 +186,14 @@ pub fn attribute(
                     // Where it was, or in the pid namespace of another container: a pod's
                     // containers, or `--pid=container:`, share one by design.
                     None => (
-                        Verdict::Container(c.clone(), !(c.monitor || setup())),
+                        Verdict::Container(Ref::Parsed(c), !(c.monitor || setup())),
                         false,
                     ),
                     Some((r, _)) if r.id == c.id && !c.monitor => {
-                        (Verdict::Container(c.clone(), !setup()), false)
+                        (Verdict::Container(Ref::Parsed(c), !setup()), false)
                     }
                     Some((_, Evidence::PidNamespace)) if !c.monitor => {
-                        (Verdict::Container(c.clone(), !setup()), false)
+                        (Verdict::Container(Ref::Parsed(c), !setup()), false)
                     }
                     // A monitor is never in its container's pid namespace, nor ever its
                     // payload; and a process never leaves its container for another.
@@ -212,7 +214,8 @@ pub fn attribute(
                 (Verdict::Other(Workload::Pod(uid.clone())), false)
             }
         };
-        if let (Verdict::Container(r, true), _) = &verdict {
+        // What the cgroup file named was learnt above; what evidence named, only now.
+        if let (Verdict::Container(r @ Ref::Learnt(_), true), _) = &verdict {
             memberships.learn(p, r, snapshot, &shared);
         }
         verdicts.push((p, verdict.0, verdict.1));
@@ -262,9 +265,27 @@ pub fn attribute(
 }
 
 /// A process's workload before containers are shared: `Container(r, payload)`.
-enum Verdict {
-    Container(ContainerRef, bool),
+enum Verdict<'a> {
+    Container(Ref<'a>, bool),
     Other(Workload),
+}
+
+/// A container's reference as its cgroup file named it, or as attribution learnt it: never
+/// copied per process.
+enum Ref<'a> {
+    Parsed(&'a ContainerRef),
+    Learnt(Arc<ContainerRef>),
+}
+
+impl std::ops::Deref for Ref<'_> {
+    type Target = ContainerRef;
+
+    fn deref(&self) -> &ContainerRef {
+        match self {
+            Ref::Parsed(c) => c,
+            Ref::Learnt(c) => c,
+        }
+    }
 }
 
 #[cfg(test)]
