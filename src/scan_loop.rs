@@ -509,8 +509,10 @@ impl ScanLoop {
     /// read it where it is gone by now (its cgroup, and so its container, is the one it had
     /// then). A process gone before anything read it (a child that enters the host's network
     /// and exits within a millisecond) is judged as its parent was read, by the cgroup it was
-    /// born in ([`born_of`]). Only where its parent is unknown too is the change logged at
-    /// debug and counted only in `nsexporter_ebpf_namespace_changes_total`.
+    /// born in ([`born_of`]), and by its own pid namespace, which the kernel reported; where
+    /// its parent is gone too, by that pid namespace alone ([`reported`]). Only where neither
+    /// is known is the change logged at debug and counted only in
+    /// `nsexporter_ebpf_namespace_changes_total`.
     fn judge_events(&mut self, batch: Vec<Event>) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
         let (mut pids, mut changes, mut forks) = (Vec::new(), Vec::new(), 0);
@@ -555,16 +557,21 @@ impl ScanLoop {
                                 .or_insert_with(|| self.read_one(parent, &known))
                                 .clone(),
                         });
-                        let Some(parent) = parent else {
-                            tracing::debug!(
-                                pid = change.process.pid,
-                                comm = %change.comm,
-                                syscall = change.syscall.as_str(),
-                                "namespace change of a process gone unread, whose parent is unknown"
-                            );
-                            continue;
+                        let born = match parent {
+                            Some(parent) => born_of(change, &parent),
+                            // Its own pid namespace may place it still.
+                            None if change.namespaces[NsType::Pid].is_some() => reported(change),
+                            None => {
+                                tracing::debug!(
+                                    pid = change.process.pid,
+                                    comm = %change.comm,
+                                    syscall = change.syscall.as_str(),
+                                    "namespace change of a process gone unread, whose parent is unknown"
+                                );
+                                continue;
+                            }
                         };
-                        processes.push(born_of(change, &parent));
+                        processes.push(born);
                         index.insert(change.process, processes.len() - 1);
                         processes.len() - 1
                     }
@@ -813,6 +820,21 @@ fn born_of(change: &NsChange, parent: &Process) -> Process {
         namespaces,
         thread_namespaces: Vec::new(),
         ..parent.clone()
+    }
+}
+
+/// A process that changed namespaces and was gone before `/proc` was read, whose parent is
+/// gone too: what the kernel reported of it and nothing else. Without a cgroup file, only its
+/// own pid namespace can place it in a container; elsewhere it is no one's.
+fn reported(change: &NsChange) -> Process {
+    Process {
+        id: change.process,
+        ppid: change.parent.map_or(0, |p| p.pid),
+        uid: u32::MAX,
+        comm: change.comm.as_str().into(),
+        namespaces: change.namespaces,
+        cgroup: None,
+        thread_namespaces: Vec::new(),
     }
 }
 
