@@ -564,7 +564,7 @@ fn time_variants(rounds: usize, warmup: usize) -> Timings {
                     let outcome = black_box(outcome);
                     let snapshot = Arc::new(outcome.snapshot);
                     let changes = tracker.update(Arc::clone(&snapshot));
-                    let attribution = attribute(&snapshot, &[], &names);
+                    let attribution = attribute(&snapshot, &[], &names, &mut Default::default());
                     let sharing = evaluate(&snapshot, &attribution, &policy);
                     let served = start.elapsed().as_secs_f64();
                     black_box((changes, sharing));
@@ -870,7 +870,7 @@ fn profile_memory(scans: usize) -> MemoryProfile {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = tracker.update(Arc::clone(&snapshot));
         let at = stage("lifecycle (the previous dropped)", at);
-        let attribution = attribute(&snapshot, &[], &names);
+        let attribution = attribute(&snapshot, &[], &names, &mut Default::default());
         let at = stage("attribution", at);
         let sharing = evaluate(&snapshot, &attribution, &policy);
         let at = stage("sharing", at);

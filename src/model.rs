@@ -179,7 +179,8 @@ pub struct NsChange {
     pub syscall: ChangeSyscall,
     /// The types that changed.
     pub changed: PerType<bool>,
-    /// The new namespaces of the types that changed; `None` for the others.
+    /// The task's namespaces after the change (the new ones of the types that changed);
+    /// `None` where the kernel had none to report.
     pub namespaces: PerType<Option<Inode>>,
     /// The task's `comm` then: a claim, as every `comm`.
     pub comm: String,

@@ -42,6 +42,11 @@ label_enum! {
         /// A spec with `uidMappings` whose process is in the host's user namespace, or one
         /// without a user namespace whose first process is not in the host's.
         UserNamespaceNotApplied = "user_namespace_not_applied",
+        /// A process that its pid namespace, or its own earlier read, places in a container
+        /// and whose cgroup file names the host, a pod, a monitor or another container: it
+        /// moved out of its container's cgroup (type `cgroup`). It stays its container's for
+        /// every other rule.
+        LeftContainerCgroup = "left_container_cgroup",
     }
 }
 

@@ -8,6 +8,7 @@
 //! dropped so that a failing scan never resolves a security alert by itself.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::attribution::{
-    Attribution, ContainerNames, NameErrorReason, NameSource, NameSources, Names, Workload,
-    attribute,
+    Attribution, ContainerNames, Memberships, NameErrorReason, NameSource, NameSources, Names,
+    Workload, attribute,
 };
 use crate::declared::{Judgement, SpecSources, Wanted, judge, names_from_annotations};
 use crate::events::{Event, EventStream};
@@ -68,6 +69,8 @@ pub struct ScanLoop {
     swept: HashMap<i32, (u64, u8)>,
     /// The containers' processes of the last scan, which sweeps read again in place.
     watch: Watch,
+    /// Which container each process and pid namespace was found in, kept for their lives.
+    memberships: Memberships,
     /// Pids from the proc connector and changes from the eBPF source, where they listen.
     events: Option<EventStream>,
     /// Namespace changes logged since the last scan: each (process, namespace) once, and at
@@ -120,6 +123,7 @@ impl ScanLoop {
             failed: HashSet::new(),
             swept: HashMap::new(),
             watch: Watch::default(),
+            memberships: Memberships::default(),
             events: None,
             changes_logged: (HashSet::new(), false),
             orphan_age,
@@ -175,11 +179,12 @@ impl ScanLoop {
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
         let names = self.names();
-        let mut attribution = attribute(&snapshot, &[], &names);
+        let mut attribution = attribute(&snapshot, &[], &names, &mut self.memberships);
         if self.refresh_specs(&snapshot, &attribution) {
             // A new container's names came from its spec: attributed again with them.
-            attribution = attribute(&snapshot, &[], &self.names());
+            attribution = attribute(&snapshot, &[], &self.names(), &mut self.memberships);
         }
+        self.memberships.keep_only(&snapshot);
         let mut moves = PerType::splat(false);
         for t in NsType::ALL {
             moves[t] = t == NsType::Mnt || self.policy.host_namespace_types.contains(t);
@@ -504,8 +509,10 @@ impl ScanLoop {
     /// read it where it is gone by now (its cgroup, and so its container, is the one it had
     /// then). A process gone before anything read it (a child that enters the host's network
     /// and exits within a millisecond) is judged as its parent was read, by the cgroup it was
-    /// born in ([`born_of`]). Only where its parent is unknown too is the change logged at
-    /// debug and counted only in `nsexporter_ebpf_namespace_changes_total`.
+    /// born in ([`born_of`]), and by its own pid namespace, which the kernel reported; where
+    /// its parent is gone too, by that pid namespace alone ([`reported`]). Only where neither
+    /// is known is the change logged at debug and counted only in
+    /// `nsexporter_ebpf_namespace_changes_total`.
     fn judge_events(&mut self, batch: Vec<Event>) -> Option<Exposition> {
         let known = Arc::clone(self.tracker.previous_arc()?);
         let (mut pids, mut changes, mut forks) = (Vec::new(), Vec::new(), 0);
@@ -550,16 +557,21 @@ impl ScanLoop {
                                 .or_insert_with(|| self.read_one(parent, &known))
                                 .clone(),
                         });
-                        let Some(parent) = parent else {
-                            tracing::debug!(
-                                pid = change.process.pid,
-                                comm = %change.comm,
-                                syscall = change.syscall.as_str(),
-                                "namespace change of a process gone unread, whose parent is unknown"
-                            );
-                            continue;
+                        let born = match parent {
+                            Some(parent) => born_of(change, &parent),
+                            // Its own pid namespace may place it still.
+                            None if change.namespaces[NsType::Pid].is_some() => reported(change),
+                            None => {
+                                tracing::debug!(
+                                    pid = change.process.pid,
+                                    comm = %change.comm,
+                                    syscall = change.syscall.as_str(),
+                                    "namespace change of a process gone unread, whose parent is unknown"
+                                );
+                                continue;
+                            }
                         };
-                        processes.push(born_of(change, &parent));
+                        processes.push(born);
                         index.insert(change.process, processes.len() - 1);
                         processes.len() - 1
                     }
@@ -686,9 +698,10 @@ impl ScanLoop {
             parents.into_iter().map(|p| (p.id.pid, p)).collect(),
             known.host.clone(),
         );
-        let fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
+        let mut fresh = Snapshot::from_processes(wall, time, processes, known.host.clone());
+        self.confirm_pid_namespaces(&mut fresh);
         let names = self.names();
-        let attribution = attribute(&fresh, &[known, &parents], &names);
+        let attribution = attribute(&fresh, &[known, &parents], &names, &mut self.memberships);
         // Watched from now on, as the last scan's containers' processes are.
         for p in fresh.processes.values() {
             if matches!(
@@ -707,6 +720,35 @@ impl ScanLoop {
         }
         let new = self.findings.sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
+    }
+
+    /// Gives the pid namespaces of `fresh` (read between scans: no kernel ids) that were
+    /// learnt as a container's their kernel id, where the process they were learnt from is
+    /// in a namespace of that id still: then the inode is that namespace's, not a new one's,
+    /// and attribution may place by it a process that left its container's cgroup before
+    /// any read, or was gone before its own (a child the eBPF source reported). One open and
+    /// one ioctl per such namespace, and only for those.
+    fn confirm_pid_namespaces(&self, fresh: &mut Snapshot) {
+        let Ok(root) = crate::procfs::open_dir_at(None, self.scanner.procfs().root()) else {
+            return;
+        };
+        let mut digits = itoa::Buffer::new();
+        for (id, ns) in fresh.namespaces.iter_mut() {
+            if id.ns_type != NsType::Pid || fresh.host.contains(*id) {
+                continue;
+            }
+            let Some((witness, kernel_id)) = self.memberships.witness(id.inode) else {
+                continue;
+            };
+            let Ok(link) = std::ffi::CString::new(format!("{}/ns/pid", digits.format(witness)))
+            else {
+                continue;
+            };
+            let facts = crate::procfs::ns_facts(root.as_fd(), &link, NsType::Pid);
+            if facts.is_ok_and(|f| f.inode == id.inode && f.kernel_id == Some(kernel_id)) {
+                ns.kernel_id = Some(kernel_id);
+            }
+        }
     }
 
     /// Judges the processes the kernel reports forking and exec'ing as they come (the proc
@@ -761,18 +803,38 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
     next
 }
 
-/// A process that changed namespaces and was gone before `/proc` was read, as far as its
-/// parent tells: born in its parent's cgroup, so in its container (whose processes cannot
-/// write the cgroup tree to leave it), and in its parent's namespaces but for those the kernel
-/// reported it entering, which the caller adds. What it wrote itself (`comm`) is the kernel's
-/// report of it, a claim as every `comm`.
+/// A process that changed namespaces and was gone before `/proc` was read: in the namespaces
+/// the kernel reported for it, its own pid namespace among them, which places it in its
+/// container whatever its parent is (`CLONE_PARENT`, a subreaper); its parent's cgroup file
+/// is only a claim beside that. What it wrote itself (`comm`) is the kernel's report of it, a
+/// claim as every `comm`.
 fn born_of(change: &NsChange, parent: &Process) -> Process {
+    let mut namespaces = parent.namespaces;
+    for t in NsType::ALL {
+        namespaces[t] = change.namespaces[t].or(namespaces[t]);
+    }
     Process {
         id: change.process,
         ppid: parent.id.pid,
         comm: change.comm.as_str().into(),
+        namespaces,
         thread_namespaces: Vec::new(),
         ..parent.clone()
+    }
+}
+
+/// A process that changed namespaces and was gone before `/proc` was read, whose parent is
+/// gone too: what the kernel reported of it and nothing else. Without a cgroup file, only its
+/// own pid namespace can place it in a container; elsewhere it is no one's.
+fn reported(change: &NsChange) -> Process {
+    Process {
+        id: change.process,
+        ppid: change.parent.map_or(0, |p| p.pid),
+        uid: u32::MAX,
+        comm: change.comm.as_str().into(),
+        namespaces: change.namespaces,
+        cgroup: None,
+        thread_namespaces: Vec::new(),
     }
 }
 
@@ -820,10 +882,11 @@ mod tests {
     use super::*;
     use crate::model::inode;
 
-    /// A child that entered the host's net and exited unread is its parent's container's, in
-    /// the parent's namespaces; the host's net is what the kernel reported, added as a thread's.
+    /// A child that entered the host's net and exited unread is in the namespaces the kernel
+    /// reported for it, its own pid namespace among them (which attribution places it by),
+    /// and its parent's where the report has none.
     #[test]
-    fn a_process_gone_unread_is_judged_by_its_parent() {
+    fn a_process_gone_unread_is_in_the_namespaces_the_kernel_reported() {
         let parent = Process {
             cgroup: Some(Arc::from(&b"0::/kubepods/pod1/abc\n"[..])),
             uid: 1000,
@@ -831,6 +894,7 @@ mod tests {
         };
         let mut namespaces = PerType::splat(None);
         namespaces[NsType::Net] = inode(4026531840);
+        namespaces[NsType::Pid] = inode(4026532000);
         let mut changed = PerType::splat(false);
         changed[NsType::Net] = true;
         let child = ProcessId {
@@ -850,7 +914,10 @@ mod tests {
         assert_eq!((born.id, born.ppid, &*born.comm), (child, 40, "nsenter"));
         assert_eq!(born.cgroup, parent.cgroup, "born in its parent's cgroup");
         assert_eq!(born.uid, 1000);
-        assert_eq!(born.namespaces, parent.namespaces);
+        let mut want = parent.namespaces;
+        want[NsType::Net] = inode(4026531840);
+        want[NsType::Pid] = inode(4026532000);
+        assert_eq!(born.namespaces, want);
         assert!(born.thread_namespaces.is_empty());
     }
 

@@ -247,8 +247,15 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
             }
         }
     }
+    for &pid in attribution.moved() {
+        if let Workload::Container(c) = attribution.of(pid) {
+            let rule = Rule::LeftContainerCgroup;
+            push_unless_allowed(&mut out.findings, policy, rule, NsType::Cgroup, c);
+        }
+    }
     out.host.sort();
     out.findings.sort();
+    out.findings.dedup();
     out
 }
 

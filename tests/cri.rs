@@ -105,7 +105,12 @@ fn cri_pods_declare_every_type_right() {
         defaults.scan_pins,
     );
     let snapshot = scanner.scan(None).unwrap().snapshot;
-    let attribution = nsexporter::attribution::attribute(&snapshot, &[], &Default::default());
+    let attribution = nsexporter::attribution::attribute(
+        &snapshot,
+        &[],
+        &Default::default(),
+        &mut Default::default(),
+    );
     let mut sources = SpecSources::new(c.run_dir(), "/nonexistent".into(), "/proc".into());
     let wanted_ids: Vec<Wanted> = all
         .iter()

@@ -256,6 +256,54 @@ fn a_child_gone_before_it_is_read_is_counted_with_its_parents_container() {
     );
 }
 
+/// A child born into a runc container's pid namespace by a parent outside the container
+/// (`nsenter -t <init> -p` from the host: its parent is in the host's cgroup and pid
+/// namespace, as with `CLONE_PARENT` or a subreaper), in the host's network namespace, gone
+/// within milliseconds (its parent `nsenter` often too): the kernel's report of its own pid
+/// namespace places it in the container, so its stay is counted as the container's before
+/// the next scan. Judged by its parent's cgroup, it was the host's.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, runc, cgroups"]
+fn a_child_born_into_a_containers_pid_namespace_from_outside_is_the_containers() {
+    use support::runc::{Bundle, Container};
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let id = hex_id();
+    let bundle = Bundle::busybox("born")
+        .args(&["sleep", "1000"])
+        .cgroups_path(&format!(
+            "/kubepods/besteffort/pod{}/{id}",
+            support::visitor::uuid()
+        ));
+    let container = Container::run(bundle, &id);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (e, m) = started_with_ebpf(&[]);
+    let before = host_net(&m);
+    let target = container.pid().to_string();
+    let (ok, _, err) = run("nsenter", &["-t", &target, "-p", "--", "true"]);
+    assert!(ok, "nsenter: {err}");
+    let m = wait_for("the child's stay counted", Duration::from_secs(20), || {
+        let m = e.metrics();
+        (host_net(&m) > before).then_some(m)
+    });
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "before the second scan"
+    );
+    let active = m.find(
+        "nsexporter_sharing_findings_active",
+        &[
+            ("rule", "host_namespace"),
+            ("type", "net"),
+            ("container_id", &id),
+        ],
+    );
+    assert_eq!(active.len(), 1, "the container's");
+    drop(e);
+    drop(container);
+}
+
 /// A container process runs `unshare --net`: its new network namespace is logged with its
 /// container and pod, and counted, within seconds and before the next scan.
 #[test]

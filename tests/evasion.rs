@@ -14,7 +14,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::runc::hex_id;
+use support::cgroup::Cgroup;
+use support::runc::{Bundle, Container, hex_id};
 use support::visitor::{Visitor, uuid};
 use support::*;
 
@@ -208,6 +209,170 @@ fn a_stay_of_a_second_and_a_half_in_the_hosts_net_namespace_is_counted() {
 #[ignore = "needs root: unshare(2), setns(2) and real cgroups"]
 fn a_stay_by_a_process_only_sweeps_have_read_is_counted() {
     a_stay_in_the_hosts_net_namespace_is_counted(true);
+}
+
+/// Cgroup leaves a container makes below its own, then a move into one and a stay in the
+/// host's mount and net namespaces between scans a minute apart: a leaf named like CRI-O's
+/// monitor exempts nothing, and a leaf named like pod B's container frames nothing. Both
+/// stays are counted by the next sweep on the container that made the leaf; pod B, in its
+/// own namespaces throughout, has no finding.
+#[test]
+#[ignore = "needs root: unshare(2), setns(2) and real cgroups"]
+fn cgroup_leaves_a_container_makes_neither_hide_it_nor_frame_another() {
+    let _guard = serial();
+    let monitor = Visitor::prepare("app", "mnt,net", -1.0);
+    let framer = Visitor::prepare("app", "mnt,net", -1.0);
+    let innocent = Visitor::prepare("app", "net", -1.0);
+    let innocent_pod = innocent.cgroup.path.rsplit('/').nth(1).unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+    let e = Exporter::start(&["--scan.interval=60s", "--scan.sweep-interval=1s"]);
+    wait_for("the first scan", Duration::from_secs(10), || {
+        (e.metrics().value("nsexporter_scans_total", &[])? >= 1.0).then_some(())
+    });
+    let leaves = [
+        Cgroup::create(&format!(
+            "{}/crio-conmon-{}.scope",
+            monitor.cgroup.path,
+            hex_id()
+        )),
+        Cgroup::create(&format!(
+            "{}/kubepods/besteffort/{innocent_pod}/{}",
+            framer.cgroup.path, innocent.id
+        )),
+    ];
+    leaves[0].add(monitor.pid());
+    leaves[1].add(framer.pid());
+    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let m = e.metrics();
+        let innocent_had = |m: &Metrics| {
+            m.find(
+                "nsexporter_sharing_findings_active",
+                &[("container_id", &innocent.id)],
+            )
+            .len()
+        };
+        let standing = innocent_had(&m);
+        monitor.go();
+        framer.go();
+        let m = wait_for("the sweep to count both", Duration::from_secs(10), || {
+            let m = e.metrics();
+            [&monitor, &framer]
+                .iter()
+                .all(|v| {
+                    active(&m, &v.id, "host_mount_from_container", "mnt")
+                        && active(&m, &v.id, "host_namespace", "net")
+                })
+                .then_some(m)
+        });
+        assert_eq!(
+            m.value("nsexporter_scans_total", &[]),
+            Some(1.0),
+            "by sweeps"
+        );
+        // Pod B's standing finding (its pid namespace is the host's) and nothing more.
+        assert_eq!(innocent_had(&m), standing, "pod B framed");
+        assert!(!active(&m, &innocent.id, "host_namespace", "net"));
+        assert!(!active(
+            &m,
+            &innocent.id,
+            "host_mount_from_container",
+            "mnt"
+        ));
+    }));
+    // The processes go before their leaves, and the leaves before the containers' cgroups,
+    // whatever the outcome.
+    let (monitor_process, framer_process) = (monitor.process, framer.process);
+    drop((monitor_process, framer_process));
+    drop(leaves);
+    drop(e);
+    if let Err(panic) = judged {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The init of a runc container (its own pid namespace, a kubepods cgroup, CAP_SYS_ADMIN, the
+/// host's cgroup tree and procfs mounted) forks a child that writes itself into the root cgroup
+/// of every hierarchy and joins the host's mount and net namespaces, between scans a minute
+/// apart. The next sweep counts the move and both host namespaces on the container, by its
+/// id; an exporter started only afterwards, which never read the child in its
+/// container's cgroup, places it by its pid namespace all the same.
+#[test]
+#[ignore = "needs root: runc, setns(2) and real cgroups"]
+fn a_process_that_leaves_its_containers_cgroup_stays_its_containers() {
+    let _guard = serial();
+    let go = tempfile::tempdir().unwrap();
+    let (id, pod) = (hex_id(), uuid());
+    // The process that moves is forked after go: a sweep that reads it before it has left
+    // every hierarchy places it by its own history, one after by its pid namespace.
+    let script = "(while [ ! -e /go/go ]; do sleep 0.05; done; \
+                  sh -c 'for f in /hostcg/*/cgroup.procs; do echo 0 > $f; done; \
+                  exec nsenter --net=/hostproc/2/ns/net --mount=/hostproc/2/ns/mnt sleep 1000') & wait";
+    let bundle = Bundle::busybox("escape")
+        .args(&["sh", "-c", script])
+        .capabilities(&[
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_CHROOT",
+            "CAP_SYS_PTRACE",
+            "CAP_KILL",
+        ])
+        .bind_mount("/sys/fs/cgroup", "/hostcg", false)
+        // The host's procfs, for kthreadd's namespaces: a mount namespace cannot be bound
+        // into a newer one (the kernel refuses the loop), a path through procfs can be.
+        .bind_mount("/proc", "/hostproc", true)
+        .bind_mount(go.path().to_str().unwrap(), "/go", true)
+        .cgroups_path(&format!("/kubepods/besteffort/pod{pod}/{id}"));
+    let container = Container::run(bundle, &id);
+    std::thread::sleep(Duration::from_millis(1100));
+    let e = Exporter::start(&["--scan.interval=60s", "--scan.sweep-interval=1s"]);
+    wait_for("the first scan", Duration::from_secs(10), || {
+        (e.metrics().value("nsexporter_scans_total", &[])? >= 1.0).then_some(())
+    });
+    assert!(!active(
+        &e.metrics(),
+        &id,
+        "left_container_cgroup",
+        "cgroup"
+    ));
+    std::fs::write(go.path().join("go"), "").unwrap();
+    let in_host = |m: &Metrics| {
+        active(m, &id, "left_container_cgroup", "cgroup")
+            && active(m, &id, "host_mount_from_container", "mnt")
+            && active(m, &id, "host_namespace", "net")
+    };
+    let m = wait_for(
+        "the sweep to count the move",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            in_host(&m).then_some(m)
+        },
+    );
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "by sweeps"
+    );
+    drop(e);
+    // A fresh exporter: only the pid namespace says where the child belongs.
+    let e = Exporter::start(&["--scan.interval=60s"]);
+    let m = wait_for(
+        "a fresh exporter's first scan",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            (m.value("nsexporter_scans_total", &[])? >= 1.0).then_some(m)
+        },
+    );
+    assert!(
+        in_host(&m),
+        "{:?}",
+        m.find(
+            "nsexporter_sharing_findings_active",
+            &[("container_id", &id)]
+        )
+    );
+    drop(e);
+    drop(container);
 }
 
 /// 20,000 execs in about half a minute, with process events on and sweeps every second: the

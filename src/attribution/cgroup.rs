@@ -94,6 +94,10 @@ pub struct ContainerRef {
     /// conmon (`crio-conmon-<id>`, `libpod-conmon-<id>`), `lxc.monitor.<name>`, or the
     /// `supervisor` cgroup of an nspawn machine. The monitor runs in the host's namespaces by
     /// design, so a check of "container process shares a host namespace" must skip it.
+    /// A monitor counts only where the runtime makes it, outside every container's cgroup
+    /// (conmon in `machine.slice` or the pod's slice, `lxc.monitor.<name>` beside
+    /// `lxc.payload.<name>`, nspawn's `supervisor` beside `payload`): a container can make
+    /// cgroups only below its own, where [`classify_path`] never looks past its container.
     pub monitor: bool,
 }
 
@@ -194,22 +198,29 @@ fn split_once(bytes: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
 
 /// Classifies one cgroup path.
 ///
-/// The path is read from its last component back to its first, and the first component that
-/// names a container wins: the innermost container is the workload. That is right for
-/// nesting (Kubernetes in Docker in kind or minikube, Docker in an nspawn machine or an LXC
-/// container), and it skips the sub-cgroups that some runtimes and inits create under a
-/// container's own (`libpod-<id>.scope/container`, `<id>/kube-proxy`, `lxc.payload.c1/.lxc`).
+/// The path is read from its first component on, and the first component that names a
+/// container wins: the **outermost** container is the workload, and everything below its
+/// cgroup is that container's, as Tetragon maps a container's cgroup subtree. A container
+/// with a writable cgroup subtree (privileged, systemd inside, a writable `/sys/fs/cgroup`)
+/// makes any leaf it likes below its own cgroup: a leaf named like another pod's container
+/// (framing it) or like a runtime's monitor (`crio-conmon-<id>.scope`, which would exempt it)
+/// is below its own container's component and so never read. The sub-cgroups that runtimes
+/// and inits make under a container's own (`libpod-<id>.scope/container`, `<id>/kube-proxy`,
+/// `lxc.payload.c1/.lxc`) are that container's for the same reason. Nesting (Docker in
+/// Docker, Kubernetes in a kind node) is seen from the node as the outer container; an
+/// exporter inside the nested node reads paths relative to its own cgroup namespace and so
+/// sees the inner containers.
 fn classify_path(path: &str) -> CgroupWorkload {
     let components: Vec<&str> = path
         .split('/')
         .filter(|c| !c.is_empty() && *c != "." && *c != "..")
         .collect();
-    for at in (0..components.len()).rev() {
+    for at in 0..components.len() {
         if let Some(container) = container_at(&components, at) {
             return CgroupWorkload::Container(container);
         }
     }
-    match components.iter().rev().find_map(|c| pod_uid_of(c)) {
+    match components.iter().find_map(|c| pod_uid_of(c)) {
         Some(uid) => CgroupWorkload::Pod { uid },
         None => CgroupWorkload::Host,
     }
@@ -322,7 +333,11 @@ fn container_at(components: &[&str], at: usize) -> Option<ContainerRef> {
         Some("docker") => container(Runtime::Docker, component, None, false),
         // containerd outside Kubernetes (`ctr`, nerdctl with cgroupfs): `/<namespace>/<id>`,
         // only at the top, so that an arbitrary directory above a hex name does not count.
-        Some(namespace) if at == 1 && is_containerd_namespace(namespace) => {
+        // Podman's cgroupfs pods (`/libpod_parent/<pod id>/libpod-<id>`) have the same
+        // shape one level up: the pod's id is no container.
+        Some(namespace)
+            if at == 1 && namespace != "libpod_parent" && is_containerd_namespace(namespace) =>
+        {
             container(Runtime::Containerd, component, None, false)
         }
         _ => None,
@@ -442,6 +457,55 @@ mod tests {
             pod_uid: pod_uid.map(str::to_owned),
             monitor: true,
         })
+    }
+
+    /// What a container with a writable cgroup subtree can make below its own cgroup, and
+    /// what it must not get from it: a monitor's exemption, another pod's name, or the
+    /// containerd name and allow rules of another container (issue 25's attacks).
+    #[test]
+    fn leaves_a_container_makes_below_its_own_cgroup_are_its_own() {
+        use Runtime::*;
+        const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        const POD_A: &str = "11111111-2222-3333-4444-555555555555";
+        let own = format!("/kubepods/besteffort/pod{POD_A}/{A}");
+        let a = container(Unknown, A, Some(POD_A));
+        let systemd_a = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{A}.scope",
+            POD_A.replace('-', "_")
+        );
+        let a_systemd = container(Containerd, A, Some(POD_A));
+        let cases: Vec<(String, &CgroupWorkload)> = vec![
+            (format!("0::{own}/crio-conmon-{B}.scope\n"), &a),
+            (format!("0::{own}/libpod-conmon-{B}.scope\n"), &a),
+            (format!("0::{own}/lxc.monitor.c1\n"), &a),
+            (format!("0::{own}/machine-web.scope/supervisor\n"), &a),
+            (
+                format!(
+                    "0::{own}/kubepods/besteffort/pod99999999-2222-3333-4444-555555555555/{B}\n"
+                ),
+                &a,
+            ),
+            (format!("0::{own}/cri-containerd-{B}.scope\n"), &a),
+            (
+                format!("0::{systemd_a}/crio-conmon-{B}.scope\n"),
+                &a_systemd,
+            ),
+            (format!("0::{systemd_a}/docker/{B}\n"), &a_systemd),
+            // Every hierarchy at once, as a container that writes each one would leave it.
+            (
+                format!("12:memory:{own}/crio-conmon-{B}.scope\n0::{own}/crio-conmon-{B}.scope\n"),
+                &a,
+            ),
+        ];
+        for (file, want) in cases {
+            assert_eq!(&parse_cgroup(file.as_bytes()), want, "{file}");
+        }
+        // Where the runtime makes them, monitors are still monitors.
+        assert_eq!(
+            parse_cgroup(format!("0::/machine.slice/crio-conmon-{B}.scope\n").as_bytes()),
+            monitor(CriO, B, None)
+        );
     }
 
     /// Whole `/proc/PID/cgroup` files as published in bug reports and test suites, each with
@@ -656,22 +720,34 @@ mod tests {
                     None,
                 ),
             ),
-            // Docker in Docker: the innermost container wins (neuvector
-            // TestDockerIDRancherOS).
+            // Docker in Docker (neuvector TestDockerIDRancherOS): from the node, the outer
+            // container is the workload; everything below its cgroup is its own.
             (
                 "docker in docker",
                 b"8:memory:/docker/a9a5ad238e59234193ee7ec3fcff5e735b3708ea1068826952255b69e3cfa413/docker/ec08435e04266c5ba381fccbb829f626d11d8ddf5f8f547263c7a2d79ab4787a\n",
                 container(
                     Docker,
-                    "ec08435e04266c5ba381fccbb829f626d11d8ddf5f8f547263c7a2d79ab4787a",
+                    "a9a5ad238e59234193ee7ec3fcff5e735b3708ea1068826952255b69e3cfa413",
                     None,
                 ),
             ),
-            // Kubernetes in Docker (minikube, kind): the node is a Docker container, the
-            // workload a CRI-O container inside it (kubernetes/minikube#11280).
+            // Kubernetes in Docker (minikube, kind; kubernetes/minikube#11280): from the
+            // node, the Docker container that is the inner node is the workload, as for any
+            // cgroup below a container's.
             (
                 "kubepods inside a docker node",
                 b"0::/docker/d6701ec289c56e4391acb11d07474b3139466857a305490575508a8b7a9fcf22/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice/crio-0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0.scope\n",
+                container(
+                    Docker,
+                    "d6701ec289c56e4391acb11d07474b3139466857a305490575508a8b7a9fcf22",
+                    None,
+                ),
+            ),
+            // The same inner node read by an exporter inside it, through its private cgroup
+            // namespace (kind's default on cgroup v2): the inner pod's container.
+            (
+                "kubepods read inside a docker node's cgroup namespace",
+                b"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod2ca4a155_3599_498d_bb9d_4446693fa3ea.slice/crio-0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0.scope\n",
                 container(
                     CriO,
                     "0ba8ac17e4e7a31fb82279503552fe94e64bab4745bf6fd2ff231e7c8ca8bed0",

@@ -24,12 +24,14 @@
 mod cgroup;
 mod docker;
 mod kubelet;
+mod membership;
 mod names;
 mod podman;
 mod workload;
 
 pub use cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
 pub use kubelet::{KubeletNames, NameConflict, parse_log_name, read_kubelet_names};
+pub use membership::Memberships;
 pub use names::{
     ContainerNames, NameError, NameErrorReason, NameSource, NameSources, Names, Refresh,
 };

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::membership::{Evidence, Memberships, shared_pid_namespaces};
 use super::{CgroupWorkload, ContainerNames, ContainerRef, Names, Runtime, parse_cgroup};
 use crate::model::{Process, ScanTime, Snapshot};
 
@@ -51,6 +52,10 @@ pub enum Workload {
 #[derive(Debug, Default)]
 pub struct Attribution {
     by_pid: HashMap<i32, Workload>,
+    /// Processes attributed to a container that their cgroup file does not name (the host's
+    /// cgroup, a pod's, a monitor's or another container's): each is a move out of its
+    /// container's cgroup, sorted by pid.
+    moved: Vec<i32>,
 }
 
 impl Attribution {
@@ -59,9 +64,17 @@ impl Attribution {
         self.by_pid.get(&pid).unwrap_or(&Workload::Unknown)
     }
 
+    /// The processes that left their container's cgroup, as [`attribute`] found them.
+    pub fn moved(&self) -> &[i32] {
+        &self.moved
+    }
+
     /// Builds an attribution from known workloads (tests).
     pub fn from_map(by_pid: HashMap<i32, Workload>) -> Self {
-        Attribution { by_pid }
+        Attribution {
+            by_pid,
+            moved: Vec::new(),
+        }
     }
 }
 
@@ -104,14 +117,21 @@ fn is_runtime(parent: &Process, cgroup: &CgroupWorkload) -> bool {
         && !matches!(cgroup, CgroupWorkload::Container(c) if !c.monitor)
 }
 
-/// Attributes every process of `snapshot` from the cgroup file the scan read with it.
-/// `names` gives each container id's names; where it has none only ids and pod uids are
-/// known. `earlier` is where parents missing from `snapshot` are looked up, in order (a
-/// sweep's snapshot holds only what it read; the last scan and the parents read for it hold
-/// the rest). A pure function of its
-/// inputs: processes of one cgroup share the bytes the scan read, so each distinct file is
-/// parsed once.
-pub fn attribute(snapshot: &Snapshot, earlier: &[&Snapshot], names: &Names) -> Attribution {
+/// Attributes every process of `snapshot` from the cgroup file the scan read with it, and
+/// from what `memberships` learnt of it before (see [`Memberships`]): a process that its own
+/// history or its pid namespace places in a container is that container's, whatever its
+/// cgroup file says, and is listed in [`Attribution::moved`] where that file names the host,
+/// a pod or another container. `names` gives each container id's names; where it has none
+/// only ids and pod uids are known. `earlier` is where parents missing from `snapshot` are
+/// looked up, in order (a sweep's snapshot holds only what it read; the last scan and the
+/// parents read for it hold the rest). Processes of one cgroup share the bytes the scan read,
+/// so each distinct file is parsed once.
+pub fn attribute(
+    snapshot: &Snapshot,
+    earlier: &[&Snapshot],
+    names: &Names,
+    memberships: &mut Memberships,
+) -> Attribution {
     let kernel = |p: &Process| is_kernel_thread(p, snapshot);
     let mut parsed: HashMap<*const u8, CgroupWorkload> = HashMap::new();
     for p in snapshot.processes.values().filter(|p| !kernel(p)) {
@@ -131,21 +151,90 @@ pub fn attribute(snapshot: &Snapshot, earlier: &[&Snapshot], names: &Names) -> A
         let parent = earlier.iter().find_map(|s| s.processes.get(&p.ppid))?;
         Some((parent, Cow::Owned(parse_cgroup(parent.cgroup.as_ref()?))))
     };
-    // One container per id, described by its payload's cgroup where a payload was seen: a
-    // monitor may sit outside the pod (CRI-O's conmon in system.slice, istio/istio#55139), and
-    // it starts first, so it has the lower pid.
-    let mut refs: HashMap<&str, &ContainerRef> = HashMap::new();
+    let shared = shared_pid_namespaces(snapshot, earlier);
+    // What the payload the cgroup files name teaches first, so that a process that left its
+    // container's cgroup is placed by the container's other processes of this same read.
     for p in snapshot.processes.values().filter(|p| !kernel(p)) {
-        if let Some(CgroupWorkload::Container(c)) = cgroup_of(p) {
-            let seen = refs.entry(&c.id).or_insert(c);
-            if seen.monitor && !c.monitor {
-                *seen = c;
+        if let Some(CgroupWorkload::Container(c)) = cgroup_of(p)
+            && !c.monitor
+            && memberships
+                .of(p, snapshot)
+                .is_none_or(|(r, e)| e == Evidence::PidNamespace || r.id == c.id)
+        {
+            memberships.learn(p, c, snapshot, &shared);
+        }
+    }
+    // Each process's verdict: its container's reference and whether it is the payload, or
+    // another workload; and whether its cgroup file said otherwise.
+    let mut verdicts: Vec<(&Process, Verdict, bool)> = Vec::with_capacity(snapshot.processes.len());
+    for p in snapshot.processes.values() {
+        if kernel(p) {
+            verdicts.push((p, Verdict::Other(Workload::Kernel), false));
+            continue;
+        }
+        let claimed = cgroup_of(p);
+        let known = memberships
+            .of(p, snapshot)
+            .map(|(r, e)| (Ref::Learnt(Arc::clone(r)), e));
+        let verdict = match (claimed, known) {
+            (Some(CgroupWorkload::Container(c)), known) => {
+                let setup = || {
+                    is_young(p, &snapshot.time)
+                        && parent_of(p).is_some_and(|(parent, c)| is_runtime(parent, &c))
+                };
+                match known {
+                    // Where it was, or in the pid namespace of another container: a pod's
+                    // containers, or `--pid=container:`, share one by design.
+                    None => (
+                        Verdict::Container(Ref::Parsed(c), !(c.monitor || setup())),
+                        false,
+                    ),
+                    Some((r, _)) if r.id == c.id && !c.monitor => {
+                        (Verdict::Container(Ref::Parsed(c), !setup()), false)
+                    }
+                    Some((_, Evidence::PidNamespace)) if !c.monitor => {
+                        (Verdict::Container(Ref::Parsed(c), !setup()), false)
+                    }
+                    // A monitor is never in its container's pid namespace, nor ever its
+                    // payload; and a process never leaves its container for another.
+                    Some((r, _)) => (Verdict::Container(r, true), true),
+                }
+            }
+            (None | Some(CgroupWorkload::Unknown), Some((r, _))) => {
+                (Verdict::Container(r, true), false)
+            }
+            (Some(CgroupWorkload::Host | CgroupWorkload::Pod { .. }), Some((r, _))) => {
+                (Verdict::Container(r, true), true)
+            }
+            (None | Some(CgroupWorkload::Unknown), None) => {
+                (Verdict::Other(Workload::Unknown), false)
+            }
+            (Some(CgroupWorkload::Host), None) => (Verdict::Other(Workload::Host), false),
+            (Some(CgroupWorkload::Pod { uid }), None) => {
+                (Verdict::Other(Workload::Pod(uid.clone())), false)
+            }
+        };
+        // What the cgroup file named was learnt above; what evidence named, only now.
+        if let (Verdict::Container(r @ Ref::Learnt(_), true), _) = &verdict {
+            memberships.learn(p, r, snapshot, &shared);
+        }
+        verdicts.push((p, verdict.0, verdict.1));
+    }
+    // One container per id, described by its payload's reference where a payload was seen:
+    // a monitor may sit outside the pod (CRI-O's conmon in system.slice, istio/istio#55139),
+    // and it starts first, so it has the lower pid.
+    let mut refs: HashMap<&str, (&ContainerRef, bool)> = HashMap::new();
+    for (_, verdict, _) in &verdicts {
+        if let Verdict::Container(c, payload) = verdict {
+            let seen = refs.entry(&c.id).or_insert((c, *payload));
+            if !seen.1 && *payload {
+                *seen = (c, true);
             }
         }
     }
     let containers: HashMap<&str, Arc<Container>> = refs
         .into_iter()
-        .map(|(id, c)| {
+        .map(|(id, (c, _))| {
             let container = Container {
                 runtime: c.runtime,
                 names: names.get(id).cloned(),
@@ -155,32 +244,48 @@ pub fn attribute(snapshot: &Snapshot, earlier: &[&Snapshot], names: &Names) -> A
             (id, Arc::new(container))
         })
         .collect();
-    let mut by_pid = HashMap::with_capacity(snapshot.processes.len());
-    for p in snapshot.processes.values() {
-        let workload = if kernel(p) {
-            Workload::Kernel
-        } else {
-            match cgroup_of(p) {
-                None | Some(CgroupWorkload::Unknown) => Workload::Unknown,
-                Some(CgroupWorkload::Host) => Workload::Host,
-                Some(CgroupWorkload::Pod { uid }) => Workload::Pod(uid.clone()),
-                Some(CgroupWorkload::Container(c)) => {
-                    let container = Arc::clone(&containers[c.id.as_str()]);
-                    let setup = || {
-                        is_young(p, &snapshot.time)
-                            && parent_of(p).is_some_and(|(parent, c)| is_runtime(parent, &c))
-                    };
-                    if c.monitor || setup() {
-                        Workload::Runtime(container)
-                    } else {
-                        Workload::Container(container)
-                    }
-                }
+    let mut by_pid = HashMap::with_capacity(verdicts.len());
+    let mut moved = Vec::new();
+    for (p, verdict, was_moved) in &verdicts {
+        let workload = match verdict {
+            Verdict::Other(w) => w.clone(),
+            Verdict::Container(c, true) => {
+                Workload::Container(Arc::clone(&containers[c.id.as_str()]))
+            }
+            Verdict::Container(c, false) => {
+                Workload::Runtime(Arc::clone(&containers[c.id.as_str()]))
             }
         };
+        if *was_moved {
+            moved.push(p.id.pid);
+        }
         by_pid.insert(p.id.pid, workload);
     }
-    Attribution { by_pid }
+    Attribution { by_pid, moved }
+}
+
+/// A process's workload before containers are shared: `Container(r, payload)`.
+enum Verdict<'a> {
+    Container(Ref<'a>, bool),
+    Other(Workload),
+}
+
+/// A container's reference as its cgroup file named it, or as attribution learnt it: never
+/// copied per process.
+enum Ref<'a> {
+    Parsed(&'a ContainerRef),
+    Learnt(Arc<ContainerRef>),
+}
+
+impl std::ops::Deref for Ref<'_> {
+    type Target = ContainerRef;
+
+    fn deref(&self) -> &ContainerRef {
+        match self {
+            Ref::Parsed(c) => c,
+            Ref::Learnt(c) => c,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +293,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::model::{HostNamespaces, PerType, ScanTime};
+    use crate::model::{HostNamespaces, NsType, PerType, ScanTime};
 
     /// Shapes from the corpus in `cgroup.rs`, where each one's source is given.
     const CONTAINERD_POD: &str = "dd1bf9d1-241d-47f5-8e25-12de83135812";
@@ -216,12 +321,18 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         }
     }
 
+    /// Every fixture process is in namespace 1 of each type, which is the host's: a
+    /// container of these tests shares the host's pid namespace, so that only its cgroup
+    /// file places it (the pid namespace's evidence has tests of its own).
     fn snapshot(processes: Vec<Process>) -> Snapshot {
         Snapshot::from_processes(
             SystemTime::UNIX_EPOCH,
             ScanTime::fixture(100),
             processes.into_iter().map(|p| (p.id.pid, p)).collect(),
-            HostNamespaces::none(),
+            HostNamespaces {
+                source: crate::model::HostSource::Init,
+                inodes: PerType::splat(Some(1)),
+            },
         )
     }
 
@@ -272,7 +383,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
                 kubelet_name("web-0", "nginx", CONTAINERD_ID),
             )]),
         );
-        let a = attribute(&s, &[], &names);
+        let a = attribute(&s, &[], &names, &mut Memberships::default());
 
         assert_eq!(a.of(1), &Workload::Host);
         assert_eq!(a.of(2), &Workload::Kernel);
@@ -355,7 +466,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             aged(34, 30, "runc:[2:INIT]", &payload, 1),
             aged(35, 31, "runc init", &payload, 1),
         ]);
-        let a = attribute(&s, &[], &Names::default());
+        let a = attribute(&s, &[], &Names::default(), &mut Memberships::default());
         let app = container(a.of(25)).clone();
         assert_eq!(
             (app.id.as_str(), app.runtime, app.unit(), app.names.as_ref()),
@@ -372,9 +483,14 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         // A sweep's snapshot holds the new process only: its parent comes from the last scan.
         let sweep = snapshot_at_now(vec![aged(40, 20, "runc:[2:INIT]", &payload, 3)]);
         let earlier = snapshot_at_now(vec![aged(20, 10, "runc", &shim, 30)]);
-        let a = attribute(&sweep, &[&earlier], &Names::default());
+        let a = attribute(
+            &sweep,
+            &[&earlier],
+            &Names::default(),
+            &mut Memberships::default(),
+        );
         assert!(matches!(a.of(40), Workload::Runtime(_)), "{:?}", a.of(40));
-        let a = attribute(&sweep, &[], &Names::default());
+        let a = attribute(&sweep, &[], &Names::default(), &mut Memberships::default());
         assert!(
             matches!(a.of(40), Workload::Container(_)),
             "an unknown parent is no runtime"
@@ -391,7 +507,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(10, 1, "conmon", Some(&conmon)),
             process(11, 10, "app", Some(&payload)),
         ]);
-        let a = attribute(&s, &[], &Names::default());
+        let a = attribute(&s, &[], &Names::default(), &mut Memberships::default());
         let app = container(a.of(11));
         assert_eq!(app.pod_uid.as_deref(), Some(CRIO_POD));
         assert_eq!(a.of(10), &Workload::Runtime(app.clone()));
@@ -400,6 +516,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             &snapshot(vec![process(10, 1, "conmon", Some(&conmon))]),
             &[],
             &Names::default(),
+            &mut Memberships::default(),
         );
         assert_eq!(container(alone.of(10)).pod_uid, None);
     }
@@ -422,7 +539,7 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(12, 1, "sleep", Some(&b)),
             process(13, 1, "sleep", Some(&alone)),
         ]);
-        let a = attribute(&s, &[], &Names::default());
+        let a = attribute(&s, &[], &Names::default(), &mut Memberships::default());
         for pid in [10, 11, 12] {
             let c = container(a.of(pid));
             assert_eq!((c.runtime, c.unit()), (Runtime::Podman, pod), "pid {pid}");
@@ -440,9 +557,143 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             process(2, 1, "sleep", Some(&host)),
             process(3, 2, "child", Some(&host)),
         ]);
-        let a = attribute(&s, &[], &Names::default());
+        let a = attribute(&s, &[], &Names::default(), &mut Memberships::default());
         for pid in [1, 2, 3] {
             assert_eq!(a.of(pid), &Workload::Host, "pid {pid}");
         }
+    }
+
+    /// A process in pid namespace `pid_ns` (every other namespace the host's).
+    fn in_pid_ns(pid: i32, cgroup: &Arc<[u8]>, pid_ns: u64) -> Process {
+        let mut p = process(pid, 1, "sh", Some(cgroup));
+        p.namespaces[NsType::Pid] = crate::model::inode(pid_ns);
+        p
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn docker(id: &str) -> Arc<[u8]> {
+        cgroup(&format!("0::/system.slice/docker-{id}.scope\n"))
+    }
+
+    fn id_of(w: &Workload) -> &str {
+        &container(w).id
+    }
+
+    /// A process that wrote itself into the root cgroup (or a pod's, or a monitor's at the
+    /// level runtimes make them) is still its container's by its pid namespace, or a
+    /// namespace nested in it, and the move is listed; the host's own processes are not
+    /// touched, nor is a process whose cgroup file could not be read listed as moved.
+    #[test]
+    fn a_process_that_left_its_containers_cgroup_is_placed_by_its_pid_namespace() {
+        let (root, a) = (cgroup("0::/\n"), docker(A));
+        let pod = cgroup(&format!("4:memory:/kubepods/besteffort/pod{V1_POD}\n"));
+        let fake_monitor = cgroup(&format!("0::/machine.slice/libpod-conmon-{A}.scope\n"));
+        let mut unread = in_pid_ns(105, &a, 50);
+        unread.cgroup = None;
+        let mut nested = in_pid_ns(106, &root, 60);
+        nested.ppid = 101;
+        let mut s = snapshot(vec![
+            in_pid_ns(1, &root, 1),
+            in_pid_ns(100, &a, 50),
+            in_pid_ns(101, &root, 50),
+            in_pid_ns(102, &pod, 50),
+            in_pid_ns(103, &fake_monitor, 50),
+            in_pid_ns(104, &root, 1),
+            unread,
+            nested,
+        ]);
+        let id = |inode| crate::model::NamespaceId {
+            ns_type: NsType::Pid,
+            inode,
+        };
+        s.namespaces.get_mut(&id(60)).unwrap().parent = Some(50);
+        with_kernel_ids(&mut s, 1000);
+        let mut m = Memberships::default();
+        let a = attribute(&s, &[], &Names::default(), &mut m);
+        assert_eq!(a.of(1), &Workload::Host);
+        assert_eq!(
+            a.of(104),
+            &Workload::Host,
+            "the host's pid namespace names no container"
+        );
+        for pid in [100, 101, 102, 103, 105, 106] {
+            assert!(
+                matches!(a.of(pid), Workload::Container(c) if c.id == A),
+                "pid {pid}: {:?}",
+                a.of(pid)
+            );
+        }
+        assert_eq!(a.moved(), [101, 102, 103, 106]);
+
+        // Container A stops; a new namespace gets inode 50 at once, and a host process in
+        // it is no one's container: the kernel id tells the two apart.
+        let mut reused = snapshot(vec![in_pid_ns(1, &root, 1), in_pid_ns(300, &root, 50)]);
+        with_kernel_ids(&mut reused, 2000);
+        let a = attribute(&reused, &[&s], &Names::default(), &mut m);
+        assert_eq!(a.of(300), &Workload::Host);
+        assert!(a.moved().is_empty());
+        // A sweep's read, which knows no kernel id, is placed by its own history alone.
+        let sweep = snapshot(vec![in_pid_ns(301, &root, 50)]);
+        let a = attribute(&sweep, &[&s], &Names::default(), &mut m);
+        assert_eq!(a.of(301), &Workload::Host);
+    }
+
+    /// Kernel ids for every namespace of `s`, as a whole scan reads them: the inode plus
+    /// `base`.
+    fn with_kernel_ids(s: &mut Snapshot, base: u64) {
+        for (id, ns) in s.namespaces.iter_mut() {
+            ns.kernel_id = Some(id.inode + base);
+        }
+    }
+
+    /// A container's processes are placed by cgroup where the pid namespace is shared by
+    /// design: a pod's containers, `--pid=container:`, a container in the host's.
+    #[test]
+    fn a_shared_pid_namespace_moves_no_one() {
+        let (a, b) = (docker(A), docker(B));
+        let mut s = snapshot(vec![
+            in_pid_ns(100, &a, 50),
+            in_pid_ns(200, &b, 50),
+            in_pid_ns(300, &a, 1),
+            in_pid_ns(301, &cgroup("0::/init.scope\n"), 1),
+        ]);
+        with_kernel_ids(&mut s, 1000);
+        let att = attribute(&s, &[], &Names::default(), &mut Memberships::default());
+        assert_eq!((id_of(att.of(100)), id_of(att.of(200))), (A, B));
+        assert_eq!(att.of(301), &Workload::Host);
+        assert!(att.moved().is_empty());
+    }
+
+    /// A process stays the container it was first read in, across scans and sweeps,
+    /// whatever cgroup it writes itself into later, the host's or another container's
+    /// (framing it); a reused pid is a new process, and a whole scan forgets the gone.
+    #[test]
+    fn a_process_never_leaves_its_container() {
+        let (a, b, root) = (docker(A), docker(B), cgroup("0::/\n"));
+        let mut m = Memberships::default();
+        // A container in the host's pid namespace: only its process's history places it.
+        let first = snapshot(vec![in_pid_ns(100, &a, 1), in_pid_ns(200, &b, 1)]);
+        attribute(&first, &[], &Names::default(), &mut m);
+        m.keep_only(&first);
+        let later = snapshot(vec![in_pid_ns(100, &root, 1), in_pid_ns(200, &b, 1)]);
+        let att = attribute(&later, &[&first], &Names::default(), &mut m);
+        assert_eq!(id_of(att.of(100)), A);
+        assert_eq!(att.moved(), [100]);
+        let framed = snapshot(vec![in_pid_ns(100, &b, 1), in_pid_ns(200, &b, 1)]);
+        let att = attribute(&framed, &[&first], &Names::default(), &mut m);
+        assert_eq!((id_of(att.of(100)), id_of(att.of(200))), (A, B));
+        assert_eq!(att.moved(), [100]);
+        // Pid 100 reused by a host process.
+        let mut reused = in_pid_ns(100, &root, 1);
+        reused.id.start_ticks += 1;
+        let s = snapshot(vec![reused.clone()]);
+        assert_eq!(
+            attribute(&s, &[], &Names::default(), &mut m).of(100),
+            &Workload::Host
+        );
+        m.keep_only(&s);
+        assert_eq!(m.len(), (0, 0));
     }
 }

@@ -67,7 +67,10 @@ impl Judgement {
                 matches!(declared, Declared::Joined(_))
                     && matches!(expected, Expected::Inode(i) if Some(*i) != host)
             }
-            Rule::UndeclaredNamespace | Rule::UserNamespaceNotApplied => false,
+            // No spec declares a cgroup of its own making, nor a move out of its cgroup.
+            Rule::UndeclaredNamespace
+            | Rule::UserNamespaceNotApplied
+            | Rule::LeftContainerCgroup => false,
         };
         if yes {
             Declaration::True

@@ -36,7 +36,7 @@ pub const CHANGE_SIZE: usize = 88;
 
 /// A report of `struct change`, in the byte order the kernel wrote it: tgid, tid,
 /// start_boottime (ns), syscall, changed (bit i: the i-th type of [`NsType::ALL`]), the eight
-/// types' new inodes (0 where unchanged), comm, the parent's tgid and start_boottime (ns).
+/// types' inodes after the change (0 where unknown), comm, the parent's tgid and start_boottime (ns).
 /// `ticks_per_second` turns the start into `/proc/PID/stat`'s ticks.
 pub fn parse_change(report: &[u8], ticks_per_second: u64) -> Option<NsChange> {
     let report = report.get(..CHANGE_SIZE)?;

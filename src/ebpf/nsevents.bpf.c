@@ -41,7 +41,7 @@ struct change {
 	__u64 start_boottime; /* the process's (group leader's), in ns since boot */
 	__u32 syscall;
 	__u32 changed;       /* bit i: type i changed */
-	__u32 inum[NS_TYPES]; /* the changed types' new inodes; 0 for the others */
+	__u32 inum[NS_TYPES]; /* the task's inodes after the change; 0 where unknown */
 	char comm[16];
 	/* The parent process, whose cgroup a process gone before /proc is read was born in. */
 	__u32 parent_tgid;
@@ -154,7 +154,7 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 	c->changed = changed;
 #pragma unroll
 	for (int i = 0; i < NS_TYPES; i++)
-		c->inum[i] = (changed & (1u << i)) ? inum(i, after->ns[i]) : 0;
+		c->inum[i] = after->ns[i] ? inum(i, after->ns[i]) : 0;
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 	/* No wakeup per report: in a VM the wakeup's self-IPI cost a setns more than all the
 	 * rest. The reader polls every 10 ms, and is woken early only once a quarter of the ring

@@ -166,7 +166,12 @@ impl Scans {
         let outcome = scan(ticks, drop);
         let snapshot = Arc::new(outcome.snapshot);
         let changes = self.tracker.update(Arc::clone(&snapshot));
-        let attribution = attribute(&snapshot, &[], &Names::default());
+        let attribution = attribute(
+            &snapshot,
+            &[],
+            &Names::default(),
+            &mut crate::attribution::Memberships::default(),
+        );
         let mut sharing = evaluate(&snapshot, &attribution, &Policy::default());
         sharing.findings.extend(extra.iter().cloned());
         sharing.findings.sort();

@@ -55,7 +55,7 @@ time.sleep(1000)
 /// process, then the cgroup, then the go file.
 pub struct Visitor {
     pub process: Spawned,
-    _cgroup: Cgroup,
+    pub cgroup: Cgroup,
     pub id: String,
     go: PathBuf,
     _dir: tempfile::TempDir,
@@ -114,7 +114,7 @@ impl Visitor {
         cgroup.add(pid);
         Visitor {
             process,
-            _cgroup: cgroup,
+            cgroup,
             id,
             go,
             _dir: dir,
