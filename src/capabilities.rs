@@ -7,7 +7,7 @@
 //! | capability | for | effective |
 //! |---|---|---|
 //! | `CAP_SYS_PTRACE` | another user's `/proc/PID/ns/*`, `pidfd_getfd` of a socket | from start, for good |
-//! | `CAP_DAC_READ_SEARCH` | another user's `/proc/PID/fd`, the runtimes' 0700 stores, tracefs | on the reading thread, while a [`Raised`] lives |
+//! | `CAP_DAC_READ_SEARCH` | another user's `/proc/PID/fd`, the runtimes' 0700 stores and state directories, tracefs | on the reading thread, while a [`Raised`] lives |
 //! | `CAP_NET_ADMIN` | the proc connector's group; `SIOCGSKNS` of a socket | from the listener's start; while a [`Raised`] lives for a socket |
 //! | `CAP_BPF`, `CAP_PERFMON` | loading and attaching the eBPF source | while attaching; then dropped from the permitted set |
 //!

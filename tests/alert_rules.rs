@@ -36,6 +36,8 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterAbsent",
     "NsexporterScansStalled",
     "NsexporterScanFailing",
+    "NsexporterEbpfEventsLost",
+    "NsexporterProcEventsDropped",
 ];
 
 fn repo_root() -> &'static Path {

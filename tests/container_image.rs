@@ -13,11 +13,16 @@
 //!
 //! With deploy/kubernetes/docker-podman-names, the same pod also gets DAC_READ_SEARCH and the
 //! engines' container directories (tests/support/engines.rs runs a real dockerd and Podman).
+//! With deploy/kubernetes/runtime-specs, the pod is the rendered DaemonSet itself (`kubectl
+//! kustomize`), run against containerd's CRI pods (tests/support/cri.rs).
 //!
 //! The first run builds the release binary with `+crt-static` into `<target dir>/static`,
 //! which takes a few minutes; later runs let cargo find it fresh.
 
 mod support;
+// Only the runtime-specs test drives containerd's CRI; the gRPC client is built in here too.
+#[path = "support/cri.rs"]
+mod cri;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +31,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use support::declared::{self, HOST, Intruder};
 use support::engines::{Dockerd, PodmanStore, busybox_tar};
 use support::runc::{Bundle, Container, hex_id, unique_id};
 use support::{Metrics, NS_TYPES, Spawned, http, ns_inode, wait_for};
@@ -656,4 +662,241 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
         assert_eq!(said, 1, "{source}: {log}");
     }
     without.container.remove();
+}
+
+/// The objects `kubectl kustomize` renders for deploy/kubernetes with `components` (folders
+/// of it), as JSON values: what `kubectl apply -k` of an overlay would send.
+fn rendered(components: &[&str]) -> Vec<serde_json::Value> {
+    let overlay = tempfile::tempdir().unwrap();
+    // kustomize takes only relative paths to other kustomizations: up to / and down again.
+    let up: PathBuf = overlay
+        .path()
+        .canonicalize()
+        .unwrap()
+        .components()
+        .skip(1)
+        .map(|_| "..")
+        .collect();
+    let base = support::manifest_dir()
+        .join("deploy/kubernetes")
+        .canonicalize()
+        .unwrap();
+    let base = up.join(base.strip_prefix("/").unwrap());
+    let components: Vec<String> = components
+        .iter()
+        .map(|c| base.join(c).display().to_string())
+        .collect();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources: [{}]\ncomponents: [{}]\n",
+            base.display(),
+            components.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(overlay.path())
+        .output()
+        .expect("kubectl (scripts/install-test-deps)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split("\n---\n")
+        .map(|doc| support::yaml::to_json("kubectl kustomize", doc))
+        .collect()
+}
+
+/// The image run as the rendered DaemonSet runs it, nothing restated: its container's args
+/// (then the test's listen address and a shorter scan interval), user and group,
+/// `capabilities.add` as containerd applies it (bounding, effective, permitted; no ambient),
+/// no_new_privs, read-only root, and each volume mounted where it says: a hostPath as a bind
+/// mount of `host(path)`, read-only as the mount says; a ConfigMap as its files. Its own pid,
+/// ipc and mount namespaces (`hostPID` and `hostIPC` false); the network as in
+/// [`daemonset_pod`].
+fn rendered_daemonset_pod(
+    objects: &[serde_json::Value],
+    port: u16,
+    host: impl Fn(&str) -> PathBuf,
+) -> Bundle {
+    use std::os::unix::fs::PermissionsExt;
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind}/{name} rendered"))
+    };
+    let pod = &find("DaemonSet", "nsexporter")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], false);
+    assert_eq!(pod["hostIPC"], false);
+    let c = &pod["containers"][0];
+    let context = &c["securityContext"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    let mut args = vec![IMAGE_BIN.to_owned()];
+    args.extend(strings(&c["args"]));
+    args.extend([listen, "--scan.interval=500ms".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let caps = strings(&context["capabilities"]["add"]);
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let id = |key: &str| context[key].as_u64().unwrap() as u32;
+    let file_cap = containerfile_file_capability();
+    let mut bundle = image_bundle(Some(&file_cap))
+        .args(&args)
+        .user(id("runAsUser"), id("runAsGroup"))
+        .capabilities(&caps)
+        .ambient(&[])
+        .no_new_privileges(context["allowPrivilegeEscalation"] == false)
+        .readonly_rootfs(context["readOnlyRootFilesystem"] == true)
+        .namespaces(&[("pid", None), ("mnt", None), ("ipc", None), ("uts", None)])
+        .cgroups_path(&format!(
+            "/kubepods/burstable/pod{}/{}",
+            unique_id("nsexporter"),
+            hex_id()
+        ))
+        .memory_limit(MEMORY_LIMIT);
+    for mount in c["volumeMounts"].as_array().unwrap() {
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let at = mount["mountPath"].as_str().unwrap();
+        let readonly = mount["readOnly"] == true;
+        let source = if let Some(path) = volume["hostPath"]["path"].as_str() {
+            host(path)
+        } else if let Some(name) = volume["configMap"]["name"].as_str() {
+            // The kubelet's projection: one world-readable file per key.
+            let dir = bundle.dir().join(format!("volume-{name}"));
+            std::fs::create_dir(&dir).unwrap();
+            for (key, text) in find("ConfigMap", name)["data"].as_object().unwrap() {
+                std::fs::write(dir.join(key), text.as_str().unwrap()).unwrap();
+                std::fs::set_permissions(dir.join(key), PermissionsExt::from_mode(0o644)).unwrap();
+            }
+            std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();
+            dir
+        } else {
+            panic!("no stand-in for volume {volume}");
+        };
+        bundle = bundle.bind_mount(source.to_str().unwrap(), at, readonly);
+    }
+    bundle
+}
+
+/// The runtime-specs component as the DaemonSet runs the image with it, against containerd's
+/// CRI pods (driven over gRPC as kubelet drives them): the rendered base plus the component,
+/// each hostPath under `/run` standing in for by the private containerd's `/run`-shaped dir.
+/// A `hostNetwork` pod's `host_namespace` findings are `declared="true"`, and a process in a
+/// plain pod's app container (its cgroup and namespaces) that joined the host's network
+/// namespace is an `undeclared_namespace` finding; the specs are read with no error, and
+/// DAC_READ_SEARCH is effective only while they are read: the main thread's stays SYS_PTRACE
+/// alone. With the base alone, as shipped before, the same findings are `declared="unknown"`.
+#[test]
+#[ignore = "needs root, runc, setcap, kubectl, containerd, containernetworking-plugins and busybox-static (scripts/install-test-deps): the image's static binary in a runc container"]
+fn image_with_the_runtime_specs_component_judges_cri_pods_by_their_specs() {
+    let with_specs = rendered(&["runtime-specs"]);
+    let base = rendered(&[]);
+    let mut c = cri::Containerd::start();
+    let host_net = c.run_pod("agent-0", "infra", cri::PodKind::HostNetwork, &["app"]);
+    let plain = c.run_pod("web-0", "shop", cri::PodKind::Plain, &["app"]);
+    let web = plain.container("app").to_owned();
+    let _intruder = Intruder::enter_pid(c.pid(&web), "net", HOST);
+    // The kubelet's log directory, empty: the names come from the specs.
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        logs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let host = |path: &str| -> PathBuf {
+        if let Some(rel) = path.strip_prefix("/run/") {
+            // DirectoryOrCreate: CRI-O's directory, which this node lacks, is made empty.
+            let dir = c.run_dir().join(rel);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        } else if path == "/var/log/containers" {
+            logs.path().to_owned()
+        } else {
+            assert_eq!(path, "/proc", "no stand-in for hostPath {path}");
+            PathBuf::from(path)
+        }
+    };
+    let declared_net = |m: &Metrics, id: &str| {
+        declared::findings(m, "host_namespace")
+            .into_iter()
+            .find(|(c, t, _)| c == id && t == "net")
+            .map(|f| f.2)
+    };
+    let host_net_ids = [host_net.sandbox_id.as_str(), host_net.container("app")];
+
+    let port = support::free_port();
+    let pod = Pod::start(rendered_daemonset_pod(&with_specs, port, host), port);
+    let m = wait_for("the specs judged", Duration::from_secs(20), || {
+        let m = pod.metrics();
+        let judged = host_net_ids
+            .iter()
+            .all(|id| declared_net(&m, id).as_deref() == Some("true"))
+            && declared::findings(&m, "undeclared_namespace").contains(&(
+                web.clone(),
+                "net".into(),
+                "false".into(),
+            ));
+        judged.then_some(m)
+    });
+    for reason in ["permission_denied", "parse_error", "too_large", "io_error"] {
+        let errors = m.value(
+            "nsexporter_name_source_errors_total",
+            &[("source", "spec"), ("reason", reason)],
+        );
+        assert_eq!(errors, Some(0.0), "{reason}: {}", pod.container.log());
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pod.container.pid())).unwrap();
+    let cap = |name: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let (sys_ptrace, dac_read_search) = (1u64 << 19, 1u64 << 2);
+    assert_eq!(cap("CapPrm:"), sys_ptrace | dac_read_search, "{status}");
+    assert_eq!(cap("CapEff:"), sys_ptrace, "{status}");
+    pod.container.remove();
+
+    let port = support::free_port();
+    let pod = Pod::start(rendered_daemonset_pod(&base, port, host), port);
+    let m = wait_for(
+        "the findings without specs",
+        Duration::from_secs(20),
+        || {
+            let m = pod.metrics();
+            host_net_ids
+                .iter()
+                .all(|id| declared_net(&m, id).is_some())
+                .then_some(m)
+        },
+    );
+    for id in host_net_ids {
+        assert_eq!(declared_net(&m, id).as_deref(), Some("unknown"), "{id}");
+    }
+    assert!(
+        declared::findings(&m, "undeclared_namespace").is_empty(),
+        "{}",
+        pod.container.log()
+    );
+    pod.container.remove();
 }

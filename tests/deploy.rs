@@ -139,6 +139,10 @@ fn rendered_variants(tmp: &Path) -> Vec<(&'static str, PathBuf)> {
             "docker-podman-names component",
             overlay(tmp, "names-overlay", &["docker-podman-names"], &[]),
         ),
+        (
+            "runtime-specs component",
+            overlay(tmp, "specs-overlay", &["runtime-specs"], &[]),
+        ),
     ]
     .into_iter()
     .map(|(name, dir)| {
@@ -1574,41 +1578,45 @@ fn tls_component_serves_and_scrapes_over_tls_with_basic_auth() {
     assert!(!base.contains("web.config.file"));
 }
 
-/// The docker-podman-names component gives the exporter the engines' container directories,
-/// read-only and nothing more of their data roots, the flags that point at them, and
-/// DAC_READ_SEARCH, which the image's file capability lets through; the base has none of it.
-#[test]
-#[ignore = "needs kubectl and the venv's python (scripts/install-test-deps)"]
-fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pod = |dir: &Path| {
-        let objects = yaml_documents(&kustomize(dir));
-        let ds = object(&objects, "DaemonSet", "nsexporter").expect("a DaemonSet");
-        ds["spec"]["template"]["spec"].clone()
-    };
-    let base = pod(&repo().join("deploy/kubernetes"));
-    let names = pod(&overlay(tmp.path(), "names", &["docker-podman-names"], &[]));
-    let host_paths = |spec: &Value| -> Vec<(String, String, String, bool)> {
-        let container = &spec["containers"][0];
-        let mut found = Vec::new();
-        for volume in spec["volumes"].as_array().unwrap() {
-            let Some(host) = volume["hostPath"]["path"].as_str() else {
-                continue;
-            };
-            for mount in container["volumeMounts"].as_array().unwrap() {
-                if mount["name"] == volume["name"] {
-                    found.push((
-                        host.to_owned(),
-                        mount["mountPath"].as_str().unwrap().to_owned(),
-                        volume["hostPath"]["type"].as_str().unwrap_or("").to_owned(),
-                        mount["readOnly"] == true,
-                    ));
-                }
+/// The pod spec of the DaemonSet that `dir` renders to.
+fn rendered_pod(dir: &Path) -> Value {
+    let objects = yaml_documents(&kustomize(dir));
+    let ds = object(&objects, "DaemonSet", "nsexporter").expect("a DaemonSet");
+    ds["spec"]["template"]["spec"].clone()
+}
+
+/// A pod spec's hostPath mounts as (host path, mount path, hostPath type, read-only), sorted.
+fn host_paths(spec: &Value) -> Vec<(String, String, String, bool)> {
+    let container = &spec["containers"][0];
+    let mut found = Vec::new();
+    for volume in spec["volumes"].as_array().unwrap() {
+        let Some(host) = volume["hostPath"]["path"].as_str() else {
+            continue;
+        };
+        for mount in container["volumeMounts"].as_array().unwrap() {
+            if mount["name"] == volume["name"] {
+                found.push((
+                    host.to_owned(),
+                    mount["mountPath"].as_str().unwrap().to_owned(),
+                    volume["hostPath"]["type"].as_str().unwrap_or("").to_owned(),
+                    mount["readOnly"] == true,
+                ));
             }
         }
-        found.sort();
-        found
-    };
+    }
+    found.sort();
+    found
+}
+
+/// What a component's pod spec has beyond the base's: hostPath mounts, args and added
+/// capabilities, each in the component's order.
+type Added = (
+    Vec<(String, String, String, bool)>,
+    Vec<String>,
+    Vec<String>,
+);
+
+fn added_to(base: &Value, with: &Value) -> Added {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -1616,22 +1624,44 @@ fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
             .map(|s| s.as_str().unwrap().to_owned())
             .collect()
     };
-    let added =
+    let caps =
         |spec: &Value| strings(&spec["containers"][0]["securityContext"]["capabilities"]["add"]);
     let args = |spec: &Value| strings(&spec["containers"][0]["args"]);
-
-    let new_mounts: Vec<_> = host_paths(&names)
-        .into_iter()
-        .filter(|m| !host_paths(&base).contains(m))
-        .collect();
-    let mount = |host: &str, at: &str| {
-        (
-            host.to_owned(),
-            at.to_owned(),
-            "DirectoryOrCreate".to_owned(),
-            true,
-        )
+    let new = |of: Vec<String>, base: Vec<String>| -> Vec<String> {
+        of.into_iter().filter(|a| !base.contains(a)).collect()
     };
+    let mounts = host_paths(with)
+        .into_iter()
+        .filter(|m| !host_paths(base).contains(m))
+        .collect();
+    (
+        mounts,
+        new(args(with), args(base)),
+        new(caps(with), caps(base)),
+    )
+}
+
+/// A read-only hostPath mount the kubelet makes where the node lacks it.
+fn read_only_mount(host: &str, at: &str) -> (String, String, String, bool) {
+    (
+        host.to_owned(),
+        at.to_owned(),
+        "DirectoryOrCreate".to_owned(),
+        true,
+    )
+}
+
+/// The docker-podman-names component gives the exporter the engines' container directories,
+/// read-only and nothing more of their data roots, the flags that point at them, and
+/// DAC_READ_SEARCH, which the image's file capability lets through; the base has none of it.
+#[test]
+#[ignore = "needs kubectl and the venv's python (scripts/install-test-deps)"]
+fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = rendered_pod(&repo().join("deploy/kubernetes"));
+    let names = rendered_pod(&overlay(tmp.path(), "names", &["docker-podman-names"], &[]));
+    let (new_mounts, new_args, new_caps) = added_to(&base, &names);
+    let mount = read_only_mount;
     assert_eq!(
         new_mounts,
         [
@@ -1646,10 +1676,6 @@ fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
         ]
     );
     // The flags name the roots whose container directories are mounted.
-    let new_args: Vec<_> = args(&names)
-        .into_iter()
-        .filter(|a| !args(&base).contains(a))
-        .collect();
     assert_eq!(
         new_args,
         [
@@ -1657,9 +1683,77 @@ fn docker_podman_names_component_mounts_only_the_engines_lists_read_only() {
             "--path.podman=/host/var/lib/containers/storage"
         ]
     );
-    assert_eq!(added(&base), ["SYS_PTRACE"]);
-    assert_eq!(added(&names), ["SYS_PTRACE", "DAC_READ_SEARCH"]);
+    assert_eq!(new_caps, ["DAC_READ_SEARCH"]);
+    assert_eq!(
+        base["containers"][0]["securityContext"]["capabilities"]["add"],
+        json!(["SYS_PTRACE"])
+    );
     assert!(file_capabilities().contains(&"DAC_READ_SEARCH".to_string()));
     // Nothing else of the pod changes.
     assert_eq!(without_grants(&names), without_grants(&base));
+}
+
+/// The narrowest directory of each spec location under the host's `/run` that
+/// src/declared/source.rs's `LOCATIONS` reads: its pattern up to the first `{…}` component
+/// (`containerd/io.containerd.runtime.v2.task` of `…/{ns}/{id}/config.json`).
+fn spec_directories_under_run() -> Vec<String> {
+    let source = fs::read_to_string(repo().join("src/declared/source.rs")).unwrap();
+    let table = source
+        .split("const LOCATIONS")
+        .nth(1)
+        .and_then(|t| t.split("];").next())
+        .expect("LOCATIONS in src/declared/source.rs");
+    let mut dirs = Vec::new();
+    for location in table.split("Location {").skip(1) {
+        if !location.contains("root: Root::Run") {
+            continue;
+        }
+        let pattern = location
+            .split("pattern: \"")
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .expect("a pattern");
+        let fixed: Vec<&str> = pattern
+            .split('/')
+            .take_while(|c| !c.contains('{'))
+            .collect();
+        dirs.push(fixed.join("/"));
+    }
+    assert!(dirs.len() >= 4, "{dirs:?}");
+    dirs
+}
+
+/// The runtime-specs component gives the exporter the directories the specs of containerd's
+/// and CRI-O's containers are in, read-only at their places under `/host/run`, the flag
+/// that points there, and DAC_READ_SEARCH, which the image's file capability lets through;
+/// neither `/run` nor a directory of the runtimes' sockets, and no hostPID.
+#[test]
+#[ignore = "needs kubectl and the venv's python (scripts/install-test-deps)"]
+fn runtime_specs_component_mounts_only_the_spec_directories_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = rendered_pod(&repo().join("deploy/kubernetes"));
+    let specs = rendered_pod(&overlay(tmp.path(), "specs", &["runtime-specs"], &[]));
+    let (new_mounts, new_args, new_caps) = added_to(&base, &specs);
+    let bundles = "/run/containerd/io.containerd.runtime.v2.task";
+    let crio = "/run/containers/storage/overlay-containers";
+    assert_eq!(
+        new_mounts,
+        [
+            read_only_mount(bundles, &format!("/host{bundles}")),
+            read_only_mount(crio, &format!("/host{crio}")),
+        ]
+    );
+    // Each is where the exporter looks: a spec location's own directory, at its place under
+    // the directory passed as --path.run.
+    let locations = spec_directories_under_run();
+    for (host, _, _, _) in &new_mounts {
+        let rel = host.strip_prefix("/run/").unwrap();
+        assert!(locations.iter().any(|l| l == rel), "{rel}: {locations:?}");
+    }
+    assert_eq!(new_args, ["--path.run=/host/run"]);
+    assert_eq!(new_caps, ["DAC_READ_SEARCH"]);
+    assert!(file_capabilities().contains(&"DAC_READ_SEARCH".to_string()));
+    assert_eq!(specs["hostPID"], json!(false));
+    // Nothing else of the pod changes.
+    assert_eq!(without_grants(&specs), without_grants(&base));
 }

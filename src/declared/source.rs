@@ -18,6 +18,11 @@
 //!   `/proc/PID/cwd` of another user does). Tried only where the parent is outside every
 //!   container: a container cannot choose its own parent.
 //!
+//! The runtimes keep these directories root-only (containerd's bundles and runc's state are
+//! `0700` or `0711`), and the exporter runs as uid 65534: a refresh reads them with
+//! CAP_DAC_READ_SEARCH, made effective in its thread only while it runs (where it is
+//! permitted: the DaemonSet's `runtime-specs` component grants it).
+//!
 //! Each file is read as the name sources read theirs ([`read_bounded`]: a regular file, no
 //! larger than [`SPEC_LIMIT`], its last component never a symlink), and read again only when
 //! its stamp (device, inode, mtime, size) moves or after [`REREAD`]. A container seen with no
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::spec::{Spec, SpecParseError, parse_oci_config, parse_runc_state};
 use crate::attribution::{NameError, REREAD_NAMES, Stamp, read_bounded};
+use crate::capabilities::Raised;
 
 /// The largest spec read: a Kubernetes container's `config.json` is 10-40 KiB.
 pub const SPEC_LIMIT: u64 = 1 << 20;
@@ -257,6 +263,8 @@ impl SpecSources {
     /// [`REREAD`] old at `now`; containers no longer wanted are forgotten.
     pub fn refresh(&mut self, wanted: &[Wanted], now: Instant) -> SpecRefresh {
         let mut out = SpecRefresh::default();
+        // Every `stat` and read below is of a root-only directory; given back on return.
+        let _read_search = Raised::read_search();
         let keep: HashSet<&str> = wanted.iter().map(|w| w.id.as_str()).collect();
         self.cache.retain(|id, _| keep.contains(id.as_str()));
         let mut namespaces = HashMap::new();
