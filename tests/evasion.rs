@@ -418,3 +418,38 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
     assert!(m.value("nsexporter_sweep_processes_total", &[]).unwrap() > 100.0);
     drop(e);
 }
+
+/// A process in cgroups nine deep with names of 250 bytes, on every hierarchy: on a hybrid
+/// host its `cgroup` file is past 16 KiB, and a scan holds it whole.
+#[test]
+#[ignore = "needs root: real cgroups"]
+fn a_cgroup_file_past_16_kib_is_read_whole() {
+    use nsexporter::procfs::ProcFs;
+    use nsexporter::scan::{PinScan, Scanner, ThreadScan};
+    let deep: Vec<String> = (0..9).map(|i| format!("{i}{}", "d".repeat(249))).collect();
+    let cgroup = support::cgroup::Cgroup::create(&format!("/nsx-{}/{}", hex_id(), deep.join("/")));
+    let process = Spawned::new("sleep", &["30"]);
+    cgroup.add(process.pid());
+    let file = std::fs::read(format!("/proc/{}/cgroup", process.pid())).unwrap();
+    if file.len() <= 16 * 1024 {
+        eprintln!(
+            "{} bytes: too few hierarchies here for a file past 16 KiB",
+            file.len()
+        );
+        return;
+    }
+    let pins = PinScan {
+        mounts: false,
+        fds: None,
+    };
+    let mut scanner = Scanner::new(ProcFs::new("/proc"), ThreadScan::None, pins);
+    let outcome = scanner.scan(None).expect("scan");
+    let read = outcome.snapshot.processes[&process.pid()]
+        .cgroup
+        .clone()
+        .expect("read");
+    eprintln!("{} bytes", read.len());
+    assert_eq!(*read, *file);
+    drop(process);
+    drop(cgroup);
+}

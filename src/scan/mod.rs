@@ -690,6 +690,64 @@ mod tests {
         drop(children);
     }
 
+    /// A fixture procfs of processes 1 and 7, 7's `cgroup` file `cgroup` bytes long, its last
+    /// line naming a container.
+    fn long_cgroup_tree(cgroup: usize) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tail = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
+        let mut file = Vec::new();
+        let mut id = 12;
+        while file.len() + tail.len() < cgroup {
+            let room = cgroup - tail.len() - file.len();
+            let line = format!("{id}:name=h{id}:/");
+            let path = "d".repeat(room.saturating_sub(line.len() + 1).clamp(1, 4000));
+            file.extend_from_slice(format!("{line}{path}\n").as_bytes());
+            id += 1;
+        }
+        file.extend_from_slice(tail.as_bytes());
+        for (pid, ppid) in [(1, 0), (7, 1)] {
+            let p = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            let stat = format!(
+                "{pid} (p) S {ppid} 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 10 \
+                 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0"
+            );
+            std::fs::write(p.join("stat"), stat).unwrap();
+            std::os::unix::fs::symlink("net:[4026531840]", p.join("ns/net")).unwrap();
+        }
+        std::fs::write(dir.path().join("7/cgroup"), &file).unwrap();
+        (dir, file)
+    }
+
+    /// A `cgroup` file past 16 KiB (deep paths on many v1 hierarchies) is read whole, its last
+    /// line too; one past any real file's length is a counted error, not a cut parse.
+    #[test]
+    fn a_long_cgroup_file_is_read_whole_or_counted() {
+        let scan = |root: &std::path::Path| {
+            let mut scanner = Scanner::new(
+                ProcFs::new(root),
+                ThreadScan::None,
+                PinScan {
+                    mounts: false,
+                    fds: None,
+                },
+            );
+            scanner.scan(None).expect("scan")
+        };
+        let (dir, file) = long_cgroup_tree(40 * 1024);
+        assert!(file.len() > 16 * 1024);
+        let outcome = scan(dir.path());
+        let read = outcome.snapshot.processes[&7].cgroup.clone().expect("read");
+        assert_eq!(read.len(), file.len());
+        assert_eq!(*read, *file);
+        assert_eq!(outcome.errors.total(), 0);
+
+        let (dir, _) = long_cgroup_tree(crate::procfs::WHOLE_FILE_MAX + 1);
+        let outcome = scan(dir.path());
+        assert_eq!(outcome.snapshot.processes[&7].cgroup, None);
+        assert_eq!(outcome.errors.count(ErrorReason::IoError), 1);
+    }
+
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {
         let mut namespaces = PerType::splat(None);
         namespaces[NsType::Net] = net.and_then(crate::model::inode);

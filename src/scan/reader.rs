@@ -15,8 +15,8 @@ use super::errors::{ErrorReason, ScanErrors};
 use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{Inode, NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
 use crate::procfs::{
-    StatFacts, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, pid_of, read_at,
-    readlink_at,
+    StatFacts, WHOLE_FILE_MAX, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat,
+    pid_of, read_at, read_whole_at, readlink_at,
 };
 
 /// `PID/ns/TYPE`, NUL-terminated, built without allocation.
@@ -90,7 +90,8 @@ pub(super) struct ProcessReader<'a> {
     pub(super) errors: ScanErrors,
     link_buf: [u8; 64],
     stat_buf: [u8; 1024],
-    /// A hybrid hierarchy with long kubepods paths is a few KiB; 16 KiB leaves room.
+    /// A hybrid hierarchy with long kubepods paths is a few KiB; it grows for a longer file, up
+    /// to [`WHOLE_FILE_MAX`], and stays grown for the rest of the scan.
     cgroup_buf: Vec<u8>,
     /// Every distinct cgroup file of this scan, once: the processes of one container share it.
     cgroups: HashSet<Arc<[u8]>>,
@@ -225,7 +226,12 @@ impl<'a> ProcessReader<'a> {
         let cgroup = if kernel_thread {
             None
         } else {
-            match read_at(pid_dir.as_fd(), c"cgroup", &mut self.cgroup_buf) {
+            match read_whole_at(
+                pid_dir.as_fd(),
+                c"cgroup",
+                &mut self.cgroup_buf,
+                WHOLE_FILE_MAX,
+            ) {
                 Ok(bytes) => {
                     let shared = match &self.last_cgroup {
                         Some(last) if **last == *bytes => Arc::clone(last),
