@@ -867,8 +867,8 @@ mod tests {
         let container = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
         fixture_process(root, 7, 1, &container);
         std::os::unix::fs::symlink("mnt:[4026531841]", root.join("7/ns/mnt")).unwrap();
-        // Two links a thread: more than one sweep's share.
-        let (first, threads) = (7, 600);
+        // Two links a thread: one sweep's share and a half.
+        let (first, threads) = (7, Watch::THREAD_READS as i32 * 3 / 4);
         let elsewhere = first + threads - 10;
         for tid in first..first + threads {
             let ns = root.join(format!("7/task/{tid}/ns"));

@@ -104,9 +104,10 @@ impl Watch {
 
     /// Syscalls a sweep spends re-reading watched processes' threads: a `stat` of
     /// `PID/task` tells a single-threaded process at once (its link count), the listing of a
-    /// multi-threaded one costs three, and each link of a thread one. About a fifth of what
-    /// re-checking 2,500 processes' main threads costs (docs/performance.md).
-    pub const THREAD_READS: u32 = 1024;
+    /// multi-threaded one costs three, and each link of a thread one. About an eighth of what
+    /// re-checking 2,500 processes' main threads costs, which keeps the two near the 2 % of a
+    /// core budgeted for them (docs/performance.md).
+    pub const THREAD_READS: u32 = 512;
 
     /// Processes not watched whose `cgroup` file a sweep reads again, a read of a few hundred
     /// bytes each (docs/performance.md): a node's few hundred host processes every few
