@@ -134,6 +134,45 @@ pub fn read_at<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> io::R
     Ok(&buf[..len])
 }
 
+/// The most [`read_whole_at`] reads of a file. A `cgroup` file has a line per hierarchy, each
+/// path within `PATH_MAX` (the kernel fails the read beyond it), so a longer file is not one the
+/// kernel wrote; and a fixture tree cannot make the scan hold more than this for one file.
+pub const WHOLE_FILE_MAX: usize = 1 << 20;
+
+/// Reads the file `name` relative to `dir` whole into `buf`, growing it as needed, up to `most`
+/// bytes: a longer file is an error (EFBIG), never a silently cut parse. `buf` keeps its size
+/// for the next file. As with [`read_at`], a read shorter than asked is the end: a seq_file
+/// answers as much as was asked while more is left.
+pub fn read_whole_at<'b>(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    buf: &'b mut Vec<u8>,
+    most: usize,
+) -> io::Result<&'b [u8]> {
+    let fd = open_file_at(dir, name)?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len > most {
+                return Err(io::Error::from_raw_os_error(nix::libc::EFBIG));
+            }
+            // One byte past `most`, to tell a file of exactly `most` bytes from a longer one.
+            let grown = (buf.len() * 2).clamp(4096, most + 1);
+            buf.resize(grown, 0);
+        }
+        let want = buf.len() - len;
+        let n = nix::unistd::read(fd.as_fd(), &mut buf[len..]).map_err(io::Error::from)?;
+        len += n;
+        if n < want {
+            break;
+        }
+    }
+    if len > most {
+        return Err(io::Error::from_raw_os_error(nix::libc::EFBIG));
+    }
+    Ok(&buf[..len])
+}
+
 /// Opens `name` relative to `dir` for reading, without blocking (see the module header).
 fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     // nix hands a `&CStr` to the kernel as it is (other path types it copies to add the NUL),
@@ -571,6 +610,29 @@ pub fn pid_of(name: &[u8]) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file longer than any first buffer is read whole, however it starts; one past the bound
+    /// is an error, not the bound's first bytes.
+    #[test]
+    fn a_file_is_read_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = open_dir_at(None, dir.path()).unwrap();
+        let text: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(dir.path().join("cgroup"), &text).unwrap();
+        for start in [0, 1, 16 * 1024, 64 * 1024] {
+            let mut buf = vec![0; start];
+            let read = read_whole_at(root.as_fd(), c"cgroup", &mut buf, 40_000).unwrap();
+            assert_eq!(read, &text[..], "from a buffer of {start}");
+        }
+        let mut buf = vec![0; 16 * 1024];
+        let e = read_whole_at(root.as_fd(), c"cgroup", &mut buf, 39_999).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::EFBIG));
+        std::fs::write(dir.path().join("empty"), b"").unwrap();
+        assert_eq!(
+            read_whole_at(root.as_fd(), c"empty", &mut buf, 10).unwrap(),
+            b""
+        );
+    }
 
     #[test]
     fn ns_link_parses_each_type() {

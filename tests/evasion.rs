@@ -583,3 +583,236 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
     assert!(m.value("nsexporter_sweep_processes_total", &[]).unwrap() > 100.0);
     drop(e);
 }
+
+/// A process for the sweeps' round-robin re-reads: unshares mount, net, uts and ipc, starts a
+/// second thread, and waits for the file `argv[1]`. Then `argv[3]` (`thread`: the second
+/// thread alone; `main`: the main thread) joins the host's net namespace (kthreadd's), writes
+/// its tid to `argv[1]`.in, stays `argv[2]` seconds, goes back to its own and writes
+/// `argv[1]`.back.
+const STAYER: &str = r#"
+import ctypes, os, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+NEWNS, NEWNET, NEWUTS, NEWIPC = 0x00020000, 0x40000000, 0x04000000, 0x08000000
+def check(r, what):
+    if r != 0:
+        raise OSError(ctypes.get_errno(), what)
+go, stay, who = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+host = os.open("/proc/2/ns/net", os.O_RDONLY)
+check(libc.unshare(NEWNS | NEWNET | NEWUTS | NEWIPC), "unshare")
+own = os.open("/proc/self/ns/net", os.O_RDONLY)
+def visit():
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    check(libc.setns(host, NEWNET), "setns")
+    with open(go + ".in", "w") as f:
+        f.write(str(threading.get_native_id()))
+    time.sleep(stay)
+    check(libc.setns(own, NEWNET), "setns back")
+    open(go + ".back", "w").close()
+def wait():
+    time.sleep(1000)
+second = threading.Thread(target=visit if who == "thread" else wait, daemon=True)
+second.start()
+if who == "main":
+    visit()
+time.sleep(1000)
+"#;
+
+/// A process running [`STAYER`], with a kubepods-shaped cgroup made for it. Dropped in field
+/// order: the process, then the cgroup, then the go file.
+struct Stayer {
+    process: Spawned,
+    cgroup: support::cgroup::Cgroup,
+    id: String,
+    go: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stayer {
+    /// At go, `who` (`thread` or `main`) stays `stay` seconds in the host's net namespace.
+    /// Returns once the process is in its own namespaces with its second thread; in its
+    /// container's cgroup where `contained`, in this test's (the host's, to attribution)
+    /// otherwise.
+    fn new(who: &str, stay: f64, contained: bool) -> Stayer {
+        let id = hex_id();
+        let cgroup =
+            support::cgroup::Cgroup::create(&format!("/kubepods/besteffort/pod{}/{id}", uuid()));
+        let dir = tempfile::tempdir().unwrap();
+        let go = dir.path().join("go");
+        let stay = stay.to_string();
+        let process = Spawned::new("python3", &["-c", STAYER, go.to_str().unwrap(), &stay, who]);
+        let pid = process.pid();
+        let host_net = ns_inode(2, "net").unwrap();
+        wait_for(
+            "the stayer in its own namespaces, with two threads",
+            Duration::from_secs(10),
+            || {
+                let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count();
+                (ns_inode(pid, "net")? != host_net && threads == 2).then_some(())
+            },
+        );
+        if contained {
+            cgroup.add(pid);
+        }
+        Stayer {
+            process,
+            cgroup,
+            id,
+            go,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
+    /// Goes, and returns once the visitor is in the host's namespace, with its tid.
+    fn go(&self) -> i32 {
+        std::fs::write(&self.go, "").unwrap();
+        let file = self.go.with_extension("in");
+        wait_for("the visit to begin", Duration::from_secs(10), || {
+            std::fs::read_to_string(&file).ok()?.parse().ok()
+        })
+    }
+
+    /// Whether the visitor is back in its own namespace.
+    fn back(&self) -> bool {
+        self.go.with_extension("back").exists()
+    }
+}
+
+/// The exporter as the round-robin tests run it: scans a minute apart (out of the way), sweeps
+/// five times a second, no eBPF and no process events; returns once the first scan is in.
+fn sweeping_exporter() -> Exporter {
+    let e = Exporter::start(&["--scan.interval=60s", "--scan.sweep-interval=200ms"]);
+    wait_for("the first scan", Duration::from_secs(10), || {
+        (e.metrics().value("nsexporter_scans_total", &[])? >= 1.0).then_some(())
+    });
+    e
+}
+
+/// A container process's second thread alone spends a second in the host's net namespace and
+/// goes back, between two scans a minute apart, without eBPF: the sweeps' round of threads
+/// counts it, with its container, and says it once, with its process.
+#[test]
+#[ignore = "needs root: unshare(2), setns(2) and real cgroups"]
+fn a_threads_stay_in_the_hosts_net_namespace_is_counted_without_ebpf() {
+    let _guard = serial();
+    let stayer = Stayer::new("thread", 1.0, true);
+    let e = sweeping_exporter();
+    let m = e.metrics();
+    let before = counted(&m, "host_namespace", "net");
+    assert!(!active(&m, &stayer.id, "host_namespace", "net"));
+    let went = Instant::now();
+    let tid = stayer.go();
+    assert_ne!(tid, stayer.pid(), "the second thread went");
+    assert_ne!(ns_inode(stayer.pid(), "net"), ns_inode(2, "net"));
+    let m = wait_for(
+        "the thread round to count it",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            active(&m, &stayer.id, "host_namespace", "net").then_some(m)
+        },
+    );
+    eprintln!(
+        "counted {:?} after it went; back already: {}",
+        went.elapsed(),
+        stayer.back()
+    );
+    assert!(counted(&m, "host_namespace", "net") > before);
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "by sweeps"
+    );
+    wait_for("it to go back", Duration::from_secs(10), || {
+        stayer.back().then_some(())
+    });
+    let sweeps = e.metrics().value("nsexporter_sweeps_total", &[]).unwrap();
+    wait_for("three more sweeps", Duration::from_secs(10), || {
+        (e.metrics().value("nsexporter_sweeps_total", &[])? >= sweeps + 3.0).then_some(())
+    });
+    let said: Vec<String> = said_between_scans(&e.stderr(), &stayer.id)
+        .into_iter()
+        .filter(|l| l.contains("type=net"))
+        .collect();
+    assert_eq!(said.len(), 1, "once: {said:?}");
+    assert!(
+        said[0].contains(&format!("pid={}", stayer.pid())),
+        "{}",
+        said[0]
+    );
+    drop(e);
+    drop(stayer);
+}
+
+/// A process the first scan read in the host's cgroup is moved into a container's, and then
+/// spends a second in the host's net namespace, between two scans a minute apart: the sweeps'
+/// round of other processes' cgroup files finds the move, and the re-check of containers'
+/// processes then counts the stay, with that container.
+#[test]
+#[ignore = "needs root: unshare(2), setns(2) and real cgroups"]
+fn a_process_moved_into_a_container_after_the_scan_is_watched() {
+    let _guard = serial();
+    let stayer = Stayer::new("main", 1.0, false);
+    let e = sweeping_exporter();
+    stayer.cgroup.add(stayer.pid());
+    let moved = Instant::now();
+    // Sweeps enough for a round of the machine's other processes, a hundred a sweep.
+    let others = std::fs::read_dir("/proc").unwrap().count() as f64;
+    let sweeps = e.metrics().value("nsexporter_sweeps_total", &[]).unwrap();
+    wait_for("a round of cgroup files", Duration::from_secs(10), || {
+        let now = e.metrics().value("nsexporter_sweeps_total", &[])?;
+        (now >= sweeps + (others / 100.0).ceil() + 1.0).then_some(())
+    });
+    stayer.go();
+    let m = wait_for("the re-check to count it", Duration::from_secs(10), || {
+        let m = e.metrics();
+        active(&m, &stayer.id, "host_namespace", "net").then_some(m)
+    });
+    eprintln!("counted {:?} after the move", moved.elapsed());
+    assert_eq!(
+        m.value("nsexporter_scans_total", &[]),
+        Some(1.0),
+        "by sweeps"
+    );
+    drop(e);
+    drop(stayer);
+}
+
+/// A process in cgroups nine deep with names of 250 bytes, on every hierarchy: on a hybrid
+/// host its `cgroup` file is past 16 KiB, and a scan holds it whole.
+#[test]
+#[ignore = "needs root: real cgroups"]
+fn a_cgroup_file_past_16_kib_is_read_whole() {
+    use nsexporter::procfs::ProcFs;
+    use nsexporter::scan::{PinScan, Scanner, ThreadScan};
+    let deep: Vec<String> = (0..9).map(|i| format!("{i}{}", "d".repeat(249))).collect();
+    let cgroup = support::cgroup::Cgroup::create(&format!("/nsx-{}/{}", hex_id(), deep.join("/")));
+    let process = Spawned::new("sleep", &["30"]);
+    cgroup.add(process.pid());
+    let file = std::fs::read(format!("/proc/{}/cgroup", process.pid())).unwrap();
+    if file.len() <= 16 * 1024 {
+        eprintln!(
+            "{} bytes: too few hierarchies here for a file past 16 KiB",
+            file.len()
+        );
+        return;
+    }
+    let pins = PinScan {
+        mounts: false,
+        fds: None,
+    };
+    let mut scanner = Scanner::new(ProcFs::new("/proc"), ThreadScan::None, pins);
+    let outcome = scanner.scan(None).expect("scan");
+    let read = outcome.snapshot.processes[&process.pid()]
+        .cgroup
+        .clone()
+        .expect("read");
+    eprintln!("{} bytes", read.len());
+    assert_eq!(*read, *file);
+    drop(process);
+    drop(cgroup);
+}

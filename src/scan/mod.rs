@@ -23,6 +23,7 @@ pub mod watch;
 
 pub use errors::{ErrorReason, FailureReason, ProcessFailure, ScanErrors, ScanFailure};
 pub use reader::ThreadScan;
+use watch::Rounds;
 pub use watch::{Sweep, Watch};
 
 use reader::{LinkName, ProcessReader, Skipped};
@@ -111,6 +112,8 @@ pub struct Scanner {
     /// `None` until the kernel has been asked once.
     kernel_ids: Option<bool>,
     progress: Arc<AtomicI32>,
+    /// Where the sweeps' round-robin re-reads stand.
+    rounds: Rounds,
 }
 
 impl Scanner {
@@ -130,6 +133,7 @@ impl Scanner {
             ticks_per_second,
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
+            rounds: Rounds::default(),
         }
     }
 
@@ -242,11 +246,15 @@ impl Scanner {
     /// only where `known` says PID 2 is kthreadd.
     ///
     /// Every process in `watch` (the last scan's containers' processes, and those read since)
-    /// is read again in place, its eight namespace links only
-    /// (readlink, unprivileged): where one differs from what it was last seen in, the process
-    /// is read whole and comes back with the new ones, so that a stay in another namespace as
-    /// long as the sweep interval is seen. Its main thread's links only: a thread that moves
-    /// alone is seen by the next full scan (`--scan.threads`).
+    /// is read again in place, its main thread's namespace links only (readlink,
+    /// unprivileged), and its other threads' links round-robin, a bounded share of them each
+    /// sweep ([`Watch::THREAD_READS`]; none where `--scan.threads` is `none`): where a link
+    /// differs from what the process (or a thread of it) was last seen in, the process is
+    /// read whole and comes back with the new namespaces, a thread's as its
+    /// `thread_namespaces`, so that a stay in another namespace as long as the sweep interval
+    /// (a thread's: as long as a round of the threads) is seen. The other processes' `cgroup`
+    /// files are read again round-robin ([`Watch::HOST_CGROUPS`] a sweep): one that changed
+    /// (a host process moved into a container's cgroup) is read whole too.
     pub fn sweep(
         &mut self,
         known: &Snapshot,
@@ -257,33 +265,90 @@ impl Scanner {
         let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         reader.kthreadd = known.processes.get(&2).is_some_and(|p| p.ppid == 0);
         let mut processes = Vec::new();
-        let (mut listed, mut rechecked) = (0, 0);
+        let (mut listed, mut rechecked, mut cgroups_reread) = (0, 0, 0);
         let types = watch.types();
         let mut link = LinkName::default();
-        for entry in dir.iter().flatten() {
-            let name = entry.file_name();
-            let Some(pid) = pid_of(name.to_bytes()) else {
-                continue;
-            };
+        let thread_allowance = match self.threads {
+            ThreadScan::None => 0,
+            ThreadScan::Containers | ThreadScan::All => Watch::THREAD_READS,
+        };
+        let mut thread_budget = thread_allowance;
+        let mut host_budget = Watch::HOST_CGROUPS;
+        let rounds = &mut self.rounds;
+        // The rounds go in pid order: a procfs lists in it (so the sort is one pass), a
+        // fixture tree need not.
+        let mut pids: Vec<i32> = dir
+            .iter()
+            .flatten()
+            .filter_map(|e| pid_of(e.file_name().to_bytes()))
+            .collect();
+        pids.sort_unstable();
+        let mut dir_name = LinkName::default();
+        for pid in pids {
+            let name = dir_name.dir(pid);
             listed += 1;
-            if let Some((start, expected)) = watch.expected(pid, known) {
+            if let Some(expected) = watch.expected(pid, known) {
                 rechecked += 1;
-                if reader.links_match(pid, &expected, &types, &mut link) {
+                let mut found = Vec::new();
+                let mut moved = !reader.links_match(pid, &expected.namespaces, &types, &mut link);
+                if !moved
+                    && thread_budget > 0
+                    && let Some(after) = rounds.threads_from(pid)
+                {
+                    let stopped = reader.threads_elsewhere(
+                        pid,
+                        after,
+                        &expected,
+                        &types,
+                        &mut thread_budget,
+                        &mut found,
+                    );
+                    rounds.threads = (pid, stopped.unwrap_or(u32::MAX));
+                    if stopped.is_some() {
+                        // Spent: the round goes on from this thread at the next sweep.
+                        thread_budget = 0;
+                    }
+                    moved = !found.is_empty();
+                }
+                if !moved {
                     continue;
                 }
+                let (start, namespaces) = (expected.start, expected.namespaces);
                 // Moved, exited, or its pid reused: read whole, judged as new.
-                if let Ok(process) = reader.read(name, pid)
-                    && (process.id.start_ticks != start || process.namespaces != expected)
-                {
-                    watch.add(&process);
-                    processes.push(process);
+                if let Ok(mut process) = reader.read(name, pid) {
+                    for t in &found {
+                        let known = process.namespace(t.id.ns_type) == Some(t.id)
+                            || process.thread_namespaces.iter().any(|k| k.id == t.id);
+                        if !known {
+                            process.thread_namespaces.push(*t);
+                        }
+                    }
+                    if process.id.start_ticks != start
+                        || process.namespaces != namespaces
+                        || !found.is_empty()
+                    {
+                        watch.add(&process);
+                        processes.push(process);
+                    }
                 }
                 continue;
             }
-            if known.processes.contains_key(&pid) {
-                continue;
-            }
-            if swept.get(&pid).is_some_and(|s| s.1 >= 2) {
+            if known.processes.contains_key(&pid) || swept.get(&pid).is_some_and(|s| s.1 >= 2) {
+                // Read before, not a container's then: its cgroup file again, in its turn.
+                if host_budget > 0
+                    && pid > rounds.hosts
+                    && let Some(cgroup) = watch.host_cgroup(pid, known)
+                {
+                    host_budget -= 1;
+                    cgroups_reread += 1;
+                    rounds.hosts = pid;
+                    if !reader.cgroup_is(pid, cgroup, &mut link)
+                        && let Ok(process) = reader.read(name, pid)
+                    {
+                        watch.add_host(&process);
+                        processes.push(process);
+                    }
+                }
                 continue;
             }
             if let Ok(process) = reader.read(name, pid) {
@@ -293,13 +358,23 @@ impl Scanner {
                     *entry = (process.id.start_ticks, 0);
                 }
                 entry.1 += 1;
+                watch.add_host(&process);
                 processes.push(process);
             }
+        }
+        // A round that reached the end of the listing with budget left starts again.
+        if thread_budget > 0 {
+            rounds.threads = (0, u32::MAX);
+        }
+        if host_budget > 0 {
+            rounds.hosts = 0;
         }
         Ok(Sweep {
             processes,
             listed,
             rechecked,
+            thread_reads: u64::from(thread_allowance - thread_budget),
+            cgroups_reread,
             errors: reader.errors,
         })
     }
@@ -611,6 +686,7 @@ pub fn host_namespaces(processes: &BTreeMap<i32, Process>) -> HostNamespaces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ThreadNamespace;
 
     #[test]
     fn pid_names_are_decimal_only() {
@@ -688,6 +764,184 @@ mod tests {
         let own = std::fs::read(format!("/proc/{}/cgroup", std::process::id())).unwrap();
         assert_eq!(*cgroup(pids[0]), *own);
         drop(children);
+    }
+
+    /// A fixture procfs of processes 1 and 7, 7's `cgroup` file `cgroup` bytes long, its last
+    /// line naming a container.
+    fn long_cgroup_tree(cgroup: usize) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tail = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
+        let mut file = Vec::new();
+        let mut id = 12;
+        while file.len() + tail.len() < cgroup {
+            let room = cgroup - tail.len() - file.len();
+            let line = format!("{id}:name=h{id}:/");
+            let path = "d".repeat(room.saturating_sub(line.len() + 1).clamp(1, 4000));
+            file.extend_from_slice(format!("{line}{path}\n").as_bytes());
+            id += 1;
+        }
+        file.extend_from_slice(tail.as_bytes());
+        for (pid, ppid) in [(1, 0), (7, 1)] {
+            let p = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            let stat = format!(
+                "{pid} (p) S {ppid} 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 10 \
+                 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0"
+            );
+            std::fs::write(p.join("stat"), stat).unwrap();
+            std::os::unix::fs::symlink("net:[4026531840]", p.join("ns/net")).unwrap();
+        }
+        std::fs::write(dir.path().join("7/cgroup"), &file).unwrap();
+        (dir, file)
+    }
+
+    /// A `cgroup` file past 16 KiB (deep paths on many v1 hierarchies) is read whole, its last
+    /// line too; one past any real file's length is a counted error, not a cut parse.
+    #[test]
+    fn a_long_cgroup_file_is_read_whole_or_counted() {
+        let scan = |root: &std::path::Path| {
+            let mut scanner = Scanner::new(
+                ProcFs::new(root),
+                ThreadScan::None,
+                PinScan {
+                    mounts: false,
+                    fds: None,
+                },
+            );
+            scanner.scan(None).expect("scan")
+        };
+        let (dir, file) = long_cgroup_tree(40 * 1024);
+        assert!(file.len() > 16 * 1024);
+        let outcome = scan(dir.path());
+        let read = outcome.snapshot.processes[&7].cgroup.clone().expect("read");
+        assert_eq!(read.len(), file.len());
+        assert_eq!(*read, *file);
+        assert_eq!(outcome.errors.total(), 0);
+
+        let (dir, _) = long_cgroup_tree(crate::procfs::WHOLE_FILE_MAX + 1);
+        let outcome = scan(dir.path());
+        assert_eq!(outcome.snapshot.processes[&7].cgroup, None);
+        assert_eq!(outcome.errors.count(ErrorReason::IoError), 1);
+    }
+
+    /// A fixture procfs process: its `stat`, a net link, and a `cgroup` file.
+    fn fixture_process(root: &std::path::Path, pid: i32, ppid: i32, cgroup: &str) {
+        let p = root.join(pid.to_string());
+        std::fs::create_dir_all(p.join("ns")).unwrap();
+        let stat = format!(
+            "{pid} (p) S {ppid} 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 10 \
+             18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0"
+        );
+        std::fs::write(p.join("stat"), stat).unwrap();
+        std::os::unix::fs::symlink("net:[4026531840]", p.join("ns/net")).unwrap();
+        std::fs::write(p.join("cgroup"), cgroup).unwrap();
+    }
+
+    fn fixture_scanner(root: &std::path::Path) -> Scanner {
+        let pins = PinScan {
+            mounts: false,
+            fds: None,
+        };
+        Scanner::new(ProcFs::new(root), ThreadScan::Containers, pins)
+    }
+
+    fn mnt_and_net() -> PerType<bool> {
+        let mut types = PerType::splat(false);
+        types[NsType::Mnt] = true;
+        types[NsType::Net] = true;
+        types
+    }
+
+    /// A watched process with more threads than one sweep's share: its threads are read over
+    /// two sweeps, and the one thread in another network namespace comes back as the
+    /// process's, once, whichever of them reads it; a directory's link count on a fixture tree is its subdirectories + 2,
+    /// as a procfs `task` directory's is its threads + 2.
+    #[test]
+    fn a_watched_process_threads_are_read_round_robin() {
+        // In memory where there is a tmpfs: a few thousand files on a busy disk take seconds.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let root = dir.path();
+        fixture_process(root, 1, 0, "0::/\n");
+        let container = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
+        fixture_process(root, 7, 1, &container);
+        std::os::unix::fs::symlink("mnt:[4026531841]", root.join("7/ns/mnt")).unwrap();
+        // Two links a thread: one sweep's share and a half.
+        let (first, threads) = (7, Watch::THREAD_READS as i32 * 3 / 4);
+        let elsewhere = first + threads - 10;
+        for tid in first..first + threads {
+            let ns = root.join(format!("7/task/{tid}/ns"));
+            std::fs::create_dir_all(&ns).unwrap();
+            let inode: u64 = if tid == elsewhere { 99 } else { 4026531840 };
+            std::os::unix::fs::symlink(format!("net:[{inode}]"), ns.join("net")).unwrap();
+            std::os::unix::fs::symlink("mnt:[4026531841]", ns.join("mnt")).unwrap();
+        }
+        let mut scanner = fixture_scanner(root);
+        let mut known = scanner.scan(None).expect("scan").snapshot;
+        // As a scan made before the thread moved read it.
+        known
+            .processes
+            .get_mut(&7)
+            .unwrap()
+            .thread_namespaces
+            .clear();
+        let mut watch = Watch::new([7], mnt_and_net());
+        let mut swept = HashMap::new();
+        // The listing's order is the tree's, so which sweep finds it is too.
+        let first = scanner.sweep(&known, &mut swept, &mut watch).unwrap();
+        assert_eq!(first.thread_reads, u64::from(Watch::THREAD_READS));
+        let second = scanner.sweep(&known, &mut swept, &mut watch).unwrap();
+        assert!(second.thread_reads < u64::from(Watch::THREAD_READS));
+        let found: Vec<Process> = [first, second]
+            .into_iter()
+            .flat_map(|s| s.processes)
+            .collect();
+        let [process] = &found[..] else {
+            panic!("{found:?}");
+        };
+        let thread = ThreadNamespace {
+            tid: elsewhere,
+            id: NamespaceId {
+                ns_type: NsType::Net,
+                inode: 99,
+            },
+        };
+        assert_eq!(process.thread_namespaces, [thread]);
+        // Seen once: the next rounds expect it there.
+        for _ in 0..3 {
+            let sweep = scanner.sweep(&known, &mut swept, &mut watch).unwrap();
+            assert!(sweep.processes.is_empty(), "{:?}", sweep.processes);
+        }
+    }
+
+    /// A process the last scan read in the host's cgroup, moved since into a container's: a
+    /// sweep reads its `cgroup` file again in its turn and the process whole, once.
+    #[test]
+    fn a_host_process_moved_into_a_container_is_read_again() {
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let root = dir.path();
+        fixture_process(root, 1, 0, "0::/\n");
+        let hosts = Watch::HOST_CGROUPS as i32 + 50;
+        for pid in 10..10 + hosts {
+            fixture_process(root, pid, 1, "0::/user.slice\n");
+        }
+        let mut scanner = fixture_scanner(root);
+        let known = scanner.scan(None).expect("scan").snapshot;
+        let moved = 10 + hosts - 5;
+        let container = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
+        std::fs::write(root.join(format!("{moved}/cgroup")), &container).unwrap();
+        let mut watch = Watch::new([], mnt_and_net());
+        let mut swept = HashMap::new();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let sweep = scanner.sweep(&known, &mut swept, &mut watch).unwrap();
+            assert!(sweep.cgroups_reread <= u64::from(Watch::HOST_CGROUPS));
+            seen.extend(sweep.processes.iter().map(|p| p.id.pid));
+        }
+        assert_eq!(seen, [moved]);
     }
 
     fn process(pid: i32, ppid: i32, net: Option<u64>) -> Process {

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use nix::dir::Dir;
 
 use super::errors::{ErrorReason, ScanErrors};
+use super::watch::Expected;
 use crate::attribution::{CgroupWorkload, parse_cgroup};
 use crate::model::{Inode, NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
 use crate::procfs::{
-    StatFacts, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat, pid_of, read_at,
-    readlink_at,
+    StatFacts, WHOLE_FILE_MAX, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat,
+    pid_of, read_at, read_whole_at, readlink_at,
 };
 
-/// `PID/ns/TYPE`, NUL-terminated, built without allocation.
+/// `PID/ns/TYPE` (or `PID/FILE`), NUL-terminated, built without allocation.
 #[derive(Default)]
 pub(super) struct LinkName {
     buf: [u8; 32],
@@ -28,13 +29,24 @@ pub(super) struct LinkName {
 
 impl LinkName {
     pub(super) fn of(&mut self, pid: i32, ns_type: NsType) -> &CStr {
+        self.file(pid, ns_type.proc_link())
+    }
+
+    /// `PID`.
+    pub(super) fn dir(&mut self, pid: i32) -> &CStr {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(pid).as_bytes();
+        self.buf[..digits.len()].copy_from_slice(digits);
+        self.buf[digits.len()] = 0;
+        self.len = digits.len();
+        CStr::from_bytes_with_nul(&self.buf[..=digits.len()]).expect("one NUL, at the end")
+    }
+
+    /// `PID/FILE`, for a `file` of a few bytes (`task`, `cgroup`, `ns/TYPE`).
+    pub(super) fn file(&mut self, pid: i32, file: &CStr) -> &CStr {
         let mut digits = itoa::Buffer::new();
         let mut len = 0;
-        for part in [
-            digits.format(pid).as_bytes(),
-            b"/",
-            ns_type.proc_link().to_bytes(),
-        ] {
+        for part in [digits.format(pid).as_bytes(), b"/", file.to_bytes()] {
             self.buf[len..len + part.len()].copy_from_slice(part);
             len += part.len();
         }
@@ -90,7 +102,8 @@ pub(super) struct ProcessReader<'a> {
     pub(super) errors: ScanErrors,
     link_buf: [u8; 64],
     stat_buf: [u8; 1024],
-    /// A hybrid hierarchy with long kubepods paths is a few KiB; 16 KiB leaves room.
+    /// A hybrid hierarchy with long kubepods paths is a few KiB; it grows for a longer file, up
+    /// to [`WHOLE_FILE_MAX`], and stays grown for the rest of the scan.
     cgroup_buf: Vec<u8>,
     /// Every distinct cgroup file of this scan, once: the processes of one container share it.
     cgroups: HashSet<Arc<[u8]>>,
@@ -225,7 +238,12 @@ impl<'a> ProcessReader<'a> {
         let cgroup = if kernel_thread {
             None
         } else {
-            match read_at(pid_dir.as_fd(), c"cgroup", &mut self.cgroup_buf) {
+            match read_whole_at(
+                pid_dir.as_fd(),
+                c"cgroup",
+                &mut self.cgroup_buf,
+                WHOLE_FILE_MAX,
+            ) {
                 Ok(bytes) => {
                     let shared = match &self.last_cgroup {
                         Some(last) if **last == *bytes => Arc::clone(last),
@@ -292,6 +310,95 @@ impl<'a> ProcessReader<'a> {
                 .and_then(|text| parse_ns_link(t, text).ok())
                 == Some(want)
         })
+    }
+
+    /// Reads the threads of watched process `pid`, but the first `skip` its `task` directory
+    /// lists (those an earlier sweep read), for a link of the `types` in neither the
+    /// namespace `expected` says its main thread is in nor one a thread of it was already
+    /// found in; adds each such to `found`. Spends at most `budget` syscalls (see
+    /// [`super::Watch::THREAD_READS`]): a `stat` of `PID/task`, whose link count (threads + 2)
+    /// tells a single-threaded process at once, then the listing and a readlink of
+    /// `task/TID/ns/TYPE` each. Where the budget runs out before the last thread, returns how
+    /// many it has listed and read so far, for the next sweep to skip; `None` once every
+    /// thread was read or the process is gone.
+    pub(super) fn threads_elsewhere(
+        &mut self,
+        pid: i32,
+        skip: u32,
+        expected: &Expected<'_>,
+        types: &PerType<bool>,
+        budget: &mut u32,
+        found: &mut Vec<ThreadNamespace>,
+    ) -> Option<u32> {
+        let mut name = LinkName::default();
+        *budget = budget.saturating_sub(1);
+        let flags = nix::fcntl::AtFlags::empty();
+        let threads = nix::sys::stat::fstatat(self.dir, name.file(pid, c"task"), flags)
+            .map_or(0, |st| st.st_nlink.saturating_sub(2));
+        if threads <= 1 {
+            return None;
+        }
+        *budget = budget.saturating_sub(3);
+        let task = open_dir_at(Some(self.dir), name.as_path())
+            .and_then(|fd| Dir::from_fd(fd).map_err(io::Error::from));
+        let Ok(mut task) = task else {
+            return None;
+        };
+        let Ok(task_fd) = task.as_fd().try_clone_to_owned() else {
+            return None;
+        };
+        let due = NsType::ALL
+            .into_iter()
+            .filter(|&t| types[t] && expected.namespaces[t].is_some());
+        let cost = due.clone().count() as u32;
+        // Counted in the listing's order, which need not be the tids'.
+        let mut listed = 0;
+        for entry in task.iter() {
+            let Some(tid) = entry.ok().and_then(|e| pid_of(e.file_name().to_bytes())) else {
+                continue;
+            };
+            if tid == pid {
+                continue;
+            }
+            listed += 1;
+            if listed <= skip {
+                continue;
+            }
+            if *budget < cost {
+                return Some(listed - 1);
+            }
+            *budget -= cost;
+            for t in due.clone() {
+                let Ok(text) = readlink_at(task_fd.as_fd(), name.of(tid, t), &mut self.link_buf)
+                else {
+                    break;
+                };
+                let Ok(inode) = parse_ns_link(t, text) else {
+                    continue;
+                };
+                let id = NamespaceId {
+                    ns_type: t,
+                    inode: inode.get().into(),
+                };
+                let known = Some(inode) == expected.namespaces[t]
+                    || expected.threads.iter().any(|k| k.id == id)
+                    || found.iter().any(|k| k.id == id);
+                if !known {
+                    found.push(ThreadNamespace { tid, id });
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether `pid`'s `cgroup` file is still `expected`: one read, compared. A process gone
+    /// meanwhile, or a file that cannot be read, is left to the next scan.
+    pub(super) fn cgroup_is(&mut self, pid: i32, expected: &[u8], name: &mut LinkName) -> bool {
+        let path = name.file(pid, c"cgroup");
+        match read_whole_at(self.dir, path, &mut self.cgroup_buf, WHOLE_FILE_MAX) {
+            Ok(bytes) => bytes == expected,
+            Err(_) => true,
+        }
     }
 
     /// Whether to read the threads of a multi-threaded process with this cgroup file.
