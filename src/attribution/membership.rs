@@ -39,6 +39,9 @@ pub struct Memberships {
     processes: HashMap<ProcessId, Arc<ContainerRef>>,
     /// One reference per container id, shared by its processes and pid namespaces.
     containers: HashMap<String, Arc<ContainerRef>>,
+    /// Container id → the pid namespaces (inodes) its payload was read in, the host's apart:
+    /// its own, or another's it shares by design (a pod's, `--pid=container:`).
+    held: HashMap<String, Vec<u64>>,
     /// Pid namespace inode → its kernel id (`NS_GET_ID`) and the container whose payload
     /// first held it. Inodes are reused at once (a container stopped and another started
     /// within a second get the same one); the kernel id is not.
@@ -111,6 +114,10 @@ impl Memberships {
             && !shared.contains(&id.inode)
             && let Some(kernel_id) = snapshot.namespaces.get(&id).and_then(|ns| ns.kernel_id)
         {
+            let held = self.held.entry(c.id.clone()).or_default();
+            if !held.contains(&id.inode) {
+                held.push(id.inode);
+            }
             let learnt = Learnt {
                 kernel_id,
                 container: Arc::clone(&c),
@@ -162,6 +169,23 @@ impl Memberships {
             ns.kernel_id == Some(l.kernel_id)
         });
         self.containers.retain(|_, c| Arc::strong_count(c) > 1);
+        let live = |inode: &u64| {
+            whole.namespaces.contains_key(&NamespaceId {
+                ns_type: NsType::Pid,
+                inode: *inode,
+            })
+        };
+        self.held.retain(|_, inodes| {
+            inodes.retain(live);
+            !inodes.is_empty()
+        });
+    }
+
+    /// Whether container `id`'s payload was read in `p`'s pid namespace before: `None` where
+    /// none of its pid namespaces is known yet (its first read), or `p`'s is the host's.
+    pub(super) fn holds(&self, id: &str, p: &Process) -> Option<bool> {
+        let inode = u64::from(p.namespaces[NsType::Pid]?.get());
+        Some(self.held.get(id)?.contains(&inode))
     }
 
     /// For a pid namespace inode learnt as a container's: a process that was in it, and the

@@ -153,14 +153,32 @@ pub fn attribute(
     };
     let shared = shared_pid_namespaces(snapshot, earlier);
     // What the payload the cgroup files name teaches first, so that a process that left its
-    // container's cgroup is placed by the container's other processes of this same read.
-    for p in snapshot.processes.values().filter(|p| !kernel(p)) {
-        if let Some(CgroupWorkload::Container(c)) = cgroup_of(p)
-            && !c.monitor
-            && memberships
-                .of(p, snapshot)
-                .is_none_or(|(r, e)| e == Evidence::PidNamespace || r.id == c.id)
-        {
+    // container's cgroup is placed by the container's other processes of this same read. In
+    // order of start: a pid namespace is first learnt from its init, which is older than any
+    // process its container forks and moves. A process whose pid namespace is another
+    // container's waits until every other has been learnt: its own container shares that
+    // namespace by design only where its payload was read in it too.
+    let mut payload: Vec<(&Process, &ContainerRef)> = snapshot
+        .processes
+        .values()
+        .filter(|p| !kernel(p))
+        .filter_map(|p| match cgroup_of(p) {
+            Some(CgroupWorkload::Container(c)) if !c.monitor => Some((p, c)),
+            _ => None,
+        })
+        .collect();
+    payload.sort_unstable_by_key(|(p, _)| (p.id.start_ticks, p.id.pid));
+    let mut waiting = Vec::new();
+    for (p, c) in payload {
+        match memberships.of(p, snapshot) {
+            None => memberships.learn(p, c, snapshot, &shared),
+            Some((r, _)) if r.id == c.id => memberships.learn(p, c, snapshot, &shared),
+            Some((_, Evidence::PidNamespace)) => waiting.push((p, c)),
+            Some((_, Evidence::Process)) => {}
+        }
+    }
+    for (p, c) in waiting {
+        if memberships.holds(&c.id, p) != Some(false) {
             memberships.learn(p, c, snapshot, &shared);
         }
     }
@@ -183,8 +201,9 @@ pub fn attribute(
                         && parent_of(p).is_some_and(|(parent, c)| is_runtime(parent, &c))
                 };
                 match known {
-                    // Where it was, or in the pid namespace of another container: a pod's
-                    // containers, or `--pid=container:`, share one by design.
+                    // Where it was, or in the pid namespace of another container that its
+                    // own container's payload was read in too: a pod's containers, or
+                    // `--pid=container:`, share one by design.
                     None => (
                         Verdict::Container(Ref::Parsed(c), !(c.monitor || setup())),
                         false,
@@ -192,11 +211,15 @@ pub fn attribute(
                     Some((r, _)) if r.id == c.id && !c.monitor => {
                         (Verdict::Container(Ref::Parsed(c), !setup()), false)
                     }
-                    Some((_, Evidence::PidNamespace)) if !c.monitor => {
+                    Some((_, Evidence::PidNamespace))
+                        if !c.monitor && memberships.holds(&c.id, p) != Some(false) =>
+                    {
                         (Verdict::Container(Ref::Parsed(c), !setup()), false)
                     }
                     // A monitor is never in its container's pid namespace, nor ever its
-                    // payload; and a process never leaves its container for another.
+                    // payload; a process never leaves its container for another; and one in
+                    // a container's pid namespace that claims the cgroup of another, whose
+                    // payload was never in it, is framing that other.
                     Some((r, _)) => (Verdict::Container(r, true), true),
                 }
             }
@@ -664,6 +687,32 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
         assert_eq!((id_of(att.of(100)), id_of(att.of(200))), (A, B));
         assert_eq!(att.of(301), &Workload::Host);
         assert!(att.moved().is_empty());
+    }
+
+    /// A process in container A's pid namespace that wrote itself into container B's own
+    /// cgroup (a container that can write the whole tree) frames no one: B's payload was
+    /// never in that pid namespace. Seen at an exporter's first scan too, where the older
+    /// init names each pid namespace first.
+    #[test]
+    fn a_process_in_one_containers_pid_namespace_cannot_claim_anothers_cgroup() {
+        let (a, b) = (docker(A), docker(B));
+        let aged = |pid, cgroup: &Arc<[u8]>, pid_ns, start| {
+            let mut p = in_pid_ns(pid, cgroup, pid_ns);
+            p.id.start_ticks = start;
+            p
+        };
+        let mut s = snapshot(vec![
+            aged(100, &a, 50, 10),
+            aged(150, &b, 50, 30),
+            aged(200, &b, 60, 20),
+        ]);
+        with_kernel_ids(&mut s, 1000);
+        let att = attribute(&s, &[], &Names::default(), &mut Memberships::default());
+        assert_eq!(
+            (id_of(att.of(100)), id_of(att.of(150)), id_of(att.of(200))),
+            (A, A, B)
+        );
+        assert_eq!(att.moved(), [150]);
     }
 
     /// A process stays the container it was first read in, across scans and sweeps,
