@@ -202,7 +202,7 @@ families! {
     },
     NamespaceInfo = Family {
         name: "nsexporter_namespace_info",
-        help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
+        help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to (none: it has no member process), and the container labels are set where all members agree (for one with no member, all the processes holding its fds and sockets); held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
         kind: Kind::Gauge,
         labels: &["type", "inode", "host", "held_by", "pinned_at", "userns", "parent", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
         ..VIEW
