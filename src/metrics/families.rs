@@ -214,6 +214,19 @@ families! {
         labels: &["type", "inode"],
         ..VIEW
     },
+    WorkloadNamespacesBeyondCap = Family {
+        name: "nsexporter_workload_namespaces_beyond_cap",
+        help: "Namespaces of one workload beyond --metrics.namespaces-per-workload, by type: counted here, with no series of their own (its namespaces with processes and its oldest keep theirs). owner is container or pod for the workload the labels name; for namespaces that name neither, their owner (host, kernel, unknown, none). Only for workloads over the cap.",
+        kind: Kind::Gauge,
+        labels: &["type", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
+        ..VIEW
+    },
+    WorkloadsOverCap = Family {
+        name: "nsexporter_workloads_over_namespace_cap",
+        help: "Workloads (containers, pods, and the namespaces of each owner that name neither) holding more namespaces than --metrics.namespaces-per-workload in the last scan; 0 with no cap.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
     Created = Family {
         name: "nsexporter_namespaces_created_total",
         help: "Namespaces first seen after the first scan, by type.",
@@ -527,12 +540,13 @@ mod tests {
     }
 
     /// Everything on, and every family given a sample: the sweeps, the events with an eBPF
-    /// change, orphans, findings.
+    /// change, orphans, findings, a container over a cap of 3 namespaces.
     fn everything() -> Metrics {
         let mut m = Metrics::new(
             ProcFs::new("/proc"),
             Duration::from_secs(15),
             PerNamespace::All,
+            3,
         );
         m.record(Outcome::Started {
             cgroup_layout: crate::model::CgroupLayout::Unified,
@@ -607,6 +621,7 @@ mod tests {
                 ProcFs::new("/proc"),
                 Duration::from_secs(15),
                 PerNamespace::All,
+                0,
             );
             m.record(Outcome::Started {
                 cgroup_layout: crate::model::CgroupLayout::Unified,
