@@ -392,7 +392,7 @@ families! {
     },
     IdQueries = Family {
         name: "nsexporter_namespace_id_queries_total",
-        help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
+        help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all and not held by the same fd or socket as in the scan before (those held by a bind mount are asked every scan; of those one process holds, at most 256 a scan).",
         kind: Kind::Counter,
         ..SCAN
     },

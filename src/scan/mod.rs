@@ -70,6 +70,12 @@ pub struct ScanOutcome {
     pub socket_queries: u64,
 }
 
+/// How many namespaces held only by one process's fds and sockets a scan asks the kernel
+/// about (`NS_GET_ID`, owner, parent; some nine system calls each), beyond those it carries
+/// over from the scan before: a flood of namespaces opened anew every scan costs a bounded
+/// number of questions, and each is asked at a later scan.
+const ASKS_PER_HOLDER: usize = 256;
+
 /// Where a scan looks for namespaces that no process is in ([`pins`]). No default here: the
 /// binary's is the key table's (`scan.bind-mounts`, `scan.fd-interval`;
 /// [`crate::config::Settings::defaults`]).
@@ -474,9 +480,12 @@ impl Scanner {
     /// Fills in each namespace's kernel id, owner and parent: carried over where a member
     /// survived from `previous` (a process cannot be in two namespaces of one type, so the
     /// namespace is the same one), asked of the kernel through a member's link, a bind mount,
-    /// an fd or a socket otherwise. A namespace with no member is asked every scan: a pin proves
-    /// nothing across scans, since `ip netns del x; ip netns add x` can mount a new namespace
-    /// with the old inode on the old path. Returns how many namespaces were asked about.
+    /// an fd or a socket otherwise. A namespace with no member is carried over where the same
+    /// fd or socket held it in `previous`, and asked every scan where a bind mount holds it: a
+    /// path proves nothing across scans, since `ip netns del x; ip netns add x` can mount a new
+    /// namespace with the old inode on the old path. Of those held by one process's fds and
+    /// sockets alone, at most [`ASKS_PER_HOLDER`] are asked a scan. Returns how many
+    /// namespaces were asked about.
     fn identify(
         &mut self,
         root: BorrowedFd<'_>,
@@ -487,12 +496,26 @@ impl Scanner {
         let mut queries = 0;
         let mut name = LinkName::default();
         let kernel_ids = self.kernel_ids;
+        let mut asked_of: HashMap<i32, usize> = HashMap::new();
+        let mut deferred = 0;
         for ns in snapshot.namespaces.values_mut() {
-            if let Some(old) = identity::carried(previous, ns, &snapshot.processes, kernel_ids) {
+            let old = identity::carried(previous, ns, &snapshot.processes, kernel_ids)
+                .or_else(|| identity::carried_by_pin(previous, ns, kernel_ids));
+            if let Some(old) = old {
                 ns.kernel_id = old.kernel_id;
                 ns.owner = old.owner;
                 ns.parent = old.parent;
                 continue;
+            }
+            // One process can open namespaces by the thousand, anew every scan: what its fds
+            // alone hold is asked at most so many a scan, the rest at the scans after.
+            if let Some(holder) = identity::lone_holder(ns) {
+                let asked = asked_of.entry(holder).or_default();
+                if *asked >= ASKS_PER_HOLDER {
+                    deferred += 1;
+                    continue;
+                }
+                *asked += 1;
             }
             queries += 1;
             if let Some(facts) = self.ask(root, ns, &mut name, errors) {
@@ -500,6 +523,12 @@ impl Scanner {
                 ns.owner = facts.owner;
                 ns.parent = facts.parent;
             }
+        }
+        if deferred > 0 {
+            tracing::debug!(
+                deferred,
+                "namespaces held by fds and sockets left for the next scans to ask"
+            );
         }
         snapshot.identity = if snapshot.namespaces.values().any(|n| n.kernel_id.is_some()) {
             Identity::KernelId
