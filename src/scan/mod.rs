@@ -95,6 +95,45 @@ struct LastFdPass {
     at: u64,
     fds: Vec<(NamespaceId, FdPin)>,
     sockets: Vec<(NamespaceId, SocketPin)>,
+    /// Scans since the pass that re-read its pins: whose turn it is ([`recheck`]).
+    rounds: usize,
+}
+
+/// How many of one process's pins a scan between fd passes reads again (a readlink each), in
+/// turn where it holds more: a process holding namespaces by the thousand costs each scan a
+/// bounded number of reads, and a pin it closed goes within a few scans rather than at once.
+const CHECKS_PER_HOLDER: usize = 256;
+
+/// Of `pins` (each holder's together, as the fd pass listed them), those that still hold, which
+/// `pins` keeps for the next scan: none of a holder that is gone; of a live one's, all where it
+/// has at most [`CHECKS_PER_HOLDER`], each read again with `still`; where it has more, that
+/// many read again in turn (the window moves with `round`) and the others kept as they were.
+fn recheck<T: Copy>(
+    pins: &mut Vec<(NamespaceId, T)>,
+    round: usize,
+    holder: impl Fn(&T) -> ProcessId,
+    lives: impl Fn(&ProcessId) -> bool,
+    mut still: impl FnMut(&NamespaceId, &T) -> bool,
+) -> Vec<(NamespaceId, T)> {
+    let mut out = Vec::with_capacity(pins.len());
+    for group in pins.chunk_by(|a, b| holder(&a.1) == holder(&b.1)) {
+        if !lives(&holder(&group[0].1)) {
+            continue;
+        }
+        let n = group.len();
+        let (start, due) = match n > CHECKS_PER_HOLDER {
+            true => ((round * CHECKS_PER_HOLDER) % n, CHECKS_PER_HOLDER),
+            false => (0, n),
+        };
+        for (i, (id, pin)) in group.iter().enumerate() {
+            if (i + n - start) % n >= due || still(id, pin) {
+                out.push((*id, *pin));
+            }
+        }
+    }
+    // A pin found closed is gone for good, not back when its turn has passed.
+    pins.clone_from(&out);
+    out
 }
 
 /// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
@@ -348,8 +387,10 @@ impl Scanner {
             Some(every) => {
                 let now = snapshot.time.ticks;
                 let every = every.as_millis() as u64 * self.ticks_per_second / 1000;
-                match &self.fd_pass {
+                match &mut self.fd_pass {
                     Some(last) if now.saturating_sub(last.at) < every => {
+                        let round = last.rounds;
+                        last.rounds += 1;
                         let lives = |p: &ProcessId| {
                             snapshot
                                 .processes
@@ -365,29 +406,29 @@ impl Scanner {
                                 .expect("digits and one NUL");
                             readlink_at(root, path, &mut buf).is_ok_and(want)
                         };
-                        let fds: Vec<_> = last
-                            .fds
-                            .iter()
-                            .filter(|(id, f)| {
-                                lives(&f.process)
-                                    && still(f.process.pid, f.fd, &|text| {
-                                        parse_ns_link(id.ns_type, text)
-                                            .is_ok_and(|i| u64::from(i.get()) == id.inode)
-                                    })
-                            })
-                            .copied()
-                            .collect();
-                        let sockets: Vec<_> = last
-                            .sockets
-                            .iter()
-                            .filter(|(_, s)| {
-                                lives(&s.process)
-                                    && still(s.process.pid, s.fd, &|text| {
-                                        pins::parse_socket_link(text) == Some(s.socket)
-                                    })
-                            })
-                            .copied()
-                            .collect();
+                        let fds = recheck(
+                            &mut last.fds,
+                            round,
+                            |f| f.process,
+                            lives,
+                            |id, f| {
+                                still(f.process.pid, f.fd, &|text| {
+                                    parse_ns_link(id.ns_type, text)
+                                        .is_ok_and(|i| u64::from(i.get()) == id.inode)
+                                })
+                            },
+                        );
+                        let sockets = recheck(
+                            &mut last.sockets,
+                            round,
+                            |s| s.process,
+                            lives,
+                            |_, s| {
+                                still(s.process.pid, s.fd, &|text| {
+                                    pins::parse_socket_link(text) == Some(s.socket)
+                                })
+                            },
+                        );
                         (fds, sockets)
                     }
                     _ => {
@@ -411,6 +452,7 @@ impl Scanner {
                             at: now,
                             fds: pass.pins.clone(),
                             sockets: pass.sockets.clone(),
+                            rounds: 0,
                         });
                         (pass.pins, pass.sockets)
                     }
@@ -727,6 +769,66 @@ mod tests {
             ppid,
             ..Process::fixture(pid, namespaces)
         }
+    }
+
+    /// A holder with more pins than a scan reads again has them read in turn, the window
+    /// moving each scan; one found closed stays gone; a small holder's are all read every
+    /// scan; a gone holder's all go.
+    #[test]
+    fn pins_are_read_again_in_turn_and_a_closed_one_stays_gone() {
+        let id = |inode| NamespaceId {
+            ns_type: NsType::Uts,
+            inode,
+        };
+        let pin = |pid, fd| FdPin {
+            process: ProcessId {
+                pid,
+                start_ticks: 1,
+            },
+            fd,
+        };
+        let big = CHECKS_PER_HOLDER as i32 + 44;
+        let mut pins: Vec<(NamespaceId, FdPin)> = (0..big)
+            .map(|fd| (id(1000 + fd as u64), pin(10, fd)))
+            .chain((0..3).map(|fd| (id(5000 + fd as u64), pin(20, fd))))
+            .chain([(id(6000), pin(30, 0))])
+            .collect();
+        let closed = (pin(10, 5), pin(20, 1));
+        let mut read = Vec::new();
+        let kept = recheck(
+            &mut pins,
+            0,
+            |f| f.process,
+            |p| p.pid != 30,
+            |_, f| {
+                read.push(*f);
+                *f != closed.0 && *f != closed.1
+            },
+        );
+        assert_eq!(
+            read.len(),
+            CHECKS_PER_HOLDER + 3,
+            "a window of the big one, all of 20's"
+        );
+        assert!(read.contains(&pin(20, 0)) && read.contains(&pin(10, 0)));
+        assert!(!read.contains(&pin(10, CHECKS_PER_HOLDER as i32)));
+        assert_eq!(kept.len(), big as usize - 1 + 2, "30 gone, two closed");
+        assert_eq!(pins, kept);
+        // The next scan reads the rest of the big one's and wraps around; the closed stay gone.
+        let mut read = Vec::new();
+        let kept = recheck(
+            &mut pins,
+            1,
+            |f| f.process,
+            |_| true,
+            |_, f| {
+                read.push(*f);
+                true
+            },
+        );
+        assert!(read.contains(&pin(10, CHECKS_PER_HOLDER as i32 + 43)));
+        assert!(!kept.iter().any(|(_, f)| *f == closed.0 || *f == closed.1));
+        assert_eq!(kept.len(), big as usize - 1 + 2);
     }
 
     #[test]
