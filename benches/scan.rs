@@ -800,7 +800,12 @@ fn profile_memory(scans: usize) -> MemoryProfile {
 
     // The loop as it runs.
     {
-        let metrics = Metrics::new(procfs.clone(), Duration::from_secs(15), PerNamespace::All);
+        let metrics = Metrics::new(
+            procfs.clone(),
+            Duration::from_secs(15),
+            PerNamespace::All,
+            defaults.namespaces_per_workload,
+        );
         let mut scan_loop = ScanLoop::new(
             scanner(),
             metrics,
@@ -840,7 +845,12 @@ fn profile_memory(scans: usize) -> MemoryProfile {
 
     // The same steps, one at a time.
     let mut scanner = scanner();
-    let mut metrics = Metrics::new(procfs.clone(), Duration::from_secs(15), PerNamespace::All);
+    let mut metrics = Metrics::new(
+        procfs.clone(),
+        Duration::from_secs(15),
+        PerNamespace::All,
+        defaults.namespaces_per_workload,
+    );
     let policy = defaults
         .policy
         .clone()

@@ -297,6 +297,17 @@ config_keys! {
             help: "Per-namespace series to export: all, shared (host namespaces and those \
                    shared by several workloads or with findings) or none",
         },
+        // A container's own are at most eight, and a kind node run in a pod at the kubelet's
+        // 110 pods holds some thousand: twice that is beyond any real workload, and a flood
+        // of namespaces costs Prometheus three series for each one below it only.
+        namespaces_per_workload: usize {
+            flag: "metrics.namespaces-per-workload" <N> as namespaces_per_workload,
+            default: "2000",
+            parse: "count",
+            help: "Per-namespace series for at most this many namespaces of one container or \
+                   pod (those with processes and the oldest first); the rest are counted by \
+                   type in nsexporter_workload_namespaces_beyond_cap. 0: no cap",
+        },
     }
 }
 
@@ -683,6 +694,8 @@ pub struct Settings {
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub per_namespace: PerNamespace,
+    /// `metrics.namespaces_per_workload`; 0: no cap.
+    pub namespaces_per_workload: usize,
     pub policy: Policy,
 }
 
@@ -802,6 +815,7 @@ impl TryFrom<RawConfig> for Settings {
             log_level: log.level.into(),
             log_format: log.format,
             per_namespace: metrics.per_namespace,
+            namespaces_per_workload: metrics.namespaces_per_workload,
         })
     }
 }
@@ -870,6 +884,7 @@ mod tests {
         );
         assert_eq!(s.orphan_age, Duration::from_secs(600));
         assert_eq!(s.per_namespace, PerNamespace::All);
+        assert_eq!(s.namespaces_per_workload, 2000);
     }
 
     #[test]

@@ -227,6 +227,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             ProcFs::new(DEFAULT_PROCFS),
             settings.scan_interval,
             settings.per_namespace,
+            settings.namespaces_per_workload,
         );
         let mut scan_loop = ScanLoop::new(
             Scanner::new(procfs, settings.scan_threads, settings.scan_pins),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::attribution::{Attribution, Container, Workload};
-use crate::model::{NamespaceId, NsType, Snapshot};
+use crate::model::{Namespace, NamespaceId, NsType, Snapshot};
 use crate::policy::{Policy, Rule};
 
 label_enum! {
@@ -27,7 +27,9 @@ label_enum! {
         /// No member could be attributed.
         #[default]
         Unknown = "unknown",
-        /// No member process at all: held by a bind mount or an open fd only.
+        /// No member process at all: held by a bind mount, an open fd or a socket only. The
+        /// workload labels are those of the processes holding its fds and sockets, where they
+        /// agree: a namespace held by a container's fd is counted against that container.
         NoProcess = "none",
     }
 }
@@ -188,7 +190,7 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
         let mut plumbing: BTreeMap<&str, &Arc<Container>> = BTreeMap::new();
         let mut pods: BTreeSet<&str> = BTreeSet::new();
         let (mut host, mut kernel) = (false, false);
-        for &pid in &ns.members {
+        for pid in members_or_holders(snapshot, ns) {
             match attribution.of(pid) {
                 Workload::Kernel => kernel = true,
                 Workload::Host => host = true,
@@ -216,6 +218,10 @@ pub fn evaluate(snapshot: &Snapshot, attribution: &Attribution, policy: &Policy)
                 &plumbing,
             )),
         );
+        // Holding a namespace's fd is not being in it: only members make findings.
+        if ns.members.is_empty() {
+            continue;
+        }
 
         if is_host {
             for c in payload.values() {
@@ -283,6 +289,32 @@ fn push_unless_allowed(
     }
 }
 
+/// The pids that say whose a namespace is: its members; for a namespace with none, the
+/// processes holding its fds and sockets (a pin's holder is named by pid and start time, and
+/// counts only while that process is the snapshot's). A bind mount names no process: a mount
+/// namespace's member reads it, it does not hold it.
+fn members_or_holders<'a>(
+    snapshot: &'a Snapshot,
+    ns: &'a Namespace,
+) -> impl Iterator<Item = i32> + 'a {
+    let holders = ns.members.is_empty().then(|| {
+        let fds = ns.fds().iter().map(|f| f.process);
+        let sockets = ns.sockets().iter().map(|s| s.process);
+        fds.chain(sockets)
+            .filter(|p| {
+                snapshot
+                    .processes
+                    .get(&p.pid)
+                    .is_some_and(|now| now.id == *p)
+            })
+            .map(|p| p.pid)
+    });
+    ns.members
+        .iter()
+        .copied()
+        .chain(holders.into_iter().flatten())
+}
+
 /// The one value all of `values` share, or "".
 fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> String {
     let Some(first) = values.next() else {
@@ -314,10 +346,10 @@ fn ownership(
         .map(|c| c.unit())
         .chain(pods.iter().copied())
         .collect();
-    let owner = if is_host {
+    // Whose the members are, or for a namespace without any, whose its holders are: the
+    // labels follow it, the `owner` label says "none" still, as a holder is not a member.
+    let whose = if is_host {
         Owner::Host
-    } else if members == 0 {
-        Owner::NoProcess
     } else if units.is_empty() {
         match (host, kernel) {
             (true, _) => Owner::Host,
@@ -331,7 +363,12 @@ fn ownership(
     } else {
         Owner::Container
     };
-    let labelled = matches!(owner, Owner::Container | Owner::Pod | Owner::Mixed);
+    let owner = if members == 0 && !is_host {
+        Owner::NoProcess
+    } else {
+        whose
+    };
+    let labelled = matches!(whose, Owner::Container | Owner::Pod | Owner::Mixed);
     let cs = || containers.values().map(|c| c.as_ref());
     let names = |f: fn(&crate::attribution::ContainerNames) -> &str| {
         if labelled && cs().all(|c| c.names.is_some()) {
@@ -358,7 +395,7 @@ fn ownership(
         pod: names(|n| &n.pod),
         k8s_namespace: names(|n| &n.k8s_namespace),
         container: names(|n| &n.container),
-        container_id: if owner == Owner::Container {
+        container_id: if whose == Owner::Container {
             single(cs().map(|c| c.id.as_str()))
         } else {
             String::new()
@@ -525,6 +562,93 @@ mod tests {
         let s = evaluate(&snap, &attr, &policy);
         assert!(s.findings.is_empty(), "{:?}", found(&s));
         assert!(s.host.iter().any(|h| h.ns_type == NsType::Net));
+    }
+
+    /// A namespace with no member is its holders': a container's fd or socket gives it that
+    /// container's labels (and counts it against the container), with `owner="none"` still;
+    /// holders of two pods leave only what they agree on; a bind mount, a host process's fd
+    /// or a pid reused since the fd was found give none.
+    #[test]
+    fn a_namespace_without_members_takes_its_holders_labels() {
+        use crate::model::{FdPin, MountPin, ProcessId, SocketPin};
+        let (a, b) = (c('a', "web", "default"), c('b', "db", "default"));
+        let (mut snap, attr) = world(&[
+            (1, HOST, HOST, Workload::Host),
+            (10, 100, 200, Workload::Container(a)),
+            (20, 300, 201, Workload::Container(b)),
+        ]);
+        let held = |pid: i32| ProcessId {
+            pid,
+            start_ticks: 1,
+        };
+        let uts = |inode| NamespaceId {
+            ns_type: NsType::Uts,
+            inode,
+        };
+        let mut pin = |inode: u64, fds: &[ProcessId], socket: Option<ProcessId>, mount: bool| {
+            let mut ns = Namespace::new(uts(inode));
+            let pins = ns.pins_mut();
+            pins.fds = fds
+                .iter()
+                .map(|&process| FdPin { process, fd: 3 })
+                .collect();
+            pins.sockets = socket
+                .map(|process| SocketPin {
+                    process,
+                    fd: 4,
+                    socket: 9,
+                })
+                .into_iter()
+                .collect();
+            if mount {
+                pins.mounts.push(MountPin {
+                    mnt_ns: HOST,
+                    path: "/run/netns/x".into(),
+                    via_pid: 10,
+                });
+            }
+            snap.namespaces.insert(ns.id, ns);
+        };
+        pin(500, &[held(10)], None, false);
+        pin(501, &[], Some(held(10)), false);
+        pin(502, &[held(10), held(20)], None, false);
+        pin(503, &[], None, true);
+        pin(504, &[held(1)], None, false);
+        // Pid 10 of another start time: the fd was the old process's.
+        pin(
+            505,
+            &[ProcessId {
+                pid: 10,
+                start_ticks: 7,
+            }],
+            None,
+            false,
+        );
+        let s = evaluate(&snap, &attr, &Policy::default());
+        let of = |inode| {
+            let o = &s.owners[&uts(inode)];
+            assert_eq!(o.owner, Owner::NoProcess, "{inode}");
+            (
+                o.pod.as_str(),
+                o.container.as_str(),
+                o.container_id.as_str(),
+            )
+        };
+        let a_id = "a".repeat(64);
+        assert_eq!(of(500), ("web", "ctr-a", a_id.as_str()));
+        assert_eq!(of(501), ("web", "ctr-a", a_id.as_str()));
+        assert_eq!(of(502), ("", "", ""));
+        assert_eq!(s.owners[&uts(502)].k8s_namespace, "default");
+        for inode in [503, 504, 505] {
+            assert_eq!(of(inode), ("", "", ""), "{inode}");
+            assert_eq!(s.owners[&uts(inode)].runtime, "", "{inode}");
+        }
+        // Holding is not sharing: no finding for what two pods hold.
+        assert!(
+            s.findings.iter().all(|f| f.rule != Rule::CrossWorkload),
+            "{:?}",
+            found(&s)
+        );
     }
 
     #[test]

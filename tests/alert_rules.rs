@@ -30,6 +30,8 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterUnexpectedHostNamespaceSharing",
     "NsexporterCrossWorkloadNamespaceSharing",
     "NsexporterHostMountNamespaceFromContainer",
+    "NsexporterProcessLeftContainerCgroup",
+    "NsexporterWorkloadNamespaceFlood",
     "NsexporterNamespaceChurnHigh",
     "NsexporterScanErrorsRising",
     "NsexporterDown",

@@ -1036,6 +1036,113 @@ fn a_closed_fd_holds_its_namespace_no_longer() {
     drop(holder);
 }
 
+/// Issue 25's flood, from one unprivileged process: uid and gid 65534, `unshare(CLONE_NEWUSER)`
+/// once, then `$1` uts namespaces, each left held by an fd it keeps open (the last one it is
+/// in as well).
+const NAMESPACE_FLOOD: &str = r#"
+import ctypes, os, resource, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWUTS = 0x10000000, 0x04000000
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+if libc.unshare(CLONE_NEWUSER) != 0:
+    raise OSError(ctypes.get_errno(), "unshare user")
+for _ in range(int(sys.argv[1])):
+    if libc.unshare(CLONE_NEWUTS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare uts")
+    os.open("/proc/self/ns/uts", os.O_RDONLY)
+time.sleep(1000)
+"#;
+
+/// An unprivileged process in a kubepods-shaped container cgroup floods the node with uts
+/// namespaces held by fds (3,000 here, against a cap of 100 namespaces a workload; issue 25
+/// made 19,900 and 60,148 series, see docs/performance.md): every one is counted against its
+/// container, and the scrape carries at most the cap's per-namespace series of it. Its user
+/// namespace and the uts namespace it is in (members) keep their series, and the kept ones it
+/// only holds carry its container's labels with `owner="none"`.
+#[test]
+#[ignore = "needs root: a kubepods-shaped cgroup, setuid(2) to 65534, unshare(2)"]
+fn a_flood_of_namespaces_held_by_fds_is_capped_and_counted_against_its_container() {
+    const FLOOD: usize = 3000;
+    const CAP: usize = 100;
+    let _guard = serial();
+    let (uid, id) = (support::visitor::uuid(), support::runc::hex_id());
+    let cgroup = support::cgroup::Cgroup::create(&format!("/kubepods/besteffort/pod{uid}/{id}"));
+    let flood = Spawned::new("python3", &["-c", NAMESPACE_FLOOD, &FLOOD.to_string()]);
+    cgroup.add(flood.pid());
+    let held = || {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", flood.pid())).ok()?;
+        let uts = fds.flatten().filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().starts_with("uts:["))
+        });
+        Some(uts.count())
+    };
+    wait_for("the flood", Duration::from_secs(10), || {
+        (held()? == FLOOD).then_some(())
+    });
+    let e = Exporter::start(&[
+        "--scan.interval=250ms",
+        "--scan.fd-interval=100ms",
+        "--scan.sweep-interval=0s",
+        &format!("--metrics.namespaces-per-workload={CAP}"),
+    ]);
+    // Its user namespace and FLOOD uts namespaces; its other namespaces are the host's.
+    let beyond = (FLOOD + 1 - CAP) as f64;
+    let m = wait_for(
+        "the flood counted against its container",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            let n = m.value(
+                "nsexporter_workload_namespaces_beyond_cap",
+                &[
+                    ("container_id", &id),
+                    ("type", "uts"),
+                    ("owner", "container"),
+                ],
+            )?;
+            (n == beyond).then_some(m)
+        },
+    );
+    let labels = &m.find(
+        "nsexporter_workload_namespaces_beyond_cap",
+        &[("container_id", &id)],
+    );
+    assert_eq!(labels.len(), 1, "uts only");
+    assert_eq!(labels[0].labels["pod_uid"], uid);
+    assert!(m.value("nsexporter_workloads_over_namespace_cap", &[]) >= Some(1.0));
+    // Its per-namespace series: the cap's, its two with members among them.
+    let info = m.find("nsexporter_namespace_info", &[("container_id", &id)]);
+    assert_eq!(info.len(), CAP);
+    let owners = |owner: &str, held_by: &str| {
+        info.iter()
+            .filter(|s| s.labels["owner"] == owner && s.labels["held_by"] == held_by)
+            .count()
+    };
+    assert_eq!(owners("container", "process"), 1, "its user namespace");
+    assert_eq!(owners("container", "process,fd"), 1, "the uts it is in");
+    assert_eq!(owners("none", "fd"), CAP - 2, "held only, counted as its");
+    let inodes: Vec<&str> = info.iter().map(|s| s.labels["inode"].as_str()).collect();
+    let per_namespace =
+        m.0.iter()
+            .filter(|s| s.name.starts_with("nsexporter_namespace_"))
+            .filter(|s| {
+                s.labels
+                    .get("inode")
+                    .is_some_and(|i| inodes.contains(&i.as_str()))
+            })
+            .count();
+    assert!(per_namespace <= 3 * CAP, "{per_namespace}");
+    let series = m.0.len();
+    eprintln!(
+        "{series} series in the scrape, {per_namespace} per-namespace ones of the flood's container"
+    );
+    drop(e);
+    drop(flood);
+    drop(cgroup);
+}
+
 /// A net namespace pinned by `ip netns add` is exported held by `bind_mount` at its path with
 /// no process, stays one namespace while a process comes and goes, and is destroyed once by
 /// `ip netns del`. One held by an fd of a process whose member exited is held by `fd`, and

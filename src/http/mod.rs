@@ -833,7 +833,7 @@ mod tests {
         use crate::metrics::{BetweenScans, Metrics, Outcome, PerNamespace};
         let (state, publish) = state("/metrics");
         let procfs = crate::procfs::ProcFs::new("/proc");
-        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
+        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All, 0);
         m.record(Outcome::Started {
             cgroup_layout: crate::model::CgroupLayout::Unified,
             between: BetweenScans {

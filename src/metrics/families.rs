@@ -202,7 +202,7 @@ families! {
     },
     NamespaceInfo = Family {
         name: "nsexporter_namespace_info",
-        help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to, and the container labels are set where all members agree; held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
+        help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to (none: it has no member process), and the container labels are set where all members agree (for one with no member, all the processes holding its fds and sockets); held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
         kind: Kind::Gauge,
         labels: &["type", "inode", "host", "held_by", "pinned_at", "userns", "parent", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
         ..VIEW
@@ -213,6 +213,19 @@ families! {
         kind: Kind::Gauge,
         labels: &["type", "inode"],
         ..VIEW
+    },
+    WorkloadNamespacesBeyondCap = Family {
+        name: "nsexporter_workload_namespaces_beyond_cap",
+        help: "Namespaces of one workload beyond --metrics.namespaces-per-workload, by type: counted here, with no series of their own (its namespaces with processes and its oldest keep theirs). owner is container or pod for the workload the labels name; for namespaces that name neither, their owner (host, kernel, unknown, none). Only for workloads over the cap.",
+        kind: Kind::Gauge,
+        labels: &["type", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
+        ..VIEW
+    },
+    WorkloadsOverCap = Family {
+        name: "nsexporter_workloads_over_namespace_cap",
+        help: "Workloads (containers, pods, and the namespaces of each owner that name neither) holding more namespaces than --metrics.namespaces-per-workload in the last scan; 0 with no cap.",
+        kind: Kind::Gauge,
+        ..SCAN
     },
     Created = Family {
         name: "nsexporter_namespaces_created_total",
@@ -379,7 +392,7 @@ families! {
     },
     IdQueries = Family {
         name: "nsexporter_namespace_id_queries_total",
-        help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all (asked every scan, through a bind mount, fd or socket).",
+        help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all and not held by the same fd or socket as in the scan before (those held by a bind mount are asked every scan; of those one process holds, at most 256 a scan).",
         kind: Kind::Counter,
         ..SCAN
     },
@@ -527,12 +540,13 @@ mod tests {
     }
 
     /// Everything on, and every family given a sample: the sweeps, the events with an eBPF
-    /// change, orphans, findings.
+    /// change, orphans, findings, a container over a cap of 3 namespaces.
     fn everything() -> Metrics {
         let mut m = Metrics::new(
             ProcFs::new("/proc"),
             Duration::from_secs(15),
             PerNamespace::All,
+            3,
         );
         m.record(Outcome::Started {
             cgroup_layout: crate::model::CgroupLayout::Unified,
@@ -607,6 +621,7 @@ mod tests {
                 ProcFs::new("/proc"),
                 Duration::from_secs(15),
                 PerNamespace::All,
+                0,
             );
             m.record(Outcome::Started {
                 cgroup_layout: crate::model::CgroupLayout::Unified,

@@ -13,6 +13,7 @@
 //! namespace and nothing is reset and refilled. How many per-namespace series there are is the
 //! operator's choice ([`PerNamespace`]).
 
+mod cap;
 pub mod families;
 #[cfg(test)]
 pub(crate) mod scenario;
@@ -148,6 +149,8 @@ pub struct Metrics {
     /// The families a registry keeps, by [`Id`]; `None` for the others.
     kept: Vec<Option<Kept>>,
     per_namespace: PerNamespace,
+    /// Per-namespace series for at most this many namespaces of one workload; 0: no cap.
+    namespaces_per_workload: usize,
     /// The last successful scan's per-namespace and per-container series. Once encoded, its
     /// rows are dropped but for the findings, which the sweeps add to: the scan part holds
     /// them, and a failed scan's exposition copies them from its text, inflated.
@@ -346,8 +349,14 @@ impl Metrics {
     /// scans (the rest at [`Outcome::Started`]). `own_procfs` is where the exporter reads its
     /// own process metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so
     /// that an alert can tell a stale last scan from a slow interval; `per_namespace` says
-    /// which namespaces get per-namespace series.
-    pub fn new(own_procfs: ProcFs, scan_interval: Duration, per_namespace: PerNamespace) -> Self {
+    /// which namespaces get per-namespace series, and `namespaces_per_workload` for how many
+    /// of one workload's at most (0: no cap).
+    pub fn new(
+        own_procfs: ProcFs,
+        scan_interval: Duration,
+        per_namespace: PerNamespace,
+        namespaces_per_workload: usize,
+    ) -> Self {
         let mut m = Metrics {
             registry: Registry::new(),
             live: Registry::new(),
@@ -356,6 +365,7 @@ impl Metrics {
                 .map(|f| (f.written_by == WrittenBy::Registry).then(|| Kept::new(f)))
                 .collect(),
             per_namespace,
+            namespaces_per_workload,
             view: ScanView::default(),
             between_findings: Vec::new(),
             scan_part: ScanPart::default(),
@@ -600,7 +610,9 @@ impl Metrics {
                 .set(count(sockets_skipped[reason.index()]));
         }
         self.counter(Id::SocketQueries, &[]).inc_by(socket_queries);
-        self.view = self.view_of(snapshot, tracker, sharing);
+        let (view, over_cap) = self.view_of(snapshot, tracker, sharing);
+        self.view = view;
+        self.gauge(Id::WorkloadsOverCap, &[]).set(count(over_cap));
         self.between_findings.clear();
     }
 
@@ -624,15 +636,34 @@ impl Metrics {
         }
     }
 
-    /// The per-namespace and per-container series of one scan, with their label values.
-    fn view_of(&self, snapshot: &Snapshot, tracker: &Tracker, sharing: &Sharing) -> ScanView {
+    /// The per-namespace and per-container series of one scan, with their label values, and
+    /// how many workloads are over the cap.
+    fn view_of(
+        &self,
+        snapshot: &Snapshot,
+        tracker: &Tracker,
+        sharing: &Sharing,
+    ) -> (ScanView, u64) {
         let unattributed = Arc::new(Ownership::default());
+        let owner_of = |id| sharing.owners.get(&id).unwrap_or(&unattributed);
+        // Whatever the per-namespace choice, a workload over the cap is counted and shows.
+        let beyond = cap::beyond_cap(
+            snapshot.namespaces.values().map(|ns| cap::Candidate {
+                id: ns.id,
+                host: snapshot.host.contains(ns.id),
+                ownership: owner_of(ns.id),
+                members: !ns.members.is_empty(),
+                start_ticks: tracker.start_ticks(ns.id),
+            }),
+            self.namespaces_per_workload,
+        );
         let namespaces = snapshot
             .namespaces
             .values()
+            .filter(|ns| !beyond.namespaces.contains(&ns.id))
             .filter_map(|ns| {
                 let host = snapshot.host.contains(ns.id);
-                let o = sharing.owners.get(&ns.id).unwrap_or(&unattributed);
+                let o = owner_of(ns.id);
                 let keep = match self.per_namespace {
                     PerNamespace::All => true,
                     // The host's namespaces, and those of several workloads: where every
@@ -654,8 +685,9 @@ impl Metrics {
                 })
             })
             .collect();
-        ScanView {
+        let view = ScanView {
             namespaces,
+            beyond_cap: beyond.rows,
             host_sharing: sharing
                 .host
                 .iter()
@@ -666,7 +698,8 @@ impl Metrics {
                 .collect(),
             findings: sharing.findings.iter().map(finding_row).collect(),
             encoded: false,
-        }
+        };
+        (view, beyond.workloads)
     }
 
     /// The exposition as recorded so far, to publish: the scan's families encoded again where
@@ -707,6 +740,7 @@ impl Metrics {
         // A row per namespace is 0.9 MiB at 10,000 processes, held through the next scan's
         // peak for nothing: the gzip has them.
         self.view.namespaces = Vec::new();
+        self.view.beyond_cap = Vec::new();
         self.view.host_sharing = Vec::new();
         self.view.encoded = true;
         self.scan_part.exposition()
@@ -1165,7 +1199,7 @@ mod tests {
     /// Metrics whose view holds `n` namespaces, as after a scan.
     fn metrics_with_namespaces(n: u64) -> Metrics {
         let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
-        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All);
+        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All, 0);
         let ownership = Arc::new(Ownership::default());
         m.view = ScanView {
             namespaces: (0..n)

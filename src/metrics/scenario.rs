@@ -224,7 +224,8 @@ fn scenario() -> String {
     let mut out = String::new();
     let own = ProcFs::new("/proc");
 
-    let mut m = Metrics::new(own.clone(), Duration::from_secs(15), PerNamespace::All);
+    // A cap of 3 namespaces a workload: the fixture's container has six.
+    let mut m = Metrics::new(own.clone(), Duration::from_secs(15), PerNamespace::All, 3);
     m.record(Outcome::Started {
         cgroup_layout: CgroupLayout::Unified,
         between: BetweenScans {
@@ -305,7 +306,12 @@ fn scenario() -> String {
     section(&mut out, "a scan after containers went", &m.exposition());
 
     // Nothing between scans, and per-namespace series only where shared.
-    let mut m = Metrics::new(own.clone(), Duration::from_secs(60), PerNamespace::Shared);
+    let mut m = Metrics::new(
+        own.clone(),
+        Duration::from_secs(60),
+        PerNamespace::Shared,
+        0,
+    );
     m.record(Outcome::Started {
         cgroup_layout: CgroupLayout::Hybrid,
         between: BetweenScans {
@@ -318,7 +324,7 @@ fn scenario() -> String {
     section(&mut out, "nothing between scans, shared", &m.exposition());
 
     // Process events without sweeps, and no per-namespace series.
-    let mut m = Metrics::new(own, Duration::from_secs(30), PerNamespace::None);
+    let mut m = Metrics::new(own, Duration::from_secs(30), PerNamespace::None, 0);
     m.record(Outcome::Started {
         cgroup_layout: CgroupLayout::Legacy,
         between: BetweenScans {

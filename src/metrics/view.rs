@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use super::cap::BeyondCapRow;
 use super::families::{Family, Id, WrittenBy};
 use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
@@ -76,6 +77,8 @@ pub struct FindingRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScanView {
     pub namespaces: Vec<NamespaceRow>,
+    /// The namespaces of workloads over the cap that have no row above, counted.
+    pub beyond_cap: Vec<BeyondCapRow>,
     pub host_sharing: Vec<HostSharingRow>,
     pub findings: Vec<FindingRow>,
     /// Written into an exposition already, and its namespace and host sharing rows dropped:
@@ -136,6 +139,16 @@ impl ScanView {
                     k => rows[r].workload[k - 1].as_str(),
                 };
                 write_samples(out, family, rows.len(), value, one);
+            }
+            Id::WorkloadNamespacesBeyondCap => {
+                let rows = &self.beyond_cap;
+                let value = |r: usize, k: usize| match k {
+                    0 => rows[r].ns_type.as_str(),
+                    k => rows[r].workload[k - 1].as_str(),
+                };
+                write_samples(out, family, rows.len(), value, |r| {
+                    Some(rows[r].namespaces as f64)
+                });
             }
             Id::FindingsActive => {
                 let rows = &self.findings;
@@ -304,6 +317,20 @@ mod tests {
                     )
                 },
             ],
+            beyond_cap: vec![BeyondCapRow {
+                ns_type: NsType::Uts,
+                workload: [
+                    "container",
+                    "containerd",
+                    "uid-1",
+                    "web-1",
+                    "default",
+                    "app",
+                    "aa",
+                ]
+                .map(String::from),
+                namespaces: 17900,
+            }],
             host_sharing: vec![HostSharingRow {
                 ns_type: NsType::Net,
                 workload: workload("aa"),
@@ -327,6 +354,7 @@ mod tests {
                 r#"nsexporter_namespace_info{container="app",container_id="aa",held_by="process",host="false",inode="4026532300",k8s_namespace="default",owner="container",parent="",pinned_at="",pod="web-1",pod_uid="uid-1",runtime="containerd",type="mnt",userns="4026531837"} 1"#,
                 // No start time known for the mnt namespace: no series rather than a zero.
                 r#"nsexporter_namespace_start_time_seconds{inode="4026531840",type="net"} 1700000000.5"#,
+                r#"nsexporter_workload_namespaces_beyond_cap{container="app",container_id="aa",k8s_namespace="default",owner="container",pod="web-1",pod_uid="uid-1",runtime="containerd",type="uts"} 17900"#,
                 r#"nsexporter_workload_host_namespace{container="app",container_id="aa",k8s_namespace="default",pod="web-1",runtime="containerd",type="net"} 1"#,
                 r#"nsexporter_sharing_findings_active{container="app",container_id="aa",declared="true",k8s_namespace="default",pod="web-1",rule="host_namespace",runtime="containerd",type="net"} 1"#,
             ]

@@ -10,9 +10,8 @@ use crate::model::{Namespace, Process, Snapshot, share_a_member};
 /// take over: the one of the same type and inode that shares a member process with it (pid
 /// and start time: a process cannot be in two namespaces of one type, and pids are reused).
 /// Only where the old one has a kernel id, or the kernel gives none (`kernel_ids` is
-/// `Some(false)`): otherwise the kernel is asked. A namespace with no member is never
-/// carried: a pin proves nothing across scans, since `ip netns del x; ip netns add x` can
-/// mount a new namespace with the old inode on the old path.
+/// `Some(false)`): otherwise the kernel is asked. A namespace with no member is carried only
+/// by its fds and sockets ([`carried_by_pin`]).
 pub(super) fn carried<'a>(
     previous: Option<&'a Snapshot>,
     ns: &Namespace,
@@ -32,6 +31,46 @@ pub(super) fn carried<'a>(
         .filter(|old| old.kernel_id.is_some() || kernel_ids == Some(false))
 }
 
+/// The namespace of `previous` that `ns`, held by no member, is: the one of the same type and
+/// inode that one of the same fds or sockets held (process by pid and start time, fd number,
+/// and for a socket its inode). The scan found each of `ns`'s pins open on that inode now (the
+/// fd pass, or a readlink of the fd since), and an open fd is one open file: it keeps its
+/// namespace alive and cannot be pointed at another without being closed. Only its holder can
+/// close it and open a new namespace that took the freed inode into the same fd number
+/// between two scans, and that deceives no one but about its own namespaces' lifetimes. A bind
+/// mount proves nothing (`ip netns del x; ip netns add x`): a namespace held by one is asked.
+/// Where the old one has a kernel id, or the kernel gives none, as for [`carried`].
+pub(super) fn carried_by_pin<'a>(
+    previous: Option<&'a Snapshot>,
+    ns: &Namespace,
+    kernel_ids: Option<bool>,
+) -> Option<&'a Namespace> {
+    if !ns.members.is_empty() || !ns.mounts().is_empty() {
+        return None;
+    }
+    previous?
+        .namespaces
+        .get(&ns.id)
+        .filter(|old| {
+            let fds = ns.fds().iter().any(|f| old.fds().binary_search(f).is_ok());
+            fds || ns
+                .sockets()
+                .iter()
+                .any(|s| old.sockets().binary_search(s).is_ok())
+        })
+        .filter(|old| old.kernel_id.is_some() || kernel_ids == Some(false))
+}
+
+/// The process whose fds and sockets alone hold `ns` (the first, where several do), for the
+/// scan's budget of questions a holder: `None` where a member or a bind mount holds it.
+pub(super) fn lone_holder(ns: &Namespace) -> Option<i32> {
+    if !ns.members.is_empty() || !ns.mounts().is_empty() {
+        return None;
+    }
+    let fd = ns.fds().first().map(|f| f.process.pid);
+    fd.or_else(|| ns.sockets().first().map(|s| s.process.pid))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::inode;
@@ -39,7 +78,7 @@ mod tests {
 
     use super::*;
     use crate::model::{
-        HostNamespaces, MountPin, NamespaceId, NsType, PerType, ProcessId, ScanTime,
+        FdPin, HostNamespaces, MountPin, NamespaceId, NsType, PerType, ProcessId, ScanTime,
     };
 
     const NET: NamespaceId = NamespaceId {
@@ -179,6 +218,43 @@ mod tests {
                 assert_eq!((old.kernel_id, old.owner), (id, Some(4026531837)), "{why}");
             }
         }
+        // Held by the same fd of the same process in both scans: carried; by another fd, a
+        // reused pid, or a bind mount as well: asked.
+        let held = |pins: &[(ProcessId, i32)], mount: bool, kernel_id| {
+            let mut s = scan(&[], kernel_id);
+            let ns = s.namespaces.get_mut(&NET).unwrap();
+            if !mount {
+                ns.pins_mut().mounts.clear();
+            }
+            for &(process, fd) in pins {
+                ns.pins_mut().fds.push(FdPin { process, fd });
+            }
+            s
+        };
+        let by_pin = |old: &Snapshot, new: &Snapshot, kernel_ids| {
+            carried_by_pin(Some(old), &new.namespaces[&NET], kernel_ids).is_some()
+        };
+        let last = held(&[(a, 3), (b, 4)], false, Some(7));
+        assert!(by_pin(&last, &held(&[(b, 4)], false, None), Some(true)));
+        assert!(!by_pin(&last, &held(&[(b, 5)], false, None), Some(true)));
+        assert!(!by_pin(
+            &last,
+            &held(&[(member(10, 9), 3)], false, None),
+            Some(true)
+        ));
+        assert!(!by_pin(&last, &held(&[(a, 3)], true, None), Some(true)));
+        let no_id = held(&[(a, 3)], false, None);
+        assert!(!by_pin(&no_id, &held(&[(a, 3)], false, None), Some(true)));
+        assert!(by_pin(&no_id, &held(&[(a, 3)], false, None), Some(false)));
+        assert_eq!(
+            lone_holder(&held(&[(b, 4)], false, None).namespaces[&NET]),
+            Some(11)
+        );
+        assert_eq!(
+            lone_holder(&held(&[(b, 4)], true, None).namespaces[&NET]),
+            None
+        );
+
         // A different inode, or no last scan at all, carries nothing.
         let last = scan(&[a], Some(7));
         let now = scan(&[a], None);

@@ -71,6 +71,12 @@ pub struct ScanOutcome {
     pub socket_queries: u64,
 }
 
+/// How many namespaces held only by one process's fds and sockets a scan asks the kernel
+/// about (`NS_GET_ID`, owner, parent; some nine system calls each), beyond those it carries
+/// over from the scan before: a flood of namespaces opened anew every scan costs a bounded
+/// number of questions, and each is asked at a later scan.
+const ASKS_PER_HOLDER: usize = 256;
+
 /// Where a scan looks for namespaces that no process is in ([`pins`]). No default here: the
 /// binary's is the key table's (`scan.bind-mounts`, `scan.fd-interval`;
 /// [`crate::config::Settings::defaults`]).
@@ -90,6 +96,45 @@ struct LastFdPass {
     at: u64,
     fds: Vec<(NamespaceId, FdPin)>,
     sockets: Vec<(NamespaceId, SocketPin)>,
+    /// Scans since the pass that re-read its pins: whose turn it is ([`recheck`]).
+    rounds: usize,
+}
+
+/// How many of one process's pins a scan between fd passes reads again (a readlink each), in
+/// turn where it holds more: a process holding namespaces by the thousand costs each scan a
+/// bounded number of reads, and a pin it closed goes within a few scans rather than at once.
+const CHECKS_PER_HOLDER: usize = 256;
+
+/// Of `pins` (each holder's together, as the fd pass listed them), those that still hold, which
+/// `pins` keeps for the next scan: none of a holder that is gone; of a live one's, all where it
+/// has at most [`CHECKS_PER_HOLDER`], each read again with `still`; where it has more, that
+/// many read again in turn (the window moves with `round`) and the others kept as they were.
+fn recheck<T: Copy>(
+    pins: &mut Vec<(NamespaceId, T)>,
+    round: usize,
+    holder: impl Fn(&T) -> ProcessId,
+    lives: impl Fn(&ProcessId) -> bool,
+    mut still: impl FnMut(&NamespaceId, &T) -> bool,
+) -> Vec<(NamespaceId, T)> {
+    let mut out = Vec::with_capacity(pins.len());
+    for group in pins.chunk_by(|a, b| holder(&a.1) == holder(&b.1)) {
+        if !lives(&holder(&group[0].1)) {
+            continue;
+        }
+        let n = group.len();
+        let (start, due) = match n > CHECKS_PER_HOLDER {
+            true => ((round * CHECKS_PER_HOLDER) % n, CHECKS_PER_HOLDER),
+            false => (0, n),
+        };
+        for (i, (id, pin)) in group.iter().enumerate() {
+            if (i + n - start) % n >= due || still(id, pin) {
+                out.push((*id, *pin));
+            }
+        }
+    }
+    // A pin found closed is gone for good, not back when its turn has passed.
+    pins.clone_from(&out);
+    out
 }
 
 /// Scans a procfs. Holds what carries from one scan to the next: whether the kernel answers
@@ -417,8 +462,10 @@ impl Scanner {
             Some(every) => {
                 let now = snapshot.time.ticks;
                 let every = every.as_millis() as u64 * self.ticks_per_second / 1000;
-                match &self.fd_pass {
+                match &mut self.fd_pass {
                     Some(last) if now.saturating_sub(last.at) < every => {
+                        let round = last.rounds;
+                        last.rounds += 1;
                         let lives = |p: &ProcessId| {
                             snapshot
                                 .processes
@@ -434,29 +481,29 @@ impl Scanner {
                                 .expect("digits and one NUL");
                             readlink_at(root, path, &mut buf).is_ok_and(want)
                         };
-                        let fds: Vec<_> = last
-                            .fds
-                            .iter()
-                            .filter(|(id, f)| {
-                                lives(&f.process)
-                                    && still(f.process.pid, f.fd, &|text| {
-                                        parse_ns_link(id.ns_type, text)
-                                            .is_ok_and(|i| u64::from(i.get()) == id.inode)
-                                    })
-                            })
-                            .copied()
-                            .collect();
-                        let sockets: Vec<_> = last
-                            .sockets
-                            .iter()
-                            .filter(|(_, s)| {
-                                lives(&s.process)
-                                    && still(s.process.pid, s.fd, &|text| {
-                                        pins::parse_socket_link(text) == Some(s.socket)
-                                    })
-                            })
-                            .copied()
-                            .collect();
+                        let fds = recheck(
+                            &mut last.fds,
+                            round,
+                            |f| f.process,
+                            lives,
+                            |id, f| {
+                                still(f.process.pid, f.fd, &|text| {
+                                    parse_ns_link(id.ns_type, text)
+                                        .is_ok_and(|i| u64::from(i.get()) == id.inode)
+                                })
+                            },
+                        );
+                        let sockets = recheck(
+                            &mut last.sockets,
+                            round,
+                            |s| s.process,
+                            lives,
+                            |_, s| {
+                                still(s.process.pid, s.fd, &|text| {
+                                    pins::parse_socket_link(text) == Some(s.socket)
+                                })
+                            },
+                        );
                         (fds, sockets)
                     }
                     _ => {
@@ -480,6 +527,7 @@ impl Scanner {
                             at: now,
                             fds: pass.pins.clone(),
                             sockets: pass.sockets.clone(),
+                            rounds: 0,
                         });
                         (pass.pins, pass.sockets)
                     }
@@ -549,9 +597,12 @@ impl Scanner {
     /// Fills in each namespace's kernel id, owner and parent: carried over where a member
     /// survived from `previous` (a process cannot be in two namespaces of one type, so the
     /// namespace is the same one), asked of the kernel through a member's link, a bind mount,
-    /// an fd or a socket otherwise. A namespace with no member is asked every scan: a pin proves
-    /// nothing across scans, since `ip netns del x; ip netns add x` can mount a new namespace
-    /// with the old inode on the old path. Returns how many namespaces were asked about.
+    /// an fd or a socket otherwise. A namespace with no member is carried over where the same
+    /// fd or socket held it in `previous`, and asked every scan where a bind mount holds it: a
+    /// path proves nothing across scans, since `ip netns del x; ip netns add x` can mount a new
+    /// namespace with the old inode on the old path. Of those held by one process's fds and
+    /// sockets alone, at most [`ASKS_PER_HOLDER`] are asked a scan. Returns how many
+    /// namespaces were asked about.
     fn identify(
         &mut self,
         root: BorrowedFd<'_>,
@@ -562,12 +613,26 @@ impl Scanner {
         let mut queries = 0;
         let mut name = LinkName::default();
         let kernel_ids = self.kernel_ids;
+        let mut asked_of: HashMap<i32, usize> = HashMap::new();
+        let mut deferred = 0;
         for ns in snapshot.namespaces.values_mut() {
-            if let Some(old) = identity::carried(previous, ns, &snapshot.processes, kernel_ids) {
+            let old = identity::carried(previous, ns, &snapshot.processes, kernel_ids)
+                .or_else(|| identity::carried_by_pin(previous, ns, kernel_ids));
+            if let Some(old) = old {
                 ns.kernel_id = old.kernel_id;
                 ns.owner = old.owner;
                 ns.parent = old.parent;
                 continue;
+            }
+            // One process can open namespaces by the thousand, anew every scan: what its fds
+            // alone hold is asked at most so many a scan, the rest at the scans after.
+            if let Some(holder) = identity::lone_holder(ns) {
+                let asked = asked_of.entry(holder).or_default();
+                if *asked >= ASKS_PER_HOLDER {
+                    deferred += 1;
+                    continue;
+                }
+                *asked += 1;
             }
             queries += 1;
             if let Some(facts) = self.ask(root, ns, &mut name, errors) {
@@ -575,6 +640,12 @@ impl Scanner {
                 ns.owner = facts.owner;
                 ns.parent = facts.parent;
             }
+        }
+        if deferred > 0 {
+            tracing::debug!(
+                deferred,
+                "namespaces held by fds and sockets left for the next scans to ask"
+            );
         }
         snapshot.identity = if snapshot.namespaces.values().any(|n| n.kernel_id.is_some()) {
             Identity::KernelId
@@ -952,6 +1023,66 @@ mod tests {
             ppid,
             ..Process::fixture(pid, namespaces)
         }
+    }
+
+    /// A holder with more pins than a scan reads again has them read in turn, the window
+    /// moving each scan; one found closed stays gone; a small holder's are all read every
+    /// scan; a gone holder's all go.
+    #[test]
+    fn pins_are_read_again_in_turn_and_a_closed_one_stays_gone() {
+        let id = |inode| NamespaceId {
+            ns_type: NsType::Uts,
+            inode,
+        };
+        let pin = |pid, fd| FdPin {
+            process: ProcessId {
+                pid,
+                start_ticks: 1,
+            },
+            fd,
+        };
+        let big = CHECKS_PER_HOLDER as i32 + 44;
+        let mut pins: Vec<(NamespaceId, FdPin)> = (0..big)
+            .map(|fd| (id(1000 + fd as u64), pin(10, fd)))
+            .chain((0..3).map(|fd| (id(5000 + fd as u64), pin(20, fd))))
+            .chain([(id(6000), pin(30, 0))])
+            .collect();
+        let closed = (pin(10, 5), pin(20, 1));
+        let mut read = Vec::new();
+        let kept = recheck(
+            &mut pins,
+            0,
+            |f| f.process,
+            |p| p.pid != 30,
+            |_, f| {
+                read.push(*f);
+                *f != closed.0 && *f != closed.1
+            },
+        );
+        assert_eq!(
+            read.len(),
+            CHECKS_PER_HOLDER + 3,
+            "a window of the big one, all of 20's"
+        );
+        assert!(read.contains(&pin(20, 0)) && read.contains(&pin(10, 0)));
+        assert!(!read.contains(&pin(10, CHECKS_PER_HOLDER as i32)));
+        assert_eq!(kept.len(), big as usize - 1 + 2, "30 gone, two closed");
+        assert_eq!(pins, kept);
+        // The next scan reads the rest of the big one's and wraps around; the closed stay gone.
+        let mut read = Vec::new();
+        let kept = recheck(
+            &mut pins,
+            1,
+            |f| f.process,
+            |_| true,
+            |_, f| {
+                read.push(*f);
+                true
+            },
+        );
+        assert!(read.contains(&pin(10, CHECKS_PER_HOLDER as i32 + 43)));
+        assert!(!kept.iter().any(|(_, f)| *f == closed.0 || *f == closed.1));
+        assert_eq!(kept.len(), big as usize - 1 + 2);
     }
 
     #[test]
