@@ -194,12 +194,16 @@ pub fn attribute(
         let known = memberships
             .of(p, snapshot)
             .map(|(r, e)| (Ref::Learnt(Arc::clone(r)), e));
+        // The runtime setting a container up: young, and a child of a runtime outside every
+        // container, which nothing places in one either.
+        let setup = || {
+            is_young(p, &snapshot.time)
+                && parent_of(p).is_some_and(|(parent, c)| {
+                    is_runtime(parent, &c) && memberships.of(parent, snapshot).is_none()
+                })
+        };
         let verdict = match (claimed, known) {
             (Some(CgroupWorkload::Container(c)), known) => {
-                let setup = || {
-                    is_young(p, &snapshot.time)
-                        && parent_of(p).is_some_and(|(parent, c)| is_runtime(parent, &c))
-                };
                 match known {
                     // Where it was, or in the pid namespace of another container that its
                     // own container's payload was read in too: a pod's containers, or
@@ -225,6 +229,11 @@ pub fn attribute(
             }
             (None | Some(CgroupWorkload::Unknown), Some((r, _))) => {
                 (Verdict::Container(r, true), false)
+            }
+            // `runc exec`'s init is in the container's pid namespace before runc moves it
+            // into the container's cgroup: the runtime's plumbing, for its first second.
+            (Some(CgroupWorkload::Host | CgroupWorkload::Pod { .. }), Some((r, _))) if setup() => {
+                (Verdict::Container(r, false), false)
             }
             (Some(CgroupWorkload::Host | CgroupWorkload::Pod { .. }), Some((r, _))) => {
                 (Verdict::Container(r, true), true)
@@ -713,6 +722,38 @@ kubepods-burstable-podb4e8e0dc_caf3_4a43_bf50_f84ef5ef7a8f.slice";
             (A, A, B)
         );
         assert_eq!(att.moved(), [150]);
+    }
+
+    /// `runc exec`'s init is in the container's pid namespace before runc moves it into the
+    /// container's cgroup: for its first second, with a runc outside every container as its
+    /// parent, it is the runtime's plumbing. Older, or a child of a "runc" that its own pid
+    /// namespace places in the container (a payload that left its cgroup and renamed
+    /// itself), it is a move.
+    #[test]
+    fn runc_execs_init_before_it_joins_the_cgroup_is_plumbing() {
+        let (a, root) = (docker(A), cgroup("0::/\n"));
+        let at = |pid, ppid, comm: &str, cgroup: &Arc<[u8]>, pid_ns, age| {
+            let mut p = aged(pid, ppid, comm, cgroup, age);
+            p.namespaces[NsType::Pid] = crate::model::inode(pid_ns);
+            p
+        };
+        let mut s = snapshot_at_now(vec![
+            at(1, 0, "systemd", &root, 1, 100_000),
+            at(100, 1, "sleep", &a, 50, 10_000),
+            at(90, 1, "runc", &root, 1, 10),
+            at(91, 90, "runc:[2:INIT]", &root, 50, 5),
+            at(92, 90, "runc:[2:INIT]", &root, 50, 500),
+            at(93, 100, "runc", &root, 50, 1000),
+            at(94, 93, "sh", &root, 50, 5),
+        ]);
+        with_kernel_ids(&mut s, 1000);
+        let att = attribute(&s, &[], &Names::default(), &mut Memberships::default());
+        assert!(
+            matches!(att.of(91), Workload::Runtime(c) if c.id == A),
+            "{:?}",
+            att.of(91)
+        );
+        assert_eq!(att.moved(), [92, 93, 94]);
     }
 
     /// A process stays the container it was first read in, across scans and sweeps,
