@@ -896,6 +896,14 @@ mod tests {
     }
 
     /// A fixture procfs process: its `stat`, a net link, and a `cgroup` file.
+    /// A directory for a fixture tree, in memory where there is a tmpfs: a few thousand files
+    /// on a busy disk take seconds.
+    fn fixture_dir() -> tempfile::TempDir {
+        tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap()
+    }
+
     fn fixture_process(root: &std::path::Path, pid: i32, ppid: i32, cgroup: &str) {
         let p = root.join(pid.to_string());
         std::fs::create_dir_all(p.join("ns")).unwrap();
@@ -925,14 +933,11 @@ mod tests {
 
     /// A watched process with more threads than one sweep's share: its threads are read over
     /// two sweeps, and the one thread in another network namespace comes back as the
-    /// process's, once, whichever of them reads it; a directory's link count on a fixture tree is its subdirectories + 2,
-    /// as a procfs `task` directory's is its threads + 2.
+    /// process's, once, whichever of them reads it. A directory's link count on a fixture
+    /// tree is its subdirectories + 2, as a procfs `task` directory's is its threads + 2.
     #[test]
     fn a_watched_process_threads_are_read_round_robin() {
-        // In memory where there is a tmpfs: a few thousand files on a busy disk take seconds.
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = fixture_dir();
         let root = dir.path();
         fixture_process(root, 1, 0, "0::/\n");
         let container = format!("0::/kubepods/besteffort/pod1/{}\n", "c".repeat(64));
@@ -990,9 +995,7 @@ mod tests {
     /// sweep reads its `cgroup` file again in its turn and the process whole, once.
     #[test]
     fn a_host_process_moved_into_a_container_is_read_again() {
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = fixture_dir();
         let root = dir.path();
         fixture_process(root, 1, 0, "0::/\n");
         let hosts = Watch::HOST_CGROUPS as i32 + 50;
