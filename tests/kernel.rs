@@ -1337,9 +1337,14 @@ fn an_orphaned_netns_reaches_the_alert() {
             &[("type", "net"), ("held_by", "bind_mount")],
         )
     };
-    let baseline = wait_for("a first scan", Duration::from_secs(10), || {
+    // The age counts from when this exporter first saw a namespace, so a netns another test or
+    // runtime left behind becomes an orphan one orphan age after the start, as this one does:
+    // the baseline is taken once they all are (the age and a scan after the first scan).
+    wait_for("a first scan", Duration::from_secs(10), || {
         orphans(&e.metrics())
     });
+    std::thread::sleep(Duration::from_millis(4500));
+    let baseline = orphans(&e.metrics()).unwrap();
     let netns = Netns::add("orphan");
     let young = wait_held_by(&e, netns.inode(), Some("bind_mount"));
     assert_eq!(orphans(&young), Some(baseline), "not yet 3 s old");
@@ -1507,9 +1512,14 @@ fn a_network_namespace_held_only_by_a_socket_is_listed_and_orphaned() {
             &[("type", "net"), ("held_by", "socket")],
         )
     };
-    let baseline = wait_for("a first scan", Duration::from_secs(10), || {
+    // The age counts from when this exporter first saw a namespace, so a netns another test or
+    // runtime left behind becomes an orphan one orphan age after the start, as this one does:
+    // the baseline is taken once they all are (the age and a scan after the first scan).
+    wait_for("a first scan", Duration::from_secs(10), || {
         orphans(&e.metrics())
     });
+    std::thread::sleep(Duration::from_millis(4500));
+    let baseline = orphans(&e.metrics()).unwrap();
     let destroyed = |m: &Metrics| {
         m.value("nsexporter_namespaces_destroyed_total", &[("type", "net")])
             .unwrap()
