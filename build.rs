@@ -8,21 +8,30 @@ fn main() {
     }
     let revision = std::env::var("BUILD_GIT_REVISION")
         .ok()
-        .or_else(|| {
-            let out = Command::new("git")
-                .args(["rev-parse", "--short=12", "HEAD"])
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        })
-        .filter(|r| !r.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=BUILD_GIT_REVISION={revision}");
     println!("cargo:rerun-if-env-changed=BUILD_GIT_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Built again when HEAD moves: HEAD itself, and the branch it names, where git keeps them
+    // (in a worktree `.git` is a file). Only this branch: another branch's commit, or a
+    // worktree's, must not rebuild this one. A path that does not exist would rerun this script
+    // at every build, so only those that do are named.
+    let head = git(&["rev-parse", "--git-path", "HEAD"]);
+    let branch = git(&["symbolic-ref", "-q", "HEAD"])
+        .and_then(|name| git(&["rev-parse", "--git-path", &name]));
+    let packed = git(&["rev-parse", "--git-path", "packed-refs"]);
+    for path in [head, branch, packed].into_iter().flatten() {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+}
+
+/// What `git ARGS` prints, trimmed; `None` where git is missing, fails or prints nothing.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 /// clang -target bpf, with BTF (-g) for CO-RE. `CLANG` names another clang; the libbpf headers

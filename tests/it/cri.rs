@@ -1,5 +1,5 @@
 //! Declared against observed under containerd 1.6's CRI plugin, driven over its gRPC socket as
-//! kubelet drives it (`support::cri`): a plain pod, a `hostNetwork` pod, a `hostPID` pod and a
+//! kubelet drives it (`crate::support::cri`): a plain pod, a `hostNetwork` pod, a `hostPID` pod and a
 //! pod with a shared process namespace, each a sandbox and app containers.
 //!
 //! Two views of the same specs: the library's judgement of a scan of the real `/proc` with the
@@ -9,19 +9,16 @@
 //! `/run`-shaped dir and an empty kubelet log directory: no `undeclared_namespace` finding, the
 //! declared host sharing `declared="true"`, and every container named from its annotations.
 
-mod support;
-// Only these tests drive containerd's CRI: the gRPC client is built into them alone.
-#[path = "support/cri.rs"]
-mod cri;
+use crate::support::cri;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::*;
 use cri::{Containerd, PodKind, containers, run_pods};
 use nsexporter::declared::{Declared, Expected, SpecSources, Wanted, judge, resolve_on_host};
 use nsexporter::model::NsType;
-use support::*;
 
 /// What kubelet's request asks of one type, and so what the spec must declare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

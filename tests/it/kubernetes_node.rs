@@ -14,15 +14,13 @@
 //! Everything is removed on drop, pass or fail: containers (runc kill and delete, cgroups),
 //! the nsenter'd process, Prometheus and the exporter.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::pod::Pod;
-use support::prometheus::Prometheus;
-use support::runc::{Bundle, Container, hex_id, unique_id};
-use support::{Exporter, Metrics, Spawned, manifest_dir, wait_for};
+use crate::support::pod::Pod;
+use crate::support::prometheus::Prometheus;
+use crate::support::runc::{Bundle, Container, hex_id, unique_id};
+use crate::support::{Exporter, Metrics, Spawned, manifest_dir, wait_for};
 
 /// A running container of a pod, and the kubelet log entry naming it.
 struct PodContainer {
@@ -55,7 +53,7 @@ impl ParentCgroups {
     fn new() -> ParentCgroups {
         let mut paths = Vec::new();
         for p in ["kubepods/burstable", "kubepods"] {
-            let existed = support::cgroup::hierarchies()
+            let existed = crate::support::cgroup::hierarchies()
                 .iter()
                 .any(|h| h.join(p).exists());
             if !existed {
@@ -130,7 +128,7 @@ fn fast_rules(dir: &Path) -> PathBuf {
     path
 }
 
-fn findings<'a>(m: &'a Metrics, rule: &str, pod: &str) -> Vec<&'a support::Sample> {
+fn findings<'a>(m: &'a Metrics, rule: &str, pod: &str) -> Vec<&'a crate::support::Sample> {
     m.find(
         "nsexporter_sharing_findings_active",
         &[("rule", rule), ("pod", pod)],
@@ -199,7 +197,7 @@ fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
     parents.pod(&debug_pod);
     let debug = start(&debug_pod, "shell", &own(ALL_OWN), &logs);
     let debug_cgroup = debug_pod.cgroup(&debug.id);
-    let procs: Vec<String> = support::cgroup::hierarchies()
+    let procs: Vec<String> = crate::support::cgroup::hierarchies()
         .iter()
         .map(|h| {
             h.join(debug_cgroup.trim_start_matches('/'))
@@ -269,10 +267,12 @@ fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
     );
 
     // 1. The pod's shared net namespace belongs to the pod, and nothing about it is a finding.
-    let net_inode = support::ns_inode(app_pid, "net").unwrap().to_string();
+    let net_inode = crate::support::ns_inode(app_pid, "net")
+        .unwrap()
+        .to_string();
     assert_eq!(
-        support::ns_inode(sidecar.container.pid(), "net"),
-        support::ns_inode(app_pid, "net")
+        crate::support::ns_inode(sidecar.container.pid(), "net"),
+        crate::support::ns_inode(app_pid, "net")
     );
     let info = m.find(
         "nsexporter_namespace_info",
@@ -341,8 +341,8 @@ fn sharing_on_a_simulated_node_reaches_metrics_and_alerts() {
 
     // 4. The nsenter'd process: in the debug container's cgroup, the host's mount namespace.
     assert_eq!(
-        support::ns_inode(escaped_pid, "mnt"),
-        support::ns_inode(2, "mnt")
+        crate::support::ns_inode(escaped_pid, "mnt"),
+        crate::support::ns_inode(2, "mnt")
     );
     let escaped_findings = findings(&m, "host_mount_from_container", "debug-1");
     assert_eq!(escaped_findings.len(), 1);

@@ -14,18 +14,16 @@
 //! `NSX_RENDER_DASHBOARD=1` also renders `dashboards/nsexporter.png` from the live Prometheus
 //! with `dashboards/render.py` (needs Debian's `python3-matplotlib`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::cgroup::Cgroup;
+use crate::support::dashboard::{DASHBOARD, dashboard, label_values, panels, queries, substitute};
+use crate::support::prometheus::{Prometheus, encode};
+use crate::support::{Exporter, Netns, Spawned, manifest_dir, wait_for};
 use serde_json::{Value, json};
-use support::cgroup::Cgroup;
-use support::dashboard::{DASHBOARD, dashboard, label_values, panels, queries, substitute};
-use support::prometheus::{Prometheus, encode};
-use support::{Exporter, Netns, Spawned, manifest_dir, wait_for};
 
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps` (as root) to install it";
 

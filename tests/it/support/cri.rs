@@ -21,9 +21,6 @@
 //! they are empty); the runc root is under the dir. Drop waits for the shims to exit and for
 //! the pods' network bind mounts to be gone, and fails naming what is left; mounts under the
 //! dir are unmounted before it is removed.
-//!
-//! Included by `#[path]` into the tests that use it only, so that the others do not build the
-//! gRPC client; each uses part of it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;

@@ -3,8 +3,6 @@
 //! http), and what two modules share goes below both. This reads every source file's
 //! `crate::NAME` paths, outside its tests, and fails on a cycle, naming it.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -132,7 +130,7 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<S
 
 #[test]
 fn no_module_of_src_imports_one_that_imports_it() {
-    let src = support::manifest_dir().join("src");
+    let src = crate::support::manifest_dir().join("src");
     let graph = imports(&src);
     assert!(graph.len() > 10, "read {} modules: {graph:?}", graph.len());
     // metrics declares a test-only module before its imports: they are read all the same.

@@ -8,16 +8,14 @@
 //! a runc container's process. The tests share one lock: each counts findings on the whole
 //! machine.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::cgroup::Cgroup;
-use support::runc::{Bundle, Container, hex_id};
-use support::visitor::{Visitor, uuid};
-use support::*;
+use crate::support::cgroup::Cgroup;
+use crate::support::runc::{Bundle, Container, hex_id};
+use crate::support::visitor::{Visitor, uuid};
+use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -510,8 +508,8 @@ fn a_protected_init_is_counted_once_and_then_standing() {
 #[test]
 #[ignore = "needs root, runc, docker.io, podman and busybox-static (scripts/install-test-deps)"]
 fn a_hundred_real_containers_start_and_stop_without_a_finding() {
-    use support::engines::with_busybox;
-    use support::runc::{Bundle, Container};
+    use crate::support::engines::with_busybox;
+    use crate::support::runc::{Bundle, Container};
     let _guard = serial();
     let started = Instant::now();
     let work = tempfile::tempdir().unwrap();
@@ -622,7 +620,7 @@ time.sleep(1000)
 /// order: the process, then the cgroup, then the go file.
 struct Stayer {
     process: Spawned,
-    cgroup: support::cgroup::Cgroup,
+    cgroup: crate::support::cgroup::Cgroup,
     id: String,
     go: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -635,8 +633,10 @@ impl Stayer {
     /// otherwise.
     fn new(who: &str, stay: f64, contained: bool) -> Stayer {
         let id = hex_id();
-        let cgroup =
-            support::cgroup::Cgroup::create(&format!("/kubepods/besteffort/pod{}/{id}", uuid()));
+        let cgroup = crate::support::cgroup::Cgroup::create(&format!(
+            "/kubepods/besteffort/pod{}/{id}",
+            uuid()
+        ));
         let dir = tempfile::tempdir().unwrap();
         let go = dir.path().join("go");
         let stay = stay.to_string();
@@ -790,7 +790,8 @@ fn a_cgroup_file_past_16_kib_is_read_whole() {
     use nsexporter::procfs::ProcFs;
     use nsexporter::scan::{PinScan, Scanner, ThreadScan};
     let deep: Vec<String> = (0..9).map(|i| format!("{i}{}", "d".repeat(249))).collect();
-    let cgroup = support::cgroup::Cgroup::create(&format!("/nsx-{}/{}", hex_id(), deep.join("/")));
+    let cgroup =
+        crate::support::cgroup::Cgroup::create(&format!("/nsx-{}/{}", hex_id(), deep.join("/")));
     let process = Spawned::new("sleep", &["30"]);
     cgroup.add(process.pid());
     let file = std::fs::read(format!("/proc/{}/cgroup", process.pid())).unwrap();

@@ -19,10 +19,7 @@
 //! The first run builds the release binary with `+crt-static` into `<target dir>/static`,
 //! which takes a few minutes; later runs let cargo find it fresh.
 
-mod support;
-// Only the runtime-specs test drives containerd's CRI; the gRPC client is built in here too.
-#[path = "support/cri.rs"]
-mod cri;
+use crate::support::cri;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -31,10 +28,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::declared::{self, HOST, Intruder};
-use support::engines::{Dockerd, PodmanStore, busybox_tar};
-use support::runc::{Bundle, Container, hex_id, unique_id};
-use support::{Metrics, NS_TYPES, Spawned, http, ns_inode, wait_for};
+use crate::support::declared::{self, HOST, Intruder};
+use crate::support::engines::{Dockerd, PodmanStore, busybox_tar};
+use crate::support::runc::{Bundle, Container, hex_id, unique_id};
+use crate::support::{Metrics, NS_TYPES, Spawned, http, ns_inode, wait_for};
 
 /// Where the image puts the binary (the Containerfile's ENTRYPOINT).
 const IMAGE_BIN: &str = "/usr/local/bin/nsexporter";
@@ -51,7 +48,7 @@ const MEMORY_LIMIT: u64 = 64 << 20;
 fn static_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let target_dir = Path::new(support::BIN)
+        let target_dir = Path::new(crate::support::BIN)
             .parent()
             .and_then(Path::parent)
             .expect("target dir")
@@ -62,7 +59,7 @@ fn static_binary() -> &'static Path {
             .args(["build", "--release", "--locked", "--features", "ebpf"])
             .args(["--bin", "nsexporter"])
             .args(["--target", triple])
-            .current_dir(support::manifest_dir())
+            .current_dir(crate::support::manifest_dir())
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -100,8 +97,9 @@ fn has_interpreter(elf: &[u8]) -> bool {
 /// The file capability the Containerfile's builder stage gives the binary: the argument of
 /// its `setcap ... /out/nsexporter`, so that this test follows the image's definition.
 fn containerfile_file_capability() -> String {
-    let containerfile = std::fs::read_to_string(support::manifest_dir().join("Containerfile"))
-        .expect("read Containerfile");
+    let containerfile =
+        std::fs::read_to_string(crate::support::manifest_dir().join("Containerfile"))
+            .expect("read Containerfile");
     containerfile
         .lines()
         .find_map(|l| {
@@ -121,7 +119,7 @@ fn image_bundle(file_cap: Option<&str>) -> Bundle {
     if let Some(caps) = file_cap {
         let bin = bundle.rootfs().join(IMAGE_BIN.trim_start_matches('/'));
         let bin = bin.to_str().unwrap();
-        let (ok, _, err) = support::run("setcap", &[caps, bin]);
+        let (ok, _, err) = crate::support::run("setcap", &[caps, bin]);
         assert!(ok, "setcap {caps} (libcap2-bin): {err}");
     }
     bundle
@@ -187,7 +185,7 @@ impl Pod {
         pod
     }
 
-    fn get(&self, path: &str) -> Option<support::HttpResponse> {
+    fn get(&self, path: &str) -> Option<crate::support::HttpResponse> {
         http(self.port, "GET", path, &[]).ok()
     }
 
@@ -270,7 +268,7 @@ fn image_with_sys_ptrace_sees_every_users_namespaces() {
     let (_others, perl, sleep) = other_user_processes();
     let other_net = ns_inode(perl, "net").unwrap();
     assert_eq!(ns_inode(sleep, "net"), Some(other_net));
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let file_cap = containerfile_file_capability();
     let bundle = daemonset_pod(image_bundle(Some(&file_cap)), port)
         .capabilities(&["SYS_PTRACE"])
@@ -395,7 +393,7 @@ fn image_without_sys_ptrace_degrades_and_says_so_once() {
     let (_others, perl, _) = other_user_processes();
     let other_net = ns_inode(perl, "net").unwrap();
     let before: BTreeSet<(i32, u32)> = host_processes().into_iter().collect();
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let file_cap = containerfile_file_capability();
     let bundle = daemonset_pod(image_bundle(Some(&file_cap)), port).capabilities(&[]);
     let pod = Pod::start(bundle, port);
@@ -459,7 +457,7 @@ fn image_without_sys_ptrace_degrades_and_says_so_once() {
 #[test]
 #[ignore = "needs root, runc and setcap (scripts/install-test-deps): the image's static binary in a runc container"]
 fn effective_file_capability_would_not_start_without_sys_ptrace() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let bundle = daemonset_pod(image_bundle(Some("cap_sys_ptrace+ep")), port).capabilities(&[]);
     let err = match Container::try_run(bundle, &unique_id("nsexporter-nocap")) {
         Ok(c) => panic!("started without SYS_PTRACE: {}", c.log()),
@@ -475,7 +473,7 @@ fn effective_file_capability_would_not_start_without_sys_ptrace() {
 fn without_the_file_capability_sys_ptrace_is_lost_at_exec() {
     let (_others, perl, _) = other_user_processes();
     let inode = ns_inode(perl, "net").unwrap().to_string();
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let bundle = daemonset_pod(image_bundle(None), port)
         .capabilities(&["SYS_PTRACE"])
         .ambient(&[]);
@@ -519,7 +517,8 @@ const NAMES_FLAGS: [&str; 2] = [
 #[ignore = "needs root, runc, setcap, docker.io, podman and catatonit (scripts/install-test-deps): the image's static binary in a runc container"]
 fn image_with_the_names_component_names_docker_and_podman_containers() {
     let component = std::fs::read_to_string(
-        support::manifest_dir().join("deploy/kubernetes/docker-podman-names/kustomization.yaml"),
+        crate::support::manifest_dir()
+            .join("deploy/kubernetes/docker-podman-names/kustomization.yaml"),
     )
     .unwrap();
     for (host, at) in NAMES_MOUNTS {
@@ -566,7 +565,7 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
         podman.root().join("overlay-containers"),
     ];
     let pod = |caps: &[&str]| {
-        let port = support::free_port();
+        let port = crate::support::free_port();
         let file_cap = containerfile_file_capability();
         let mut bundle = daemonset_pod_with_args(image_bundle(Some(&file_cap)), port, &NAMES_FLAGS)
             .capabilities(caps)
@@ -666,7 +665,7 @@ fn rendered(components: &[&str]) -> Vec<serde_json::Value> {
         .skip(1)
         .map(|_| "..")
         .collect();
-    let base = support::manifest_dir()
+    let base = crate::support::manifest_dir()
         .join("deploy/kubernetes")
         .canonicalize()
         .unwrap();
@@ -698,7 +697,7 @@ fn rendered(components: &[&str]) -> Vec<serde_json::Value> {
     String::from_utf8(out.stdout)
         .unwrap()
         .split("\n---\n")
-        .map(|doc| support::yaml::to_json("kubectl kustomize", doc))
+        .map(|doc| crate::support::yaml::to_json("kubectl kustomize", doc))
         .collect()
 }
 
@@ -831,7 +830,7 @@ fn image_with_the_runtime_specs_component_judges_cri_pods_by_their_specs() {
     };
     let host_net_ids = [host_net.sandbox_id.as_str(), host_net.container("app")];
 
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let pod = Pod::start(rendered_daemonset_pod(&with_specs, port, host), port);
     let m = wait_for("the specs judged", Duration::from_secs(20), || {
         let m = pod.metrics();
@@ -855,7 +854,7 @@ fn image_with_the_runtime_specs_component_judges_cri_pods_by_their_specs() {
     permitted_ptrace_and_read_search_effective_ptrace(pod.container.pid());
     pod.container.remove();
 
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let pod = Pod::start(rendered_daemonset_pod(&base, port, host), port);
     let m = wait_for(
         "the findings without specs",

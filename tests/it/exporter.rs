@@ -1,13 +1,11 @@
 //! The binary against the committed fixture tree: the golden exposition, the HTTP surface,
 //! shutdown, and start-up errors.
 
-mod support;
-
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn fixture_exporter() -> Exporter {
     let procfs = fixture_procfs();

@@ -2,17 +2,15 @@
 //! exporter reads under `--path.run` (`<run>/runc/<id>/state.json`), classified per type as
 //! new, joined or host; then processes moved where their spec did not put them.
 //!
-//! Each runc container keeps its own `--root` (see `support::runc`); `<run>/runc/<id>` is a
+//! Each runc container keeps its own `--root` (see `crate::support::runc`); `<run>/runc/<id>` is a
 //! symlink to `<root>/<id>`, as the exporter follows symlinks above the file, never the file.
-
-mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::declared::{HOST, Intruder, Run, TYPES, findings, scan_after, scans};
-use support::runc::{Bundle, Container};
-use support::*;
+use crate::support::declared::{HOST, Intruder, Run, TYPES, findings, scan_after, scans};
+use crate::support::runc::{Bundle, Container};
+use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -341,7 +339,7 @@ fn runc_joining_another_containers_net_by_path_is_declared() {
 #[test]
 #[ignore = "needs root, docker.io, podman, catatonit and busybox-static (scripts/install-test-deps)"]
 fn docker_and_podman_declarations() {
-    use support::engines::with_busybox;
+    use crate::support::engines::with_busybox;
     let _guard = serial();
     let work = tempfile::tempdir().unwrap();
     let (docker, podman) = with_busybox(work.path());

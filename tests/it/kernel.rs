@@ -6,13 +6,11 @@
 //! The tests share one lock: each asserts exact counts of namespaces created on the machine, so
 //! they must not make namespaces at the same time.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -565,7 +563,7 @@ fn host_has_v1_hierarchies() -> bool {
 #[test]
 #[ignore = "needs root, runc and busybox-static (scripts/install-test-deps)"]
 fn cgroup_sharing_follows_the_hosts_cgroup_layout() {
-    use support::runc::{Bundle, Container, hex_id};
+    use crate::support::runc::{Bundle, Container, hex_id};
     let _guard = serial();
     let id = hex_id();
     let container = Container::run(
@@ -655,8 +653,8 @@ time.sleep(1000)
 #[test]
 #[ignore = "needs root: unshare(2), setns(2) and a real cgroup"]
 fn a_container_thread_in_the_hosts_net_namespace_is_a_finding() {
-    use support::cgroup::Cgroup;
-    use support::runc::hex_id;
+    use crate::support::cgroup::Cgroup;
+    use crate::support::runc::hex_id;
     let _guard = serial();
     let id = hex_id();
     let cgroup = Cgroup::create(&format!("/docker/{id}"));
@@ -756,7 +754,7 @@ time.sleep(1000)
 /// the cgroup, then the file.
 struct HostMountVisit {
     _python: Spawned,
-    _cgroup: support::cgroup::Cgroup,
+    _cgroup: crate::support::cgroup::Cgroup,
     id: String,
     go: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -764,8 +762,8 @@ struct HostMountVisit {
 
 impl HostMountVisit {
     fn prepare(seconds: &str) -> HostMountVisit {
-        let id = support::runc::hex_id();
-        let cgroup = support::cgroup::Cgroup::create(&format!("/docker/{id}"));
+        let id = crate::support::runc::hex_id();
+        let cgroup = crate::support::cgroup::Cgroup::create(&format!("/docker/{id}"));
         let dir = tempfile::tempdir().unwrap();
         let go = dir.path().join("go");
         let script = HOST_MOUNT_FOR_TWO_SECONDS;
@@ -806,7 +804,7 @@ fn host_mounts_counted(m: &Metrics) -> f64 {
 #[test]
 #[ignore = "needs root: unshare(2), setns(2), a real cgroup, and prometheus"]
 fn a_two_second_host_mount_between_scans_is_counted_and_pages() {
-    use support::prometheus::Prometheus;
+    use crate::support::prometheus::Prometheus;
     let _guard = serial();
     let visit = HostMountVisit::prepare("2");
     let id = visit.id.clone();
@@ -1067,8 +1065,12 @@ fn a_flood_of_namespaces_held_by_fds_is_capped_and_counted_against_its_container
     const FLOOD: usize = 3000;
     const CAP: usize = 100;
     let _guard = serial();
-    let (uid, id) = (support::visitor::uuid(), support::runc::hex_id());
-    let cgroup = support::cgroup::Cgroup::create(&format!("/kubepods/besteffort/pod{uid}/{id}"));
+    let (uid, id) = (
+        crate::support::visitor::uuid(),
+        crate::support::runc::hex_id(),
+    );
+    let cgroup =
+        crate::support::cgroup::Cgroup::create(&format!("/kubepods/besteffort/pod{uid}/{id}"));
     let flood = Spawned::new("python3", &["-c", NAMESPACE_FLOOD, &FLOOD.to_string()]);
     cgroup.add(flood.pid());
     let held = || {
@@ -1326,7 +1328,7 @@ fn parents_and_owners_agree_with_lsns_for_nested_namespaces() {
 #[test]
 #[ignore = "needs root (ip netns add) and prometheus"]
 fn an_orphaned_netns_reaches_the_alert() {
-    use support::prometheus::Prometheus;
+    use crate::support::prometheus::Prometheus;
     let _guard = serial();
     let e = Exporter::start(&["--scan.interval=500ms", "--namespace.orphan-age=3s"]);
     let rules = manifest_dir().join("deploy/prometheus/alerts.yaml");

@@ -12,16 +12,14 @@
 //! counted once and said once however many scans pass, and a mended one names its container
 //! from the next scan.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::engines::{Dockerd, PodmanStore, busybox_tar};
-use support::{Exporter, Metrics, fixture_procfs, wait_for};
+use crate::support::engines::{Dockerd, PodmanStore, busybox_tar};
+use crate::support::{Exporter, Metrics, fixture_procfs, wait_for};
 
 const IMAGE: &str = "nsx-busybox";
 
-fn findings<'a>(m: &'a Metrics, want: &[(&str, &str)]) -> Vec<&'a support::Sample> {
+fn findings<'a>(m: &'a Metrics, want: &[(&str, &str)]) -> Vec<&'a crate::support::Sample> {
     m.find("nsexporter_sharing_findings_active", want)
 }
 

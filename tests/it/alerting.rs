@@ -18,19 +18,17 @@
 //! Alertmanager listens on 127.0.0.1 only, with `--cluster.listen-address=` (no gossip), its
 //! data in a tempdir; every process, cgroup and file is removed on drop, pass or fail.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::alertmanager::Alertmanager;
+use crate::support::cgroup::{Cgroup, hierarchies};
+use crate::support::pod::Pod;
+use crate::support::prometheus::{Prometheus, encode};
+use crate::support::runc::hex_id;
+use crate::support::webhook::{Notification, Receiver};
+use crate::support::{Exporter, Spawned, listening_addresses, manifest_dir, ns_inode, wait_for};
 use serde_json::{Value, json};
-use support::alertmanager::Alertmanager;
-use support::cgroup::{Cgroup, hierarchies};
-use support::pod::Pod;
-use support::prometheus::{Prometheus, encode};
-use support::runc::hex_id;
-use support::webhook::{Notification, Receiver};
-use support::{Exporter, Spawned, listening_addresses, manifest_dir, ns_inode, wait_for};
 
 const RULES: &str = "deploy/prometheus/alerts.yaml";
 const ALERTMANAGER_CONFIG: &str = "deploy/prometheus/alertmanager.yml";
@@ -171,7 +169,7 @@ impl PodContainer {
 /// The shipped Alertmanager config with the test's receiver in place of the shipped one, and
 /// the timers said in the module header; route and inhibit rules as shipped.
 fn alertmanager_config(receiver: &Receiver) -> String {
-    let mut c = support::yaml::file(ALERTMANAGER_CONFIG);
+    let mut c = crate::support::yaml::file(ALERTMANAGER_CONFIG);
     let name = c["route"]["receiver"].clone();
     for (key, value) in [
         ("group_wait", "5s"),

@@ -2,15 +2,13 @@
 //! probes are still answered, the scan still has its fds, SIGTERM still exits promptly, and
 //! the log says it at most once a second. Latencies measured are printed (`--nocapture`).
 
-mod support;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// One at a time: each measures how quickly the exporter answers, and a flood beside it
 /// measures the flood.

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod cgroup;
+pub mod cri;
 pub mod dashboard;
 pub mod declared;
 pub mod engines;

@@ -22,19 +22,17 @@
 //! scrape interval (the ServiceMonitor's 30s, here 1s, timeout 1s) and the recording group's
 //! `interval` (1m, here 1s, in a copy; the expressions are the shipped ones).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::support::cgroup::{Cgroup, hierarchies};
+use crate::support::dashboard::{dashboard, label_values, queries, substitute};
+use crate::support::pod::Pod;
+use crate::support::prometheus::{Prometheus, encode};
+use crate::support::runc::hex_id;
+use crate::support::{BIN, Metrics, Spawned, free_port, http, manifest_dir};
 use serde_json::{Value, json};
-use support::cgroup::{Cgroup, hierarchies};
-use support::dashboard::{dashboard, label_values, queries, substitute};
-use support::pod::Pod;
-use support::prometheus::{Prometheus, encode};
-use support::runc::hex_id;
-use support::{BIN, Metrics, Spawned, free_port, http, manifest_dir};
 
 const SERVICE_MONITOR: &str = "deploy/kubernetes/servicemonitor.yaml";
 const SERVICE: &str = "deploy/kubernetes/service.yaml";
@@ -433,8 +431,8 @@ fn three_nodes_one_prometheus_recording_rules_dashboard_and_remote_write() {
 
     // The cluster's Prometheus: the ServiceMonitor's job, the recording rules, remote-write of
     // their series only.
-    let sm = support::yaml::file(SERVICE_MONITOR);
-    let service = support::yaml::file(SERVICE);
+    let sm = crate::support::yaml::file(SERVICE_MONITOR);
+    let service = crate::support::yaml::file(SERVICE);
     let port_name = sm["spec"]["endpoints"][0]["port"].as_str().unwrap();
     let mut targets: Vec<Value> = nodes
         .iter()

@@ -5,9 +5,7 @@
 //! see the certificate served. Tests that need curl or Prometheus are ignored; `scripts/test`,
 //! and so CI, runs them with `--include-ignored`.
 
-mod support;
 /// exporter-toolkit's own test cases, one test each.
-#[path = "web_config/toolkit.rs"]
 mod toolkit;
 
 use std::io::{Read, Write};
@@ -17,13 +15,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::prometheus::Prometheus;
+use crate::support::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::prometheus::Prometheus;
-use support::*;
 
 const USER: &str = "prometheus";
 const PASSWORD: &str = "s3cret";
@@ -668,7 +666,7 @@ fn the_differences_rustls_imposes_hold() {
     assert!(with("ca-client").is_err(), "a CA:TRUE client certificate");
 
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, err) = support::run(
+    let (ok, _, err) = crate::support::run(
         "openssl",
         &[
             "req",

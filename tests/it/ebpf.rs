@@ -8,18 +8,16 @@
 //! (`scripts/test` turns it on). The tests share one lock: they count on the whole machine,
 //! and share tracefs.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::cgroup::Cgroup;
-use support::pod::Pod;
-use support::runc::hex_id;
-use support::visitor::Visitor;
-use support::*;
+use crate::support::cgroup::Cgroup;
+use crate::support::pod::Pod;
+use crate::support::runc::hex_id;
+use crate::support::visitor::Visitor;
+use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -265,7 +263,7 @@ fn a_child_gone_before_it_is_read_is_counted_with_its_parents_container() {
 #[test]
 #[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs, runc, cgroups"]
 fn a_child_born_into_a_containers_pid_namespace_from_outside_is_the_containers() {
-    use support::runc::{Bundle, Container};
+    use crate::support::runc::{Bundle, Container};
     let _serial = serial();
     let _tracefs = Tracefs::ensure();
     let id = hex_id();
@@ -273,7 +271,7 @@ fn a_child_born_into_a_containers_pid_namespace_from_outside_is_the_containers()
         .args(&["sleep", "1000"])
         .cgroups_path(&format!(
             "/kubepods/besteffort/pod{}/{id}",
-            support::visitor::uuid()
+            crate::support::visitor::uuid()
         ));
     let container = Container::run(bundle, &id);
     std::thread::sleep(Duration::from_millis(1100));

@@ -2,14 +2,12 @@
 //! `PID/stat` should be, and a scan thread that stops making progress. Each must show in the
 //! metrics, in `/healthz` and in the log (once), and none may keep SIGTERM from exiting.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// A writable copy of the fixture procfs tree.
 fn fixture_copy() -> (tempfile::TempDir, PathBuf) {

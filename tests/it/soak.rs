@@ -18,19 +18,16 @@
 //! the machine at the same time. The numbers (scans, sweeps, processes, containers, findings,
 //! time to the alert, the exporter's RSS) are printed, not asserted.
 
-mod support;
-// Only these tests drive containerd's CRI: the gRPC client is built into them alone.
-#[path = "support/cri.rs"]
-mod cri;
+use crate::support::cri;
 
 use std::time::{Duration, Instant};
 
+use crate::support::declared::{HOST, Intruder, Run};
+use crate::support::engines::with_busybox;
+use crate::support::prometheus::Prometheus;
+use crate::support::runc::Bundle;
+use crate::support::*;
 use cri::{Containerd, containers, run_pods};
-use support::declared::{HOST, Intruder, Run};
-use support::engines::with_busybox;
-use support::prometheus::Prometheus;
-use support::runc::Bundle;
-use support::*;
 
 const RULES: &str = "deploy/prometheus/alerts.yaml";
 const SPEC_RULES: &str = "undeclared_namespace|user_namespace_not_applied";
