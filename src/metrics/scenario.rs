@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 
-#[path = "../../tests/support/golden.rs"]
+#[path = "../../tests/it/support/golden.rs"]
 mod golden;
 use crate::attribution::{
     Container, ContainerNames, NameErrorReason, NameSource, Names, Runtime, attribute,

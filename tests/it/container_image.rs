@@ -16,8 +16,9 @@
 //! With deploy/kubernetes/runtime-specs, the pod is the rendered DaemonSet itself (`kubectl
 //! kustomize`), run against containerd's CRI pods (tests/support/cri.rs).
 //!
-//! The first run builds the release binary with `+crt-static` into `<target dir>/static`,
-//! which takes a few minutes; later runs let cargo find it fresh.
+//! The binary under test is the image's where it is static (`scripts/test` builds it so);
+//! otherwise the first run builds the release binary with `+crt-static` into
+//! `<target dir>/static`, which takes a few minutes, and later runs let cargo find it fresh.
 
 use crate::support::cri;
 
@@ -42,12 +43,18 @@ const OTHER_UID: u32 = 12345;
 /// The DaemonSet's `resources.limits.memory`.
 const MEMORY_LIMIT: u64 = 64 << 20;
 
-/// The Containerfile's build: `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
-/// --locked --features ebpf --target x86_64-unknown-linux-gnu`, into `static/` beside this test's target dir.
-/// Built once per test binary; cargo itself decides whether anything changed.
+/// The image's binary: the one under test where it is static (`scripts/test` builds every
+/// test with `+crt-static`), or else the Containerfile's build, `RUSTFLAGS='-C
+/// target-feature=+crt-static' cargo build --release --locked --features ebpf --target
+/// x86_64-unknown-linux-gnu`, into `static/` beside this test's target dir, built once per
+/// test process; cargo itself decides whether anything changed.
 fn static_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
+        let tested = crate::support::bin();
+        if !has_interpreter(&std::fs::read(&tested).expect("read the binary under test")) {
+            return tested;
+        }
         let target_dir = Path::new(crate::support::BIN)
             .parent()
             .and_then(Path::parent)

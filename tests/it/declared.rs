@@ -8,7 +8,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::support::declared::{HOST, Intruder, Run, TYPES, findings, scan_after, scans};
+use crate::support::declared::{
+    HOST, Intruder, Run, TYPES, findings, findings_of, scan_after, scans,
+};
 use crate::support::runc::{Bundle, Container};
 use crate::support::*;
 
@@ -221,11 +223,11 @@ fn uid_mappings_not_applied_to_a_moved_process() {
     let c = run.run(b);
     let e = exporter(&run);
     let m = scan_after(&e, scans(&e));
-    assert!(findings(&m, "user_namespace_not_applied").is_empty());
+    assert!(findings_of(&m, "user_namespace_not_applied", &[&c.id]).is_empty());
     let _moved = Intruder::enter(&c, "user", HOST);
     let m = scan_after(&e, scans(&e));
     assert_eq!(
-        findings(&m, "user_namespace_not_applied"),
+        findings_of(&m, "user_namespace_not_applied", &[&c.id]),
         vec![(c.id.clone(), "user".into(), "false".into())]
     );
 }
@@ -252,7 +254,8 @@ fn nsenter_into_the_host_and_into_another_pods_network_are_undeclared_with_names
     let db = run.run(annotated("db-0", "postgres"));
     let e = exporter(&run);
     let m = scan_after(&e, scans(&e));
-    assert!(findings(&m, "undeclared_namespace").is_empty());
+    let ours = [web.id.as_str(), db.id.as_str()];
+    assert!(findings_of(&m, "undeclared_namespace", &ours).is_empty());
     let _into_host = Intruder::enter(&web, "mnt", HOST);
     let _into_db = Intruder::enter(&db, "net", web.pid());
     let m = scan_after(&e, scans(&e));
@@ -296,7 +299,7 @@ fn nsenter_into_the_host_and_into_another_pods_network_are_undeclared_with_names
         ))
     );
     assert_eq!(
-        findings(&m, "undeclared_namespace").len(),
+        findings_of(&m, "undeclared_namespace", &ours).len(),
         2,
         "{:?}",
         findings(&m, "undeclared_namespace")
@@ -315,7 +318,7 @@ fn runc_joining_another_containers_net_by_path_is_declared() {
     let e = exporter(&run);
     let m = scan_after(&e, scans(&e));
     assert!(
-        findings(&m, "undeclared_namespace").is_empty(),
+        findings_of(&m, "undeclared_namespace", &[&base.id, &joiner.id]).is_empty(),
         "{}",
         e.stderr()
     );

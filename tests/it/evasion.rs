@@ -503,8 +503,8 @@ fn a_protected_init_is_counted_once_and_then_standing() {
 /// Real runtimes' plumbing (runc's stages, runc exec's init, conmon, the shims) sits in a
 /// container's cgroup before it is in the container's namespaces: told apart by facts, none of
 /// it may be a finding. A hundred containers started and stopped by runc (in kubepods
-/// cgroups), Docker and Podman, with process events and sweeps ten times a second to catch
-/// every moment of their setup, and an exec into each runc container.
+/// cgroups), Docker and Podman, the three engines at once, with process events and sweeps ten
+/// times a second to catch every moment of their setup, and an exec into each runc container.
 #[test]
 #[ignore = "needs root, runc, docker.io, podman and busybox-static (scripts/install-test-deps)"]
 fn a_hundred_real_containers_start_and_stop_without_a_finding() {
@@ -523,35 +523,51 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
         (e.metrics().value("nsexporter_scans_total", &[])? >= 1.0).then_some(())
     });
     // Every container this test makes, by id: what else runs on the machine is not judged here.
+    // runc's, Docker's and Podman's are made at the same time, each engine's one after
+    // another, so that their plumbing also overlaps.
     let mut ids: Vec<String> = Vec::new();
-    for i in 0..34 {
-        let id = hex_id();
-        ids.push(id.clone());
-        let bundle = Bundle::busybox(&format!("nsx-plumbing-{i}"))
-            .args(&["sleep", "1000"])
-            .cgroups_path(&format!("/kubepods/besteffort/pod{}/{id}", uuid()));
-        let container = Container::run(bundle, &id);
-        container.exec(&["true"]);
-        container.remove();
-    }
-    for i in 0..33 {
-        let name = format!("nsx-plumbing-{i}");
-        let run = [
-            "run",
-            "--detach",
-            "--network",
-            "none",
-            "--name",
-            &name,
-            "nsx-busybox",
-            "sleep",
-            "1000",
-        ];
-        ids.push(docker.docker(&run));
-        docker.docker(&["rm", "--force", &name]);
-        ids.push(podman.podman(&run));
-        podman.podman(&["rm", "--force", "--time", "0", &name]);
-    }
+    let engine = |each: &(dyn Fn(&[&str]) -> String + Sync), rm: &[&str]| {
+        (0..33)
+            .flat_map(|i| {
+                let name = format!("nsx-plumbing-{i}");
+                let run = [
+                    "run",
+                    "--detach",
+                    "--network",
+                    "none",
+                    "--name",
+                    &name,
+                    "nsx-busybox",
+                    "sleep",
+                    "1000",
+                ];
+                let id = each(&run);
+                each(&[rm, &[name.as_str()]].concat());
+                [id]
+            })
+            .collect::<Vec<String>>()
+    };
+    std::thread::scope(|s| {
+        let runc = s.spawn(|| {
+            (0..34)
+                .map(|i| {
+                    let id = hex_id();
+                    let bundle = Bundle::busybox(&format!("nsx-plumbing-{i}"))
+                        .args(&["sleep", "1000"])
+                        .cgroups_path(&format!("/kubepods/besteffort/pod{}/{id}", uuid()));
+                    let container = Container::run(bundle, &id);
+                    container.exec(&["true"]);
+                    container.remove();
+                    id
+                })
+                .collect::<Vec<String>>()
+        });
+        let docker = s.spawn(|| engine(&|a| docker.docker(a), &["rm", "--force"]));
+        let podman = s.spawn(|| engine(&|a| podman.podman(a), &["rm", "--force", "--time", "0"]));
+        for made in [runc, docker, podman] {
+            ids.extend(made.join().expect("a maker panicked"));
+        }
+    });
     // What was read while they ran: the events and sweeps saw their plumbing.
     let scans = e.metrics().value("nsexporter_scans_total", &[]).unwrap();
     let m = wait_for("two more scans", Duration::from_secs(10), || {

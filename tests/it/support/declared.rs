@@ -80,6 +80,13 @@ pub const HOST: i32 = 2;
 pub const TYPES: [&str; 7] = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"];
 
 /// The findings of `rule` now, as (container_id, type, declared).
+/// [`findings`] of the containers `ids` only: another test's containers may be on the machine.
+pub fn findings_of(m: &Metrics, rule: &str, ids: &[&str]) -> Vec<(String, String, String)> {
+    let mut all = findings(m, rule);
+    all.retain(|(id, _, _)| ids.contains(&id.as_str()));
+    all
+}
+
 pub fn findings(m: &Metrics, rule: &str) -> Vec<(String, String, String)> {
     m.find("nsexporter_sharing_findings_active", &[("rule", rule)])
         .into_iter()
