@@ -2,16 +2,18 @@
 //!
 //! Two stages, as in ripgrep's low/high args: [`RawConfig`] mirrors the YAML file, the
 //! `NSEXPORTER_SECTION__KEY` environment variables and the node_exporter-style flags
-//! (`--section.key-name`), merged by the `config` crate ([`sources`]); [`Settings::try_from`]
+//! (`--section.key-name`), merged by the `config` crate (`sources.rs`); [`Settings::try_from`]
 //! parses each key's value into its type and checks what a type cannot say: that the procfs
 //! exists, the interval's minimum, the telemetry path's shape, the listen address
-//! ([`check`]), and one key against another ([`settings`]). Every error names the key it is
+//! (`check.rs`), and one key against another (`settings.rs`). Every error names the key it is
 //! about, on one line.
 //!
-//! Each key is declared once, in the table of [`keys`]: name, flag, default, help, parse and
-//! the [`Settings`] field it fills. [`table`] makes from it the YAML section structs, the clap
-//! [`Flags`] (with the default in each flag's help), the key list that the loader walks to set
-//! defaults and flag overrides, and [`Settings`]; adding a key is one entry.
+//! Each key is declared once, in the table in `keys.rs`: name, flag, default, help, parse and
+//! the [`Settings`] field it fills. The macro in `table.rs` makes from it the YAML section
+//! structs, the clap [`Flags`] (with the default in each flag's help), the [`KEY`] table and
+//! the [`KEYS`] list that the loader walks to set defaults and flag overrides, and
+//! [`Settings`]; adding a key is one entry. Code that needs a key says `KEY.scan_interval`,
+//! never its name in a string.
 
 mod check;
 mod cli;

@@ -99,3 +99,35 @@ pub enum LogFormat {
     Logfmt,
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_are_go_parse_bools() {
+        for text in ["true", "True", "TRUE", "t", "T", "1"] {
+            assert_eq!(parse_bool(text), Ok(true), "{text:?}");
+        }
+        for text in ["false", "False", "FALSE", "f", "F", "0"] {
+            assert_eq!(parse_bool(text), Ok(false), "{text:?}");
+        }
+        // YAML 1.1's words are text to a YAML 1.2 parser, and no boolean to Go.
+        for text in ["yes", "on", "tRUE", "", "2"] {
+            let want = format!("{text:?} is not one of true, false");
+            assert_eq!(parse_bool(text), Err(want));
+        }
+    }
+
+    #[test]
+    fn names_are_serdes_and_only_the_level_ignores_case() {
+        assert_eq!(one_of::<LogFormat>("json"), Ok(LogFormat::Json));
+        assert_eq!(
+            one_of::<LogFormat>("JSON"),
+            Err("\"JSON\" is not one of logfmt, json".to_owned())
+        );
+        assert_eq!(one_of_any_case::<LogLevel>("WaRn"), Ok(LogLevel::Warn));
+        assert_eq!(count(" 8 "), Ok(8));
+        assert_eq!(count("-1"), Err("\"-1\" is not a whole number".to_owned()));
+    }
+}
