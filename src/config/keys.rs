@@ -251,9 +251,8 @@ config_keys! {
             help: "Per-namespace series to export: all, shared (host namespaces and those \
                    shared by several workloads or with findings) or none",
         },
-        // A container's own are at most eight, and a kind node run in a pod at the kubelet's
-        // 110 pods holds some thousand: twice that is beyond any real workload, and a flood
-        // of namespaces costs Prometheus three series for each one below it only.
+        // Twice what the largest real workload holds (a kind node run in a pod, counted in
+        // docs/metrics.md's series budget), so that only a flood of namespaces reaches it.
         namespaces_per_workload as namespaces_per_workload: usize {
             flag: "metrics.namespaces-per-workload" <N>,
             default: "2000",

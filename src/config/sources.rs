@@ -14,7 +14,7 @@ use super::error::{ConfigError, FileProblem};
 use super::keys::{Flags, KEYS, RawConfig};
 use crate::files::{self, ReadError, Symlinks, YamlProblem, check_yaml};
 
-/// The largest config file accepted, in bytes (1 MiB): the shipped configs are under 2 KiB.
+/// The largest config file accepted, in bytes (1 MiB): room for any policy a person writes.
 pub const CONFIG_FILE_LIMIT: u64 = 1024 * 1024;
 
 /// Reads a config file once, within [`CONFIG_FILE_LIMIT`], and checks it with
