@@ -792,7 +792,7 @@ fn median_u64(v: &mut [u64]) -> u64 {
 fn profile_memory(scans: usize) -> MemoryProfile {
     let procfs = ProcFs::new(PROC_ROOT.to_str().unwrap());
     let defaults = Settings::defaults();
-    let scanner = || Scanner::new(procfs.clone(), defaults.scan_threads, defaults.scan_pins);
+    let scanner = || Scanner::new(procfs.clone(), defaults.scan_threads, defaults.scan_pins());
     let mut out = MemoryProfile {
         scans,
         ..Default::default()

@@ -187,7 +187,7 @@ fn list_once(
 ) -> Result<()> {
     let procfs = ProcFs::new(&settings.procfs);
     let outcome =
-        Scanner::new(procfs.clone(), settings.scan_threads, settings.scan_pins).scan(None)?;
+        Scanner::new(procfs.clone(), settings.scan_threads, settings.scan_pins()).scan(None)?;
     for reason in ErrorReason::ALL {
         if let Some(first) = outcome.errors.first(reason) {
             let count = outcome.errors.count(reason);
@@ -230,7 +230,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.namespaces_per_workload,
         );
         let mut scan_loop = ScanLoop::new(
-            Scanner::new(procfs, settings.scan_threads, settings.scan_pins),
+            Scanner::new(procfs, settings.scan_threads, settings.scan_pins()),
             metrics,
             settings.policy.clone(),
             settings.orphan_age,
@@ -247,7 +247,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
         if let Some(events) = listen_for_events(&settings) {
             scan_loop = scan_loop.with_events(events);
         }
-        settings.limits.max_connections = fit_connections(settings.limits.max_connections, nofile);
+        settings.max_connections = fit_connections(settings.max_connections, nofile);
         let interval = settings.scan_interval;
         let sweep = settings.scan_sweep_interval;
         let health = Arc::new(Health::new(interval, scan_loop.progress()));
@@ -270,7 +270,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             interval = %humantime::format_duration(interval),
             version = env!("CARGO_PKG_VERSION"),
             proc_events = settings.scan_proc_events,
-            bind_mounts = settings.scan_pins.mounts,
+            bind_mounts = settings.scan_bind_mounts,
             ebpf = settings.scan_ebpf,
             tls = web.as_ref().is_some_and(|w| w.current().tls.is_some()),
             basic_auth = web.as_ref().is_some_and(|w| w.current().users.is_some()),
@@ -291,7 +291,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             signalled = Some(std::time::Instant::now());
             drop(stop);
         };
-        serve(listener, state, settings.limits, web, shutdown).await;
+        serve(listener, state, settings.limits(), web, shutdown).await;
         // A scan blocked in a read cannot be interrupted; exiting ends it. Shutdown waits for
         // a running scan only this long from the signal, so that SIGTERM always exits within
         // a pod's grace period.
@@ -430,7 +430,7 @@ fn bind(settings: &Settings) -> Result<tokio::net::TcpListener> {
     match last {
         Some(e) => bail!(
             "web.listen_address: cannot listen on {}: {e}",
-            settings.listen_address_text
+            settings.listen_address
         ),
         None => bail!("web.listen_address: no address"),
     }

@@ -99,7 +99,7 @@ fn cri_pods_declare_every_type_right() {
     let mut scanner = nsexporter::scan::Scanner::new(
         nsexporter::procfs::ProcFs::new(PathBuf::from("/proc")),
         defaults.scan_threads,
-        defaults.scan_pins,
+        defaults.scan_pins(),
     );
     let snapshot = scanner.scan(None).unwrap().snapshot;
     let attribution = nsexporter::attribution::attribute(
