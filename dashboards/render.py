@@ -5,7 +5,7 @@ An honest stand-in for a Grafana screenshot where no Grafana runs: the panels ar
 the JSON's own 24-column grid (a collapsed row drawn open, as if clicked), the queries are the
 dashboard's own, with the variables replaced as Grafana would; only the drawing is matplotlib's.
 The SHA-256 of the dashboard JSON goes into the PNG's metadata (tEXt `nsexporter-dashboard-sha256`)
-so that `tests/dashboard.rs` can tell a picture drawn from another version of the JSON.
+so that `tests/it/dashboard.rs` can tell a picture drawn from another version of the JSON.
 
     /usr/bin/python3 dashboards/render.py --prometheus=http://127.0.0.1:9090 --range=600
     /usr/bin/python3 dashboards/render.py --list-types    # the panel types it can draw
@@ -307,7 +307,7 @@ def draw_bargauge(ax, panel, q):
     return True
 
 
-# The panel types this script can draw; `--list-types` prints them, and tests/dashboard.rs
+# The panel types this script can draw; `--list-types` prints them, and tests/it/dashboard.rs
 # compares them with the dashboard's.
 DRAW = {
     "bargauge": draw_bargauge,

@@ -569,7 +569,7 @@ mod tests {
         assert_eq!(found(&j), vec![]);
     }
 
-    /// A `hostNetwork` pod as containerd 1.6's CRI writes it (specs cut from `tests/cri.rs`'s
+    /// A `hostNetwork` pod as containerd 1.6's CRI writes it (specs cut from `tests/it/cri.rs`'s
     /// pods): the sandbox has no net or uts entry, and the app joins the sandbox's by
     /// `/proc/<pause pid>/ns/…`, which are the host's. Declared: no finding, the expected
     /// namespace is the host's, and the host findings are `declared="true"`; the same app in

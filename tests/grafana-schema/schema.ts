@@ -5,7 +5,7 @@
 // those, never the string "thresholds" a JSON file holds, and a JSON module import widens every
 // string to `string` anyway. So `const d: Dashboard = importedJson` can never pass. `AsJson`
 // rewrites each string enum to the union of its values (`${E}`), keeping everything else, and
-// tests/dashboard.rs checks the dashboard as an object literal of this type: that also gets
+// tests/it/dashboard.rs checks the dashboard as an object literal of this type: that also gets
 // TypeScript's excess-property check, so a misspelt key (`gridpos`) fails too.
 //
 // What the types do not cover: panel `options`, `targets` and `fieldConfig.defaults.custom` are

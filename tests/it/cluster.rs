@@ -868,7 +868,7 @@ fn samples_at(p: &Prometheus, t: f64, cluster: Option<&str>) -> BTreeMap<String,
 }
 
 /// Grafana's variables for the dashboard's queries with `instance` selected (a node's name, or
-/// the regex Grafana makes of All), as `tests/dashboard.rs` substitutes them otherwise.
+/// the regex Grafana makes of All), as `tests/it/dashboard.rs` substitutes them otherwise.
 fn variables(instance: &str) -> [(&str, &str); 7] {
     [
         ("__rate_interval", "4s"),

@@ -12,9 +12,9 @@
 //! shows host pids from inside a container's pid namespace).
 //!
 //! With deploy/kubernetes/docker-podman-names, the same pod also gets DAC_READ_SEARCH and the
-//! engines' container directories (tests/support/engines.rs runs a real dockerd and Podman).
+//! engines' container directories (tests/it/support/engines.rs runs a real dockerd and Podman).
 //! With deploy/kubernetes/runtime-specs, the pod is the rendered DaemonSet itself (`kubectl
-//! kustomize`), run against containerd's CRI pods (tests/support/cri.rs).
+//! kustomize`), run against containerd's CRI pods (tests/it/support/cri.rs).
 //!
 //! The binary under test is the image's where it is static (`scripts/test` builds it so);
 //! otherwise the first run builds the release binary with `+crt-static` into

@@ -59,7 +59,7 @@ const ZERO_IS_RIGHT: &[(&str, &str, &str)] = &[
     (
         "Declared against observed: undeclared namespaces, and findings by declared",
         "A",
-        "this test's container has no spec, so nothing is undeclared (tests/declared.rs)",
+        "this test's container has no spec, so nothing is undeclared (tests/it/declared.rs)",
     ),
 ];
 

@@ -466,7 +466,7 @@ fn prometheus_scrape_example_passes_promtool() {
 }
 
 /// The example Alertmanager config passes Alertmanager's own check, and every alert it names
-/// is one that `alerts.yaml` defines (tests/alerting.rs runs it in a real Alertmanager).
+/// is one that `alerts.yaml` defines (tests/it/alerting.rs runs it in a real Alertmanager).
 #[test]
 #[ignore = "needs amtool (prometheus-alertmanager; scripts/install-test-deps)"]
 fn alertmanager_example_passes_amtool_and_names_shipped_alerts() {

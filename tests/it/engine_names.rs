@@ -1,5 +1,5 @@
 //! Container names from real engines reach the findings: a dockerd and a Podman store of the
-//! test's own (tests/support/engines.rs), a busybox image imported into each, containers on
+//! test's own (tests/it/support/engines.rs), a busybox image imported into each, containers on
 //! the host network, a Podman pod, and the exporter scanning the real /proc with
 //! `--path.docker` and `--path.podman` on them.
 //!

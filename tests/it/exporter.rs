@@ -304,7 +304,7 @@ fn bad_input_exits_non_zero_with_one_line() {
 
 /// A build without the `ebpf` feature refuses `--scan.ebpf=true` at start, in one line that
 /// says how to get it, rather than run without what was asked. (With the feature,
-/// tests/ebpf.rs covers the flag.)
+/// tests/it/ebpf.rs covers the flag.)
 #[cfg(not(feature = "ebpf"))]
 #[test]
 fn scan_ebpf_without_the_feature_fails_at_start() {

@@ -1,5 +1,5 @@
 //! Declared against observed, everything at once and for a while: the four CRI pods of
-//! `tests/cri.rs` (containerd 1.6 over its gRPC socket), Docker `--network host` and
+//! `tests/it/cri.rs` (containerd 1.6 over its gRPC socket), Docker `--network host` and
 //! `--pid container:X`, a Podman pod, and a runc container joining another's net by path, with
 //! the exporter (shipped defaults: scans every 15 s, sweeps every second) scraped every second
 //! by a real Prometheus evaluating the shipped alert rules, for `NSX_SOAK_SECONDS` (default
@@ -216,7 +216,7 @@ fn everything_declared_for_a_soak_then_two_intrusions_page() {
         .collect();
     // The specs were read: the declared sharing stood all along as `declared="true"`, and no
     // finding of ours was without a spec (`unknown`). (The Podman pod shares nothing with
-    // anyone; tests/declared.rs shows its specs read.)
+    // anyone; tests/it/declared.rs shows its specs read.)
     let standing: Vec<(String, String, String, String)> = findings_ours
         .iter()
         .map(|r| {

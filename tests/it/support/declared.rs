@@ -1,5 +1,5 @@
-//! Helpers of the declared-against-observed tests (`tests/declared.rs`, `tests/cri.rs`,
-//! `tests/soak.rs`): a `--path.run` for runc containers, the findings of a scrape, and an
+//! Helpers of the declared-against-observed tests (`tests/it/declared.rs`, `tests/it/cri.rs`,
+//! `tests/it/soak.rs`): a `--path.run` for runc containers, the findings of a scrape, and an
 //! intruder: a process in a container's cgroup and namespaces but one, as `nsenter` from the
 //! container's cgroup leaves it.
 
