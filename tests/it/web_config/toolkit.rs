@@ -17,7 +17,7 @@
 //! A good file must start and serve as the case expects (the landing page stands for the
 //! case's "Hello World!" handler); a bad one must be refused at start with one line.
 //!
-//! `NSEXPORTER_TEST_BIN=path cargo test --test web_config toolkit_ -- --include-ignored`
+//! `NSEXPORTER_TEST_BIN=path cargo test --test it web_config::toolkit -- --include-ignored`
 //! runs them against another build, to count how many cases it matches.
 
 use std::io::{Read, Write};
