@@ -27,7 +27,8 @@ struct Module {
     uses: BTreeMap<String, Vec<String>>,
     /// The modules of its glob imports (`use x::*`), as written.
     globs: Vec<Vec<String>>,
-    /// Every path its code names, as written, each with its text for the report.
+    /// Every path of two segments or more that its code names, and every `use` path, as
+    /// written.
     names: Vec<Vec<String>>,
 }
 
@@ -198,6 +199,7 @@ impl<'ast> Visit<'ast> for Names<'_> {
     }
 }
 
+/// An item's attributes (`syn` has no accessor for them).
 fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
     match item {
         syn::Item::Const(i) => &i.attrs,
@@ -219,6 +221,7 @@ fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
     }
 }
 
+/// Records a `use` item in `module`: the names it binds, and its paths as imports.
 fn add_use(module: &mut Module, item: &syn::ItemUse) {
     let mut bound = Vec::new();
     let mut globs = Vec::new();
@@ -342,30 +345,21 @@ impl Crate {
             return None; // A `use` loop: the compiler would have refused it.
         }
         let (first, rest) = path.split_first()?;
-        let mut here: ModPath = match first.as_str() {
-            "crate" => Vec::new(),
-            "self" => at.to_vec(),
-            "super" => at[..at.len().checked_sub(1)?].to_vec(),
+        let (mut here, rest): (ModPath, &[String]) = match first.as_str() {
+            "crate" => (Vec::new(), rest),
+            "self" => (at.to_vec(), rest),
+            "super" => (at[..at.len().checked_sub(1)?].to_vec(), rest),
+            _ if self.modules.get(at)?.children.contains(first) => (at.to_vec(), path),
             _ => {
-                let module = self.modules.get(at)?;
-                if module.children.contains(first) {
-                    at.to_vec()
-                } else if let Some(target) = module.uses.get(first) {
-                    if target.first() == Some(first) && !module.children.contains(first) {
-                        return None; // `use regex;`: a crate.
-                    }
-                    let mut full = target.clone();
-                    full.extend(rest.iter().cloned());
-                    return self.resolve(at, &full, depth + 1);
-                } else {
-                    return None;
+                // A name `at` imports, or else nothing of this crate.
+                let target = self.modules[at].uses.get(first)?;
+                if target.first() == Some(first) {
+                    return None; // `use regex;`: a crate.
                 }
+                let mut full = target.clone();
+                full.extend(rest.iter().cloned());
+                return self.resolve(at, &full, depth + 1);
             }
-        };
-        let rest = if first == "crate" || first == "self" || first == "super" {
-            rest
-        } else {
-            path
         };
         for (i, segment) in rest.iter().enumerate() {
             if segment == "super" {
@@ -414,6 +408,7 @@ impl Crate {
     }
 }
 
+/// A module's path as Rust writes it.
 fn show(m: &[String]) -> String {
     if m.is_empty() {
         "crate".to_owned()
