@@ -16,7 +16,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nsexporter::attribution::{Attribution, Container, Runtime, Workload};
+use nsexporter::attribution::{Attribution, Container, Workload};
+use nsexporter::cgroup::Runtime;
 use nsexporter::declared::{SpecSources, Wanted, judge};
 use nsexporter::model::{
     HostNamespaces, HostSource, NsType, PerType, Process, ProcessId, ScanTime, Snapshot,

@@ -4,6 +4,7 @@ mod labels;
 
 pub mod attribution;
 pub mod capabilities;
+pub mod cgroup;
 pub mod config;
 pub mod declared;
 pub mod ebpf;

@@ -636,9 +636,9 @@ impl Snapshot {
     ) -> Self {
         // Counted first, then filled: the map and every member list are allocated once, at
         // their size. Members cluster (children inherit their parent's namespaces), so there
-        // are about half as many namespaces as processes: a map sized by the process count,
-        // and lists grown by doubling, held 2.1 MiB more at 10,000 processes, in every
-        // snapshot kept and twice during a scan. The count costs a hash lookup per link.
+        // are far fewer namespaces than processes: a map sized by the process count, and
+        // lists grown by doubling, held megabytes more at 10,000 processes
+        // (docs/performance.md), in every snapshot kept and twice during a scan. The count costs a hash lookup per link.
         let memberships = |process: &Process| {
             let threads = process.thread_namespaces.iter().map(|t| t.id);
             NsType::ALL

@@ -22,7 +22,8 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::attribution::{Container, Runtime};
+use crate::attribution::Container;
+use crate::cgroup::Runtime;
 use crate::model::{CgroupLayout, NsType, PerType};
 
 label_enum! {
@@ -301,7 +302,8 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attribution::{ContainerNames, Runtime};
+    use crate::attribution::ContainerNames;
+    use crate::cgroup::Runtime;
 
     fn container(ns: &str, pod: &str, name: &str) -> Container {
         Container {

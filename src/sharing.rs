@@ -410,7 +410,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::attribution::{ContainerNames, Runtime};
+    use crate::attribution::ContainerNames;
+    use crate::cgroup::Runtime;
     use crate::model::{HostNamespaces, HostSource, PerType, Process, ScanTime};
     use crate::policy::{RawAllow, RawPolicy};
 

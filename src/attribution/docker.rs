@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::cgroup::is_container_id;
-use super::names::{ContainerNames, NameError, Stamp, is_engine_name, read_bounded};
+use super::container_names::{ContainerNames, NameError, is_engine_name, read_bounded};
+use crate::cgroup::is_container_id;
+use crate::files::Stamp;
 
 /// The largest `config.v2.json` read, in bytes. A container's is a few KB; a huge
 /// environment or label set can make it tens of KB.

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
-use super::cgroup::is_container_id;
-use super::names::ContainerNames;
+use super::container_names::ContainerNames;
+use crate::cgroup::is_container_id;
 
 /// Parses one file name of `/var/log/containers/` into the names it carries; `None` for
 /// anything else.

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::ContainerRef;
+use crate::cgroup::ContainerRef;
 use crate::model::{NamespaceId, NsType, Process, ProcessId, Snapshot};
 
 /// What says a process is a container's, besides its cgroup file.

@@ -15,7 +15,7 @@
 //! SQLite (`db.sql`). Reading either needs a database engine and follows Podman's schema;
 //! `containers.json` is plain JSON that containers/storage has kept in one shape since 2017,
 //! and it has the name. Pod membership comes from cgroup paths instead
-//! ([`super::parse_cgroup`]); a pod's name is only in the database, so it is not known.
+//! ([`crate::cgroup::parse_cgroup`]); a pod's name is only in the database, so it is not known.
 //!
 //! Only `id` and the first of `names` are kept; everything else, and every later name, is
 //! skipped by the parser as it goes, so a hostile file costs no more than its valid entries.
@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 
-use super::cgroup::is_container_id;
-use super::names::{ContainerNames, NameError, Stamp, is_engine_name, read_bounded};
+use super::container_names::{ContainerNames, NameError, is_engine_name, read_bounded};
+use crate::cgroup::is_container_id;
+use crate::files::Stamp;
 
 /// The largest list read, in bytes. A container's entry is about 500 bytes here, so this is
 /// some 8,000 containers in one store.

@@ -5,8 +5,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::container_names::ContainerNames;
 use super::membership::{Evidence, Memberships, shared_pid_namespaces};
-use super::{CgroupWorkload, ContainerNames, ContainerRef, Names, Runtime, parse_cgroup};
+use super::names::Names;
+use crate::cgroup::{CgroupWorkload, ContainerRef, Runtime, parse_cgroup};
 use crate::model::{Process, ScanTime, Snapshot};
 
 /// One container, shared by all its processes. Ordered by id first (the field order), and

@@ -231,7 +231,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::attribution::Runtime;
+    use crate::cgroup::Runtime;
     use crate::model::{HostNamespaces, HostSource, ProcessId, ScanTime, ThreadNamespace};
 
     const HOST: u64 = 1;

@@ -34,8 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::spec::{Spec, SpecParseError, parse_oci_config, parse_runc_state};
-use crate::attribution::{NameError, REREAD_NAMES, Stamp, read_bounded};
+use crate::attribution::{NameError, REREAD_NAMES, read_bounded};
 use crate::capabilities::Raised;
+use crate::files::Stamp;
 
 /// The largest spec read: a Kubernetes container's `config.json` is 10-40 KiB.
 pub const SPEC_LIMIT: u64 = 1 << 20;

@@ -107,7 +107,8 @@ fn read_changes(
     ticks_per_second: u64,
 ) {
     // The probes wake the reader only when a quarter of the ring is waiting (a wakeup per
-    // report cost a setns more than the probe): it looks every 10 ms besides.
+    // report cost more than the probe itself, docs/performance.md): it looks every 10 ms
+    // besides.
     let wait = PollTimeout::try_from(Duration::from_millis(10)).unwrap_or(PollTimeout::NONE);
     loop {
         {

@@ -156,9 +156,9 @@ static __always_inline void report(struct task_struct *task, __u32 syscall,
 	for (int i = 0; i < NS_TYPES; i++)
 		c->inum[i] = after->ns[i] ? inum(i, after->ns[i]) : 0;
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
-	/* No wakeup per report: in a VM the wakeup's self-IPI cost a setns more than all the
-	 * rest. The reader polls every 10 ms, and is woken early only once a quarter of the ring
-	 * is waiting. */
+	/* No wakeup per report: in a VM the wakeup's self-IPI cost more than all the rest
+	 * (docs/performance.md). The reader polls every 10 ms, and is woken early only once a
+	 * quarter of the ring is waiting. */
 	long wake = bpf_ringbuf_query(&CHANGES, BPF_RB_AVAIL_DATA) >= WAKE_AT ? BPF_RB_FORCE_WAKEUP
 									: BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(c, wake);

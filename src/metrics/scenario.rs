@@ -13,8 +13,9 @@ use super::*;
 #[path = "../../tests/it/support/golden.rs"]
 mod golden;
 use crate::attribution::{
-    Container, ContainerNames, NameErrorReason, NameSource, Names, Runtime, attribute,
+    Container, ContainerNames, NameErrorReason, NameSource, Names, attribute,
 };
+use crate::cgroup::Runtime;
 use crate::events::{Drops, Lost};
 use crate::lifecycle::Tracker;
 use crate::model::{ChangeSyscall, Holder, NamespaceId, NsChange, PerType, ProcessId, ScanTime};

@@ -230,7 +230,7 @@ impl Scanner {
         let mut vanished = 0;
         // Read into a list and built into the map at once: a map filled one insert at a time
         // in ascending pid order leaves each node a little over half full (a split keeps six
-        // of eleven), 2.9 MiB rather than 1.6 at 10,000 processes, and it lives until the
+        // of eleven), nearly twice the memory (docs/performance.md), and it lives until the
         // next scan. The list is gone before the namespaces are indexed, so it adds nothing to
         // the scan's peak. Sized by the last scan, it rarely grows.
         let mut processes = Vec::with_capacity(previous.map_or(0, |p| p.processes.len() + 64));

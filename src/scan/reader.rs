@@ -13,7 +13,7 @@ use nix::dir::Dir;
 
 use super::errors::{ErrorReason, ScanErrors};
 use super::watch::Expected;
-use crate::attribution::{CgroupWorkload, parse_cgroup};
+use crate::cgroup::{CgroupWorkload, parse_cgroup};
 use crate::model::{Inode, NamespaceId, NsType, PerType, Process, ProcessId, ThreadNamespace};
 use crate::procfs::{
     StatFacts, WHOLE_FILE_MAX, is_vanished, open_dir_at, owner_uid, parse_ns_link, parse_stat,

@@ -104,9 +104,9 @@ impl Watch {
 
     /// Syscalls a sweep spends re-reading watched processes' threads: a `stat` of
     /// `PID/task` tells a single-threaded process at once (its link count), the listing of a
-    /// multi-threaded one costs three, and each link of a thread one. About an eighth of what
-    /// re-checking 2,500 processes' main threads costs, which keeps the two near the 2 % of a
-    /// core budgeted for them (docs/performance.md).
+    /// multi-threaded one costs three, and each link of a thread one. Small beside the
+    /// re-check of 2,500 processes' main threads, so that the two stay within the 2 % of a
+    /// core budgeted for them (docs/performance.md has what each costs).
     pub const THREAD_READS: u32 = 512;
 
     /// Processes not watched whose `cgroup` file a sweep reads again, a read of a few hundred
@@ -116,9 +116,10 @@ impl Watch {
 
     /// Watches `pids` of the last scan for a move in `types` (the host rules' types),
     /// forgetting what was read before it. Every sweep reads `mnt` and `net`, where an escape
-    /// does the most harm; the other types every [`Watch::ROTATION`]th sweep: each readlink
-    /// costs about 3 µs here, and a budget of 2% of a core for 2,500 processes at one sweep a
-    /// second allows about two and a half a process. A process's own `pid` link never
+    /// does the most harm; the other types every [`Watch::ROTATION`]th sweep: a budget of 2 %
+    /// of a core for 2,500 processes at one sweep a second pays for a few readlinks a
+    /// process, not all of them (docs/performance.md has a readlink's cost). A process's own
+    /// `pid` link never
     /// changes (setns(2) into a pid namespace moves only its children, which are new
     /// processes), nor does `user` (a process cannot join an ancestor user namespace): those
     /// are never read in place.
