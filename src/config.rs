@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 
 use crate::files::{self, ReadError, Symlinks, YamlProblem, check_yaml};
-use crate::http::Limits;
 use crate::policy::{Policy, PolicyError, RawPolicy};
+use nsexporter_web::http::Limits;
 
 /// `metrics.per_namespace`, the metrics stage's own type: a serde enum of lowercase names.
 pub use crate::metrics::PerNamespace;
