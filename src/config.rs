@@ -532,12 +532,14 @@ fn text<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<T, D::Error>
     String::deserialize(d).map(T::from)
 }
 
-/// `deserialize_with` for durations, in humantime's syntax (`15s`, `1m 30s`). Not
-/// humantime-serde's: its error drops humantime's reason ("expected number at 0"), and it
-/// calls a YAML `15` a type error where humantime says that a unit is needed.
+/// `deserialize_with` for durations, in Go's syntax (`15s`, `1m30s`), as web.yml reads them
+/// ([`nsexporter_web::dialect`]); not negative.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))
+    let nanos = nsexporter_web::dialect::parse_duration(&text).map_err(D::Error::custom)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| D::Error::custom(format!("{text:?} is negative")))
 }
 
 /// `deserialize_with` for a whole number, written as text (a YAML number comes as text too).
@@ -548,17 +550,11 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         .map_err(|_| D::Error::custom(format!("{text:?} is not a whole number")))
 }
 
-/// `deserialize_with` for a boolean: what kingpin's flags take (Go's `strconv.ParseBool`),
-/// from every source.
+/// `deserialize_with` for a boolean: what kingpin's flags take (Go's `strconv.ParseBool`) and
+/// web.yml's YAML 1.1 words, from every source ([`nsexporter_web::dialect`]).
 fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     let text = String::deserialize(d)?;
-    match text.trim() {
-        "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(true),
-        "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(false),
-        _ => Err(D::Error::custom(format!(
-            "{text:?} is not one of true, false"
-        ))),
-    }
+    nsexporter_web::dialect::parse_bool(text.trim()).map_err(D::Error::custom)
 }
 
 /// `deserialize_with` for a serde enum of lowercase names, written as text: a bad name is
@@ -1230,11 +1226,11 @@ mod tests {
         assert!(e.contains("unrecognized subcommand 'true'"), "{e}");
         assert!(flags(&["--no-scan.proc-events=true"]).is_err());
         // A bad value is said as from any source.
-        let mut f = flags(&["--scan.proc-events=yes"]).unwrap();
+        let mut f = flags(&["--scan.proc-events=maybe"]).unwrap();
         f.procfs = Some(fixture_procfs());
         assert_eq!(
             load(f, &[]).unwrap_err(),
-            "scan.proc_events: \"yes\" is not one of true, false"
+            "scan.proc_events: \"maybe\" is not one of true, false (or t, 1, yes, y, on; f, 0, no, n, off)"
         );
         // Other flags still take a separate value.
         assert_eq!(
@@ -1280,7 +1276,7 @@ mod tests {
 
     #[test]
     fn typed_values_from_every_source() {
-        let yaml = "scan:\n  interval: 1m 30s\nlog:\n  level: DEBUG\n  format: json\n";
+        let yaml = "scan:\n  interval: 1m30s\nlog:\n  level: DEBUG\n  format: json\n";
         let s = load_yaml(Flags::default(), &[], yaml).unwrap();
         assert_eq!(s.scan_interval, Duration::from_secs(90));
         assert_eq!(s.log_level, tracing::Level::DEBUG, "level ignores case");
@@ -1329,7 +1325,11 @@ mod tests {
             ),
             (
                 "scan:\n  interval: 15\n",
-                "scan.interval: \"15\": time unit needed, for example 15sec or 15ms",
+                "scan.interval: \"15\": a unit is needed (Go's syntax: 1s, 300ms)",
+            ),
+            (
+                "scan:\n  interval: -1s\n",
+                "scan.interval: \"-1s\" is negative",
             ),
             (
                 "scan:\n  interval: [1]\n",
