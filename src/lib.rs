@@ -9,9 +9,10 @@ pub mod config;
 pub mod declared;
 pub mod ebpf;
 pub mod events;
-pub mod files;
+/// The bounded reads and change stamps of the files the exporter reads, shared with the web
+/// layer, which lies below.
+pub use nsexporter_web::files;
 pub mod health;
-pub mod http;
 pub mod lifecycle;
 pub mod list;
 pub mod metrics;
@@ -22,4 +23,4 @@ pub mod procfs;
 pub mod scan;
 pub mod scan_loop;
 pub mod sharing;
-pub mod web_config;
+pub mod site;

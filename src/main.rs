@@ -12,7 +12,6 @@ use nsexporter::config::{
 };
 use nsexporter::declared::SpecSources;
 use nsexporter::health::Health;
-use nsexporter::http::{AppState, DRAIN, FD_RESERVE, connection_cap, listen, serve};
 use nsexporter::list;
 use nsexporter::metrics::Metrics;
 use nsexporter::model::NsType;
@@ -20,7 +19,9 @@ use nsexporter::policy::Policy;
 use nsexporter::procfs::ProcFs;
 use nsexporter::scan::{ErrorReason, Scanner};
 use nsexporter::scan_loop::ScanLoop;
-use nsexporter::web_config::{WebConfigFile, reload_on_change};
+use nsexporter::site::ExporterSite;
+use nsexporter_web::http::{AppState, DRAIN, FD_RESERVE, connection_cap, listen, serve};
+use nsexporter_web::web_config::{WebConfigFile, reload_on_change};
 
 fn main() -> ExitCode {
     // Before any thread starts: one arena, which malloc_trim empties, and big blocks mapped
@@ -278,8 +279,11 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
         );
         let state = AppState {
             telemetry_path: Arc::from(settings.telemetry_path.as_str()),
-            published,
-            health,
+            site: Arc::new(ExporterSite::new(
+                &settings.telemetry_path,
+                published,
+                health,
+            )),
         };
         if let Some(web) = &web {
             tokio::spawn(reload_on_change(Arc::clone(web)));

@@ -5,7 +5,7 @@
 use super::error::{ConfigError, invalid};
 use super::keys::{Flags, KEY, RawConfig, Settings};
 use super::value::parse_duration;
-use crate::http::Limits;
+use nsexporter_web::http::Limits;
 use crate::policy::Policy;
 use crate::scan::PinScan;
 

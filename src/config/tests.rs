@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::keys::shown;
 use super::*;
 use crate::files::{YamlProblem, check_yaml};
-use crate::http::Limits;
+use nsexporter_web::http::Limits;
 
 fn load(flags: Flags, env: &[(&str, &str)]) -> Result<Settings, String> {
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
@@ -393,11 +393,11 @@ fn every_boolean_key_is_a_switch_as_kingpin_has_it() {
     assert!(e.contains("unrecognized subcommand 'true'"), "{e}");
     assert!(flags(&["--no-scan.proc-events=true"]).is_err());
     // A bad value is said as from any source.
-    let mut f = flags(&["--scan.proc-events=yes"]).unwrap();
+    let mut f = flags(&["--scan.proc-events=maybe"]).unwrap();
     f.procfs = Some(fixture_procfs());
     assert_eq!(
         load(f, &[]).unwrap_err(),
-        "scan.proc_events: \"yes\" is not one of true, false"
+        "scan.proc_events: \"maybe\" is not one of true, false (or t, 1, yes, y, on; f, 0, no, n, off)"
     );
     // Other flags still take a separate value.
     assert_eq!(
@@ -443,7 +443,7 @@ fn readme_lists_every_key() {
 
 #[test]
 fn typed_values_from_every_source() {
-    let yaml = "scan:\n  interval: 1m 30s\nlog:\n  level: DEBUG\n  format: json\n";
+    let yaml = "scan:\n  interval: 1m30s\nlog:\n  level: DEBUG\n  format: json\n";
     let s = load_yaml(Flags::default(), &[], yaml).unwrap();
     assert_eq!(s.scan_interval, Duration::from_secs(90));
     assert_eq!(s.log_level, tracing::Level::DEBUG, "level ignores case");
@@ -492,7 +492,11 @@ fn bad_typed_values_name_their_key_first() {
         ),
         (
             "scan:\n  interval: 15\n",
-            "scan.interval: \"15\": time unit needed, for example 15sec or 15ms",
+            "scan.interval: \"15\": a unit is needed (Go's syntax: 1s, 300ms)",
+        ),
+        (
+            "scan:\n  interval: -1s\n",
+            "scan.interval: \"-1s\" is negative",
         ),
         (
             "scan:\n  interval: [1]\n",

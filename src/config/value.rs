@@ -11,20 +11,19 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// A boolean, as kingpin's flags take it (Go's `strconv.ParseBool`), from every source.
+/// A boolean: what kingpin's flags take (Go's `strconv.ParseBool`) and web.yml's YAML 1.1
+/// words, from every source ([`nsexporter_web::dialect`]).
 pub fn parse_bool(text: &str) -> Result<bool, String> {
-    match text.trim() {
-        "true" | "True" | "TRUE" | "t" | "T" | "1" => Ok(true),
-        "false" | "False" | "FALSE" | "f" | "F" | "0" => Ok(false),
-        _ => Err(format!("{text:?} is not one of true, false")),
-    }
+    nsexporter_web::dialect::parse_bool(text.trim())
 }
 
-/// A duration in humantime's syntax (`15s`, `1m 30s`). Not humantime-serde's: its error drops
-/// humantime's reason ("expected number at 0"), and it calls a YAML `15` a type error where
-/// humantime says that a unit is needed.
+/// A duration in Go's syntax (`15s`, `1m30s`), as web.yml reads them
+/// ([`nsexporter_web::dialect`]); not negative.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
+    let nanos = nsexporter_web::dialect::parse_duration(text)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("{text:?} is negative"))
 }
 
 /// A path as written.

@@ -1,14 +1,15 @@
-//! HTTP: `/metrics` from the last published exposition, `/healthz`, `/readyz` and a landing
-//! page, on hyper 1 over tokio.
+//! HTTP: the telemetry path, `/healthz`, `/readyz` and a landing page, on hyper 1 over tokio.
+//! What each answers comes from a [`Site`] the binary provides; this module routes, negotiates
+//! gzip, bounds what clients hold and speaks TLS.
 //!
-//! A scrape never triggers or waits for a scan: it is sent the gzip encoded after the last one,
-//! or, if it does not accept gzip, the text inflated from it as it is sent ([`Body`]).
+//! A scrape never triggers or waits for work: it is sent what the site has ready, gzip bytes
+//! or, if it does not accept gzip, the text as the site produces it chunk by chunk ([`Body`]).
 //! With `--web.config.file` ([`crate::web_config`]) connections speak TLS (tokio-rustls, with
 //! the same timeouts and caps: the handshake counts as header time), and requests pass basic
 //! auth first. The runtime has one thread, which serves every connection: the handshake's
-//! signature and the bcrypt comparison, CPU-bound steps of half a millisecond (RSA 2048) and
-//! 60 (cost 10), run on tokio's blocking pool, a bounded number at a time. What a client can
-//! hold open, and how no client makes a probe wait: `connections.rs`.
+//! signature and the bcrypt comparison, CPU-bound steps (their cost: docs/performance.md),
+//! run on tokio's blocking pool, a bounded number at a time. What a client can hold open, and
+//! how no client makes a probe wait: `connections.rs`.
 
 mod connections;
 
@@ -32,36 +33,67 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::health::Health;
-use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition, Plain};
 use crate::web_config::{Tls, WebConfig, WebConfigFile};
 
 use connections::Deadline;
 pub use connections::{AcceptFailures, FD_RESERVE, OncePerSecond, connection_cap};
 use connections::{Ended, Table, Watched};
 
+/// What the exporter serves, which the binary provides: the metrics, the answers of the health
+/// probes and the landing page. Each is asked for afresh at each request, and must answer at
+/// once: it runs on the serving thread.
+pub trait Site: Send + Sync + 'static {
+    /// The telemetry path's answer: the metrics, gzip-encoded when `gzip`, else as text; or
+    /// why there are none yet (answered 503, with that line).
+    fn metrics(&self, gzip: bool) -> Result<Metrics, String>;
+    /// `/healthz`: Ok, or why not (answered 503, with that line).
+    fn healthy(&self) -> Result<(), String>;
+    /// `/readyz`: Ok, or why not (answered 503, with that line).
+    fn ready(&self) -> Result<(), String>;
+    /// The landing page at `/`, HTML.
+    fn landing_page(&self) -> Bytes;
+}
+
+/// The metrics a [`Site`] serves: their content type and body.
+pub struct Metrics {
+    pub content_type: &'static str,
+    pub body: Payload,
+}
+
+/// A body a [`Site`] hands over: bytes, or text produced as hyper asks for it.
+pub enum Payload {
+    Bytes(Bytes),
+    Chunks(Box<dyn Chunks>),
+}
+
+/// Text produced a chunk at a time, so that a slow client holds no copy of it.
+pub trait Chunks: Send + 'static {
+    /// The next at most `max` bytes; `None` after the last.
+    fn next_chunk(&mut self, max: usize) -> Option<std::io::Result<Bytes>>;
+    /// The bytes still to come: the first call's answer is the Content-Length.
+    fn remaining(&self) -> usize;
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub telemetry_path: Arc<str>,
-    pub published: watch::Receiver<Option<Arc<Exposition>>>,
-    pub health: Arc<Health>,
+    pub site: Arc<dyn Site>,
 }
 
 type Resp = Response<Body>;
 
-/// A response's body: bytes in memory, or an exposition's text inflated as hyper asks for it,
-/// in frames of at most [`PLAIN_FRAME`]. A plain scrape, however slow its client, holds an
-/// inflate state, a reference to the gzip and the frames hyper has not yet written (hyper
-/// asks for more while its write buffer holds under about 400 KB), never a copy of the text
-/// (2.1 MB at 10,000 processes).
+/// A response's body: bytes in memory, or a site's text produced as hyper asks for it, in
+/// frames of at most [`PLAIN_FRAME`]. A plain scrape, however slow its client, holds what
+/// the site's [`Chunks`] hold and the frames hyper has not yet written (hyper asks for more
+/// while its write buffer holds under about 400 KB), never a copy of the text.
 pub enum Body {
     Bytes(Full<Bytes>),
-    Plain(Plain),
+    Chunks(Box<dyn Chunks>),
 }
 
 /// The largest frame of a plain scrape's body.
@@ -79,8 +111,8 @@ impl hyper::body::Body for Body {
             Body::Bytes(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map_err(|never| match never {}))),
-            // Inflated at once: 64 KiB takes a fraction of a millisecond.
-            Body::Plain(p) => Poll::Ready(
+            // Produced at once: a chunk is cheap next to the write that sends it.
+            Body::Chunks(p) => Poll::Ready(
                 p.next_chunk(PLAIN_FRAME)
                     .map(|c| c.map(hyper::body::Frame::data)),
             ),
@@ -90,14 +122,14 @@ impl hyper::body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Bytes(b) => b.is_end_stream(),
-            Body::Plain(p) => p.remaining() == 0,
+            Body::Chunks(p) => p.remaining() == 0,
         }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         match self {
             Body::Bytes(b) => b.size_hint(),
-            Body::Plain(p) => hyper::body::SizeHint::with_exact(p.remaining() as u64),
+            Body::Chunks(p) => hyper::body::SizeHint::with_exact(p.remaining() as u64),
         }
     }
 }
@@ -140,55 +172,50 @@ pub fn handle<B>(state: &AppState, req: &Request<B>) -> Resp {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let published = state.published.borrow().clone();
+    let site = &state.site;
     match path {
-        "/healthz" => match state.health.check() {
+        "/healthz" => match site.healthy() {
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
         },
-        "/readyz" => match state.health.ready() {
-            true => text(StatusCode::OK, "ready\n"),
-            false => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no scan has succeeded yet\n",
-            ),
+        "/readyz" => match site.ready() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
         },
-        p if p == &*state.telemetry_path => match published {
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no scan has completed yet\n",
-            ),
-            Some(p) => {
-                let gzip = req
-                    .headers()
-                    .get(ACCEPT_ENCODING)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(accepts_gzip);
-                let (body, length) = match gzip {
-                    true => (Body::Bytes(Full::new(p.gzip().clone())), p.gzip().len()),
-                    false => (Body::Plain(p.plain()), p.text_len()),
-                };
-                let mut r = Response::new(body);
-                let h = r.headers_mut();
-                h.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
-                h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-                if gzip {
-                    h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        p if p == &*state.telemetry_path => {
+            let gzip = req
+                .headers()
+                .get(ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(accepts_gzip);
+            match site.metrics(gzip) {
+                Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+                Ok(metrics) => {
+                    let (body, length) = match metrics.body {
+                        Payload::Bytes(b) => {
+                            let length = b.len();
+                            (Body::Bytes(Full::new(b)), length)
+                        }
+                        Payload::Chunks(c) => {
+                            let length = c.remaining();
+                            (Body::Chunks(c), length)
+                        }
+                    };
+                    let mut r = Response::new(body);
+                    let h = r.headers_mut();
+                    h.insert(CONTENT_TYPE, HeaderValue::from_static(metrics.content_type));
+                    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                    if gzip {
+                        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    }
+                    // Also where hyper would take it from the body: a HEAD's answer is GET's.
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(length));
+                    r
                 }
-                // Also where hyper would take it from the body: a HEAD's answer is GET's.
-                h.insert(CONTENT_LENGTH, HeaderValue::from(length));
-                r
             }
-        },
+        }
         _ => {
-            let html = format!(
-                "<!DOCTYPE html>\n<html><head><title>nsexporter</title></head><body>\n\
-<h1>nsexporter</h1>\n<p>Linux namespaces as Prometheus metrics.</p>\n\
-<ul><li><a href=\"{0}\">{0}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
-<li><a href=\"/readyz\">/readyz</a></li></ul>\n</body></html>\n",
-                state.telemetry_path
-            );
-            let mut r = text(StatusCode::OK, html);
+            let mut r = text(StatusCode::OK, site.landing_page());
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -219,9 +246,10 @@ pub struct Limits {
 
 /// The listen backlog: where connects wait while the serving thread is busy (never for a free
 /// slot: at [`Limits::max_connections`] the exporter still accepts). std's and mio's 128
-/// overflowed when 200 scrapers connected at once (50 to 70 connects dropped per burst, each
-/// retried a second later, its TLS handshake then landing among the others' scrapes). Go
-/// listens with `net.core.somaxconn`; the kernel caps this one there too.
+/// overflowed under a burst of scrapers connecting at once (the dropped connects retried a
+/// second later, their TLS handshakes then landing among the others' scrapes; numbers in
+/// docs/performance.md). Go listens with `net.core.somaxconn`; the kernel caps this one there
+/// too.
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listener on `addr` (`SO_REUSEADDR`, as tokio's `bind` sets it) with [`LISTEN_BACKLOG`].
@@ -396,10 +424,10 @@ fn handshake_turns() -> usize {
 
 /// A TLS handshake whose CPU is spent off the serving thread. Reading the ClientHello and the
 /// exchange after the server's answer are I/O, done here; answering the ClientHello (the key
-/// exchange and the signature with the certificate's key: 0.57 ms for RSA 2048 with ring, the
-/// provider then, on a 2-vCPU VM, 17 µs for ECDSA P-256) is done on tokio's blocking pool, at
-/// most `turns` at once. On the serving thread, wrk's 200 connections opened at once queued
-/// every connection's first scrape behind the others' handshakes. (A HelloRetryRequest's
+/// exchange and the signature with the certificate's key, an RSA signature the costliest) is
+/// done on tokio's blocking pool, at most `turns` at once. On the serving thread, a burst of
+/// connections opened at once queued every connection's first scrape behind the others'
+/// handshakes (docs/performance.md, "The scrape endpoint under load"). (A HelloRetryRequest's
 /// second ClientHello, for a client whose key shares the server does not take, is still
 /// answered here.)
 async fn handshake<IO>(io: IO, tls: &Tls, turns: &Semaphore) -> std::io::Result<TlsStream<IO>>
@@ -503,8 +531,7 @@ pub async fn serve(
         };
         // As Go does on every TCP connection. With Nagle's algorithm on, the first response
         // after a TLS 1.3 handshake was written while the session tickets sent before it were
-        // not yet acknowledged, and waited for the client's delayed ACK: 40 ms more for every
-        // connection's first scrape.
+        // not yet acknowledged, and waited for the client's delayed ACK.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
@@ -619,29 +646,89 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicI32;
+    use std::sync::Mutex;
     use std::task::{Context, Poll, Waker};
-    use std::time::Duration;
 
     use http_body_util::BodyExt;
 
     use super::*;
 
-    /// State with the telemetry path `path`, no exposition yet and no scan yet, and the sender
-    /// that publishes expositions to it.
-    fn state(path: &str) -> (AppState, watch::Sender<Option<Arc<Exposition>>>) {
-        let (publish, published) = watch::channel(None);
-        let health = Health::new(Duration::from_secs(15), Arc::new(AtomicI32::new(0)));
-        let state = AppState {
-            telemetry_path: path.into(),
-            published,
-            health: Arc::new(health),
-        };
-        (state, publish)
+    const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+    /// A site whose answers the test sets: the metrics' text (with a stand-in for its gzip),
+    /// and the probes' answers.
+    #[derive(Default)]
+    struct TestSite {
+        text: Mutex<Option<Bytes>>,
+        healthy: Mutex<Option<String>>,
+        not_ready: Mutex<Option<String>>,
+        path: String,
     }
 
-    fn exposition() -> Arc<Exposition> {
-        Arc::new(Exposition::of_text(b"nsexporter_up 1\n"))
+    /// A site's text, handed over a chunk at a time.
+    struct Text(Bytes);
+
+    impl Chunks for Text {
+        fn next_chunk(&mut self, max: usize) -> Option<std::io::Result<Bytes>> {
+            (!self.0.is_empty()).then(|| Ok(self.0.split_to(max.min(self.0.len()))))
+        }
+
+        fn remaining(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    /// The stand-in for a text's gzip: what matters here is which of the two is sent.
+    fn gzip_of(text: &[u8]) -> Bytes {
+        [b"gzip of ".as_slice(), text].concat().into()
+    }
+
+    impl Site for TestSite {
+        fn metrics(&self, gzip: bool) -> Result<Metrics, String> {
+            let text = self.text.lock().unwrap().clone();
+            let text = text.ok_or("no scan has completed yet")?;
+            let body = match gzip {
+                true => Payload::Bytes(gzip_of(&text)),
+                false => Payload::Chunks(Box::new(Text(text))),
+            };
+            Ok(Metrics {
+                content_type: METRICS_CONTENT_TYPE,
+                body,
+            })
+        }
+
+        fn healthy(&self) -> Result<(), String> {
+            self.healthy.lock().unwrap().clone().map_or(Ok(()), Err)
+        }
+
+        fn ready(&self) -> Result<(), String> {
+            self.not_ready.lock().unwrap().clone().map_or(Ok(()), Err)
+        }
+
+        fn landing_page(&self) -> Bytes {
+            format!("<a href=\"{0}\">{0}</a>\n", self.path).into()
+        }
+    }
+
+    /// State with the telemetry path `path` and nothing to serve yet, and the site, whose
+    /// answers the test sets.
+    fn state(path: &str) -> (AppState, Arc<TestSite>) {
+        let site = Arc::new(TestSite {
+            path: path.to_owned(),
+            ..TestSite::default()
+        });
+        let state = AppState {
+            telemetry_path: path.into(),
+            site: Arc::clone(&site) as Arc<dyn Site>,
+        };
+        (state, site)
+    }
+
+    const EXPOSITION: &[u8] = b"nsexporter_up 1\n";
+
+    /// Publishes `text` as the site's metrics.
+    fn publish(site: &TestSite, text: &[u8]) {
+        *site.text.lock().unwrap() = Some(Bytes::copy_from_slice(text));
     }
 
     fn request(method: &Method, path: &str, accept_encoding: Option<&str>) -> Request<()> {
@@ -707,8 +794,8 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_for_any_method() {
-        let (state, publish) = state("/metrics");
-        publish.send_replace(Some(exposition()));
+        let (state, site) = state("/metrics");
+        publish(&site, EXPOSITION);
         for method in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
             for path in [
                 "/nope",
@@ -727,7 +814,7 @@ mod tests {
 
     #[test]
     fn other_methods_are_405_with_allow() {
-        let (state, _publish) = state("/metrics");
+        let (state, _site) = state("/metrics");
         for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
             for path in ["/", "/metrics", "/healthz", "/readyz"] {
                 let r = handle(&state, &request(&method, path, None));
@@ -743,7 +830,7 @@ mod tests {
 
     #[test]
     fn head_is_answered_as_get() {
-        let (state, publish) = state("/metrics");
+        let (state, site) = state("/metrics");
         let paths = ["/", "/metrics", "/healthz", "/readyz", "/nope"];
         let compare = |state: &AppState| {
             for path in paths {
@@ -755,21 +842,23 @@ mod tests {
                 }
             }
         };
+        *site.healthy.lock().unwrap() = Some("the scan loop has stopped".into());
+        *site.not_ready.lock().unwrap() = Some("no scan has succeeded yet".into());
         compare(&state);
-        state.health.scan_started();
-        state.health.scan_finished(Ok(()));
-        publish.send_replace(Some(exposition()));
+        *site.healthy.lock().unwrap() = None;
+        *site.not_ready.lock().unwrap() = None;
+        publish(&site, EXPOSITION);
         compare(&state);
     }
 
     #[test]
     fn metrics_are_503_until_published_then_negotiate_gzip() {
-        let (state, publish) = state("/metrics");
+        let (state, site) = state("/metrics");
         let r = get(&state, "/metrics");
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body(r), "no scan has completed yet\n");
 
-        publish.send_replace(Some(exposition()));
+        publish(&site, EXPOSITION);
         // (Accept-Encoding, gzipped)
         let cases = [
             (None, false),
@@ -786,15 +875,15 @@ mod tests {
             assert_eq!(header(&r, VARY), Some("Accept-Encoding"), "{accept:?}");
             let encoding = header(&r, CONTENT_ENCODING).map(str::to_owned);
             let length = header(&r, CONTENT_LENGTH).map(str::to_owned);
-            let want = exposition();
             if gzipped {
+                let want = gzip_of(EXPOSITION);
                 assert_eq!(encoding.as_deref(), Some("gzip"), "{accept:?}");
-                assert_eq!(body(r), want.gzip(), "{accept:?}");
-                assert_eq!(length, Some(want.gzip().len().to_string()), "{accept:?}");
+                assert_eq!(body(r), want, "{accept:?}");
+                assert_eq!(length, Some(want.len().to_string()), "{accept:?}");
             } else {
                 assert_eq!(encoding, None, "{accept:?}");
-                assert_eq!(body(r), want.text(), "{accept:?}");
-                assert_eq!(length, Some(want.text_len().to_string()), "{accept:?}");
+                assert_eq!(body(r), EXPOSITION, "{accept:?}");
+                assert_eq!(length, Some(EXPOSITION.len().to_string()), "{accept:?}");
             }
         }
     }
@@ -803,12 +892,11 @@ mod tests {
     /// each ready at once, whose lengths sum to the Content-Length, the stored text length.
     #[test]
     fn a_plain_scrape_is_sent_in_frames_of_at_most_64_kib() {
-        let (state, publish) = state("/metrics");
+        let (state, site) = state("/metrics");
         let text: Vec<u8> = (0..30_000)
             .flat_map(|i| format!("nsexporter_x{{inode=\"{i}\"}} {}\n", i % 9).into_bytes())
             .collect();
-        let e = Arc::new(Exposition::of_text(&text));
-        publish.send_replace(Some(Arc::clone(&e)));
+        publish(&site, &text);
         let plain = get(&state, "/metrics");
         let length: usize = header(&plain, CONTENT_LENGTH).unwrap().parse().unwrap();
         assert_eq!(length, text.len());
@@ -820,100 +908,36 @@ mod tests {
         // A gzip scrape is the gzip, one frame.
         let gz = handle(&state, &request(&Method::GET, "/metrics", Some("gzip")));
         let length: usize = header(&gz, CONTENT_LENGTH).unwrap().parse().unwrap();
-        assert_eq!(length, e.gzip().len());
-        assert_eq!(frames(gz), vec![e.gzip().clone()]);
+        assert_eq!(length, gzip_of(&text).len());
+        assert_eq!(frames(gz), vec![gzip_of(&text)]);
     }
 
-    /// What is served, plain and gzipped, is one exposition: after the fixture's scan, after
-    /// a sweep (the scan's deflate copied, the live families added), after a failed scan (the
-    /// last good scan's series copied from its text, inflated for them).
+    /// The probes answer as the site says: 200 with `ok` or `ready`, else 503 with its reason.
     #[test]
-    fn the_plain_body_is_the_gzip_body_inflated_after_a_scan_a_sweep_and_a_failed_scan() {
-        use crate::metrics::scenario::Scans;
-        use crate::metrics::{BetweenScans, Metrics, Outcome, PerNamespace};
-        let (state, publish) = state("/metrics");
-        let procfs = crate::procfs::ProcFs::new("/proc");
-        let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All, 0);
-        m.record(Outcome::Started {
-            cgroup_layout: crate::model::CgroupLayout::Unified,
-            between: BetweenScans {
-                sweeps: true,
-                ..BetweenScans::default()
-            },
-        });
-        let mut scans = Scans::new();
-        let served = |what: &str, e: Exposition| -> String {
-            publish.send_replace(Some(Arc::new(e)));
-            let plain = body(get(&state, "/metrics"));
-            let gz = body(handle(
-                &state,
-                &request(&Method::GET, "/metrics", Some("gzip")),
-            ));
-            let mut inflated = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut inflated)
-                .unwrap();
-            assert_eq!(
-                plain, inflated,
-                "{what}: the plain body is the gzip body inflated"
-            );
-            String::from_utf8(plain.to_vec()).unwrap()
-        };
-        scans.record(&mut m, 100_000, &[], &[], &[]);
-        let scanned = served("a scan", m.exposition());
-        m.record(Outcome::Sweep {
-            processes: 2,
-            rechecked: 1,
-            new_findings: &[],
-        });
-        let swept = served("a sweep", m.exposition());
-        assert!(swept.contains("nsexporter_sweeps_total 1"), "{swept}");
-        m.record(Outcome::ScanFailed(crate::scan::FailureReason::ALL[0]));
-        let failed = served("a failed scan", m.exposition());
-        assert!(failed.contains("nsexporter_scan_success 0"), "{failed}");
-        // The last good scan's per-namespace series, as they were.
-        let per_namespace = |text: &str| -> Vec<String> {
-            text.lines()
-                .filter(|l| l.starts_with("nsexporter_namespace_info{"))
-                .map(str::to_owned)
-                .collect()
-        };
-        assert!(!per_namespace(&scanned).is_empty(), "{scanned}");
-        assert_eq!(per_namespace(&failed), per_namespace(&scanned));
-    }
-
-    #[test]
-    fn healthz_and_readyz_follow_the_scan_loop() {
-        let (state, _publish) = state("/metrics");
-        let status = |path| get(&state, path).status();
-        // Within the deadline of the start, healthy; not ready before a scan has succeeded.
-        assert_eq!(status("/healthz"), StatusCode::OK);
-        let r = get(&state, "/readyz");
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body(r), "no scan has succeeded yet\n");
-        state.health.scan_started();
-        state
-            .health
-            .scan_finished(Err("cannot list the procfs".into()));
-        assert_eq!(status("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
-        state.health.scan_started();
-        state.health.scan_finished(Ok(()));
+    fn healthz_and_readyz_answer_as_the_site_says() {
+        let (state, site) = state("/metrics");
         assert_eq!(body(get(&state, "/healthz")), "ok\n");
         assert_eq!(body(get(&state, "/readyz")), "ready\n");
-        // Ready stays true once a scan has succeeded; healthy does not.
-        state.health.stopped();
-        let r = get(&state, "/healthz");
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body(r), "the scan loop has stopped\n");
-        assert_eq!(status("/readyz"), StatusCode::OK);
+        *site.healthy.lock().unwrap() = Some("the scan loop has stopped".into());
+        *site.not_ready.lock().unwrap() = Some("no scan has succeeded yet".into());
+        for (path, why) in [
+            ("/healthz", "the scan loop has stopped\n"),
+            ("/readyz", "no scan has succeeded yet\n"),
+        ] {
+            let r = get(&state, path);
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(header(&r, CONTENT_TYPE), Some("text/plain; charset=utf-8"));
+            assert_eq!(body(r), why, "{path}");
+        }
     }
 
     #[test]
     fn a_custom_telemetry_path_replaces_metrics() {
-        let (state, publish) = state("/custom/path");
-        publish.send_replace(Some(exposition()));
+        let (state, site) = state("/custom/path");
+        publish(&site, EXPOSITION);
         let r = get(&state, "/custom/path");
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(body(r), exposition().text());
+        assert_eq!(body(r), EXPOSITION);
         assert_eq!(get(&state, "/metrics").status(), StatusCode::NOT_FOUND);
         let landing = get(&state, "/");
         assert_eq!(landing.status(), StatusCode::OK);
@@ -930,8 +954,8 @@ mod tests {
 
     #[test]
     fn scrapes_beyond_max_requests_are_503_until_one_is_answered() {
-        let (state, publish) = state("/metrics");
-        publish.send_replace(Some(exposition()));
+        let (state, site) = state("/metrics");
+        publish(&site, EXPOSITION);
         let requests = cap(1);
         let scrape = || {
             respond(

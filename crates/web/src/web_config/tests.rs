@@ -308,7 +308,7 @@ fn tls_is_on_only_where_exporter_toolkit_turns_it_on() {
 
 #[test]
 fn the_readme_example_is_accepted_and_its_hash_is_of_change_me() {
-    let readme = include_str!("../../docs/tls-and-auth.md");
+    let readme = include_str!("../../../../docs/tls-and-auth.md");
     let start = readme
         .find("# web.yml")
         .expect("docs/tls-and-auth.md's web.yml");

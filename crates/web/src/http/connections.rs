@@ -6,10 +6,10 @@
 //! [`Table::admit`]). A kubelet probe therefore never waits in the kernel's listen backlog
 //! behind idle connections, and its header's clock starts as it connects.
 //!
-//! The choice, measured on loopback with 300 idle connections held from one client (cap 256):
-//! stopping accepting at the cap, as Go's `netutil.LimitListener` does, made every `/healthz`
-//! wait in the backlog until the header timeout freed a slot, 10.0 s; shedding answers it in
-//! about a millisecond (at most 10 to 90 ms over 10 s of probes). A lane of its own for health
+//! The choice, measured on loopback with idle connections held from one client beyond the cap
+//! (docs/performance.md, "Connections at the cap"): stopping accepting at the cap, as Go's
+//! `netutil.LimitListener` does, made every `/healthz` wait in the backlog until the header
+//! timeout freed a slot; shedding answers it at once. A lane of its own for health
 //! (an over-cap connection read briefly and served only if it is a probe) would bound the same
 //! thing with a second pool, a second timeout and a parser before hyper's; a per-peer cap
 //! alone does nothing where the probe and the client share an address (loopback, a
@@ -19,9 +19,8 @@
 //!
 //! What shedding cannot help: a client on the same machine that connects faster than the
 //! serving thread accepts fills the listen backlog, and a probe waits behind it there. Hence
-//! the accept path is kept cheap ([`SHED_WINDOW`]): under a connect flood from this 2-core
-//! machine, shared with other work, the slowest probe took 0.10-0.16 s with the release
-//! build, 0.4-0.8 s with the debug one.
+//! the accept path is kept cheap ([`SHED_WINDOW`]), so that under a connect flood a probe
+//! waits there as little as the machine allows.
 //!
 //! The cap is also kept under `RLIMIT_NOFILE` with room for the scan ([`connection_cap`]):
 //! with the fd table full, accept(2) failed and so did every scan.
@@ -203,18 +202,18 @@ impl Deadline {
     }
 }
 
-/// The fds kept free beside the connections, beyond those open at start. Measured with the
-/// fixture tree and this machine's /proc: scans began to fail with fewer than 6 free fds (the
-/// procfs root and its dup, a pid directory and a file in it, a task directory and its dup).
-/// This leaves five times that for the scan, the name sources' listings, a reload of the
+/// The fds kept free beside the connections, beyond those open at start. A scan holds a few at
+/// once (the procfs root and its dup, a pid directory and a file in it, a task directory and
+/// its dup: the fewest with which scans still worked are in docs/performance.md). This leaves
+/// several times that for the scan, the name sources' listings, a reload of the
 /// config or web config file, the self-metrics' listing of `/proc/self/fd`, and the one
 /// connection accepted beyond the cap before the one shed for it has gone.
 pub const FD_RESERVE: u64 = 32;
 
 /// The cap on open connections: `configured` (0: none), lowered so that the connections fit
 /// under the soft `RLIMIT_NOFILE` (`nofile`) beside the `open` fds and [`FD_RESERVE`]. With the
-/// table full, accept(2) failed with EMFILE and so did every scan: 52 idle connections under
-/// a limit of 64 failed five scans in a row. At least one, so that something is served.
+/// table full, accept(2) failed with EMFILE and so did every scan, while idle connections held
+/// it. At least one, so that something is served.
 pub fn connection_cap(configured: usize, nofile: u64, open: u64) -> usize {
     let room = nofile.saturating_sub(open).saturating_sub(FD_RESERVE);
     let fits = usize::try_from(room).unwrap_or(usize::MAX).max(1);
@@ -258,9 +257,9 @@ impl Entries {
 }
 
 /// How many of the top peer's longest-open connections are weighed for shedding. Weighing
-/// them all took a third of the serving thread's time under a connect flood (a walk of 256
-/// entries for each new connection), and a flood that outpaces the accept loop fills the
-/// listen backlog, where a probe then waits; within a peer, the first admitted are nearly
+/// them all (a walk of the cap's entries for each new connection) was a large share of the
+/// serving thread's time under a connect flood, and a flood that outpaces the accept loop
+/// fills the listen backlog, where a probe then waits; within a peer, the first admitted are nearly
 /// always the longest waiting.
 const SHED_WINDOW: usize = 16;
 

@@ -75,12 +75,11 @@ impl Users {
     }
 
     /// Whether an `Authorization` header value names a user and their password. A bcrypt
-    /// comparison that is not cached runs on tokio's blocking pool: it takes 58 ms at cost 10
-    /// on a 2-vCPU VM (twice that while other work takes the cores), and the runtime's one
-    /// thread serves every connection.
+    /// comparison that is not cached runs on tokio's blocking pool: it takes tens of
+    /// milliseconds by design, and the runtime's one thread serves every connection.
     /// Scrapers that connect at once all miss the cache: they wait for one comparison of their
-    /// credentials, not one each (with the same four at once, on two cores, the slowest of 200
-    /// scrapers' first scrapes waited 175-185 ms, against 80-90 ms for one).
+    /// credentials, not one each, as several at once share the cores and each takes longer
+    /// (docs/performance.md, "The scrape endpoint under load").
     pub async fn allow(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return false;
