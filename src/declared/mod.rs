@@ -39,3 +39,26 @@ pub fn resolve_on_host(procfs: &std::path::Path, path: &std::path::Path) -> Opti
     };
     nsfs(&procfs.join("1/root").join(rel)).or_else(|| nsfs(path))
 }
+
+/// The inode of every bind-mounted namespace path that `specs` join, by [`resolve_on_host`]:
+/// what [`judge`] asks of its `resolve`, read before it so that the judge does no I/O. A
+/// `/proc/<pid>/ns/…` path is left out, as the judge takes it from the scan; so is a path on
+/// no nsfs.
+pub fn resolve_joined(
+    procfs: &std::path::Path,
+    specs: &Specs,
+) -> std::collections::HashMap<std::path::PathBuf, u64> {
+    let mut resolved = std::collections::HashMap::new();
+    for spec in specs.values() {
+        for declared in spec.namespaces.values() {
+            if let Declared::Joined(path) = declared
+                && judge::proc_ns_path(path).is_none()
+                && !resolved.contains_key(path)
+                && let Some(inode) = resolve_on_host(procfs, path)
+            {
+                resolved.insert(path.clone(), inode);
+            }
+        }
+    }
+    resolved
+}
