@@ -165,7 +165,7 @@ impl ScanLoop {
         let duration = started.elapsed();
         self.metrics
             .record(Outcome::Scan(result.record(&self.state.tracker, duration)));
-        self.log_scan(&result, duration);
+        log_scan(&mut self.warned, &result, duration);
         // The scan's temporaries go, and their memory back to the kernel, before the encode
         // samples `process_resident_memory_bytes`: it then reports the resident size the
         // exporter keeps between scans, not the scan's peak. Encoding after they are gone
@@ -173,39 +173,6 @@ impl ScanLoop {
         drop(result);
         release_free_memory();
         (self.metrics.exposition(), Ok(()))
-    }
-
-    /// Logs the scan's errors, each reason at warn the first time and at debug after, and one
-    /// info line with its counts.
-    fn log_scan(&mut self, result: &ScanResult, duration: Duration) {
-        let errors = &result.counts.errors;
-        for reason in ErrorReason::ALL {
-            let (count, Some(first)) = (errors.count(reason), errors.first(reason)) else {
-                continue;
-            };
-            if !self.warned.first(reason) {
-                tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
-            } else {
-                tracing::warn!(
-                    reason = reason.as_str(),
-                    count,
-                    first,
-                    "scan errors (said once; counted in nsexporter_scan_errors_total)"
-                );
-            }
-        }
-        tracing::info!(
-            processes = result.snapshot.processes.len(),
-            namespaces = result.snapshot.namespaces.len(),
-            created = result.changes.created.len(),
-            destroyed = result.changes.destroyed.len(),
-            errors = errors.total(),
-            findings = result.sharing.findings.len(),
-            vanished = result.counts.vanished,
-            id_queries = result.counts.id_queries,
-            duration_ms = duration.as_secs_f64() * 1000.0,
-            "scan"
-        );
     }
 
     /// What the between-scans judge borrows for one sweep or batch.
@@ -234,7 +201,10 @@ impl ScanLoop {
         let (between, mut cx) = self.context();
         between.judge_events(&mut cx, batch)
     }
+}
 
+/// The scheduler.
+impl ScanLoop {
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
     /// stamping `health`. Ticks that a slow scan overran are skipped, not queued. A policy sent
     /// on `policies` (SIGHUP) applies from the next scan.
@@ -336,6 +306,39 @@ impl ScanLoop {
             }
         }
     }
+}
+
+/// Logs the scan's errors, each reason at warn the first time and at debug after, and one
+/// info line with its counts. `warned`: the reasons said at warn already.
+fn log_scan(warned: &mut SaidOnce<ErrorReason>, result: &ScanResult, duration: Duration) {
+    let errors = &result.counts.errors;
+    for reason in ErrorReason::ALL {
+        let (count, Some(first)) = (errors.count(reason), errors.first(reason)) else {
+            continue;
+        };
+        if !warned.first(reason) {
+            tracing::debug!(reason = reason.as_str(), count, first, "scan errors");
+        } else {
+            tracing::warn!(
+                reason = reason.as_str(),
+                count,
+                first,
+                "scan errors (said once; counted in nsexporter_scan_errors_total)"
+            );
+        }
+    }
+    tracing::info!(
+        processes = result.snapshot.processes.len(),
+        namespaces = result.snapshot.namespaces.len(),
+        created = result.changes.created.len(),
+        destroyed = result.changes.destroyed.len(),
+        errors = errors.total(),
+        findings = result.sharing.findings.len(),
+        vanished = result.counts.vanished,
+        id_queries = result.counts.id_queries,
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        "scan"
+    );
 }
 
 /// How many event pids one step judges at most: a flood is taken in batches, each followed

@@ -36,9 +36,8 @@ pub struct Between {
     swept: HashMap<i32, (u64, u8)>,
     /// The containers' processes of the last scan, which sweeps read again in place.
     watch: Watch,
-    /// Namespace changes logged since the last scan: each (process, namespace) once, and at
-    /// most [`CHANGES_LOGGED`] of them; `true` once that bound was said.
-    changes_logged: (HashSet<(ProcessId, NamespaceId)>, bool),
+    /// Namespace changes logged since the last scan.
+    changes_logged: ChangesLogged,
 }
 
 /// What the judge borrows from the scan loop for one sweep or batch of events.
@@ -76,7 +75,7 @@ impl Between {
     /// Forgets what was swept and logged since the last scan: a new scan read it all.
     pub fn reset(&mut self) {
         self.swept.clear();
-        self.changes_logged = (HashSet::new(), false);
+        self.changes_logged = ChangesLogged::default();
     }
 
     /// One sweep: the processes new since the last scan, and the containers' processes that
@@ -205,49 +204,6 @@ impl Between {
         Some(encode_live(cx))
     }
 
-    /// Logs each namespace change once per process and namespace until the next scan, with
-    /// its process's container: at most [`CHANGES_LOGGED`] a scan, so that a flood of
-    /// changes (counted all the same) does not flood the log.
-    fn log_changes(&mut self, changes: &[NsChange], known: &Snapshot, attribution: &Attribution) {
-        for change in changes {
-            let container = match attribution.of(change.process.pid) {
-                Workload::Container(c) => Some(c),
-                _ => None,
-            };
-            let names = container.and_then(|c| c.names.as_ref());
-            for id in change.entered() {
-                let (logged, said) = &mut self.changes_logged;
-                if logged.contains(&(change.process, id)) {
-                    continue;
-                }
-                if logged.len() >= CHANGES_LOGGED {
-                    if !std::mem::replace(said, true) {
-                        tracing::info!(
-                            most = CHANGES_LOGGED,
-                            "more namespace changes than are logged between two scans; the rest are counted in nsexporter_ebpf_namespace_changes_total"
-                        );
-                    }
-                    continue;
-                }
-                logged.insert((change.process, id));
-                tracing::info!(
-                    pid = change.process.pid,
-                    tid = change.tid,
-                    comm = %change.comm,
-                    syscall = change.syscall.as_str(),
-                    r#type = id.ns_type.as_str(),
-                    namespace = id.inode,
-                    host = known.host.contains(id),
-                    container_id = container.map_or("", |c| c.id.as_str()),
-                    container = names.map_or("", |n| n.container.as_str()),
-                    pod = names.map_or("", |n| n.pod.as_str()),
-                    k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
-                    "namespace change (eBPF)"
-                );
-            }
-        }
-    }
-
     /// Judges processes read between scans by the host rules, against the host namespaces of
     /// `known`, and logs each new finding: how many it read, and the new findings to count.
     fn judge(
@@ -300,7 +256,7 @@ impl Between {
             }
         }
         if !changes.is_empty() {
-            self.log_changes(changes, known, &attribution);
+            self.changes_logged.log(changes, known, &attribution);
         }
         let mut sharing = evaluate(&fresh, &attribution, cx.policy);
         for f in &mut sharing.findings {
@@ -311,6 +267,60 @@ impl Between {
             .findings
             .sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
+    }
+}
+
+/// Namespace changes logged since the last scan: each (process, namespace) once, and at most
+/// [`CHANGES_LOGGED`] of them.
+#[derive(Default)]
+struct ChangesLogged {
+    logged: HashSet<(ProcessId, NamespaceId)>,
+    /// Whether the bound was said.
+    said: bool,
+}
+
+impl ChangesLogged {
+    /// Logs each namespace change once per process and namespace until the next scan, with
+    /// its process's container: at most [`CHANGES_LOGGED`] a scan, so that a flood of
+    /// changes (counted all the same) does not flood the log.
+    fn log(&mut self, changes: &[NsChange], known: &Snapshot, attribution: &Attribution) {
+        for change in changes {
+            let container = match attribution.of(change.process.pid) {
+                Workload::Container(c) => Some(c),
+                _ => None,
+            };
+            let names = container.and_then(|c| c.names.as_ref());
+            for id in change.entered() {
+                let (logged, said) = (&mut self.logged, &mut self.said);
+                if logged.contains(&(change.process, id)) {
+                    continue;
+                }
+                if logged.len() >= CHANGES_LOGGED {
+                    if !std::mem::replace(said, true) {
+                        tracing::info!(
+                            most = CHANGES_LOGGED,
+                            "more namespace changes than are logged between two scans; the rest are counted in nsexporter_ebpf_namespace_changes_total"
+                        );
+                    }
+                    continue;
+                }
+                logged.insert((change.process, id));
+                tracing::info!(
+                    pid = change.process.pid,
+                    tid = change.tid,
+                    comm = %change.comm,
+                    syscall = change.syscall.as_str(),
+                    r#type = id.ns_type.as_str(),
+                    namespace = id.inode,
+                    host = known.host.contains(id),
+                    container_id = container.map_or("", |c| c.id.as_str()),
+                    container = names.map_or("", |n| n.container.as_str()),
+                    pod = names.map_or("", |n| n.pod.as_str()),
+                    k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
+                    "namespace change (eBPF)"
+                );
+            }
+        }
     }
 }
 
