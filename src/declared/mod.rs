@@ -62,3 +62,42 @@ pub fn resolve_joined(
     }
     resolved
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NsType, PerType};
+
+    /// Only a path the scan cannot answer is resolved, and only to a namespace: the
+    /// `/proc/<pid>/ns/…` path is left to the judge, a file on no nsfs is left out.
+    #[test]
+    fn only_bind_mounted_namespace_paths_are_resolved() {
+        let joined = [
+            "/proc/thread-self/ns/net",
+            "/proc/1/ns/net",
+            "/etc/hostname",
+        ];
+        let specs: Specs = joined
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let mut namespaces = PerType::<Declared>::default();
+                namespaces[NsType::Net] = Declared::Joined(path.into());
+                let spec = Spec {
+                    namespaces,
+                    uid_mappings: false,
+                    annotations: Default::default(),
+                };
+                (i.to_string(), std::sync::Arc::new(spec))
+            })
+            .collect();
+        let own = nix::sys::stat::stat("/proc/thread-self/ns/net")
+            .unwrap()
+            .st_ino;
+        let resolved = resolve_joined(std::path::Path::new("/proc"), &specs);
+        assert_eq!(
+            resolved,
+            std::collections::HashMap::from([("/proc/thread-self/ns/net".into(), own)])
+        );
+    }
+}

@@ -199,3 +199,117 @@ impl ScanResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::declared::{Declared, Spec};
+    use crate::procfs::ProcFs;
+    use crate::scan::{PinScan, Scanner, ThreadScan};
+    use crate::sharing::Declaration;
+
+    /// The podman container of the fixture tree: in the host's net, pid, ipc, uts and cgroup.
+    const PODMAN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn scanner() -> Scanner {
+        let procfs = ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc"));
+        let pins = PinScan {
+            mounts: false,
+            fds: None,
+        };
+        Scanner::new(procfs, ThreadScan::Containers, pins)
+    }
+
+    /// The fixture tree through both halves of the step, as the scan loop takes a scan.
+    fn run(
+        scanner: &mut Scanner,
+        state: &mut State,
+        specs: Option<&SpecView>,
+        drop: &[i32],
+    ) -> ScanResult {
+        let mut outcome = scanner
+            .scan(state.tracker.previous())
+            .expect("the fixture scans");
+        outcome
+            .snapshot
+            .processes
+            .retain(|pid, _| !drop.contains(pid));
+        let scan = attribute(state, outcome, &Names::default());
+        step(
+            state,
+            scan,
+            specs,
+            &Policy::default(),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// A finding is new in the step that first sees it, not in the steps it lasts through,
+    /// and new again once it was gone for a step.
+    #[test]
+    fn a_finding_is_new_once_while_it_lasts() {
+        let (mut scanner, mut state) = (scanner(), State::new());
+        let first = run(&mut scanner, &mut state, None, &[]);
+        assert!(!first.sharing.findings.is_empty());
+        assert_eq!(first.new_findings.len(), first.sharing.findings.len());
+        let lasting = run(&mut scanner, &mut state, None, &[]);
+        assert_eq!(lasting.sharing.findings, first.sharing.findings);
+        assert!(
+            lasting.new_findings.is_empty(),
+            "{:?}",
+            lasting.new_findings
+        );
+        let gone = run(&mut scanner, &mut state, None, &[200]);
+        assert!(
+            gone.sharing
+                .findings
+                .iter()
+                .all(|f| f.container.id != PODMAN)
+        );
+        let back = run(&mut scanner, &mut state, None, &[]);
+        assert!(
+            back.new_findings
+                .iter()
+                .any(|&(rule, t)| rule == Rule::HostNamespace && t == NsType::Net)
+        );
+    }
+
+    /// The declared judge inside the step takes a joined path's namespace from the sources'
+    /// resolved paths: a spec that joins the host's net by a bind mount declares the finding
+    /// where the path was resolved to it, and not where it was not.
+    #[test]
+    fn a_joined_path_is_judged_as_the_sources_resolved_it() {
+        let path = PathBuf::from("/var/run/netns/host");
+        // Every other type inherited from the runtime: the host's.
+        let mut namespaces = crate::model::PerType::<Declared>::default();
+        namespaces[NsType::Net] = Declared::Joined(path.clone());
+        let spec = Arc::new(Spec {
+            namespaces,
+            uid_mappings: false,
+            annotations: Default::default(),
+        });
+        let declared_net = |resolved: HashMap<PathBuf, u64>| {
+            let view = SpecView {
+                specs: HashMap::from([(PODMAN.to_owned(), Arc::clone(&spec))]),
+                resolved,
+            };
+            let result = run(&mut scanner(), &mut State::new(), Some(&view), &[]);
+            result
+                .sharing
+                .findings
+                .iter()
+                .find(|f| {
+                    f.container.id == PODMAN
+                        && f.rule == Rule::HostNamespace
+                        && f.ns_type == NsType::Net
+                })
+                .expect("the host net finding")
+                .declared
+        };
+        assert_eq!(
+            declared_net(HashMap::from([(path.clone(), 4026531992)])),
+            Declaration::True
+        );
+        assert_eq!(declared_net(HashMap::new()), Declaration::False);
+    }
+}
