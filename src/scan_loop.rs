@@ -203,7 +203,7 @@ impl ScanLoop {
     }
 }
 
-/// The scheduler.
+/// The scheduler: what runs when, around the steps above.
 impl ScanLoop {
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
     /// stamping `health`. Ticks that a slow scan overran are skipped, not queued. A policy sent

@@ -42,11 +42,15 @@ pub struct Between {
 
 /// What the judge borrows from the scan loop for one sweep or batch of events.
 pub struct Context<'a> {
+    /// Reads the processes a sweep or an event names.
     pub scanner: &'a mut Scanner,
     /// The pipeline's state after the last scan: its snapshot, memberships and findings.
     pub state: &'a mut State,
+    /// Names the containers of the processes read.
     pub sources: &'a mut Sources,
+    /// Counts what was read and found, and encodes the exposition to publish.
     pub metrics: &'a mut Metrics,
+    /// The policy in force.
     pub policy: &'a Policy,
     /// The process event readers, for their losses.
     pub events: Option<&'a EventStream>,

@@ -58,8 +58,11 @@ pub struct SpecView {
 /// A scan taken through lifecycle and attribution: the step's first half.
 #[derive(Debug)]
 pub struct Attributed {
+    /// The scan's snapshot, which the tracker holds too.
     pub snapshot: Arc<Snapshot>,
+    /// The namespaces created and destroyed since the last scan.
     pub changes: Changes,
+    /// Each process's workload.
     pub attribution: Attribution,
     /// The rest of what the scan read, handed on to the result.
     pub counts: Counts,
@@ -68,6 +71,7 @@ pub struct Attributed {
 /// What a scan counted beside its snapshot, as [`ScanOutcome`] gives it.
 #[derive(Debug)]
 pub struct Counts {
+    /// The scan's failed reads, by reason.
     pub errors: ScanErrors,
     /// Processes skipped because they exited while being read.
     pub vanished: u64,
@@ -114,8 +118,11 @@ impl Attributed {
 /// The scan's result: what the metrics record, the between-scans judge and the logs take.
 #[derive(Debug)]
 pub struct ScanResult {
+    /// The scan's snapshot, which the tracker holds too.
     pub snapshot: Arc<Snapshot>,
+    /// The namespaces created and destroyed since the last scan.
     pub changes: Changes,
+    /// Each process's workload.
     pub attribution: Attribution,
     /// Sharing under the policy, each finding with its declaration, the declared judge's
     /// findings among them, sorted.
@@ -129,6 +136,7 @@ pub struct ScanResult {
     /// Of the scan's errors, by reason, the processes that failed the same way the scan
     /// before.
     pub standing_errors: [u64; ErrorReason::ALL.len()],
+    /// What the scan counted beside its snapshot.
     pub counts: Counts,
 }
 
