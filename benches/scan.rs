@@ -80,7 +80,7 @@ fn main() {
     );
 
     // The allocator as the exporter sets it up, so that the served scan pays what it pays.
-    nsexporter::scan_loop::tune_malloc();
+    nsexporter::allocator::tune_malloc();
     let load_before = load_average();
     let started = Instant::now();
     let load = LoadGroups::spawn(groups, per_group);

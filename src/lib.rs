@@ -2,6 +2,7 @@
 #[macro_use]
 mod labels;
 
+pub mod allocator;
 pub mod attribution;
 pub mod capabilities;
 pub mod cgroup;
@@ -18,6 +19,7 @@ pub mod list;
 pub mod metrics;
 pub mod model;
 pub mod pidfd;
+pub mod pipeline;
 pub mod policy;
 pub mod procfs;
 pub mod scan;

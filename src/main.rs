@@ -26,7 +26,7 @@ use nsexporter_web::web_config::{WebConfigFile, reload_on_change};
 fn main() -> ExitCode {
     // Before any thread starts: one arena, which malloc_trim empties, and big blocks mapped
     // on their own.
-    nsexporter::scan_loop::tune_malloc();
+    nsexporter::allocator::tune_malloc();
     let cli = match Cli::try_parse_with_switches(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -5,9 +5,9 @@
 use super::error::{ConfigError, invalid};
 use super::keys::{Flags, KEY, RawConfig, Settings};
 use super::value::parse_duration;
-use nsexporter_web::http::Limits;
 use crate::policy::Policy;
 use crate::scan::PinScan;
+use nsexporter_web::http::Limits;
 
 impl Settings {
     /// The key table's defaults, with no file, environment or flag: what the binary runs with

@@ -81,7 +81,7 @@ impl Judgement {
 }
 
 /// `/proc/<pid>/ns/<name>` as (pid, type).
-fn proc_ns_path(path: &Path) -> Option<(i32, NsType)> {
+pub(super) fn proc_ns_path(path: &Path) -> Option<(i32, NsType)> {
     let rest = path.to_str()?.strip_prefix("/proc/")?;
     let (pid, name) = rest.split_once("/ns/")?;
     Some((pid.parse().ok()?, name.parse().ok()?))

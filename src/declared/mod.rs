@@ -39,3 +39,65 @@ pub fn resolve_on_host(procfs: &std::path::Path, path: &std::path::Path) -> Opti
     };
     nsfs(&procfs.join("1/root").join(rel)).or_else(|| nsfs(path))
 }
+
+/// The inode of every bind-mounted namespace path that `specs` join, by [`resolve_on_host`]:
+/// what [`judge`] asks of its `resolve`, read before it so that the judge does no I/O. A
+/// `/proc/<pid>/ns/…` path is left out, as the judge takes it from the scan; so is a path on
+/// no nsfs.
+pub fn resolve_joined(
+    procfs: &std::path::Path,
+    specs: &Specs,
+) -> std::collections::HashMap<std::path::PathBuf, u64> {
+    let mut resolved = std::collections::HashMap::new();
+    for spec in specs.values() {
+        for declared in spec.namespaces.values() {
+            if let Declared::Joined(path) = declared
+                && judge::proc_ns_path(path).is_none()
+                && !resolved.contains_key(path)
+                && let Some(inode) = resolve_on_host(procfs, path)
+            {
+                resolved.insert(path.clone(), inode);
+            }
+        }
+    }
+    resolved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NsType, PerType};
+
+    /// Only a path the scan cannot answer is resolved, and only to a namespace: the
+    /// `/proc/<pid>/ns/…` path is left to the judge, a file on no nsfs is left out.
+    #[test]
+    fn only_bind_mounted_namespace_paths_are_resolved() {
+        let joined = [
+            "/proc/thread-self/ns/net",
+            "/proc/1/ns/net",
+            "/etc/hostname",
+        ];
+        let specs: Specs = joined
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let mut namespaces = PerType::<Declared>::default();
+                namespaces[NsType::Net] = Declared::Joined(path.into());
+                let spec = Spec {
+                    namespaces,
+                    uid_mappings: false,
+                    annotations: Default::default(),
+                };
+                (i.to_string(), std::sync::Arc::new(spec))
+            })
+            .collect();
+        let own = nix::sys::stat::stat("/proc/thread-self/ns/net")
+            .unwrap()
+            .st_ino;
+        let resolved = resolve_joined(std::path::Path::new("/proc"), &specs);
+        assert_eq!(
+            resolved,
+            std::collections::HashMap::from([("/proc/thread-self/ns/net".into(), own)])
+        );
+    }
+}

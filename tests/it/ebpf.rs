@@ -441,7 +441,7 @@ pid = os.fork()
 if pid == 0:
     os.write(1, ("child %s\n" % os.readlink("/proc/self/ns/pid")).encode())
     # Alive long enough to be read on a loaded machine: a change of a process gone unread
-    # is only counted (see ScanLoop::judge_events).
+    # is only counted (see pipeline::Between::judge_events).
     time.sleep(2)
     os._exit(0)
 os.waitpid(pid, 0)
