@@ -1776,7 +1776,10 @@ fn each_socket_is_asked_once_while_it_lives_and_no_fetched_fd_stays_open() {
 #[ignore = "needs root: unshare(1) and nsenter(1), pidfd_getfd(2) and SIOCGSKNS (CAP_SYS_PTRACE, CAP_NET_ADMIN)"]
 fn thousands_of_sockets_are_asked_within_64_open_files_and_once() {
     let _guard = serial();
-    let e = Exporter::start_with_nofile(&["--scan.interval=200ms", "--scan.fd-interval=100ms"], 64);
+    let mut e =
+        Exporter::start_with_nofile(&["--scan.interval=200ms", "--scan.fd-interval=100ms"], 64);
+    // Answering is not ready: on a crowded machine the first scan takes a while.
+    e.wait_until("ready", |r| r.status == 200, "/readyz");
     let scans = |m: &Metrics| m.value("nsexporter_scans_total", &[]).unwrap_or(0.0);
     let queries = |m: &Metrics| {
         m.value("nsexporter_fd_scan_socket_queries_total", &[])

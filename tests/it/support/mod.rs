@@ -165,7 +165,8 @@ impl Exporter {
         }
     }
 
-    fn wait_until(&mut self, what: &str, ok: impl Fn(&HttpResponse) -> bool, path: &str) {
+    /// Polls `path` until `ok` holds of its answer, or panics naming `what` (and the log).
+    pub fn wait_until(&mut self, what: &str, ok: impl Fn(&HttpResponse) -> bool, path: &str) {
         wait_for(
             &format!("the exporter to be {what}"),
             Duration::from_secs(20),
