@@ -5,13 +5,14 @@
 //! events, a name source's error, the event readers' losses) and publishes
 //! [`Metrics::exposition`].
 //!
-//! A scrape never waits for a scan: after each scan the whole exposition is encoded and
-//! gzipped as it is written into an immutable [`Exposition`], which holds the gzip alone and
-//! which the HTTP layer serves as is, or inflated for a client that does not take gzip. Counters and
-//! histograms accumulate in the registry; everything per namespace and per container is one
-//! [`ScanView`] per scan, written straight into the exposition ([`view`]), so no series outlives its
-//! namespace and nothing is reset and refilled. How many per-namespace series there are is the
-//! operator's choice ([`PerNamespace`]).
+//! A scrape never waits for a scan: after each scan the whole exposition is encoded ([`encode`],
+//! the one encoder) and gzipped as it is written ([`gzip`]) into an immutable [`Exposition`],
+//! which holds the gzip alone and which the HTTP layer serves as is, or inflated for a client
+//! that does not take gzip. Counters and histograms accumulate in the [`store`], reached
+//! through each family's typed handle; everything per namespace and per container is one
+//! [`ScanView`] per scan, written straight into the exposition ([`view`]), so no series
+//! outlives its namespace and nothing is reset and refilled. How many per-namespace series
+//! there are is the operator's choice ([`PerNamespace`]).
 
 mod cap;
 pub mod encode;
@@ -132,8 +133,8 @@ fn count(n: u64) -> f64 {
 }
 
 impl Metrics {
-    /// Makes every family of [`FAMILIES`] and registers those exported whatever runs between
-    /// scans (the rest at [`Outcome::Started`]). `own_procfs` is where the exporter reads its
+    /// Makes every family of [`families::FAMILIES`], with its preset series; those of what runs
+    /// between scans are exported from [`Outcome::Started`] on. `own_procfs` is where the exporter reads its
     /// own process metrics (`/proc`, whatever procfs it scans); `scan_interval` is exported so
     /// that an alert can tell a stale last scan from a slow interval; `per_namespace` says
     /// which namespaces get per-namespace series, and `namespaces_per_workload` for how many

@@ -88,10 +88,8 @@ pub struct ScanView {
 }
 
 impl ScanView {
-    /// Writes family `id` in the text format 0.0.4: HELP, TYPE and its samples, sorted as a
-    /// Prometheus registry sorts them (by label values in the order of the sorted label
-    /// names); nothing for a family without samples, as a registry leaves those out, or one a
-    /// view does not write.
+    /// Writes family `id` by the one encoder ([`write_samples`]); nothing for a family without
+    /// rows, or one a view does not write.
     pub fn write_family(&self, id: Id, out: &mut impl TextOut) {
         let family = id.family();
         if family.written_by != WrittenBy::View {
