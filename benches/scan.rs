@@ -16,7 +16,8 @@
 //! Knobs (environment): `NSX_BENCH_GROUPS` (200), `NSX_BENCH_PER_GROUP` (9 sleeps per group),
 //! `NSX_BENCH_ROUNDS` (30), `NSX_BENCH_WARMUP` (5), `NSX_BENCH_LSNS` (1; 0 leaves `lsns` out),
 //! `NSX_BENCH_MEMORY_ROUNDS` (5 scans profiled in this process), `NSX_BIN` (the release
-//! `nsexporter` next to this bench's executable).
+//! `nsexporter` next to this bench's executable), `NSX_BENCH_SAVE_METRICS` (a path where the
+//! exporter's last `/metrics` is written, for `benches/gzip.rs`).
 //!
 //! Memory is measured twice. In this process, a counting allocator follows the heap through
 //! the scan loop's steps (`ScanLoop::run_once`, then each step alone), to say what is live at
@@ -1153,6 +1154,9 @@ fn measure_exporter() -> ExporterReport {
         report.scrape_seconds.push(start.elapsed().as_secs_f64());
         assert_eq!(status, 200, "/metrics status");
         report.metrics_bytes = body.len();
+        if let Ok(path) = std::env::var("NSX_BENCH_SAVE_METRICS") {
+            std::fs::write(&path, &body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
         let text = String::from_utf8_lossy(&body);
         report.reported_rss_bytes = sample(&text, "process_resident_memory_bytes").unwrap_or(0.0);
         report.scan_duration_lines = text

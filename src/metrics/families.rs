@@ -1,6 +1,6 @@
 //! Every family nsexporter exports, declared once: name, help, type, label names (and buckets),
 //! which part of the exposition it is written into, when it is exported, and what writes its
-//! samples. The registries, the per-scan view, the self-process collector and
+//! samples. The store, the per-scan view, the self-process reader and
 //! `docs/metrics.md` (by a test) all follow this table; the code that records a family names
 //! it by its [`Id`].
 
@@ -10,6 +10,10 @@ use crate::model::{HeldBy, NsType};
 use crate::policy::Rule;
 use crate::scan::pins::SocketSkip;
 use crate::scan::{ErrorReason, FailureReason};
+
+pub mod handle;
+
+use handle::{KindOf, LabelSet};
 
 /// One metric family.
 #[derive(Debug)]
@@ -41,6 +45,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether `other` is the same kind, whatever its buckets.
+    pub const fn same(self, other: Kind) -> bool {
+        matches!(
+            (self, other),
+            (Kind::Counter, Kind::Counter)
+                | (Kind::Gauge, Kind::Gauge)
+                | (Kind::Histogram(_), Kind::Histogram(_))
+        )
+    }
+
     /// The `# TYPE` word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,16 +109,17 @@ impl When {
     }
 }
 
-/// What keeps a family's samples and writes them.
+/// Where a family's samples come from; one encoder ([`super::encode`]) writes them all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WrittenBy {
-    /// A `prometheus` registry: counters and histograms that accumulate, and gauges that a
-    /// record sets.
-    Registry,
+    /// The [`super::store::Store`], through the family's typed handle: counters and
+    /// histograms that accumulate, and gauges that a record sets.
+    Recorded,
     /// The per-scan [`super::view::ScanView`]: a series per namespace or container, replaced
     /// whole each scan.
     View,
-    /// The exporter's own process, read when the scan's part is encoded.
+    /// The exporter's own process, read into the store when the scan's part is encoded; left
+    /// out of that part where the read failed.
     OwnProcess,
 }
 
@@ -116,7 +131,7 @@ const SCAN: Family = Family {
     preset: &[],
     part: Part::Scan,
     when: When::Always,
-    written_by: WrittenBy::Registry,
+    written_by: WrittenBy::Recorded,
 };
 const LIVE: Family = Family {
     part: Part::Live,
@@ -155,9 +170,11 @@ const NAME_ERRORS: LabelValues = || NameErrorReason::ALL.map(NameErrorReason::as
 const DROPS: LabelValues = || DropReason::ALL.map(DropReason::as_str).to_vec();
 const LOSSES: LabelValues = || LostReason::ALL.map(LostReason::as_str).to_vec();
 
-/// Declares [`Id`] and [`FAMILIES`] from one list of rows.
+/// Declares [`Id`], [`FAMILIES`] and the typed [`handles`] from one list of rows. Each row
+/// names its kind and label types (`Counter<(NsType,)>`), or `View` for a family the per-scan
+/// view writes; a row whose table entry disagrees with them does not compile.
 macro_rules! families {
-    ($( $id:ident = $row:expr, )+) => {
+    ($( $id:ident : $kind:ident $(<$labels:ty>)? = $row:expr, )+) => {
         /// A family, as the code that records it names it.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Id {
@@ -181,11 +198,38 @@ macro_rules! families {
         /// Every family, in the order of [`Id`]. The exposition is in name order whatever
         /// the order here.
         pub static FAMILIES: [Family; Id::ALL.len()] = [$( $row, )+];
+
+        /// A handle for each family that a record sets, of its kind and with its label types,
+        /// named as its [`Id`].
+        #[allow(non_upper_case_globals)]
+        pub mod handles {
+            use super::*;
+            use super::handle::{Counter, Gauge, Handle, Histogram};
+            $( families!(@handle $row; $id $kind $(<$labels>)?); )+
+        }
+    };
+    (@handle $row:expr; $id:ident View) => {
+        const _: () = assert!(matches!($row.written_by, WrittenBy::View), stringify!($id));
+    };
+    (@handle $row:expr; $id:ident $kind:ident <$labels:ty>) => {
+        pub const $id: Handle<$kind, $labels> = {
+            const ROW: Family = $row;
+            assert!(
+                <$kind as KindOf>::KIND.same(ROW.kind),
+                concat!(stringify!($id), ": the handle's kind is not the row's")
+            );
+            assert!(
+                <$labels as LabelSet>::LEN == ROW.labels.len(),
+                concat!(stringify!($id), ": the handle's labels are not the row's")
+            );
+            assert!(!matches!(ROW.written_by, WrittenBy::View), stringify!($id));
+            Handle::new(Id::$id)
+        };
     };
 }
 
 families! {
-    Namespaces = Family {
+    Namespaces: Gauge<(NsType,)> = Family {
         name: "nsexporter_namespaces",
         help: "Namespaces seen in the last scan, by type.",
         kind: Kind::Gauge,
@@ -193,41 +237,41 @@ families! {
         preset: &[NS_TYPES],
         ..SCAN
     },
-    NamespaceProcesses = Family {
+    NamespaceProcesses: View = Family {
         name: "nsexporter_namespace_processes",
         help: "Member processes of each namespace in the last scan.",
         kind: Kind::Gauge,
         labels: &["type", "inode"],
         ..VIEW
     },
-    NamespaceInfo = Family {
+    NamespaceInfo: View = Family {
         name: "nsexporter_namespace_info",
         help: "One series per namespace seen in the last scan; host=\"true\" marks the host's namespace of that type, owner says what its members belong to (none: it has no member process), and the container labels are set where all members agree (for one with no member, all the processes holding its fds and sockets); held_by says what keeps it alive (process, bind_mount, fd, socket), pinned_at the bind mount paths, userns its owning user namespace and parent its parent pid or user namespace, as inodes.",
         kind: Kind::Gauge,
         labels: &["type", "inode", "host", "held_by", "pinned_at", "userns", "parent", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
         ..VIEW
     },
-    NamespaceStartTime = Family {
+    NamespaceStartTime: View = Family {
         name: "nsexporter_namespace_start_time_seconds",
         help: "Estimated creation time of each namespace: the earliest start time of any member seen, as unix time.",
         kind: Kind::Gauge,
         labels: &["type", "inode"],
         ..VIEW
     },
-    WorkloadNamespacesBeyondCap = Family {
+    WorkloadNamespacesBeyondCap: View = Family {
         name: "nsexporter_workload_namespaces_beyond_cap",
         help: "Namespaces of one workload beyond --metrics.namespaces-per-workload, by type: counted here, with no series of their own (its namespaces with processes and its oldest keep theirs). owner is container or pod for the workload the labels name; for namespaces that name neither, their owner (host, kernel, unknown, none). Only for workloads over the cap.",
         kind: Kind::Gauge,
         labels: &["type", "owner", "runtime", "pod_uid", "pod", "k8s_namespace", "container", "container_id"],
         ..VIEW
     },
-    WorkloadsOverCap = Family {
+    WorkloadsOverCap: Gauge<()> = Family {
         name: "nsexporter_workloads_over_namespace_cap",
         help: "Workloads (containers, pods, and the namespaces of each owner that name neither) holding more namespaces than --metrics.namespaces-per-workload in the last scan; 0 with no cap.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    Created = Family {
+    Created: Counter<(NsType,)> = Family {
         name: "nsexporter_namespaces_created_total",
         help: "Namespaces first seen after the first scan, by type.",
         kind: Kind::Counter,
@@ -235,7 +279,7 @@ families! {
         preset: &[NS_TYPES],
         ..SCAN
     },
-    Destroyed = Family {
+    Destroyed: Counter<(NsType,)> = Family {
         name: "nsexporter_namespaces_destroyed_total",
         help: "Namespaces no longer seen, by type.",
         kind: Kind::Counter,
@@ -243,7 +287,7 @@ families! {
         preset: &[NS_TYPES],
         ..SCAN
     },
-    Lifetime = Family {
+    Lifetime: Histogram<(NsType,)> = Family {
         name: "nsexporter_namespace_lifetime_seconds",
         help: "Lifetimes of destroyed namespaces, from estimated creation to the scan that missed them.",
         kind: Kind::Histogram(LIFETIME_BUCKETS),
@@ -251,21 +295,21 @@ families! {
         preset: &[NS_TYPES],
         ..SCAN
     },
-    WorkloadHostNamespace = Family {
+    WorkloadHostNamespace: View = Family {
         name: "nsexporter_workload_host_namespace",
         help: "1 for each container with a process in the host's namespace of that type, allowed or not.",
         kind: Kind::Gauge,
         labels: &["type", "runtime", "container_id", "container", "pod", "k8s_namespace"],
         ..VIEW
     },
-    FindingsActive = Family {
+    FindingsActive: View = Family {
         name: "nsexporter_sharing_findings_active",
         help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
         kind: Kind::Gauge,
         labels: &["rule", "type", "declared", "runtime", "container_id", "container", "pod", "k8s_namespace"],
         ..LIVE_VIEW
     },
-    FindingsTotal = Family {
+    FindingsTotal: Counter<(Rule, NsType)> = Family {
         name: "nsexporter_sharing_findings_total",
         help: "Sharing findings counted as they first appear, by rule and type.",
         kind: Kind::Counter,
@@ -273,7 +317,7 @@ families! {
         preset: &[RULES, NS_TYPES],
         ..LIVE
     },
-    Orphans = Family {
+    Orphans: Gauge<(NsType, HeldBy)> = Family {
         name: "nsexporter_orphaned_namespaces",
         help: "Namespaces with no member process for longer than --namespace.orphan-age, held only by a bind mount, an open fd or a socket made in it (held_by): leaked, most often.",
         kind: Kind::Gauge,
@@ -281,20 +325,20 @@ families! {
         preset: &[NS_TYPES, ORPHAN_HELD_BY],
         ..SCAN
     },
-    OrphanMaxAge = Family {
+    OrphanMaxAge: Gauge<(NsType, HeldBy)> = Family {
         name: "nsexporter_orphaned_namespace_max_age_seconds",
         help: "Seconds the oldest orphaned namespace of each type and held_by has had no member process (counted from when the exporter first saw it so).",
         kind: Kind::Gauge,
         labels: &["type", "held_by"],
         ..SCAN
     },
-    FdsSkipped = Family {
+    FdsSkipped: Gauge<()> = Family {
         name: "nsexporter_fd_scan_skipped_processes",
         help: "Processes of other users whose open fds the last fd pass could not read: listing another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH. Namespaces held only by their fds are not seen.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    SocketsSkipped = Family {
+    SocketsSkipped: Gauge<(SocketSkip,)> = Family {
         name: "nsexporter_fd_scan_skipped_sockets",
         help: "Socket fds whose network namespace the last fd pass could not learn, by reason: other_pid_namespace (the procfs is not of the exporter's pid namespace: a pod without hostPID), no_net_admin (SIOCGSKNS needs CAP_NET_ADMIN), permission_denied (pidfd_getfd refused: no CAP_SYS_PTRACE over the holder, or an LSM), unsupported (Linux < 5.6). Network namespaces held only by such sockets are not seen.",
         kind: Kind::Gauge,
@@ -302,38 +346,38 @@ families! {
         preset: &[SOCKET_SKIPS],
         ..SCAN
     },
-    SocketQueries = Family {
+    SocketQueries: Counter<()> = Family {
         name: "nsexporter_fd_scan_socket_queries_total",
         help: "Sockets whose network namespace an fd pass asked of the kernel (pidfd_getfd, then SIOCGSKNS): each socket once while it lives, so this follows how many sockets are opened, not how many are open.",
         kind: Kind::Counter,
         ..SCAN
     },
-    HostSource = Family {
+    HostSource: Gauge<(crate::model::HostSource,)> = Family {
         name: "nsexporter_host_namespaces_source",
         help: "1 for where the last scan found the host's namespaces: init (PID 1), kthreadd (PID 2, where PID 1 is protected) or none (neither readable: no host sharing can be seen).",
         kind: Kind::Gauge,
         labels: &["source"],
         ..SCAN
     },
-    Processes = Family {
+    Processes: Gauge<()> = Family {
         name: "nsexporter_processes",
         help: "Processes read in the last scan.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    Scans = Family {
+    Scans: Counter<()> = Family {
         name: "nsexporter_scans_total",
         help: "Scans of the procfs, successful or not.",
         kind: Kind::Counter,
         ..SCAN
     },
-    ScanSuccess = Family {
+    ScanSuccess: Gauge<()> = Family {
         name: "nsexporter_scan_success",
         help: "1 if the last scan succeeded, 0 if it failed (see nsexporter_scan_failures_total); the namespace and finding series are then the last good scan's.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    ScanFailures = Family {
+    ScanFailures: Counter<(FailureReason,)> = Family {
         name: "nsexporter_scan_failures_total",
         help: "Scans that produced no snapshot, by reason: procfs_unavailable (the procfs root is gone), no_processes, too_many_open_files, permission_denied, io_error.",
         kind: Kind::Counter,
@@ -341,7 +385,7 @@ families! {
         preset: &[FAILURES],
         ..SCAN
     },
-    ScanErrors = Family {
+    ScanErrors: Counter<(ErrorReason,)> = Family {
         name: "nsexporter_scan_errors_total",
         help: "Failed reads during scans, by reason. Processes that exit mid-scan are not errors. A process that keeps failing the same way is counted once, when it began (see nsexporter_scan_errors_standing).",
         kind: Kind::Counter,
@@ -349,7 +393,7 @@ families! {
         preset: &[ERRORS],
         ..SCAN
     },
-    ScanErrorsStanding = Family {
+    ScanErrorsStanding: Gauge<(ErrorReason,)> = Family {
         name: "nsexporter_scan_errors_standing",
         help: "Processes whose reads failed in the last scan for the same reason as in the scan before: how the node is built (a protected init, a process an LSM hides), counted once in nsexporter_scan_errors_total and not every scan.",
         kind: Kind::Gauge,
@@ -357,7 +401,7 @@ families! {
         preset: &[ERRORS],
         ..SCAN
     },
-    NameSourceErrors = Family {
+    NameSourceErrors: Counter<(NameSource, NameErrorReason)> = Family {
         name: "nsexporter_name_source_errors_total",
         help: "Failed reads of the files that name containers, by source (kubelet, spec, docker, podman) and reason: permission_denied, parse_error, too_large, io_error. A missing source is no error.",
         kind: Kind::Counter,
@@ -365,73 +409,73 @@ families! {
         preset: &[NAME_SOURCES, NAME_ERRORS],
         ..SCAN
     },
-    ScanDuration = Family {
+    ScanDuration: Histogram<()> = Family {
         name: "nsexporter_scan_duration_seconds",
         help: "Duration of each scan of the procfs.",
         kind: Kind::Histogram(SCAN_DURATION_BUCKETS),
         ..SCAN
     },
-    ScanInterval = Family {
+    ScanInterval: Gauge<()> = Family {
         name: "nsexporter_scan_interval_seconds",
         help: "The configured time between two scans.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    LastScan = Family {
+    LastScan: Gauge<()> = Family {
         name: "nsexporter_last_scan_timestamp_seconds",
         help: "Unix time of the last successful scan.",
         kind: Kind::Gauge,
         ..SCAN
     },
-    Identity = Family {
+    Identity: Gauge<(crate::model::Identity,)> = Family {
         name: "nsexporter_namespace_identity",
         help: "1 for how the last scan told namespaces apart across scans: kernel_id (NS_GET_ID, never reused, exact) or heuristic (inode and member start times, where the kernel lacks NS_GET_ID).",
         kind: Kind::Gauge,
         labels: &["method"],
         ..SCAN
     },
-    IdQueries = Family {
+    IdQueries: Counter<()> = Family {
         name: "nsexporter_namespace_id_queries_total",
         help: "Namespaces whose kernel id (and owner and parent) was asked of the kernel: those new, with no member left from the scan before, or with no member at all and not held by the same fd or socket as in the scan before (those held by a bind mount are asked every scan; of those one process holds, at most 256 a scan).",
         kind: Kind::Counter,
         ..SCAN
     },
-    CgroupLayout = Family {
+    CgroupLayout: Gauge<(crate::model::CgroupLayout,)> = Family {
         name: "nsexporter_cgroup_layout",
         help: "1 for the host's cgroup layout: v1, hybrid, unified or unknown. On v1 and hybrid, cgroup is not in the default host_namespace_types.",
         kind: Kind::Gauge,
         labels: &["layout"],
         ..SCAN
     },
-    Sweeps = Family {
+    Sweeps: Counter<()> = Family {
         name: "nsexporter_sweeps_total",
         help: "Sweeps between full scans for new processes (--scan.sweep-interval).",
         kind: Kind::Counter,
         when: When::Sweeps,
         ..LIVE
     },
-    SweepProcesses = Family {
+    SweepProcesses: Counter<()> = Family {
         name: "nsexporter_sweep_processes_total",
         help: "Processes read between full scans, by the sweeps and on process events.",
         kind: Kind::Counter,
         when: When::BetweenScans,
         ..LIVE
     },
-    SweepRechecked = Family {
+    SweepRechecked: Counter<()> = Family {
         name: "nsexporter_sweep_rechecked_processes_total",
         help: "Containers' processes whose namespace links the sweeps read again in place, to see a process that moves with setns(2).",
         kind: Kind::Counter,
         when: When::Sweeps,
         ..LIVE
     },
-    ProcEvents = Family {
+    ProcEvents: Counter<()> = Family {
         name: "nsexporter_proc_events_total",
         help: "Fork and exec events from the kernel's proc connector (--scan.proc-events).",
         kind: Kind::Counter,
         when: When::ProcEvents,
         ..LIVE
     },
-    ProcEventsDropped = Family {
+    ProcEventsDropped: Counter<(DropReason,)> = Family {
         name: "nsexporter_proc_events_dropped_total",
         help: "Process events lost before they were judged, by reason: queue_full (the exporter's bounded queue was full) or kernel_overrun (the kernel's socket buffer overflowed, ENOBUFS; one per overrun, which loses an unknown number). The sweeps still see those processes.",
         kind: Kind::Counter,
@@ -440,7 +484,7 @@ families! {
         when: When::ProcEvents,
         ..LIVE
     },
-    EbpfChanges = Family {
+    EbpfChanges: Counter<(crate::model::ChangeSyscall, NsType)> = Family {
         name: "nsexporter_ebpf_namespace_changes_total",
         help: "Namespace changes the eBPF source reported (--scan.ebpf), by the system call and the type of namespace entered; each is judged by the host rules at once.",
         kind: Kind::Counter,
@@ -448,7 +492,7 @@ families! {
         when: When::Ebpf,
         ..LIVE
     },
-    EbpfLost = Family {
+    EbpfLost: Counter<(LostReason,)> = Family {
         name: "nsexporter_ebpf_events_lost_total",
         help: "Namespace changes the eBPF source lost before they were judged, by reason: ring_buffer_full (the kernel's ring buffer was full) or queue_full (the exporter's bounded queue was). The sweeps and scans still see where those processes are now.",
         kind: Kind::Counter,
@@ -457,44 +501,44 @@ families! {
         when: When::Ebpf,
         ..LIVE
     },
-    BuildInfo = Family {
+    BuildInfo: Gauge<(&'static str, &'static str)> = Family {
         name: "nsexporter_build_info",
         help: "Always 1; labels name the version and the git revision it was built from.",
         kind: Kind::Gauge,
         labels: &["version", "revision"],
         ..SCAN
     },
-    ProcessCpu = Family {
+    ProcessCpu: Counter<()> = Family {
         name: "process_cpu_seconds_total",
         help: "Total user and system CPU time spent in seconds.",
         kind: Kind::Counter,
         ..OWN_PROCESS
     },
-    ProcessOpenFds = Family {
+    ProcessOpenFds: Gauge<()> = Family {
         name: "process_open_fds",
         help: "Number of open file descriptors.",
         kind: Kind::Gauge,
         ..OWN_PROCESS
     },
-    ProcessMaxFds = Family {
+    ProcessMaxFds: Gauge<()> = Family {
         name: "process_max_fds",
         help: "Maximum number of open file descriptors.",
         kind: Kind::Gauge,
         ..OWN_PROCESS
     },
-    ProcessVirtualMemory = Family {
+    ProcessVirtualMemory: Gauge<()> = Family {
         name: "process_virtual_memory_bytes",
         help: "Virtual memory size in bytes.",
         kind: Kind::Gauge,
         ..OWN_PROCESS
     },
-    ProcessResidentMemory = Family {
+    ProcessResidentMemory: Gauge<()> = Family {
         name: "process_resident_memory_bytes",
         help: "Resident memory size in bytes.",
         kind: Kind::Gauge,
         ..OWN_PROCESS
     },
-    ProcessStartTime = Family {
+    ProcessStartTime: Gauge<()> = Family {
         name: "process_start_time_seconds",
         help: "Start time of the process since unix epoch in seconds.",
         kind: Kind::Gauge,
@@ -578,7 +622,7 @@ mod tests {
         let mut m = everything();
         let text = m.exposition().text();
         let text = std::str::from_utf8(&text).unwrap();
-        let (scan, live) = text.split_at(m.scan_part.scan_len);
+        let (scan, live) = text.split_at(m.scan_part.head_len());
         let mut seen = BTreeSet::new();
         for (part, text) in [(Part::Scan, scan), (Part::Live, live)] {
             for (name, (kind, help)) in exported(text) {
@@ -631,7 +675,7 @@ mod tests {
             let names = exported(std::str::from_utf8(&text).unwrap());
             for f in FAMILIES
                 .iter()
-                .filter(|f| f.written_by == WrittenBy::Registry)
+                .filter(|f| f.written_by == WrittenBy::Recorded)
             {
                 // None is there where it does not hold; those with series from the start
                 // are there where it does.

@@ -124,12 +124,12 @@ fn masked(text: &[u8]) -> String {
 fn section(out: &mut String, title: &str, e: &Exposition) {
     let text = e.text();
     assert_eq!(
-        super::tests::gunzip(e.gzip()),
+        super::gzip::tests::gunzip(e.gzip()),
         text,
         "{title}: the gzip is the text"
     );
     assert_eq!(
-        super::tests::plain_in_chunks(e, 1000),
+        super::gzip::tests::plain_in_chunks(e, 1000),
         text,
         "{title}: the text inflated a chunk at a time"
     );

@@ -1,63 +1,36 @@
 //! The exporter's own `process_*` metrics, read from `/proc/self` of the exporter's own procfs
 //! (proc_pid_stat(5), proc_pid_fd(5)), as every Prometheus client library exports them.
 //!
-//! The `prometheus` crate's `process` feature would do this, but it pulls in a second version of
-//! the procfs crate; these few reads are cheaper than that dependency.
+//! These few reads are cheaper than a client library's process collector, which would pull in
+//! a second version of the procfs crate.
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{Counter, Gauge, IntGauge};
-
-use super::families::Id;
-use super::opts;
+use super::families::handles as h;
+use super::store::Store;
 
 use crate::procfs::{ProcFs, parse_stat_full, ticks_per_second};
 
-/// Collects `process_*` metrics of the exporter itself each time it is gathered.
-pub struct SelfProcessCollector {
+/// Reads the exporter's `process_*` metrics into the store each time the scan's part is
+/// encoded.
+pub struct SelfProcess {
     procfs: ProcFs,
-    cpu: Counter,
-    rss: IntGauge,
-    vsize: IntGauge,
-    open_fds: IntGauge,
-    max_fds: IntGauge,
-    start_time: Gauge,
-    descs: Vec<Desc>,
 }
 
-impl SelfProcessCollector {
+impl SelfProcess {
     pub fn new(procfs: ProcFs) -> Self {
-        let cpu = Counter::with_opts(opts(Id::ProcessCpu)).unwrap();
-        let g = |id: Id| IntGauge::with_opts(opts(id)).unwrap();
-        let rss = g(Id::ProcessResidentMemory);
-        let vsize = g(Id::ProcessVirtualMemory);
-        let open_fds = g(Id::ProcessOpenFds);
-        let max_fds = g(Id::ProcessMaxFds);
-        let start_time = Gauge::with_opts(opts(Id::ProcessStartTime)).unwrap();
-        let mut descs = Vec::new();
-        for c in [
-            &cpu as &dyn Collector,
-            &rss,
-            &vsize,
-            &open_fds,
-            &max_fds,
-            &start_time,
-        ] {
-            descs.extend(c.desc().into_iter().cloned());
-        }
-        SelfProcessCollector {
-            procfs,
-            cpu,
-            rss,
-            vsize,
-            open_fds,
-            max_fds,
-            start_time,
-            descs,
-        }
+        SelfProcess { procfs }
     }
 
-    fn refresh(&self) -> Option<()> {
+    /// Sets the `process_*` families from `/proc/self`; `false` where its `stat` could not be
+    /// read, and then the families are left out of the exposition.
+    pub fn read_into(&self, store: &mut Store) -> bool {
+        let read = self.read(store).is_some();
+        if !read {
+            tracing::debug!("cannot read the exporter's own /proc/self/stat");
+        }
+        read
+    }
+
+    fn read(&self, store: &mut Store) -> Option<()> {
         let stat = std::fs::read(self.procfs.path("self/stat")).ok()?;
         let stat = parse_stat_full(&stat).ok()?;
         let ticks = ticks_per_second() as f64;
@@ -66,24 +39,28 @@ impl SelfProcessCollector {
             .flatten()
             .unwrap_or(4096);
         let cpu = (stat.utime + stat.stime) as f64 / ticks;
-        // A counter only moves forward: add what was spent since the last gather.
-        let delta = cpu - self.cpu.get();
-        if delta > 0.0 {
-            self.cpu.inc_by(delta);
-        }
-        self.rss.set(stat.rss as i64 * page);
-        self.vsize.set(stat.vsize as i64);
+        // A counter only moves forward: what was spent since the last read is added.
+        store.counter(h::ProcessCpu, ()).raise_to(cpu);
+        store
+            .gauge(h::ProcessResidentMemory, ())
+            .set((stat.rss as i64 * page) as f64);
+        store
+            .gauge(h::ProcessVirtualMemory, ())
+            .set(stat.vsize as i64 as f64);
         if let Ok(boot) = self.procfs.boot_time() {
-            self.start_time
+            store
+                .gauge(h::ProcessStartTime, ())
                 .set(boot as f64 + stat.starttime as f64 / ticks);
         }
         if let Ok(fds) = std::fs::read_dir(self.procfs.path("self/fd")) {
-            self.open_fds.set(fds.count() as i64);
+            store
+                .gauge(h::ProcessOpenFds, ())
+                .set(fds.count() as i64 as f64);
         }
         if let Ok(limits) = std::fs::read_to_string(self.procfs.path("self/limits"))
             && let Some(max) = parse_max_open_files(&limits)
         {
-            self.max_fds.set(max);
+            store.gauge(h::ProcessMaxFds, ()).set(max as f64);
         }
         Some(())
     }
@@ -96,27 +73,6 @@ fn parse_max_open_files(limits: &str) -> Option<i64> {
         .find_map(|l| l.strip_prefix("Max open files"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|soft| soft.parse().ok())
-}
-
-impl Collector for SelfProcessCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        if self.refresh().is_none() {
-            tracing::debug!("cannot read the exporter's own /proc/self/stat");
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        out.extend(self.cpu.collect());
-        out.extend(self.open_fds.collect());
-        out.extend(self.max_fds.collect());
-        out.extend(self.vsize.collect());
-        out.extend(self.rss.collect());
-        out.extend(self.start_time.collect());
-        out
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,16 @@
 //! The per-scan view: every per-namespace and per-container series of one scan, with its label
-//! values built once when the scan ends, written straight into the text exposition. Nothing is
+//! values built once when the scan ends, written straight into the text exposition by the one
+//! encoder ([`super::encode`]). Nothing is
 //! reset and refilled: the next scan's view replaces this one whole, so no series outlives its
 //! namespace or container. No intermediate metric objects are built either: at 10,000
 //! processes those (a label-pair object per label per series) were most of the exporter's peak
 //! memory.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use super::cap::BeyondCapRow;
-use super::families::{Family, Id, WrittenBy};
+use super::encode::{Sample, TextOut, write_samples};
+use super::families::{Id, WrittenBy};
 use crate::model::{HeldBy, NsType};
 use crate::sharing::Ownership;
 
@@ -86,51 +87,15 @@ pub struct ScanView {
     pub encoded: bool,
 }
 
-/// Where the text format is written: a buffer to append to, and after each sample a point
-/// where what was appended may be taken away (compressed), so that a family of thousands of
-/// samples is never held whole. A `Vec` keeps all of it.
-pub trait TextOut {
-    /// The buffer to append to.
-    fn buf(&mut self) -> &mut Vec<u8>;
-    /// The bytes written so far, those taken away included.
-    fn written(&self) -> usize;
-    /// A sample, or a family, is whole.
-    fn whole(&mut self) {}
-}
-
-impl TextOut for Vec<u8> {
-    fn buf(&mut self) -> &mut Vec<u8> {
-        self
-    }
-
-    fn written(&self) -> usize {
-        self.len()
-    }
-}
-
-/// `\`, `"` and newline escaped, as the text format wants label values.
-fn write_escaped(out: &mut Vec<u8>, value: &str, quote: bool) {
-    for b in value.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'"' if quote => out.extend_from_slice(b"\\\""),
-            _ => out.push(b),
-        }
-    }
-}
-
 impl ScanView {
-    /// Writes family `id` in the text format 0.0.4: HELP, TYPE and its samples, sorted as a
-    /// Prometheus registry sorts them (by label values in the order of the sorted label
-    /// names); nothing for a family without samples, as a registry leaves those out, or one a
-    /// view does not write.
+    /// Writes family `id` by the one encoder ([`write_samples`]); nothing for a family without
+    /// rows, or one a view does not write.
     pub fn write_family(&self, id: Id, out: &mut impl TextOut) {
         let family = id.family();
         if family.written_by != WrittenBy::View {
             return;
         }
-        let one = |_: usize| Some(1.0);
+        let one = |_: usize| Some(Sample::Number(1.0));
         match id {
             Id::WorkloadHostNamespace => {
                 let rows = &self.host_sharing;
@@ -147,7 +112,7 @@ impl ScanView {
                     k => rows[r].workload[k - 1].as_str(),
                 };
                 write_samples(out, family, rows.len(), value, |r| {
-                    Some(rows[r].namespaces as f64)
+                    Some(Sample::Number(rows[r].namespaces as f64))
                 });
             }
             Id::FindingsActive => {
@@ -177,11 +142,11 @@ impl ScanView {
                 let n = rows.len();
                 match id {
                     Id::NamespaceProcesses => write_samples(out, family, n, value, |r| {
-                        Some(f64::from(rows[r].processes))
+                        Some(Sample::Number(f64::from(rows[r].processes)))
                     }),
-                    Id::NamespaceStartTime => {
-                        write_samples(out, family, n, value, |r| rows[r].start_time)
-                    }
+                    Id::NamespaceStartTime => write_samples(out, family, n, value, |r| {
+                        rows[r].start_time.map(Sample::Number)
+                    }),
                     _ => write_samples(out, family, n, value, one),
                 }
             }
@@ -189,60 +154,10 @@ impl ScanView {
     }
 }
 
-/// Writes `family`'s samples: one per row where `sample` gives a value, labelled with
-/// `value(row, label)` for each of the family's labels, in a registry's order. The rows are
-/// sorted by index, with no list of label pairs per sample: at 10,000 processes those lists
-/// were 2.5 MiB at the encode's peak.
-fn write_samples<'a>(
-    out: &mut impl TextOut,
-    family: &Family,
-    rows: usize,
-    value: impl Fn(usize, usize) -> &'a str,
-    sample: impl Fn(usize) -> Option<f64>,
-) {
-    let labels = family.labels;
-    let mut by_name: Vec<usize> = (0..labels.len()).collect();
-    by_name.sort_unstable_by_key(|&k| labels[k]);
-    let mut order: Vec<usize> = (0..rows).filter(|&r| sample(r).is_some()).collect();
-    if order.is_empty() {
-        return;
-    }
-    let (value, by_name) = (&value, &by_name);
-    let key = |r: usize| by_name.iter().map(move |&k| value(r, k));
-    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)));
-    let head = out.buf();
-    head.extend_from_slice(b"# HELP ");
-    head.extend_from_slice(family.name.as_bytes());
-    head.push(b' ');
-    write_escaped(head, family.help, false);
-    head.extend_from_slice(b"\n# TYPE ");
-    head.extend_from_slice(family.name.as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(family.kind.as_str().as_bytes());
-    head.push(b'\n');
-    for r in order {
-        let line = out.buf();
-        line.extend_from_slice(family.name.as_bytes());
-        for (i, &k) in by_name.iter().enumerate() {
-            line.push(if i == 0 { b'{' } else { b',' });
-            line.extend_from_slice(labels[k].as_bytes());
-            line.extend_from_slice(b"=\"");
-            write_escaped(line, value(r, k), true);
-            line.push(b'"');
-        }
-        if !by_name.is_empty() {
-            line.push(b'}');
-        }
-        // f64's Display, as the prometheus crate's encoder writes values.
-        let _ = writeln!(line, " {}", sample(r).unwrap_or_default());
-        out.whole();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::families::Part;
+    use crate::metrics::families::{Family, Part};
     use crate::sharing::Owner;
 
     fn render(view: &ScanView) -> String {
