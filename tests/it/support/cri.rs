@@ -32,170 +32,12 @@ use serde_json::json;
 
 use crate::support::wait_for;
 
-/// The CRI v1 messages used (cri-api `pkg/apis/runtime/v1/api.proto`, package
-/// `runtime.v1`), each with the fields kubelet sets for these pods; the field numbers are the
-/// proto's. Enums are sent as their `int32` values.
-pub mod v1 {
-    use std::collections::HashMap;
-
-    /// `NamespaceMode`.
-    pub const POD: i32 = 0;
-    pub const CONTAINER: i32 = 1;
-    pub const NODE: i32 = 2;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct VersionRequest {
-        #[prost(string, tag = "1")]
-        pub version: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct VersionResponse {
-        #[prost(string, tag = "1")]
-        pub version: String,
-        #[prost(string, tag = "2")]
-        pub runtime_name: String,
-        #[prost(string, tag = "3")]
-        pub runtime_version: String,
-        #[prost(string, tag = "4")]
-        pub runtime_api_version: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct NamespaceOption {
-        #[prost(int32, tag = "1")]
-        pub network: i32,
-        #[prost(int32, tag = "2")]
-        pub pid: i32,
-        #[prost(int32, tag = "3")]
-        pub ipc: i32,
-        #[prost(string, tag = "4")]
-        pub target_id: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LinuxSandboxSecurityContext {
-        #[prost(message, optional, tag = "1")]
-        pub namespace_options: Option<NamespaceOption>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LinuxPodSandboxConfig {
-        #[prost(string, tag = "1")]
-        pub cgroup_parent: String,
-        #[prost(message, optional, tag = "2")]
-        pub security_context: Option<LinuxSandboxSecurityContext>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PodSandboxMetadata {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub uid: String,
-        #[prost(string, tag = "3")]
-        pub namespace: String,
-        #[prost(uint32, tag = "4")]
-        pub attempt: u32,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PodSandboxConfig {
-        #[prost(message, optional, tag = "1")]
-        pub metadata: Option<PodSandboxMetadata>,
-        #[prost(string, tag = "2")]
-        pub hostname: String,
-        #[prost(string, tag = "3")]
-        pub log_directory: String,
-        #[prost(map = "string, string", tag = "6")]
-        pub labels: HashMap<String, String>,
-        #[prost(map = "string, string", tag = "7")]
-        pub annotations: HashMap<String, String>,
-        #[prost(message, optional, tag = "8")]
-        pub linux: Option<LinuxPodSandboxConfig>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RunPodSandboxRequest {
-        #[prost(message, optional, tag = "1")]
-        pub config: Option<PodSandboxConfig>,
-        #[prost(string, tag = "2")]
-        pub runtime_handler: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RunPodSandboxResponse {
-        #[prost(string, tag = "1")]
-        pub pod_sandbox_id: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PodSandboxIdRequest {
-        #[prost(string, tag = "1")]
-        pub pod_sandbox_id: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Empty {}
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ImageSpec {
-        #[prost(string, tag = "1")]
-        pub image: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ContainerMetadata {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(uint32, tag = "2")]
-        pub attempt: u32,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LinuxContainerSecurityContext {
-        #[prost(message, optional, tag = "3")]
-        pub namespace_options: Option<NamespaceOption>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LinuxContainerConfig {
-        #[prost(message, optional, tag = "2")]
-        pub security_context: Option<LinuxContainerSecurityContext>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ContainerConfig {
-        #[prost(message, optional, tag = "1")]
-        pub metadata: Option<ContainerMetadata>,
-        #[prost(message, optional, tag = "2")]
-        pub image: Option<ImageSpec>,
-        #[prost(string, repeated, tag = "3")]
-        pub command: Vec<String>,
-        #[prost(string, repeated, tag = "4")]
-        pub args: Vec<String>,
-        #[prost(map = "string, string", tag = "9")]
-        pub labels: HashMap<String, String>,
-        #[prost(map = "string, string", tag = "10")]
-        pub annotations: HashMap<String, String>,
-        #[prost(string, tag = "11")]
-        pub log_path: String,
-        #[prost(message, optional, tag = "15")]
-        pub linux: Option<LinuxContainerConfig>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct CreateContainerRequest {
-        #[prost(string, tag = "1")]
-        pub pod_sandbox_id: String,
-        #[prost(message, optional, tag = "2")]
-        pub config: Option<ContainerConfig>,
-        #[prost(message, optional, tag = "3")]
-        pub sandbox_config: Option<PodSandboxConfig>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct CreateContainerResponse {
-        #[prost(string, tag = "1")]
-        pub container_id: String,
-    }
-    /// StartContainerRequest and RemoveContainerRequest.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ContainerIdRequest {
-        #[prost(string, tag = "1")]
-        pub container_id: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StopContainerRequest {
-        #[prost(string, tag = "1")]
-        pub container_id: String,
-        #[prost(int64, tag = "2")]
-        pub timeout: i64,
-    }
-}
+/// The CRI v1 messages and client, generated from cri-api's `api.proto` (crates/cri-client).
+/// Fields kubelet does not set for these pods are left at their defaults, which proto3 does not
+/// send: the bytes on the wire are those of the fields set.
+pub use cri_client::v1;
+use v1::NamespaceMode;
+use v1::runtime_service_client::RuntimeServiceClient;
 
 /// The image every pod here runs, as sandbox (its entrypoint sleeps) and as app.
 pub const IMAGE: &str = "nsx.local/busybox:1";
@@ -203,7 +45,7 @@ pub const IMAGE: &str = "nsx.local/busybox:1";
 /// A synchronous CRI RuntimeService client over a Unix socket.
 pub struct RuntimeClient {
     rt: tokio::runtime::Runtime,
-    channel: tonic::transport::Channel,
+    client: RuntimeServiceClient<tonic::transport::Channel>,
 }
 
 impl RuntimeClient {
@@ -227,27 +69,23 @@ impl RuntimeClient {
                     .await
             })
             .map_err(|e| format!("connect: {e}"))?;
-        Ok(RuntimeClient { rt, channel })
+        Ok(RuntimeClient {
+            rt,
+            client: RuntimeServiceClient::new(channel),
+        })
     }
 
-    /// One unary call of `/runtime.v1.RuntimeService/<method>`.
-    pub fn call<Req, Resp>(&self, method: &str, req: Req) -> Result<Resp, tonic::Status>
+    /// One unary call, `rpc` given a clone of the generated client, run to its end.
+    pub fn call<Resp, F>(
+        &self,
+        rpc: impl FnOnce(RuntimeServiceClient<tonic::transport::Channel>) -> F,
+    ) -> Result<Resp, tonic::Status>
     where
-        Req: prost::Message + Send + Sync + 'static,
-        Resp: prost::Message + Default + Send + Sync + 'static,
+        F: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let path = format!("/runtime.v1.RuntimeService/{method}");
-        let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        self.rt.block_on(async move {
-            grpc.ready()
-                .await
-                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-            let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
-            grpc.unary(tonic::Request::new(req), path, codec)
-                .await
-                .map(tonic::Response::into_inner)
-        })
+        self.rt
+            .block_on(rpc(self.client.clone()))
+            .map(tonic::Response::into_inner)
     }
 }
 
@@ -268,16 +106,16 @@ impl PodKind {
     /// kubelet's `NamespaceOption` for the pod (kuberuntime `namespacesForPod`).
     fn namespaces(self) -> v1::NamespaceOption {
         let (network, pid) = match self {
-            PodKind::Plain => (v1::POD, v1::CONTAINER),
-            PodKind::HostNetwork => (v1::NODE, v1::CONTAINER),
-            PodKind::HostPid => (v1::POD, v1::NODE),
-            PodKind::SharedPid => (v1::POD, v1::POD),
+            PodKind::Plain => (NamespaceMode::Pod, NamespaceMode::Container),
+            PodKind::HostNetwork => (NamespaceMode::Node, NamespaceMode::Container),
+            PodKind::HostPid => (NamespaceMode::Pod, NamespaceMode::Node),
+            PodKind::SharedPid => (NamespaceMode::Pod, NamespaceMode::Pod),
         };
         v1::NamespaceOption {
-            network,
-            pid,
-            ipc: v1::POD,
-            target_id: String::new(),
+            network: network.into(),
+            pid: pid.into(),
+            ipc: NamespaceMode::Pod.into(),
+            ..Default::default()
         }
     }
 }
@@ -472,13 +310,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                     panic!("containerd exited ({status}): {}", c.log());
                 }
                 let client = RuntimeClient::connect(&socket).ok()?;
+                let version = v1::VersionRequest {
+                    version: "v1".into(),
+                };
                 client
-                    .call::<_, v1::VersionResponse>(
-                        "Version",
-                        v1::VersionRequest {
-                            version: "v1".into(),
-                        },
-                    )
+                    .call(|mut c| async move { c.version(version).await })
                     .ok()?;
                 Some(client)
             },
@@ -580,18 +416,19 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 cgroup_parent,
                 security_context: Some(v1::LinuxSandboxSecurityContext {
                     namespace_options: Some(kind.namespaces()),
+                    ..Default::default()
                 }),
+                ..Default::default()
             }),
+            ..Default::default()
         };
-        let sandbox: v1::RunPodSandboxResponse = self
+        let request = v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        let sandbox = self
             .client()
-            .call(
-                "RunPodSandbox",
-                v1::RunPodSandboxRequest {
-                    config: Some(config.clone()),
-                    runtime_handler: String::new(),
-                },
-            )
+            .call(|mut c| async move { c.run_pod_sandbox(request).await })
             .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}\n{}", self.log()));
         drop(made);
         let mut pod = Pod {
@@ -632,6 +469,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             }),
             image: Some(v1::ImageSpec {
                 image: IMAGE.into(),
+                ..Default::default()
             }),
             command: vec!["/bin/sleep".into()],
             args: vec!["100000".into()],
@@ -641,28 +479,27 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             linux: Some(v1::LinuxContainerConfig {
                 security_context: Some(v1::LinuxContainerSecurityContext {
                     namespace_options: Some(pod.kind.namespaces()),
+                    ..Default::default()
                 }),
+                ..Default::default()
             }),
+            ..Default::default()
         };
-        let created: v1::CreateContainerResponse = self
+        let request = v1::CreateContainerRequest {
+            pod_sandbox_id: pod.sandbox_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let created = self
             .client()
-            .call(
-                "CreateContainer",
-                v1::CreateContainerRequest {
-                    pod_sandbox_id: pod.sandbox_id.clone(),
-                    config: Some(config),
-                    sandbox_config: Some(pod.config.clone()),
-                },
-            )
+            .call(|mut c| async move { c.create_container(request).await })
             .unwrap_or_else(|e| panic!("CreateContainer {}/{name}: {e}\n{}", pod.name, self.log()));
         let id = created.container_id;
+        let request = v1::StartContainerRequest {
+            container_id: id.clone(),
+        };
         self.client()
-            .call::<_, v1::Empty>(
-                "StartContainer",
-                v1::ContainerIdRequest {
-                    container_id: id.clone(),
-                },
-            )
+            .call(|mut c| async move { c.start_container(request).await })
             .unwrap_or_else(|e| panic!("StartContainer {}/{name}: {e}\n{}", pod.name, self.log()));
         id
     }
@@ -691,32 +528,37 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         let mut problems = Vec::new();
         let client = self.client();
         for (name, id) in &p.containers {
-            let stop = client.call::<_, v1::Empty>(
-                "StopContainer",
-                v1::StopContainerRequest {
-                    container_id: id.clone(),
-                    timeout: 0,
-                },
-            );
-            let remove = client.call::<_, v1::Empty>(
-                "RemoveContainer",
-                v1::ContainerIdRequest {
-                    container_id: id.clone(),
-                },
-            );
+            let stop = v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            };
+            let stop = client
+                .call(|mut c| async move { c.stop_container(stop).await })
+                .map(drop);
+            let remove = v1::RemoveContainerRequest {
+                container_id: id.clone(),
+            };
+            let remove = client
+                .call(|mut c| async move { c.remove_container(remove).await })
+                .map(drop);
             for r in [stop, remove] {
                 if let Err(e) = r {
                     problems.push(format!("{}/{name}: {e}", p.name));
                 }
             }
         }
-        for method in ["StopPodSandbox", "RemovePodSandbox"] {
-            if let Err(e) = client.call::<_, v1::Empty>(
-                method,
-                v1::PodSandboxIdRequest {
-                    pod_sandbox_id: p.sandbox_id.clone(),
-                },
-            ) {
+        let pod_sandbox_id = p.sandbox_id.clone();
+        let stop = v1::StopPodSandboxRequest { pod_sandbox_id };
+        let stop = client
+            .call(|mut c| async move { c.stop_pod_sandbox(stop).await })
+            .map(drop);
+        let pod_sandbox_id = p.sandbox_id.clone();
+        let remove = v1::RemovePodSandboxRequest { pod_sandbox_id };
+        let remove = client
+            .call(|mut c| async move { c.remove_pod_sandbox(remove).await })
+            .map(drop);
+        for (method, r) in [("StopPodSandbox", stop), ("RemovePodSandbox", remove)] {
+            if let Err(e) = r {
                 problems.push(format!("{method} {}: {e}", p.name));
             }
         }

@@ -1,6 +1,10 @@
-//! Test support: the real binary on a free loopback port, a minimal HTTP client, metric
+//! Test support: the real binary on a free loopback port, an HTTP client (ureq), metric
 //! parsing, and real namespaces made with unshare(1). Everything started here is stopped on
 //! drop, so a failing test leaves no process behind.
+//!
+//! The exposition parser is our own: prometheus-parse folds a histogram's `_bucket` lines into
+//! one sample under the base name, where the tests look samples up by the names on the wire,
+//! and the prometheus crate only encodes.
 #![allow(dead_code)]
 
 pub mod alertmanager;
@@ -236,65 +240,49 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; bodies here always carry Content-Length.
+/// One HTTP/1.1 request with `Connection: close`, by ureq: any status is an answer, the
+/// body is given as sent (no decompression: ureq is built without gzip), and no connection
+/// is kept for the next request, so that each call is one connection as the limit tests count.
 pub fn http(
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("Connection", "close");
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+    let req = req.body(()).map_err(std::io::Error::other)?;
+    let mut resp = agent.run(req).map_err(ureq::Error::into_io)?;
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), v)
+        })
         .collect();
-    let mut r = HttpResponse {
-        status,
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .map_err(ureq::Error::into_io)?;
+    Ok(HttpResponse {
+        status: resp.status().as_u16(),
         headers,
-        body: raw[split + 4..].to_vec(),
-    };
-    if r.header("transfer-encoding") == Some("chunked") {
-        r.body = dechunk(&r.body)?;
-    }
-    Ok(r)
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body (Prometheus answers large results so).
-fn dechunk(mut body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let bad = || std::io::Error::other("bad chunked body");
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
-        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| bad())?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .map_err(|_| bad())?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(body.get(..size).ok_or_else(bad)?);
-        body = body.get(size + 2..).ok_or_else(bad)?;
-    }
+        body,
+    })
 }
 
 /// One sample of the text exposition.
