@@ -513,9 +513,16 @@ mod tests {
     /// path shapes are theirs, byte for byte.
     #[test]
     fn real_files() {
-        use CgroupWorkload::Host;
+        let cases = [kubernetes_files(), engine_files(), other_files()].concat();
+        for (name, contents, expected) in &cases {
+            assert_eq!(&parse_cgroup(contents), expected, "case {name:?}");
+        }
+    }
+
+    /// [`real_files`] of Kubernetes' pods, by driver, runtime and QoS class.
+    fn kubernetes_files() -> Vec<(&'static str, &'static [u8], CgroupWorkload)> {
         use Runtime::*;
-        let cases: &[(&str, &[u8], CgroupWorkload)] = &[
+        vec![
             // Kubernetes, systemd driver, CRI-O, burstable, v1 (opencontainers/runc#4620).
             (
                 "crio burstable v1",
@@ -672,6 +679,14 @@ mod tests {
                     None,
                 ),
             ),
+        ]
+    }
+
+    /// [`real_files`] of Docker's and Podman's containers.
+    fn engine_files() -> Vec<(&'static str, &'static [u8], CgroupWorkload)> {
+        use CgroupWorkload::Host;
+        use Runtime::*;
+        vec![
             // Docker, cgroupfs driver, v1, with name=systemd left at / (moby/moby#33352).
             (
                 "docker cgroupfs",
@@ -861,6 +876,14 @@ mod tests {
                 b"0::/user.slice/user-1000.slice/user@1000.service/user.slice/podman-6696.scope\n",
                 Host,
             ),
+        ]
+    }
+
+    /// [`real_files`] of containerd without Kubernetes, LXC, nspawn and the rest.
+    fn other_files() -> Vec<(&'static str, &'static [u8], CgroupWorkload)> {
+        use CgroupWorkload::Host;
+        use Runtime::*;
+        vec![
             // containerd without Kubernetes: `ctr` puts a container at /<namespace>/<id>
             // (falcosecurity/libs container_engine/containerd.cpp).
             (
@@ -990,10 +1013,7 @@ mod tests {
                     Some("6c85216c-82ad-11e7-9fb0-061c2985ea4a"),
                 ),
             ),
-        ];
-        for (name, contents, expected) in cases {
-            assert_eq!(&parse_cgroup(contents), expected, "case {name:?}");
-        }
+        ]
     }
 
     /// Edge cases of the file format and of the choice between lines.

@@ -624,3 +624,106 @@ fn only_code_outside_tests_between_non_relatives_counts() {
     assert!(circles(&rooms).is_empty());
     assert_eq!(rooms[&Vec::new()].len(), 1, "{rooms:?}");
 }
+
+/// The longest an impl block or a function may be, in lines, tests included: past that a room
+/// does more than one job (issue 26).
+const MOST_LINES: usize = 250;
+
+/// Every impl block and function (free, in an impl or a trait) of `text` longer than
+/// [`MOST_LINES`], as `name: N lines at line L`.
+fn too_long(text: &str) -> Vec<String> {
+    use syn::spanned::Spanned;
+    struct Lengths(Vec<String>);
+    impl Lengths {
+        fn check(&mut self, what: String, span: proc_macro2::Span) {
+            let lines = span.end().line - span.start().line + 1;
+            if lines > MOST_LINES {
+                self.0.push(format!(
+                    "{what}: {lines} lines at line {}",
+                    span.start().line
+                ));
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Lengths {
+        fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
+            let ty = &item.self_ty;
+            self.check(format!("impl {}", quote_type(ty)), item.span());
+            syn::visit::visit_item_impl(self, item);
+        }
+        fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+            self.check(format!("fn {}", item.sig.ident), item.span());
+            syn::visit::visit_item_fn(self, item);
+        }
+        fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+            self.check(format!("fn {}", item.sig.ident), item.span());
+            syn::visit::visit_impl_item_fn(self, item);
+        }
+        fn visit_trait_item_fn(&mut self, item: &'ast syn::TraitItemFn) {
+            self.check(format!("fn {}", item.sig.ident), item.span());
+            syn::visit::visit_trait_item_fn(self, item);
+        }
+    }
+    fn quote_type(ty: &syn::Type) -> String {
+        match ty {
+            syn::Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .map_or_else(String::new, |s| s.ident.to_string()),
+            _ => "…".into(),
+        }
+    }
+    let file = syn::parse_file(text).unwrap_or_else(|e| panic!("{e}"));
+    let mut lengths = Lengths(Vec::new());
+    lengths.visit_file(&file);
+    lengths.0
+}
+
+/// The `.rs` files under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_impl_block_or_function_is_over_250_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("crates"), &mut files);
+    files.sort();
+    let long: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let at = f.strip_prefix(root).unwrap().display().to_string();
+            too_long(&text)
+                .into_iter()
+                .map(move |l| format!("{at}: {l}"))
+        })
+        .collect();
+    assert!(long.is_empty(), "{long:#?}");
+}
+
+#[test]
+fn a_long_function_is_found() {
+    let body = "    let _ = 1;\n".repeat(MOST_LINES);
+    let text = format!("fn short() {{}}\nimpl S {{\n    fn long() {{\n{body}    }}\n}}\n");
+    let long = too_long(&text);
+    assert_eq!(long.len(), 2, "{long:?}");
+    assert!(
+        long[0].starts_with("impl S: 254 lines at line 2"),
+        "{long:?}"
+    );
+    assert!(
+        long[1].starts_with("fn long: 252 lines at line 3"),
+        "{long:?}"
+    );
+}
