@@ -1333,6 +1333,18 @@ fn parents_and_owners_agree_with_lsns_for_nested_namespaces() {
     );
 }
 
+/// The orphan count once every namespace older than the exporter is counted: the age counts
+/// from when this exporter first saw a namespace, so a netns another test or runtime left
+/// behind becomes an orphan one orphan age (at most 3 s in these tests) after the start, as
+/// the test's own does; the baseline is taken a scan after that.
+fn orphan_baseline(e: &Exporter, orphans: impl Fn(&Metrics) -> Option<f64>) -> f64 {
+    wait_for("a first scan", Duration::from_secs(10), || {
+        orphans(&e.metrics())
+    });
+    std::thread::sleep(Duration::from_millis(4500));
+    orphans(&e.metrics()).unwrap()
+}
+
 /// A net namespace left bind-mounted with no process for longer than the orphan age is
 /// counted as orphaned and reaches NsexporterOrphanedNamespaces in a real Prometheus; it
 /// resolves when the mount goes.
@@ -1350,14 +1362,7 @@ fn an_orphaned_netns_reaches_the_alert() {
             &[("type", "net"), ("held_by", "bind_mount")],
         )
     };
-    // The age counts from when this exporter first saw a namespace, so a netns another test or
-    // runtime left behind becomes an orphan one orphan age after the start, as this one does:
-    // the baseline is taken once they all are (the age and a scan after the first scan).
-    wait_for("a first scan", Duration::from_secs(10), || {
-        orphans(&e.metrics())
-    });
-    std::thread::sleep(Duration::from_millis(4500));
-    let baseline = orphans(&e.metrics()).unwrap();
+    let baseline = orphan_baseline(&e, orphans);
     let netns = Netns::add("orphan");
     let young = wait_held_by(&e, netns.inode(), Some("bind_mount"));
     assert_eq!(orphans(&young), Some(baseline), "not yet 3 s old");
@@ -1525,14 +1530,7 @@ fn a_network_namespace_held_only_by_a_socket_is_listed_and_orphaned() {
             &[("type", "net"), ("held_by", "socket")],
         )
     };
-    // The age counts from when this exporter first saw a namespace, so a netns another test or
-    // runtime left behind becomes an orphan one orphan age after the start, as this one does:
-    // the baseline is taken once they all are (the age and a scan after the first scan).
-    wait_for("a first scan", Duration::from_secs(10), || {
-        orphans(&e.metrics())
-    });
-    std::thread::sleep(Duration::from_millis(4500));
-    let baseline = orphans(&e.metrics()).unwrap();
+    let baseline = orphan_baseline(&e, orphans);
     let destroyed = |m: &Metrics| {
         m.value("nsexporter_namespaces_destroyed_total", &[("type", "net")])
             .unwrap()
