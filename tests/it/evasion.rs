@@ -532,7 +532,7 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
     let mut ids: Vec<String> = Vec::new();
     let engine = |each: &(dyn Fn(&[&str]) -> String + Sync), rm: &[&str]| {
         (0..33)
-            .flat_map(|i| {
+            .map(|i| {
                 let name = format!("nsx-plumbing-{i}");
                 let run = [
                     "run",
@@ -547,7 +547,7 @@ fn a_hundred_real_containers_start_and_stop_without_a_finding() {
                 ];
                 let id = each(&run);
                 each(&[rm, &[name.as_str()]].concat());
-                [id]
+                id
             })
             .collect::<Vec<String>>()
     };
