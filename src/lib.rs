@@ -21,6 +21,7 @@ pub mod model;
 pub mod pidfd;
 pub mod pipeline;
 pub mod policy;
+pub mod privilege;
 pub mod procfs;
 pub mod scan;
 pub mod scan_loop;
