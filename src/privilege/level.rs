@@ -374,9 +374,10 @@ pub(super) mod tests {
     use crate::privilege::{IdMap, IdRange};
 
     /// `CapBnd` of a default container, as `/proc/PID/status` shows it on this machine:
-    /// Docker 20.10 and containerd 1.6's CRI (the same fourteen), Podman 4.3's containers.conf
-    /// (eleven: no `NET_RAW`, `MKNOD`, `AUDIT_WRITE`), `runc spec` 1.1 (three), and a
-    /// privileged container here (every capability but `SYS_RESOURCE`, which root lacks).
+    /// Docker 20.10, containerd 1.6's CRI and Podman 4.3's built-in default (the same
+    /// fourteen), the list in Debian's `/usr/share/containers/containers.conf` (eleven: no
+    /// `NET_RAW`, `MKNOD`, `AUDIT_WRITE`), `runc spec` 1.1 (three), and every capability this
+    /// machine has (all but `SYS_RESOURCE`, which root lacks here).
     pub const DOCKER: u64 = 0xa804_25fb;
     pub const PODMAN: u64 = 0x8004_05fb;
     pub const RUNC_SPEC: u64 = 0x2000_0420;
