@@ -23,9 +23,10 @@
 //!   where it is not enabled), the process is confined like every other on the node, and the
 //!   container did nothing; the info series says `lsm="none"`.
 //!
-//! What remains transient: runc's own setup before its init drops to the spec (a few
-//! milliseconds, in the runtime's process). The reading side does not judge a process
-//! seen once in that window (see `docs/privilege.md`).
+//! What remains transient: runc's own setup before its init drops to the spec (milliseconds,
+//! in the runtime's process, which holds runc's full set). Nothing inside a container can make
+//! a process look like it; runc writes the container's `state.json` only once its init has
+//! dropped to the spec, which the reading side can go by.
 
 use std::fmt;
 
