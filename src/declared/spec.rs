@@ -529,6 +529,25 @@ mod tests {
         };
         assert_eq!(oci("runc-no-new-privs-seccomp.config.json"), runc_spec);
         assert_eq!(runc("runc-no-new-privs-seccomp.state.json"), runc_spec);
+        // containerd 1.6's CRI, driven as tests/it/support/cri.rs drives it (no seccomp profile
+        // and no masked paths asked for, as kubelet would ask): the pause container sets
+        // noNewPrivileges and masks /proc (NoNewPrivs 1, Seccomp 0); the app does neither
+        // (NoNewPrivs 0, Seccomp 0); both CapBnd a80425fb.
+        let cri_app = DeclaredPrivilege {
+            seccomp: false,
+            masked_paths: false,
+            ..docker.clone()
+        };
+        assert_eq!(oci("cri-app.config.json"), cri_app);
+        assert_eq!(runc("cri-app.state.json"), cri_app);
+        assert_eq!(
+            oci("cri-sandbox.config.json"),
+            DeclaredPrivilege {
+                no_new_privileges: true,
+                masked_paths: true,
+                ..cri_app
+            }
+        );
     }
 
     #[test]
