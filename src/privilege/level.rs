@@ -264,7 +264,9 @@ pub fn observed_level(o: &Observed<'_>) -> Assessment {
     let node = o.node_bounding.unwrap_or_else(all_capabilities);
     let (apparmor, selinux) = lsm_facts(&p.lsm);
     let root = p.uid == 0 || p.euid == 0;
-    let host_root = |id: u32| o.host_user_namespace || p.uid_map.to_host(id) == Some(0);
+    // Mapped away only where the map says so: an unread or empty map relaxes nothing.
+    let mapped_away =
+        |id: u32| !o.host_user_namespace && p.uid_map.to_host(id).is_some_and(|host| host != 0);
     let facts = Facts {
         host_namespaces: o.host_namespaces,
         privileged: o.host_user_namespace
@@ -278,7 +280,7 @@ pub fn observed_level(o: &Observed<'_>) -> Assessment {
         seccomp: p.seccomp != Seccomp::Disabled,
         no_new_privs: p.no_new_privs,
         root,
-        root_mapped_away: root && !host_root(p.uid) && !host_root(p.euid),
+        root_mapped_away: root && mapped_away(p.uid) && mapped_away(p.euid),
     };
     judge(&facts)
 }
@@ -643,6 +645,18 @@ pub(super) mod tests {
                 ProcessPrivilege {
                     no_new_privs: true,
                     uid_map: mapped(0),
+                    ..process(0, 0)
+                },
+            )
+            .own_user_namespace()
+            .want(
+                Level::Baseline,
+                &["running_as_non_root", "running_as_non_root_user"],
+            ),
+            case(
+                "root in a user namespace whose map was not read relaxes nothing",
+                ProcessPrivilege {
+                    no_new_privs: true,
                     ..process(0, 0)
                 },
             )
