@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::model::{NsType, PerType};
-use crate::privilege::level::all_capabilities;
+use crate::privilege::level::{HostNamespaces, all_capabilities};
 use crate::privilege::{CapSet, DeclaredPrivilege, capability_number};
 
 /// What a spec says of one namespace type.
@@ -56,6 +56,21 @@ pub struct Spec {
     pub annotations: BTreeMap<String, String>,
     /// What the spec grants the container's process.
     pub privilege: DeclaredPrivilege,
+}
+
+impl Spec {
+    /// Which of the namespaces the Pod Security Standards name (`hostNetwork`, `hostPID`,
+    /// `hostIPC`) the spec leaves the host's, by leaving them out: for
+    /// [`crate::privilege::level::declared_level`]. A joined path is taken as not the host's,
+    /// as the pod's own sandbox is what CRI joins.
+    pub fn host_namespaces(&self) -> HostNamespaces {
+        let host = |t: NsType| self.namespaces[t] == Declared::Host;
+        HostNamespaces {
+            net: host(NsType::Net),
+            pid: host(NsType::Pid),
+            ipc: host(NsType::Ipc),
+        }
+    }
 }
 
 /// The most annotations kept from one spec; the rest are dropped. Only a handful are read.
@@ -380,6 +395,25 @@ mod tests {
         // No linux section: every type is inherited.
         let s = parse_oci_config(b"{}").unwrap();
         assert!(s.namespaces.values().all(|d| *d == Declared::Host));
+        let every = HostNamespaces {
+            net: true,
+            pid: true,
+            ipc: true,
+        };
+        assert_eq!(s.host_namespaces(), every);
+        // hostPID as CRI writes it: no pid entry; the others the sandbox's, by path.
+        let s = parse_oci_config(
+            br#"{"linux":{"namespaces":[{"type":"network","path":"/proc/9/ns/net"},
+                {"type":"ipc","path":"/proc/9/ns/ipc"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.host_namespaces(),
+            HostNamespaces {
+                pid: true,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -533,6 +567,10 @@ mod tests {
         // and no masked paths asked for, as kubelet would ask): the pause container sets
         // noNewPrivileges and masks /proc (NoNewPrivs 1, Seccomp 0); the app does neither
         // (NoNewPrivs 0, Seccomp 0); both CapBnd a80425fb.
+        let spec = parse_oci_config(&fixture("cri-app.config.json")).unwrap();
+        assert_eq!(spec.host_namespaces(), HostNamespaces::default());
+        let docker_spec = parse_oci_config(&fixture("docker-default.config.json")).unwrap();
+        assert_eq!(docker_spec.host_namespaces(), HostNamespaces::default());
         let cri_app = DeclaredPrivilege {
             seccomp: false,
             masked_paths: false,
