@@ -77,6 +77,21 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// A container's assessment from its processes' (its first, and each that differs): it
+    /// meets a level only if every process does, so the lowest level, every failure once, and
+    /// what none of them could show.
+    pub fn merge(mut self, other: Assessment) -> Assessment {
+        self.level = self.level.min(other.level);
+        for f in other.failed {
+            if !self.failed.contains(&f) {
+                self.failed.push(f);
+            }
+        }
+        self.failed.sort_by_key(|f| (f.check, f.policy));
+        self.unobserved.retain(|c| other.unobserved.contains(c));
+        self
+    }
+
     /// The failed checks' names, comma-separated, for a log line.
     pub fn failed_names(&self) -> String {
         let names: Vec<&str> = self.failed.iter().map(|f| f.check.as_str()).collect();
@@ -756,6 +771,38 @@ pub(super) mod tests {
             "host_namespaces,capabilities,seccomp,privilege_escalation,\
              running_as_non_root,running_as_non_root_user"
         );
+    }
+
+    /// A container whose first process is restricted and whose second was a setuid-root exec
+    /// meets baseline only.
+    #[test]
+    fn a_container_meets_what_its_worst_process_meets() {
+        let first = ProcessPrivilege {
+            no_new_privs: true,
+            ..process(0, 1000)
+        };
+        let second = ProcessPrivilege {
+            euid: 0,
+            ..first.clone()
+        };
+        let judge = |p: &ProcessPrivilege, masked| {
+            observed_level(&Observed {
+                process: p,
+                host_user_namespace: true,
+                host_namespaces: HostNamespaces::default(),
+                proc_masked: masked,
+                node_bounding: None,
+            })
+        };
+        let merged = judge(&first, Some(true)).merge(judge(&second, None));
+        assert_eq!(merged.level, Level::Baseline);
+        assert_eq!(
+            merged.failed_names(),
+            "running_as_non_root,running_as_non_root_user"
+        );
+        assert_eq!(merged.unobserved, [Check::AppArmor, Check::SeLinux]);
+        let again = merged.clone().merge(judge(&second, Some(true)));
+        assert_eq!(again.failed, merged.failed, "a failure counts once");
     }
 
     /// A node whose full set is smaller than the headers' (an older kernel, or this machine):
