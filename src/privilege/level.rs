@@ -605,6 +605,17 @@ pub(super) mod tests {
             case("host network", restricted.clone())
                 .host_network()
                 .want(Level::Privileged, &["host_namespaces"]),
+        ];
+        judge_all(cases);
+    }
+
+    #[test]
+    fn observed_levels_with_lsm_labels_and_user_namespaces() {
+        let restricted = ProcessPrivilege {
+            no_new_privs: true,
+            ..process(0, 1000)
+        };
+        let cases = vec![
             case(
                 "apparmor unconfined",
                 ProcessPrivilege {
@@ -700,6 +711,10 @@ pub(super) mod tests {
                 ],
             ),
         ];
+        judge_all(cases);
+    }
+
+    fn judge_all(cases: Vec<Case>) {
         for c in cases {
             let o = Observed {
                 process: &c.process,
