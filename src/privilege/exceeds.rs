@@ -25,8 +25,9 @@
 //!
 //! What remains transient: runc's own setup before its init drops to the spec (milliseconds,
 //! in the runtime's process, which holds runc's full set). Nothing inside a container can make
-//! a process look like it; runc writes the container's `state.json` only once its init has
-//! dropped to the spec, which the reading side can go by.
+//! a process look like it; runc writes the container's `state.json` only after its init has
+//! closed the sync pipe, which it does once it has dropped to the spec (runc 1.1,
+//! `standard_init_linux.go`), which the reading side can go by.
 
 use std::fmt;
 
