@@ -292,6 +292,7 @@ mod tests {
             namespaces,
             uid_mappings,
             annotations: BTreeMap::new(),
+            privilege: Default::default(),
         })
     }
 
