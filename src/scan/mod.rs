@@ -12,7 +12,7 @@
 //!
 //! The stage is a folder, a file a job: [`errors`] (what failed, counted by reason),
 //! `reader` (one process's reads), [`watch`] (what sweeps re-read in place), [`pins`]
-//! (namespaces held without a process) and this file, the scan itself and the identity
+//! (namespaces held without a process), [`limits`] (the kernel's limits) and this file, the scan itself and the identity
 //! carried from one scan to the next.
 
 mod ask;
