@@ -14,7 +14,7 @@
 //! (`CLOCK_BOOTTIME`, the clock of a process's start time in `/proc/PID/stat`): see
 //! [`ScanTime`]. Wall-clock time is only for display, and a clock step cannot reorder events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -621,6 +621,22 @@ pub struct Snapshot {
     pub host: HostNamespaces,
     /// How this snapshot's namespaces can be told apart from the previous one's.
     pub identity: Identity,
+    /// The kernel's limits as the scan read them.
+    pub limits: KernelLimits,
+}
+
+/// The kernel's limits on what namespaces hold, read once a scan (sysctls have no change
+/// notification, and ten small reads cost less than a stat of each). `None` where the file
+/// is absent (a kernel without the type, or without conntrack) or could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelLimits {
+    /// `sys/user/max_TYPE_namespaces`: of the exporter's own user namespace (the kernel
+    /// answers each reader with its user namespace's values, whatever procfs is read).
+    pub namespaces: PerType<Option<u64>>,
+    /// `sys/net/netfilter/nf_conntrack_max`.
+    pub conntrack_entries: Option<u64>,
+    /// `sys/fs/mount-max`: the mounts one mount namespace may hold.
+    pub mounts_per_namespace: Option<u64>,
 }
 
 impl Snapshot {
@@ -692,7 +708,39 @@ impl Snapshot {
             namespaces,
             host,
             identity: Identity::Heuristic,
+            limits: KernelLimits::default(),
         }
+    }
+
+    /// Namespaces in use by type, as far as the snapshot can tell: those seen (a member, a
+    /// thread, a bind mount, an fd or a socket holds each), and the user and pid namespaces
+    /// seen only as the owner or parent of one seen, which that reference keeps alive. The
+    /// kernel counts a namespace against its limit until it is freed, whatever holds it, so
+    /// this is the fewest that can be in use: what nothing visible holds (an fd in flight over
+    /// a unix socket, a parent of a parent never asked about) is not in it.
+    pub fn namespaces_in_use(&self) -> PerType<u64> {
+        let mut count = PerType::splat(0u64);
+        let mut named: HashSet<NamespaceId> = HashSet::new();
+        for ns in self.namespaces.values() {
+            count[ns.id.ns_type] += 1;
+            let user = |inode| NamespaceId {
+                ns_type: NsType::User,
+                inode,
+            };
+            named.extend(ns.owner.map(user));
+            if matches!(ns.id.ns_type, NsType::User | NsType::Pid) {
+                named.extend(ns.parent.map(|inode| NamespaceId {
+                    ns_type: ns.id.ns_type,
+                    inode,
+                }));
+            }
+        }
+        for id in named {
+            if !self.namespaces.contains_key(&id) {
+                count[id.ns_type] += 1;
+            }
+        }
+        count
     }
 
     /// The member that started first (ties broken by the lower pid): `lsns`'s PID column.

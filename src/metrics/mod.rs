@@ -155,6 +155,9 @@ impl Metrics {
         store
             .gauge(h::ScanInterval, ())
             .set(scan_interval.as_secs_f64());
+        // Unknown until a scan reads them: a limit of 0 would be a lie.
+        store.reset(h::ConntrackLimit);
+        store.reset(h::MountsLimit);
         Metrics {
             store,
             between: None,

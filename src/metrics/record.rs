@@ -245,6 +245,23 @@ impl Metrics {
         for t in NsType::ALL {
             store.gauge(h::Namespaces, (t,)).set(count(per_type[t]));
         }
+        let in_use = snapshot.namespaces_in_use();
+        let limits = &snapshot.limits;
+        store.reset(h::NamespacesLimit);
+        for t in NsType::ALL {
+            store.gauge(h::NamespacesInUse, (t,)).set(count(in_use[t]));
+            if let Some(limit) = limits.namespaces[t] {
+                store.gauge(h::NamespacesLimit, (t,)).set(count(limit));
+            }
+        }
+        store.reset(h::ConntrackLimit);
+        if let Some(limit) = limits.conntrack_entries {
+            store.gauge(h::ConntrackLimit, ()).set(count(limit));
+        }
+        store.reset(h::MountsLimit);
+        if let Some(limit) = limits.mounts_per_namespace {
+            store.gauge(h::MountsLimit, ()).set(count(limit));
+        }
         store.gauge(h::FdsSkipped, ()).set(count(fds_skipped));
         for reason in SocketSkip::ALL {
             store

@@ -55,6 +55,7 @@ fn scan(ticks: u64, drop: &[i32]) -> crate::scan::ScanOutcome {
         s.host.clone(),
     );
     snapshot.identity = s.identity;
+    snapshot.limits = s.limits.clone();
     outcome.snapshot = snapshot;
     outcome
 }

@@ -12,13 +12,14 @@
 //!
 //! The stage is a folder, a file a job: [`errors`] (what failed, counted by reason),
 //! `reader` (one process's reads), [`watch`] (what sweeps re-read in place), [`pins`]
-//! (namespaces held without a process) and this file, the scan itself and the identity
+//! (namespaces held without a process), [`limits`] (the kernel's limits) and this file, the scan itself and the identity
 //! carried from one scan to the next.
 
 mod ask;
 mod errors;
 mod held;
 mod identity;
+pub mod limits;
 pub mod pins;
 mod reader;
 mod sweep;
@@ -162,6 +163,8 @@ pub struct Scanner {
     progress: Arc<AtomicI32>,
     /// Where the sweeps' round-robin re-reads stand.
     rounds: Rounds,
+    /// The kernel's limits, read once a scan.
+    limits: limits::LimitReader,
 }
 
 impl Scanner {
@@ -182,6 +185,7 @@ impl Scanner {
             kernel_ids: None,
             progress: Arc::new(AtomicI32::new(0)),
             rounds: Rounds::default(),
+            limits: limits::LimitReader::default(),
         }
     }
 
@@ -274,6 +278,7 @@ impl Scanner {
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
         let socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
         let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);
+        snapshot.limits = self.limits.read(dir_fd.as_fd(), &root, &mut reader.errors);
         Ok(ScanOutcome {
             snapshot,
             errors: reader.errors,
