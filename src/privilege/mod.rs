@@ -6,6 +6,8 @@
 //! This module is the vocabulary the reading side and the judging side share; neither knows the
 //! other's workings.
 
+pub mod exceeds;
+pub mod level;
 pub mod read;
 
 /// A capability set as `/proc/PID/status` prints it (`CapEff:\t000001ffffffffff`): bit `n` is
