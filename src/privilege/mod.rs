@@ -6,6 +6,7 @@
 //! This module is the vocabulary the reading side and the judging side share; neither knows the
 //! other's workings.
 
+pub mod container;
 pub mod exceeds;
 pub mod level;
 pub mod read;
