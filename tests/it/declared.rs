@@ -16,7 +16,7 @@ use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -59,7 +59,7 @@ fn cell(t: &str, how: &str, base: &Container) -> Bundle {
 /// A user namespace mapping 0-65535 to 100000-165535 (mappings only where it is new), with
 /// a bundle the mapped root can reach and no cgroup mount (sysfs cgroup mounts need the
 /// user namespace to own a cgroup namespace).
-fn user_namespace(b: &mut Bundle, mappings: bool) {
+pub(crate) fn user_namespace(b: &mut Bundle, mappings: bool) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(b.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // The mapped root makes its mount points: the rootfs is its own.

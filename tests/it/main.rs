@@ -24,5 +24,6 @@ mod exporter;
 mod failures;
 mod kernel;
 mod kubernetes_node;
+mod privilege;
 mod soak;
 mod web_config;
