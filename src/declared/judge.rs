@@ -293,6 +293,7 @@ mod tests {
             namespaces,
             uid_mappings,
             annotations: BTreeMap::new(),
+            privilege: Default::default(),
         })
     }
 

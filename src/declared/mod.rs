@@ -87,6 +87,7 @@ mod tests {
                     namespaces,
                     uid_mappings: false,
                     annotations: Default::default(),
+                    privilege: Default::default(),
                 };
                 (i.to_string(), std::sync::Arc::new(spec))
             })

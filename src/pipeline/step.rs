@@ -359,6 +359,7 @@ mod tests {
             namespaces,
             uid_mappings: false,
             annotations: Default::default(),
+            privilege: Default::default(),
         });
         let declared_net = |resolved: HashMap<PathBuf, u64>| {
             let view = SpecView {

@@ -23,9 +23,11 @@
 //!   where it is not enabled), the process is confined like every other on the node, and the
 //!   container did nothing; the info series says `lsm="none"`.
 //!
-//! What remains transient: runc's own setup before its init drops to the spec (a few
-//! milliseconds, in the runtime's process). The reading side does not judge a process
-//! seen once in that window (see `docs/privilege.md`).
+//! What remains transient: runc's own setup before its init drops to the spec (milliseconds,
+//! in the runtime's process, which holds runc's full set). Nothing inside a container can make
+//! a process look like it; runc writes the container's `state.json` only after its init has
+//! closed the sync pipe, which it does once it has dropped to the spec (runc 1.1,
+//! `standard_init_linux.go`), which the reading side can go by.
 
 use std::fmt;
 

@@ -77,6 +77,21 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// A container's assessment from its processes' (its first, and each that differs): it
+    /// meets a level only if every process does, so the lowest level, every failure once, and
+    /// what none of them could show.
+    pub fn merge(mut self, other: Assessment) -> Assessment {
+        self.level = self.level.min(other.level);
+        for f in other.failed {
+            if !self.failed.contains(&f) {
+                self.failed.push(f);
+            }
+        }
+        self.failed.sort_by_key(|f| (f.check, f.policy));
+        self.unobserved.retain(|c| other.unobserved.contains(c));
+        self
+    }
+
     /// The failed checks' names, comma-separated, for a log line.
     pub fn failed_names(&self) -> String {
         let names: Vec<&str> = self.failed.iter().map(|f| f.check.as_str()).collect();
@@ -137,6 +152,11 @@ pub const BASELINE_CAPABILITIES: [&str; 14] = [
 
 /// The only capability restricted lets a container add back after dropping `ALL`.
 pub const RESTRICTED_CAPABILITIES: [&str; 1] = ["NET_BIND_SERVICE"];
+
+/// [`BASELINE_CAPABILITIES`] and [`RESTRICTED_CAPABILITIES`] as sets, spelt out because the
+/// judge runs per process per sweep and name lookups are not const (a test checks them).
+const BASELINE_SET: CapSet = CapSet(0xa804_25fb);
+const RESTRICTED_SET: CapSet = CapSet(1 << 10);
 
 /// The SELinux types baseline allows (`container_t`, `container_init_t`, `container_kvm_t`,
 /// and since Kubernetes 1.31 `container_engine_t`).
@@ -259,7 +279,9 @@ pub fn observed_level(o: &Observed<'_>) -> Assessment {
     let node = o.node_bounding.unwrap_or_else(all_capabilities);
     let (apparmor, selinux) = lsm_facts(&p.lsm);
     let root = p.uid == 0 || p.euid == 0;
-    let host_root = |id: u32| o.host_user_namespace || p.uid_map.to_host(id) == Some(0);
+    // Mapped away only where the map says so: an unread or empty map relaxes nothing.
+    let mapped_away =
+        |id: u32| !o.host_user_namespace && p.uid_map.to_host(id).is_some_and(|host| host != 0);
     let facts = Facts {
         host_namespaces: o.host_namespaces,
         privileged: o.host_user_namespace
@@ -273,7 +295,7 @@ pub fn observed_level(o: &Observed<'_>) -> Assessment {
         seccomp: p.seccomp != Seccomp::Disabled,
         no_new_privs: p.no_new_privs,
         root,
-        root_mapped_away: root && !host_root(p.uid) && !host_root(p.euid),
+        root_mapped_away: root && mapped_away(p.uid) && mapped_away(p.euid),
     };
     judge(&facts)
 }
@@ -319,9 +341,9 @@ fn judge(f: &Facts<'_>) -> Assessment {
     if f.privileged {
         fail(Check::Privileged, baseline);
     }
-    if f.reach.without(capability_set(&BASELINE_CAPABILITIES)).0 != 0 {
+    if f.reach.without(BASELINE_SET).0 != 0 {
         fail(Check::Capabilities, baseline);
-    } else if f.reach.without(capability_set(&RESTRICTED_CAPABILITIES)).0 != 0 {
+    } else if f.reach.without(RESTRICTED_SET).0 != 0 {
         fail(Check::Capabilities, restricted);
     }
     match f.apparmor {
@@ -374,9 +396,10 @@ pub(super) mod tests {
     use crate::privilege::{IdMap, IdRange};
 
     /// `CapBnd` of a default container, as `/proc/PID/status` shows it on this machine:
-    /// Docker 20.10 and containerd 1.6's CRI (the same fourteen), Podman 4.3's containers.conf
-    /// (eleven: no `NET_RAW`, `MKNOD`, `AUDIT_WRITE`), `runc spec` 1.1 (three), and a
-    /// privileged container here (every capability but `SYS_RESOURCE`, which root lacks).
+    /// Docker 20.10, containerd 1.6's CRI and Podman 4.3's built-in default (the same
+    /// fourteen), the list in Debian's `/usr/share/containers/containers.conf` (eleven: no
+    /// `NET_RAW`, `MKNOD`, `AUDIT_WRITE`), `runc spec` 1.1 (three), and every capability this
+    /// machine has (all but `SYS_RESOURCE`, which root lacks here).
     pub const DOCKER: u64 = 0xa804_25fb;
     pub const PODMAN: u64 = 0x8004_05fb;
     pub const RUNC_SPEC: u64 = 0x2000_0420;
@@ -582,6 +605,17 @@ pub(super) mod tests {
             case("host network", restricted.clone())
                 .host_network()
                 .want(Level::Privileged, &["host_namespaces"]),
+        ];
+        judge_all(cases);
+    }
+
+    #[test]
+    fn observed_levels_with_lsm_labels_and_user_namespaces() {
+        let restricted = ProcessPrivilege {
+            no_new_privs: true,
+            ..process(0, 1000)
+        };
+        let cases = vec![
             case(
                 "apparmor unconfined",
                 ProcessPrivilege {
@@ -646,6 +680,18 @@ pub(super) mod tests {
                 &["running_as_non_root", "running_as_non_root_user"],
             ),
             case(
+                "root in a user namespace whose map was not read relaxes nothing",
+                ProcessPrivilege {
+                    no_new_privs: true,
+                    ..process(0, 0)
+                },
+            )
+            .own_user_namespace()
+            .want(
+                Level::Baseline,
+                &["running_as_non_root", "running_as_non_root_user"],
+            ),
+            case(
                 "every capability in a user namespace: capabilities, never privileged",
                 ProcessPrivilege {
                     uid_map: mapped(100_000),
@@ -665,6 +711,10 @@ pub(super) mod tests {
                 ],
             ),
         ];
+        judge_all(cases);
+    }
+
+    fn judge_all(cases: Vec<Case>) {
         for c in cases {
             let o = Observed {
                 process: &c.process,
@@ -736,6 +786,38 @@ pub(super) mod tests {
             "host_namespaces,capabilities,seccomp,privilege_escalation,\
              running_as_non_root,running_as_non_root_user"
         );
+    }
+
+    /// A container whose first process is restricted and whose second was a setuid-root exec
+    /// meets baseline only.
+    #[test]
+    fn a_container_meets_what_its_worst_process_meets() {
+        let first = ProcessPrivilege {
+            no_new_privs: true,
+            ..process(0, 1000)
+        };
+        let second = ProcessPrivilege {
+            euid: 0,
+            ..first.clone()
+        };
+        let judge = |p: &ProcessPrivilege, masked| {
+            observed_level(&Observed {
+                process: p,
+                host_user_namespace: true,
+                host_namespaces: HostNamespaces::default(),
+                proc_masked: masked,
+                node_bounding: None,
+            })
+        };
+        let merged = judge(&first, Some(true)).merge(judge(&second, None));
+        assert_eq!(merged.level, Level::Baseline);
+        assert_eq!(
+            merged.failed_names(),
+            "running_as_non_root,running_as_non_root_user"
+        );
+        assert_eq!(merged.unobserved, [Check::AppArmor, Check::SeLinux]);
+        let again = merged.clone().merge(judge(&second, Some(true)));
+        assert_eq!(again.failed, merged.failed, "a failure counts once");
     }
 
     /// A node whose full set is smaller than the headers' (an older kernel, or this machine):
@@ -895,7 +977,9 @@ pub(super) mod tests {
         );
         assert_eq!(selinux_type("u:r:t"), Some("t"));
         assert_eq!(selinux_type("docker-default (enforce)"), None);
+        assert_eq!(capability_set(&BASELINE_CAPABILITIES), BASELINE_SET);
         assert_eq!(capability_set(&BASELINE_CAPABILITIES).0, DOCKER);
+        assert_eq!(capability_set(&RESTRICTED_CAPABILITIES), RESTRICTED_SET);
         assert_eq!(capability_set(&["SYS_ADMIN", "nonsense"]).0, 1 << 21);
         assert_eq!(all_capabilities().numbers().count(), CAPABILITY_NAMES.len());
     }

@@ -31,6 +31,8 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterCrossWorkloadNamespaceSharing",
     "NsexporterHostMountNamespaceFromContainer",
     "NsexporterProcessLeftContainerCgroup",
+    "NsexporterPrivilegeExceedsDeclared",
+    "NsexporterContainerRootWithHostSysAdmin",
     "NsexporterWorkloadNamespaceFlood",
     "NsexporterNamespaceChurnHigh",
     "NsexporterScanErrorsRising",
