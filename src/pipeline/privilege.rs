@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::attribution::{Attribution, Container, Workload};
-use crate::model::{NsType, Process, Snapshot};
+use crate::model::{Inode, NsType, Process, Snapshot};
 use crate::privilege::container::{ContainerPrivilege, ProcessSeen};
 use crate::privilege::exceeds::UserNamespace;
 use crate::privilege::level::HostNamespaces;
@@ -73,13 +73,45 @@ fn user_namespace(
     snapshot: &Snapshot,
     map_is_identity: bool,
 ) -> UserNamespace {
-    let user = p.namespaces[NsType::User];
-    match snapshot.host.inodes[NsType::User] {
+    user_namespace_of(
+        p.namespaces[NsType::User],
+        first.namespaces[NsType::User],
+        snapshot.host.inodes[NsType::User],
+        map_is_identity,
+    )
+}
+
+/// Whether `p`, of the same container as `first`, may hold more than `first` by what the scan
+/// already read of it: another owner, another user namespace, or a parent outside the
+/// container (`inside`).
+pub fn differs(p: &Process, first_uid: u32, first_user: Option<Inode>, inside: bool) -> bool {
+    p.uid != first_uid || p.namespaces[NsType::User] != first_user || !inside
+}
+
+/// Reads one process's privilege through `procfs`, as a sweep does for a process new since
+/// the scan; `Ok(None)` where it exited meanwhile.
+pub fn read_one(procfs: &ProcFs, pid: i32) -> Result<Option<ProcessPrivilege>, ReadError> {
+    let root = procfs.open_root().map_err(|e| ReadError::Io {
+        file: "/proc",
+        source: match e {
+            crate::procfs::ProcError::Io { source, .. } => source,
+            e => std::io::Error::other(e.to_string()),
+        },
+    })?;
+    Ok(read_pid(root.as_fd(), pid, &mut Vec::new(), false)?.map(|(p, _)| p))
+}
+
+/// Which user namespace `user` is, beside the host's and the container's first process's.
+pub fn user_namespace_of(
+    user: Option<Inode>,
+    first_user: Option<Inode>,
+    host: Option<u64>,
+    map_is_identity: bool,
+) -> UserNamespace {
+    match host {
         Some(host) if user.is_some_and(|u| u64::from(u.get()) == host) => UserNamespace::Host,
-        // Where the host's is unknown, the identity map says it (a child namespace mapped
-        // whole is rare, and its root is the host's anyway).
         None if map_is_identity => UserNamespace::Host,
-        _ if user == first.namespaces[NsType::User] => UserNamespace::Container,
+        _ if user == first_user => UserNamespace::Container,
         _ => UserNamespace::Nested,
     }
 }
@@ -154,10 +186,7 @@ pub fn read_privileges(
         let mut others = Vec::new();
         for &p in &processes[1..] {
             let inside = |pid: i32| matches!(attribution.of(pid), Workload::Container(c) if c.id == container.id);
-            let differs = p.uid != first.uid
-                || p.namespaces[NsType::User] != first.namespaces[NsType::User]
-                || !inside(p.ppid);
-            if !differs {
+            if !differs(p, first.uid, first.namespaces[NsType::User], inside(p.ppid)) {
                 continue;
             }
             out.reads += 1;

@@ -212,18 +212,42 @@ pub fn step(
 
 /// The spec's declared privilege of a container, where its spec was read and says it.
 pub fn declared_privilege<'a>(
-    _specs: Option<&'a SpecView>,
-    _id: &str,
+    specs: Option<&'a SpecView>,
+    id: &str,
 ) -> Option<&'a DeclaredPrivilege> {
-    // The spec's privilege fields are parsed on the judging side (`declared/spec.rs`); until
-    // they are, every container is judged against its own first process.
-    None
+    specs?.specs.get(id).map(|s| &s.privilege)
 }
 
-/// Each container's level, and a `privilege_exceeds_declared` finding (type `user`: what a
-/// capability is worth depends on the user namespace it is held in) for each container one of
-/// whose processes exceeds its spec (`declared="false"`) or, without one, its own first
-/// process (`declared="unknown"`).
+/// The `privilege_exceeds_declared` finding of container `c` (of its process `only`, where
+/// given), if any: type `user`, since what a capability is worth depends on the user namespace
+/// it is held in. Against the spec where it was read (`declared="false"`); and against the
+/// container's first process (`declared="unknown"`), which also catches what a spec cannot
+/// say (runc's `state.json` keeps no `process.user`): a later process that holds more than
+/// what the runtime started gained it since (a setuid exec, a process entered from the host).
+pub fn privilege_finding(
+    c: &ContainerPrivilege,
+    declared: Option<&DeclaredPrivilege>,
+    only: Option<i32>,
+) -> Option<Finding> {
+    let counts = |excess: Vec<(i32, Vec<crate::privilege::exceeds::Excess>)>| {
+        excess.iter().any(|(pid, _)| only.is_none_or(|o| o == *pid))
+    };
+    let declaration = if declared.is_some_and(|d| counts(c.excess(Some(d)))) {
+        Declaration::False
+    } else if counts(c.excess(None)) {
+        Declaration::Unknown
+    } else {
+        return None;
+    };
+    Some(Finding {
+        rule: Rule::PrivilegeExceedsDeclared,
+        ns_type: NsType::User,
+        container: Arc::clone(&c.container),
+        declared: declaration,
+    })
+}
+
+/// Each container's level, and its `privilege_exceeds_declared` finding ([`privilege_finding`]).
 pub fn judge_privilege(
     read: &PrivilegeRead,
     specs: Option<&SpecView>,
@@ -233,17 +257,7 @@ pub fn judge_privilege(
         .iter()
         .map(|c| {
             let declared = declared_privilege(specs, &c.container.id);
-            if !c.excess(declared).is_empty() {
-                findings.push(Finding {
-                    rule: Rule::PrivilegeExceedsDeclared,
-                    ns_type: NsType::User,
-                    container: Arc::clone(&c.container),
-                    declared: match declared {
-                        Some(_) => Declaration::False,
-                        None => Declaration::Unknown,
-                    },
-                });
-            }
+            findings.extend(privilege_finding(c, declared, None));
             c.assessment(read.node_bounding).level
         })
         .collect()

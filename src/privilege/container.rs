@@ -85,14 +85,9 @@ impl ContainerPrivilege {
                 node_bounding,
             })
         };
-        let mut worst = assess(&self.first);
-        for p in &self.others {
-            let a = assess(p);
-            if a.level < worst.level {
-                worst = a;
-            }
-        }
-        worst
+        self.others
+            .iter()
+            .fold(assess(&self.first), |all, p| all.merge(assess(p)))
     }
 
     /// Whether any process is in the host's user namespace.

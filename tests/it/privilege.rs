@@ -1,7 +1,10 @@
 //! Observed privilege on the real kernel: runc containers with crafted specs, each with the
 //! values `nsexporter_container_privilege_info` must show and the level it must meet, judged
 //! by one exporter's scan; and a uid 1000 container without capabilities whose child execs a
-//! setuid-root program: `privilege_exceeds_declared`, with the container, logged once.
+//! setuid-root program: `privilege_exceeds_declared` within one sweep, with the container,
+//! logged once. `declared="unknown"`: runc's `state.json`, the spec the exporter reads under
+//! `--path.run`, keeps no `process.user`, so the spec cannot say uid 0 exceeds it; the
+//! process is judged against its container's first process (uid 1000).
 //!
 //! This machine has SELinux built in but not enabled and no AppArmor: every row's `lsm` is
 //! `none`; a label (`labelled`) and `unconfined` are covered by the parser's unit tests only.
@@ -227,21 +230,32 @@ fn a_setuid_exec_in_a_uid_1000_container_exceeds_it() {
         .user(1000, 1000)
         .capabilities(&[])
         .no_new_privileges(false)
-        .args(&["sh", "-c", "sleep 2; /suid; sleep 100000"]);
+        .args(&["sh", "-c", "sleep 5; /suid; sleep 100000"]);
     let target = bundle.rootfs().join("suid");
     std::fs::copy(&program, &target).unwrap();
     std::os::unix::fs::chown(&target, Some(0), Some(0)).unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let c = run.run(bundle);
-    let e = exporter(&run);
-    // Before the exec: the container is what its spec says.
-    let before = scan_after(&e, scans(&e));
     let exceeding = |m: &Metrics| {
         findings(m, "privilege_exceeds_declared")
             .into_iter()
             .filter(|(id, _, _)| *id == c.id)
             .collect::<Vec<_>>()
     };
+    // Full scans a minute apart, sweeps every second: only a sweep can find it in time.
+    let e = Exporter::start(&[
+        &format!("--path.run={}", run.path().display()),
+        "--path.kubelet-logs=/nonexistent",
+        "--path.docker=/nonexistent",
+        "--path.podman=/nonexistent",
+        "--scan.interval=60s",
+        "--scan.sweep-interval=1s",
+    ]);
+    // Before the exec: the first scan read the container as its spec says.
+    wait_for("the first scan", Duration::from_secs(4), || {
+        (scans(&e) >= 1.0).then_some(())
+    });
+    assert!(exceeding(&e.metrics()).is_empty());
     let found = wait_for(
         "privilege_exceeds_declared for the setuid exec",
         Duration::from_secs(20),
@@ -261,10 +275,10 @@ fn a_setuid_exec_in_a_uid_1000_container_exceeds_it() {
         &[("container_id", c.id.as_str())],
     );
     assert_eq!(info.len(), 1);
-    let _ = before;
-    // Logged once, however many scans see it.
-    let m = scan_after(&e, scans(&e) + 1.0);
-    assert_eq!(exceeding(&m).len(), 1);
+    assert_eq!(scans(&e), 1.0, "found by a sweep, not a scan");
+    // Logged once, however many sweeps see it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(exceeding(&e.metrics()).len(), 1);
     let logged = e
         .stderr()
         .lines()
