@@ -22,7 +22,7 @@ use crate::privilege::container::{ContainerPrivilege, ProcessSeen};
 use crate::scan::{Scanner, Watch};
 use crate::sharing::{Finding, evaluate};
 
-use super::privilege::{differs, user_namespace_of};
+use super::privilege::{differs, in_setup, user_namespace_of};
 use super::sources::Sources;
 use super::step::{ScanResult, State};
 use super::step::{declared_privilege, privilege_finding};
@@ -317,7 +317,10 @@ impl Between {
                 matches!(attribution.of(pid), Workload::Container(o) if o.id == c.id)
                     || known.first.pid == pid
             };
-            if p.id.pid == known.first.pid || !differs(p, *first_uid, *first_user, inside(p.ppid)) {
+            if p.id.pid == known.first.pid
+                || in_setup(p, &fresh.time, inside(p.ppid))
+                || !differs(p, *first_uid, *first_user, inside(p.ppid))
+            {
                 continue;
             }
             let privilege = match super::privilege::read_one(cx.scanner.procfs(), p.id.pid) {

@@ -12,8 +12,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::attribution::SETUP_WINDOW_SECONDS;
 use crate::attribution::{Attribution, Container, Workload};
-use crate::model::{Inode, NsType, Process, Snapshot};
+use crate::model::{Inode, NsType, Process, ScanTime, Snapshot};
 use crate::privilege::container::{ContainerPrivilege, ProcessSeen};
 use crate::privilege::exceeds::UserNamespace;
 use crate::privilege::level::HostNamespaces;
@@ -86,6 +87,15 @@ fn user_namespace(
 /// container (`inside`).
 pub fn differs(p: &Process, first_uid: u32, first_user: Option<Inode>, inside: bool) -> bool {
     p.uid != first_uid || p.namespaces[NsType::User] != first_user || !inside
+}
+
+/// Whether `p`, whose parent is outside its container, forked within the runtime's setup
+/// window ([`SETUP_WINDOW_SECONDS`], the window attribution uses): runc's stages sit in the
+/// container before its seccomp filter and capability drop are applied, so a process so young
+/// is not judged yet; the next scan judges it, and a payload cannot stay young.
+pub fn in_setup(p: &Process, now: &ScanTime, parent_inside: bool) -> bool {
+    !parent_inside
+        && now.ticks.saturating_sub(p.id.start_ticks) < SETUP_WINDOW_SECONDS * now.ticks_per_second
 }
 
 /// Reads one process's privilege through `procfs`, as a sweep does for a process new since
@@ -161,6 +171,8 @@ pub fn read_privileges(
     ids.sort_unstable();
     for id in ids {
         let (container, mut processes) = by_container.remove(id).expect("listed");
+        let inside = |pid: i32| matches!(attribution.of(pid), Workload::Container(c) if c.id == container.id);
+        processes.retain(|p| !in_setup(p, &snapshot.time, inside(p.ppid)));
         processes.sort_by_key(|p| (p.id.start_ticks, p.id.pid));
         let Some(&first) = processes.first() else {
             continue;
@@ -185,7 +197,6 @@ pub fn read_privileges(
         };
         let mut others = Vec::new();
         for &p in &processes[1..] {
-            let inside = |pid: i32| matches!(attribution.of(pid), Workload::Container(c) if c.id == container.id);
             if !differs(p, first.uid, first.namespaces[NsType::User], inside(p.ppid)) {
                 continue;
             }
