@@ -44,6 +44,8 @@ pub struct Between {
     /// Each container's privilege as the last scan read it, with its first process's owner
     /// and user namespace: a process new since is read and judged against it.
     privilege: HashMap<String, (ContainerPrivilege, u32, Option<Inode>)>,
+    /// Each container's processes at the last scan: a parent among them is inside.
+    members: HashMap<String, HashSet<i32>>,
 }
 
 /// What the judge borrows from the scan loop for one sweep or batch of events.
@@ -80,6 +82,12 @@ impl Between {
         });
         self.watch = Watch::new(containers, moves);
         self.judgement = std::mem::take(&mut result.judgement);
+        self.members.clear();
+        for pid in result.snapshot.processes.keys() {
+            if let Workload::Container(c) = attribution.of(*pid) {
+                self.members.entry(c.id.clone()).or_default().insert(*pid);
+            }
+        }
         let processes = &result.snapshot.processes;
         self.privilege = result
             .privilege
@@ -315,7 +323,7 @@ impl Between {
             };
             let inside = |pid: i32| {
                 matches!(attribution.of(pid), Workload::Container(o) if o.id == c.id)
-                    || known.first.pid == pid
+                    || self.members.get(&c.id).is_some_and(|m| m.contains(&pid))
             };
             if p.id.pid == known.first.pid
                 || in_setup(p, &fresh.time, inside(p.ppid))
