@@ -1,6 +1,6 @@
 //! Observed privilege on the real kernel: runc containers with crafted specs, each with the
 //! values `nsexporter_container_privilege_info` must show and the level it must meet, judged
-//! by one exporter's scan; and a uid 1000 container without capabilities whose child execs a
+//! by one exporter's scan, beside the level Pod Security admission would give its spec; and a uid 1000 container without capabilities whose child execs a
 //! setuid-root program: `privilege_exceeds_declared` within one sweep, with the container,
 //! logged once. `declared="unknown"`: runc's `state.json`, the spec the exporter reads under
 //! `--path.run`, keeps no `process.user`, so the spec cannot say uid 0 exceeds it; the
@@ -190,7 +190,23 @@ fn runc_containers_show_their_observed_privilege() {
     }
     let e = exporter(&run);
     let m = scan_after(&e, scans(&e));
-    let wrong = wrong_rows(&m, &expected);
+    let mut wrong = wrong_rows(&m, &expected);
+    // The level Pod Security admission would give each spec, beside the level observed: for
+    // these specs the same, as runc applies what they ask.
+    for ((name, _, want), c) in expected.iter().zip(&containers) {
+        let config = std::fs::read(c.bundle().dir().join("config.json")).unwrap();
+        let spec = nsexporter::declared::parse_oci_config(&config).unwrap();
+        let declared =
+            nsexporter::privilege::level::declared_level(&spec.privilege, spec.host_namespaces());
+        eprintln!(
+            "{name:<48} observed {:<10} declared {}",
+            want[5],
+            declared.level.as_str()
+        );
+        if declared.level.as_str() != want[5] {
+            wrong.push(format!("{name}: the spec's level is {:?}", declared.level));
+        }
+    }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // None of them exceeds itself.
     let ids: Vec<&str> = expected.iter().map(|(_, id, _)| id.as_str()).collect();
