@@ -7,6 +7,8 @@
 //! where it is pinned instead. The JSON adds `pns` and `ons` with `lsns`'s meaning (the
 //! parent and the owning user namespace, 0 where there is none or it is out of reach),
 //! `nsfs` (the bind mount paths, like `lsns -o NSFS`), and the fds and sockets that hold it.
+//! The table of every type ends with each container's Pod Security level and the
+//! escape-relevant capabilities it holds in the host's user namespace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -152,6 +154,43 @@ pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     )?;
     for r in rows {
         writeln!(out, "{:>10} {}", r.ns, columns(r))?;
+    }
+    Ok(())
+}
+
+/// One container's privilege, for the table after the namespaces.
+#[derive(Debug, PartialEq)]
+pub struct PrivilegeRow {
+    pub container_id: String,
+    pub runtime: &'static str,
+    /// The Pod Security level its processes meet.
+    pub level: &'static str,
+    /// The escape-relevant capabilities effective in the host's user namespace.
+    pub host_capabilities: String,
+}
+
+/// Writes each container's level and host capabilities, after a blank line, as a table of
+/// its own (nothing where no container runs).
+pub fn write_privilege(out: &mut impl Write, rows: &[PrivilegeRow]) -> std::io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n{:<64} {:<10} {:<10} HOST_CAPABILITIES",
+        "CONTAINER", "RUNTIME", "LEVEL"
+    )?;
+    for r in rows {
+        let caps = if r.host_capabilities.is_empty() {
+            "-"
+        } else {
+            &r.host_capabilities
+        };
+        writeln!(
+            out,
+            "{:<64} {:<10} {:<10} {caps}",
+            r.container_id, r.runtime, r.level
+        )?;
     }
     Ok(())
 }

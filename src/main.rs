@@ -207,6 +207,31 @@ fn list_once(
         (OutputFormat::Table, None) => list::write_table(&mut out, &rows)?,
         (OutputFormat::Json, None) => list::write_json(&mut out, &rows)?,
     }
+    if only.is_none() && tree.is_none() && output == OutputFormat::Table {
+        // Containers by their cgroups alone: a listing reads no name source.
+        let attribution = nsexporter::attribution::attribute(
+            &outcome.snapshot,
+            &[],
+            &Default::default(),
+            &mut Default::default(),
+        );
+        let read = nsexporter::pipeline::privilege::read_privileges(
+            &procfs,
+            &outcome.snapshot,
+            &attribution,
+        );
+        let privilege: Vec<list::PrivilegeRow> = read
+            .containers
+            .iter()
+            .map(|c| list::PrivilegeRow {
+                container_id: c.container.id.clone(),
+                runtime: c.container.runtime.as_str(),
+                level: c.assessment(read.node_bounding).level.as_str(),
+                host_capabilities: c.host_capabilities_label(),
+            })
+            .collect();
+        list::write_privilege(&mut out, &privilege)?;
+    }
     Ok(())
 }
 

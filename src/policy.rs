@@ -48,6 +48,10 @@ label_enum! {
         /// moved out of its container's cgroup (type `cgroup`). It stays its container's for
         /// every other rule.
         LeftContainerCgroup = "left_container_cgroup",
+        /// A container process holding more privilege than its spec declared (capabilities,
+        /// seccomp off, `no_new_privs` off, another label, uid 0, host uid 0), or, without a
+        /// spec, more than its container's first process (type `user`).
+        PrivilegeExceedsDeclared = "privilege_exceeds_declared",
     }
 }
 

@@ -46,6 +46,8 @@ pub struct ScanLoop {
     warned: SaidOnce<ErrorReason>,
     /// The same for whole-scan failures: said once until a scan succeeds again.
     failing: Option<FailureReason>,
+    /// Whether a failed privilege read was said: later ones at debug.
+    privilege_warned: bool,
     /// How long a namespace must have had no member process, held by a bind mount or an fd
     /// only, to count as orphaned (`--namespace.orphan-age`).
     orphan_age: Duration,
@@ -85,6 +87,7 @@ impl ScanLoop {
             events: None,
             warned: SaidOnce::default(),
             failing: None,
+            privilege_warned: false,
             orphan_age,
         }
     }
@@ -154,6 +157,17 @@ impl ScanLoop {
             let names = self.sources.names(&mut self.metrics);
             scan.again(&mut self.state, &names);
         }
+        let privilege = pipeline::privilege::read_privileges(
+            self.scanner.procfs(),
+            &scan.snapshot,
+            &scan.attribution,
+        );
+        if let Some(e) = &privilege.first_error
+            && !std::mem::replace(&mut self.privilege_warned, true)
+        {
+            tracing::warn!(error = %e, "container privilege unread (said once; counted in nsexporter_container_privilege_read_errors_total)");
+        }
+        scan.privilege = Some(privilege);
         let mut result = pipeline::step(
             &mut self.state,
             scan,

@@ -37,4 +37,4 @@ pub use container_names::{ContainerNames, NameError, NameErrorReason};
 pub use kubelet::{KubeletNames, NameConflict, parse_log_name, read_kubelet_names};
 pub use membership::Memberships;
 pub use names::{NameSource, NameSources, Names, REREAD as REREAD_NAMES, Refresh};
-pub use workload::{Attribution, Container, Workload, attribute};
+pub use workload::{Attribution, Container, SETUP_WINDOW_SECONDS, Workload, attribute};

@@ -70,7 +70,8 @@ impl Judgement {
             // No spec declares a cgroup of its own making, nor a move out of its cgroup.
             Rule::UndeclaredNamespace
             | Rule::UserNamespaceNotApplied
-            | Rule::LeftContainerCgroup => false,
+            | Rule::LeftContainerCgroup
+            | Rule::PrivilegeExceedsDeclared => false,
         };
         if yes {
             Declaration::True

@@ -8,6 +8,8 @@ use crate::attribution::{NameErrorReason, NameSource};
 use crate::events::{DropReason, LostReason};
 use crate::model::{HeldBy, NsType};
 use crate::policy::Rule;
+use crate::privilege::Level;
+use crate::privilege::container::LEVELS as LEVEL_VALUES;
 use crate::scan::pins::SocketSkip;
 use crate::scan::{ErrorReason, FailureReason};
 
@@ -168,6 +170,7 @@ const ERRORS: LabelValues = || ErrorReason::ALL.map(ErrorReason::as_str).to_vec(
 const NAME_SOURCES: LabelValues = || NameSource::ALL.map(NameSource::as_str).to_vec();
 const NAME_ERRORS: LabelValues = || NameErrorReason::ALL.map(NameErrorReason::as_str).to_vec();
 const DROPS: LabelValues = || DropReason::ALL.map(DropReason::as_str).to_vec();
+const LEVELS: LabelValues = || LEVEL_VALUES.map(Level::as_str).to_vec();
 const LOSSES: LabelValues = || LostReason::ALL.map(LostReason::as_str).to_vec();
 
 /// Declares [`Id`], [`FAMILIES`] and the typed [`handles`] from one list of rows. Each row
@@ -304,10 +307,31 @@ families! {
     },
     FindingsActive: View = Family {
         name: "nsexporter_sharing_findings_active",
-        help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
+        help: "1 for each sharing the policy does not allow, now, by rule (host_namespace, cross_workload, host_mount_from_container, undeclared_namespace, user_namespace_not_applied, left_container_cgroup, privilege_exceeds_declared) and whether the container's OCI spec declared it (declared: true, false, unknown where no spec was found); nsexporter_sharing_findings_total counts them as they appear.",
         kind: Kind::Gauge,
         labels: &["rule", "type", "declared", "runtime", "container_id", "container", "pod", "k8s_namespace"],
         ..LIVE_VIEW
+    },
+    PrivilegeInfo: View = Family {
+        name: "nsexporter_container_privilege_info",
+        help: "1 for each container, with what its processes can do to the host: host_user (a process in the host's user namespace), root_is_host_root (its uid 0 is the host's), seccomp (disabled, strict, filter), no_new_privs, lsm (none, unconfined, labelled), the Pod Security level it meets (privileged, baseline, restricted) and the escape-relevant capabilities effective in the host's user namespace (host_capabilities, comma-separated).",
+        kind: Kind::Gauge,
+        labels: &["container_id", "container", "pod", "k8s_namespace", "host_user", "root_is_host_root", "seccomp", "no_new_privs", "lsm", "level", "host_capabilities"],
+        ..VIEW
+    },
+    PrivilegeContainers: Gauge<(Level,)> = Family {
+        name: "nsexporter_container_privilege_containers",
+        help: "Containers on the node by the Pod Security level their processes meet.",
+        kind: Kind::Gauge,
+        labels: &["level"],
+        preset: &[LEVELS],
+        ..SCAN
+    },
+    PrivilegeReadErrors: Counter<()> = Family {
+        name: "nsexporter_container_privilege_read_errors_total",
+        help: "Reads of a container process's privilege (status, uid_map, gid_map, attr/current, mountinfo) that failed other than by the process exiting.",
+        kind: Kind::Counter,
+        ..SCAN
     },
     FindingsTotal: Counter<(Rule, NsType)> = Family {
         name: "nsexporter_sharing_findings_total",

@@ -241,6 +241,7 @@ impl Metrics {
                 })
                 .collect(),
             findings: sharing.findings.iter().map(finding_row).collect(),
+            privilege: Vec::new(),
             encoded: false,
         };
         (view, beyond.workloads)

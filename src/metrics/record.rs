@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use super::families::handles as h;
+use super::view::PrivilegeRow;
 use super::{Metrics, count, finding_row};
 use crate::attribution::{NameErrorReason, NameSource};
 use crate::events::{DropReason, Drops, Lost, LostReason};
 use crate::lifecycle::{Changes, Orphan, Tracker};
 use crate::model::{CgroupLayout, HeldBy, Identity, NsChange, NsType, Snapshot};
 use crate::policy::Rule;
+use crate::privilege::container::{ContainerPrivilege, LEVELS};
+use crate::privilege::{Level, Lsm, Seccomp};
 use crate::scan::pins::{SocketSkip, SocketSkips};
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Finding, Sharing};
@@ -78,6 +81,10 @@ pub struct ScanRecord<'a> {
     pub sockets_skipped: SocketSkips,
     /// Sockets asked for their network namespace in this scan.
     pub socket_queries: u64,
+    /// Each container's privilege, with the level it meets.
+    pub privilege: &'a [(ContainerPrivilege, Level)],
+    /// Privilege reads that failed.
+    pub privilege_errors: u64,
     pub duration: Duration,
 }
 
@@ -192,6 +199,8 @@ impl Metrics {
             fds_skipped,
             sockets_skipped,
             socket_queries,
+            privilege,
+            privilege_errors,
             duration,
         } = *record;
         let store = &mut self.store;
@@ -271,7 +280,17 @@ impl Metrics {
         store.counter(h::SocketQueries, ()).inc_by(socket_queries);
         self.count_findings(new_findings);
         self.record_orphans(orphans);
-        let (view, over_cap) = self.view_of(snapshot, tracker, sharing);
+        let (mut view, over_cap) = self.view_of(snapshot, tracker, sharing);
+        view.privilege = privilege.iter().map(privilege_row).collect();
+        for level in LEVELS {
+            let n = privilege.iter().filter(|(_, l)| *l == level).count();
+            self.store
+                .gauge(h::PrivilegeContainers, (level,))
+                .set(count(n as u64));
+        }
+        self.store
+            .counter(h::PrivilegeReadErrors, ())
+            .inc_by(privilege_errors);
         self.view = view;
         self.store
             .gauge(h::WorkloadsOverCap, ())
@@ -296,5 +315,49 @@ impl Metrics {
                 }
             }
         }
+    }
+}
+
+/// The `nsexporter_container_privilege_info` row of a container.
+fn privilege_row((c, level): &(ContainerPrivilege, Level)) -> PrivilegeRow {
+    let [_, id, container, pod, k8s_namespace] = super::workload_values(&c.container);
+    let yes = |b: bool| if b { "true" } else { "false" }.to_owned();
+    let p = &c.first.privilege;
+    // The most open of the processes read: a process that differs is there because it may.
+    let seccomp = c
+        .processes()
+        .map(|p| match p.privilege.seccomp {
+            Seccomp::Disabled => 0,
+            Seccomp::Strict => 1,
+            Seccomp::Filter { .. } => 2,
+        })
+        .min()
+        .unwrap_or(0);
+    let lsm = match c
+        .processes()
+        .map(|p| &p.privilege.lsm)
+        .fold(&p.lsm, |worst, l| match (worst, l) {
+            (Lsm::Unconfined, _) | (_, Lsm::Unconfined) => &Lsm::Unconfined,
+            (Lsm::None, _) | (_, Lsm::None) => &Lsm::None,
+            _ => worst,
+        }) {
+        Lsm::None => "none",
+        Lsm::Unconfined => "unconfined",
+        Lsm::Label(_) => "labelled",
+    };
+    PrivilegeRow {
+        labels: [
+            id,
+            container,
+            pod,
+            k8s_namespace,
+            yes(c.host_user()),
+            yes(c.root_is_host_root()),
+            ["disabled", "strict", "filter"][seccomp].to_owned(),
+            yes(c.processes().all(|p| p.privilege.no_new_privs)),
+            lsm.to_owned(),
+            level.as_str().to_owned(),
+            c.host_capabilities_label(),
+        ],
     }
 }

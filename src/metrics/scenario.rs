@@ -161,7 +161,12 @@ impl Scans {
         extra: &[Finding],
         orphans: &[Orphan],
     ) {
-        let scan = pipeline::attribute(&mut self.state, scan(ticks, drop), &Names::default());
+        let mut scan = pipeline::attribute(&mut self.state, scan(ticks, drop), &Names::default());
+        scan.privilege = Some(pipeline::privilege::read_privileges(
+            &ProcFs::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc")),
+            &scan.snapshot,
+            &scan.attribution,
+        ));
         let mut result = pipeline::step(
             &mut self.state,
             scan,

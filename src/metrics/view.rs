@@ -74,6 +74,13 @@ pub struct FindingRow {
     pub workload: [String; 5],
 }
 
+/// A container's privilege: its four container labels, then the privilege labels, in the
+/// order of `nsexporter_container_privilege_info`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivilegeRow {
+    pub labels: [String; 11],
+}
+
 /// Everything one scan exports per namespace and per container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScanView {
@@ -82,6 +89,7 @@ pub struct ScanView {
     pub beyond_cap: Vec<BeyondCapRow>,
     pub host_sharing: Vec<HostSharingRow>,
     pub findings: Vec<FindingRow>,
+    pub privilege: Vec<PrivilegeRow>,
     /// Written into an exposition already, and its namespace and host sharing rows dropped:
     /// the exposition's text holds their series (see `Metrics::exposition`).
     pub encoded: bool,
@@ -114,6 +122,11 @@ impl ScanView {
                 write_samples(out, family, rows.len(), value, |r| {
                     Some(Sample::Number(rows[r].namespaces as f64))
                 });
+            }
+            Id::PrivilegeInfo => {
+                let rows = &self.privilege;
+                let value = |r: usize, k: usize| rows[r].labels[k].as_str();
+                write_samples(out, family, rows.len(), value, one);
             }
             Id::FindingsActive => {
                 let rows = &self.findings;
@@ -256,6 +269,7 @@ mod tests {
                 declared: "true",
                 workload: workload("aa"),
             }],
+            privilege: Vec::new(),
             encoded: false,
         };
         let text = render(&view);

@@ -15,14 +15,17 @@ use crate::declared::Judgement;
 use crate::events::{Event, EventStream};
 use crate::metrics::{Exposition, Metrics, Outcome};
 use crate::model::{
-    NamespaceId, NsChange, NsType, PerType, Process, ProcessId, Snapshot, ThreadNamespace,
+    Inode, NamespaceId, NsChange, NsType, PerType, Process, ProcessId, Snapshot, ThreadNamespace,
 };
 use crate::policy::Policy;
+use crate::privilege::container::{ContainerPrivilege, ProcessSeen};
 use crate::scan::{Scanner, Watch};
 use crate::sharing::{Finding, evaluate};
 
+use super::privilege::{differs, in_setup, user_namespace_of};
 use super::sources::Sources;
 use super::step::{ScanResult, State};
+use super::step::{declared_privilege, privilege_finding};
 
 /// How many namespace changes are logged between two scans at most.
 const CHANGES_LOGGED: usize = 1000;
@@ -38,6 +41,11 @@ pub struct Between {
     watch: Watch,
     /// Namespace changes logged since the last scan.
     changes_logged: ChangesLogged,
+    /// Each container's privilege as the last scan read it, with its first process's owner
+    /// and user namespace: a process new since is read and judged against it.
+    privilege: HashMap<String, (ContainerPrivilege, u32, Option<Inode>)>,
+    /// Each container's processes at the last scan: a parent among them is inside.
+    members: HashMap<String, HashSet<i32>>,
 }
 
 /// What the judge borrows from the scan loop for one sweep or batch of events.
@@ -74,6 +82,24 @@ impl Between {
         });
         self.watch = Watch::new(containers, moves);
         self.judgement = std::mem::take(&mut result.judgement);
+        self.members.clear();
+        for pid in result.snapshot.processes.keys() {
+            if let Workload::Container(c) = attribution.of(*pid) {
+                self.members.entry(c.id.clone()).or_default().insert(*pid);
+            }
+        }
+        let processes = &result.snapshot.processes;
+        self.privilege = result
+            .privilege
+            .iter()
+            .filter_map(|(c, _)| {
+                let first = processes.get(&c.first.pid)?;
+                Some((
+                    c.container.id.clone(),
+                    (c.clone(), first.uid, first.namespaces[NsType::User]),
+                ))
+            })
+            .collect();
     }
 
     /// Forgets what was swept and logged since the last scan: a new scan read it all.
@@ -266,11 +292,70 @@ impl Between {
         for f in &mut sharing.findings {
             f.declared = self.judgement.declaration(f, &fresh);
         }
+        self.judge_privilege(cx, &fresh, &attribution, &mut sharing.findings);
         let new = cx
             .state
             .findings
             .sweep(&sharing.findings, &fresh, &attribution);
         (read, new)
+    }
+}
+
+impl Between {
+    /// Reads the privilege of each process read between scans that is its container's, new
+    /// since the last scan, and differs from the container's first process as the scan would
+    /// read it ([`differs`]); a `privilege_exceeds_declared` finding where it exceeds its
+    /// spec or, without one, the first process.
+    fn judge_privilege(
+        &self,
+        cx: &mut Context<'_>,
+        fresh: &Snapshot,
+        attribution: &Attribution,
+        findings: &mut Vec<Finding>,
+    ) {
+        let specs = cx.sources.spec_view();
+        for p in fresh.processes.values() {
+            let Workload::Container(c) = attribution.of(p.id.pid) else {
+                continue;
+            };
+            let Some((known, first_uid, first_user)) = self.privilege.get(&c.id) else {
+                continue;
+            };
+            let inside = |pid: i32| {
+                matches!(attribution.of(pid), Workload::Container(o) if o.id == c.id)
+                    || self.members.get(&c.id).is_some_and(|m| m.contains(&pid))
+            };
+            if p.id.pid == known.first.pid
+                || in_setup(p, &fresh.time, inside(p.ppid))
+                || !differs(p, *first_uid, *first_user, inside(p.ppid))
+            {
+                continue;
+            }
+            let privilege = match super::privilege::read_one(cx.scanner.procfs(), p.id.pid) {
+                Ok(Some(privilege)) => privilege,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::debug!(pid = p.id.pid, error = %e, "privilege unread");
+                    continue;
+                }
+            };
+            let user_namespace = user_namespace_of(
+                p.namespaces[NsType::User],
+                *first_user,
+                fresh.host.inodes[NsType::User],
+                privilege.uid_map.is_identity(),
+            );
+            let one = ContainerPrivilege {
+                others: vec![ProcessSeen {
+                    pid: p.id.pid,
+                    privilege,
+                    user_namespace,
+                }],
+                ..known.clone()
+            };
+            let declared = declared_privilege(specs, &c.id);
+            findings.extend(privilege_finding(&one, declared, Some(p.id.pid)));
+        }
     }
 }
 

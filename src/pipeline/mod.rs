@@ -4,6 +4,7 @@
 //!
 //! - [`sources`]: reads what the name and spec sources say, before each step (all the I/O
 //!   besides the scan's own).
+//! - [`privilege`]: reads the containers' privilege after attribution, for the step.
 //! - [`step`]: a full scan's snapshot taken through every stage, with no I/O: the last state
 //!   and a new snapshot in, the scan's result out. The golden scenario calls it as the
 //!   binary does.
@@ -11,6 +12,7 @@
 //!   against the last step's result.
 
 pub mod between;
+pub mod privilege;
 pub mod sources;
 pub mod step;
 

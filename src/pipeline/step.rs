@@ -20,9 +20,13 @@ use crate::lifecycle::{Changes, Orphan, Tracker};
 use crate::metrics::ScanRecord;
 use crate::model::{NsType, Snapshot};
 use crate::policy::{Policy, Rule};
+use crate::privilege::container::ContainerPrivilege;
+use crate::privilege::{DeclaredPrivilege, Level};
 use crate::scan::pins::SocketSkips;
 use crate::scan::{ErrorReason, ProcessFailure, ScanErrors, ScanOutcome};
-use crate::sharing::{FindingLog, Sharing, evaluate};
+use crate::sharing::{Declaration, Finding, FindingLog, Sharing, evaluate};
+
+use super::privilege::PrivilegeRead;
 
 /// What the pipeline keeps from one full scan to the next.
 #[derive(Debug, Default)]
@@ -66,6 +70,9 @@ pub struct Attributed {
     pub attribution: Attribution,
     /// The rest of what the scan read, handed on to the result.
     pub counts: Counts,
+    /// The containers' privilege, where it was read after attribution
+    /// ([`super::privilege::read_privileges`]).
+    pub privilege: Option<PrivilegeRead>,
 }
 
 /// What a scan counted beside its snapshot, as [`ScanOutcome`] gives it.
@@ -103,6 +110,7 @@ pub fn attribute(state: &mut State, outcome: ScanOutcome, names: &Names) -> Attr
             sockets_skipped: outcome.sockets_skipped,
             socket_queries: outcome.socket_queries,
         },
+        privilege: None,
     }
 }
 
@@ -138,6 +146,11 @@ pub struct ScanResult {
     pub standing_errors: [u64; ErrorReason::ALL.len()],
     /// What the scan counted beside its snapshot.
     pub counts: Counts,
+    /// Each container's privilege as read, with the level it meets; empty where it was not
+    /// read.
+    pub privilege: Vec<(ContainerPrivilege, Level)>,
+    /// Privilege reads, and those that failed.
+    pub privilege_reads: (u64, u64),
 }
 
 /// The step's second half: sharing under `policy`, declared against observed where `specs`
@@ -154,6 +167,7 @@ pub fn step(
         changes,
         attribution,
         counts,
+        privilege,
     } = scan;
     state.memberships.keep_only(&snapshot);
     let mut sharing = evaluate(&snapshot, &attribution, policy);
@@ -168,6 +182,14 @@ pub fn step(
         f.declared = judgement.declaration(f, &snapshot);
     }
     sharing.findings.extend(judgement.findings.iter().cloned());
+    let privilege_reads = privilege.as_ref().map_or((0, 0), |p| (p.reads, p.errors));
+    let privilege = match privilege {
+        Some(read) => {
+            let levels = judge_privilege(&read, specs, &mut sharing.findings);
+            read.containers.into_iter().zip(levels).collect()
+        }
+        None => Vec::new(),
+    };
     sharing.findings.sort();
     let new_findings = state.findings.update(&sharing.findings);
     let orphans = state.tracker.orphans(orphan_age);
@@ -183,7 +205,62 @@ pub fn step(
         orphans,
         standing_errors,
         counts,
+        privilege,
+        privilege_reads,
     }
+}
+
+/// The spec's declared privilege of a container, where its spec was read and says it.
+pub fn declared_privilege<'a>(
+    specs: Option<&'a SpecView>,
+    id: &str,
+) -> Option<&'a DeclaredPrivilege> {
+    specs?.specs.get(id).map(|s| &s.privilege)
+}
+
+/// The `privilege_exceeds_declared` finding of container `c` (of its process `only`, where
+/// given), if any: type `user`, since what a capability is worth depends on the user namespace
+/// it is held in. Against the spec where it was read (`declared="false"`); and against the
+/// container's first process (`declared="unknown"`), which also catches what a spec cannot
+/// say (runc's `state.json` keeps no `process.user`): a later process that holds more than
+/// what the runtime started gained it since (a setuid exec, a process entered from the host).
+pub fn privilege_finding(
+    c: &ContainerPrivilege,
+    declared: Option<&DeclaredPrivilege>,
+    only: Option<i32>,
+) -> Option<Finding> {
+    let counts = |excess: Vec<(i32, Vec<crate::privilege::exceeds::Excess>)>| {
+        excess.iter().any(|(pid, _)| only.is_none_or(|o| o == *pid))
+    };
+    let declaration = if declared.is_some_and(|d| counts(c.excess(Some(d)))) {
+        Declaration::False
+    } else if counts(c.excess(None)) {
+        Declaration::Unknown
+    } else {
+        return None;
+    };
+    Some(Finding {
+        rule: Rule::PrivilegeExceedsDeclared,
+        ns_type: NsType::User,
+        container: Arc::clone(&c.container),
+        declared: declaration,
+    })
+}
+
+/// Each container's level, and its `privilege_exceeds_declared` finding ([`privilege_finding`]).
+pub fn judge_privilege(
+    read: &PrivilegeRead,
+    specs: Option<&SpecView>,
+    findings: &mut Vec<Finding>,
+) -> Vec<Level> {
+    read.containers
+        .iter()
+        .map(|c| {
+            let declared = declared_privilege(specs, &c.container.id);
+            findings.extend(privilege_finding(c, declared, None));
+            c.assessment(read.node_bounding).level
+        })
+        .collect()
 }
 
 impl ScanResult {
@@ -203,6 +280,8 @@ impl ScanResult {
             fds_skipped: self.counts.fds_skipped,
             sockets_skipped: self.counts.sockets_skipped,
             socket_queries: self.counts.socket_queries,
+            privilege: &self.privilege,
+            privilege_errors: self.privilege_reads.1,
             duration,
         }
     }
@@ -214,7 +293,6 @@ mod tests {
     use crate::declared::{Declared, Spec};
     use crate::procfs::ProcFs;
     use crate::scan::{PinScan, Scanner, ThreadScan};
-    use crate::sharing::Declaration;
 
     /// The podman container of the fixture tree: in the host's net, pid, ipc, uts and cgroup.
     const PODMAN: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

@@ -6,8 +6,10 @@
 //! This module is the vocabulary the reading side and the judging side share; neither knows the
 //! other's workings.
 
+pub mod container;
 pub mod exceeds;
 pub mod level;
+pub mod read;
 
 /// A capability set as `/proc/PID/status` prints it (`CapEff:\t000001ffffffffff`): bit `n` is
 /// capability `n` of capabilities(7).

@@ -16,7 +16,7 @@ use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -59,7 +59,7 @@ fn cell(t: &str, how: &str, base: &Container) -> Bundle {
 /// A user namespace mapping 0-65535 to 100000-165535 (mappings only where it is new), with
 /// a bundle the mapped root can reach and no cgroup mount (sysfs cgroup mounts need the
 /// user namespace to own a cgroup namespace).
-fn user_namespace(b: &mut Bundle, mappings: bool) {
+pub(crate) fn user_namespace(b: &mut Bundle, mappings: bool) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(b.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // The mapped root makes its mount points: the rootfs is its own.
@@ -394,6 +394,77 @@ fn docker_and_podman_declarations() {
         "1000",
     ]);
     let infra = podman.podman(&["pod", "inspect", "--format", "{{.InfraContainerID}}", &pod]);
+    // Observed privilege, beside: each engine option's container, judged by the same scans.
+    let sleeper = |engine: &dyn Fn(&[&str]) -> String, opts: &[&str]| {
+        engine(
+            &[
+                &["run", "-d", "--network", "none"],
+                opts,
+                &["nsx-busybox", "sleep", "1000"],
+            ]
+            .concat(),
+        )
+    };
+    let docker_run = |a: &[&str]| docker.docker(a);
+    let podman_run = |a: &[&str]| podman.podman(a);
+    const DEFAULT_CAPS: &str = "DAC_OVERRIDE,NET_RAW,MKNOD,SETFCAP";
+    const ALL: &str = "DAC_OVERRIDE,DAC_READ_SEARCH,NET_ADMIN,NET_RAW,SYS_MODULE,SYS_RAWIO,SYS_PTRACE,SYS_ADMIN,SYS_BOOT,SYS_TIME,MKNOD,SETFCAP,MAC_OVERRIDE,MAC_ADMIN,SYSLOG,PERFMON,BPF,CHECKPOINT_RESTORE";
+    let privilege_rows: Vec<(&str, String, [&str; 6])> = vec![
+        (
+            "docker default",
+            x.clone(),
+            ["true", "true", "filter", "false", DEFAULT_CAPS, "baseline"],
+        ),
+        // No `docker --privileged`: dockerd asks runc for every capability it knows, and this
+        // machine's root lacks some (SYS_RESOURCE), so runc fails to apply them.
+        (
+            "docker --cap-add SYS_ADMIN",
+            sleeper(&docker_run, &["--cap-add", "SYS_ADMIN"]),
+            [
+                "true",
+                "true",
+                "filter",
+                "false",
+                "DAC_OVERRIDE,NET_RAW,SYS_ADMIN,MKNOD,SETFCAP",
+                "privileged",
+            ],
+        ),
+        (
+            "docker seccomp=unconfined",
+            sleeper(&docker_run, &["--security-opt", "seccomp=unconfined"]),
+            [
+                "true",
+                "true",
+                "disabled",
+                "false",
+                DEFAULT_CAPS,
+                "baseline",
+            ],
+        ),
+        (
+            "docker no-new-privileges",
+            sleeper(&docker_run, &["--security-opt", "no-new-privileges"]),
+            ["true", "true", "filter", "true", DEFAULT_CAPS, "baseline"],
+        ),
+        (
+            "docker --user 1000",
+            sleeper(&docker_run, &["--user", "1000"]),
+            ["true", "true", "filter", "false", "", "baseline"],
+        ),
+        (
+            "podman --privileged",
+            sleeper(&podman_run, &["--privileged"]),
+            ["true", "true", "disabled", "false", ALL, "privileged"],
+        ),
+        (
+            "podman --uidmap",
+            sleeper(
+                &podman_run,
+                &["--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"],
+            ),
+            ["false", "false", "filter", "false", "", "baseline"],
+        ),
+    ];
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let want = (web.clone(), "net".to_string(), "true".to_string());
     let joined = (joiner.clone(), "pid".to_string(), "true".to_string());
@@ -413,6 +484,15 @@ fn docker_and_podman_declarations() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    let privilege_wrong = wait_for(
+        "every engine container's privilege",
+        Duration::from_secs(15),
+        || {
+            let w = crate::privilege::wrong_rows(&e.metrics(), &privilege_rows);
+            w.iter().all(|r| !r.ends_with(": 0 series")).then_some(w)
+        },
+    );
+    assert!(privilege_wrong.is_empty(), "{}", privilege_wrong.join("\n"));
     // Judged on this test's containers only: others may run on the machine beside it.
     let ours = [&web, &x, &joiner, &pod_a, &infra];
     let of_ours = |rule: &str| -> Vec<(String, String, String)> {
@@ -420,7 +500,11 @@ fn docker_and_podman_declarations() {
         f.retain(|(id, _, _)| ours.contains(&id));
         f
     };
-    for rule in ["undeclared_namespace", "user_namespace_not_applied"] {
+    for rule in [
+        "undeclared_namespace",
+        "user_namespace_not_applied",
+        "privilege_exceeds_declared",
+    ] {
         let found = of_ours(rule);
         assert!(
             found.is_empty(),
@@ -446,6 +530,12 @@ fn docker_and_podman_declarations() {
     drop(e);
     for c in [&web, &x, &joiner] {
         let _ = docker.try_docker(&["rm", "-f", c]);
+    }
+    for (name, id, _) in &privilege_rows[1..] {
+        let _ = match name.starts_with("docker") {
+            true => docker.try_docker(&["rm", "-f", id]),
+            false => podman.try_podman(&["rm", "-f", "--time", "0", id]),
+        };
     }
     podman.podman(&["pod", "rm", "-f", "nsx-pod"]);
 }

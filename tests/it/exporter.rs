@@ -321,6 +321,45 @@ fn scan_ebpf_without_the_feature_fails_at_start() {
     );
 }
 
+/// The table of every type ends with each container's level and host capabilities: the
+/// fixture's containerd container runs runc's default set as root in the host's user
+/// namespace (baseline; DAC_OVERRIDE, NET_RAW, MKNOD, SETFCAP of the escape list), its Podman
+/// one in the host's network (privileged; none held over the host from its user namespace).
+#[test]
+fn list_shows_each_containers_level_and_host_capabilities() {
+    let procfs = format!("--path.procfs={}", fixture_procfs().display());
+    let out = Command::new(BIN)
+        .args([&procfs, "list"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (_, containers) = text.split_once("\n\n").expect("a container table");
+    let rows: Vec<Vec<&str>> = containers
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["CONTAINER", "RUNTIME", "LEVEL", "HOST_CAPABILITIES"],
+            vec![
+                &"a".repeat(64),
+                "containerd",
+                "baseline",
+                "DAC_OVERRIDE,NET_RAW,MKNOD,SETFCAP"
+            ],
+            vec![&"b".repeat(64), "podman", "privileged", "-"],
+        ],
+        "{text}"
+    );
+}
+
 #[test]
 fn list_prints_the_fixture_like_lsns() {
     let procfs = format!("--path.procfs={}", fixture_procfs().display());

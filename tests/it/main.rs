@@ -25,5 +25,6 @@ mod failures;
 mod kernel;
 mod kubernetes_node;
 mod limits;
+mod privilege;
 mod soak;
 mod web_config;

@@ -31,6 +31,7 @@ label_values!(
     crate::model::HostSource,
     crate::model::ChangeSyscall,
     crate::policy::Rule,
+    crate::privilege::Level,
     crate::scan::pins::SocketSkip,
     crate::scan::FailureReason,
     crate::scan::ErrorReason,
