@@ -326,4 +326,51 @@ veth-a0:100 1 0 0 0 0 0 0 200 2 0 1 0 0 0 0
             assert_eq!(parse_conntrack_stat(bad), None);
         }
     }
+
+    /// A member with no `net` (it exited) is passed over for the next; a member whose
+    /// `sockstat` is garbage has that part counted and left out, the rest read; a kernel
+    /// without conntrack or IPv6 (no file) is no error.
+    #[test]
+    fn a_gone_member_is_passed_over_and_garbage_is_counted() {
+        use crate::model::{HostNamespaces, PerType, Process, ScanTime, inode};
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let net = |pid: i32, file: &str, text: &[u8]| {
+            let path = root.join(format!("{pid}/net/{file}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        std::fs::create_dir_all(root.join("10")).unwrap();
+        net(11, "dev", NET_DEV);
+        net(11, "stat/nf_conntrack", b"entries found\n00000002 0\n");
+        net(20, "dev", NET_DEV);
+        net(20, "sockstat", b"TCP: inuse many\n");
+        net(20, "sockstat6", b"TCP6: inuse 4\n");
+        let in_net = |pid: i32, ns: u64| {
+            let mut namespaces = PerType::splat(None);
+            namespaces[NsType::Net] = inode(ns);
+            (pid, Process::fixture(pid, namespaces))
+        };
+        let processes = [in_net(10, 500), in_net(11, 500), in_net(20, 600)].into();
+        let snapshot = Snapshot::from_processes(
+            std::time::SystemTime::UNIX_EPOCH,
+            ScanTime::fixture(1),
+            processes,
+            HostNamespaces::none(),
+        );
+        let fd = crate::procfs::open_dir_at(None, root).unwrap();
+        let mut errors = ScanErrors::default();
+        let read: std::collections::HashMap<u64, NetHolds> =
+            read_net(fd.as_fd(), root, &snapshot, &mut errors)
+                .into_iter()
+                .collect();
+        assert_eq!(read[&500].interfaces.map(|(n, _)| n), Some(3));
+        assert_eq!(read[&500].conntrack, Some(2));
+        assert_eq!(read[&600].interfaces.map(|(n, _)| n), Some(3));
+        assert_eq!(read[&600].sockets, [(SocketProtocol::Tcp6, 4)]);
+        assert_eq!(read[&600].conntrack, None);
+        assert_eq!(errors.count(ErrorReason::ParseError), 1);
+        assert_eq!(errors.total(), 1);
+    }
 }

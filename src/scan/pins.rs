@@ -333,6 +333,14 @@ mod tests {
     }
 
     #[test]
+    fn mounts_are_lines_the_last_one_unterminated_too() {
+        assert_eq!(count_mounts(b""), 0);
+        assert_eq!(count_mounts(b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"), 1);
+        assert_eq!(count_mounts(b"a\nb\nc"), 3);
+        assert_eq!(count_mounts(&b"x\n".repeat(1000)), 1000);
+    }
+
+    #[test]
     fn escapes_decode_only_when_whole() {
         assert_eq!(unescape(br"a\040b\011c\012d\134e"), "a b\tc\nd\\e");
         assert_eq!(unescape(br"a\04"), r"a\04");
