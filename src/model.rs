@@ -623,6 +623,9 @@ pub struct Snapshot {
     pub identity: Identity,
     /// The kernel's limits as the scan read them.
     pub limits: KernelLimits,
+    /// What each network and mount namespace holds, as the full scan read it through one
+    /// member (sweeps leave it as the scan left it).
+    pub holds: Holds,
 }
 
 /// The kernel's limits on what namespaces hold, read once a scan (sysctls have no change
@@ -709,6 +712,7 @@ impl Snapshot {
             host,
             identity: Identity::Heuristic,
             limits: KernelLimits::default(),
+            holds: Holds::default(),
         }
     }
 
@@ -928,4 +932,56 @@ mod tests {
         assert!(ns.held_by().without_process());
         assert_eq!(ns.mount_paths(), ["/run/netns/x"]);
     }
+}
+
+label_enum! {
+    /// The protocols of `/proc/PID/net/sockstat` and `sockstat6` whose `inuse` counts sockets
+    /// (the `FRAG` lines count IP fragment queues, not sockets); the label value is the line's
+    /// name in lower case.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum SocketProtocol {
+        Tcp = "tcp",
+        Udp = "udp",
+        Udplite = "udplite",
+        Raw = "raw",
+        Tcp6 = "tcp6",
+        Udp6 = "udp6",
+        Udplite6 = "udplite6",
+        Raw6 = "raw6",
+    }
+}
+
+/// The traffic of a network namespace's interfaces but `lo`, summed, as `/proc/PID/net/dev`
+/// counts it since each interface was made (or moved in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub receive_bytes: u64,
+    pub receive_packets: u64,
+    pub receive_errors: u64,
+    pub receive_drops: u64,
+    pub transmit_bytes: u64,
+    pub transmit_packets: u64,
+    pub transmit_errors: u64,
+    pub transmit_drops: u64,
+}
+
+/// What one network namespace holds, each part `None` where it could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetHolds {
+    /// Its interfaces, `lo` included, with their traffic (`lo`'s left out).
+    pub interfaces: Option<(u32, Traffic)>,
+    /// Sockets in use, by protocol: those its `sockstat` and `sockstat6` name.
+    pub sockets: Vec<(SocketProtocol, u64)>,
+    /// Conntrack entries: `None` where the kernel has no conntrack.
+    pub conntrack: Option<u64>,
+}
+
+/// What the network and mount namespaces of one scan hold, by inode: those with a member
+/// process whose files could be read (a namespace held only by a bind mount, an fd or a socket
+/// has no `/proc/PID/net` or `mountinfo` to read without `setns`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Holds {
+    pub net: HashMap<u64, NetHolds>,
+    /// Mounts of each mount namespace: the lines of one member's `mountinfo`.
+    pub mounts: HashMap<u64, u32>,
 }

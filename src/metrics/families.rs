@@ -6,7 +6,7 @@
 
 use crate::attribution::{NameErrorReason, NameSource};
 use crate::events::{DropReason, LostReason};
-use crate::model::{HeldBy, NsType};
+use crate::model::{HeldBy, NsType, SocketProtocol};
 use crate::policy::Rule;
 use crate::privilege::Level;
 use crate::privilege::container::LEVELS as LEVEL_VALUES;
@@ -162,6 +162,7 @@ const SCAN_DURATION_BUCKETS: &[f64] = &[
 ];
 
 const NS_TYPES: LabelValues = || NsType::ALL.map(NsType::as_str).to_vec();
+const SOCKET_PROTOCOLS: LabelValues = || SocketProtocol::ALL.map(SocketProtocol::as_str).to_vec();
 const RULES: LabelValues = || Rule::ALL.map(Rule::as_str).to_vec();
 const ORPHAN_HELD_BY: LabelValues = || HeldBy::orphan_values().map(HeldBy::as_str).collect();
 const SOCKET_SKIPS: LabelValues = || SocketSkip::ALL.map(SocketSkip::as_str).to_vec();
@@ -260,6 +261,110 @@ families! {
         kind: Kind::Gauge,
         labels: &["type", "inode"],
         ..VIEW
+    },
+    NetnsInterfaces: View = Family {
+        name: "nsexporter_network_namespace_interfaces",
+        help: "Interfaces of each network namespace with a member process, lo included, as its /proc/PID/net/dev lists them in the last scan.",
+        kind: Kind::Gauge,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsReceiveBytes: View = Family {
+        name: "nsexporter_network_namespace_receive_bytes_total",
+        help: "Bytes received by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsTransmitBytes: View = Family {
+        name: "nsexporter_network_namespace_transmit_bytes_total",
+        help: "Bytes sent by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsReceivePackets: View = Family {
+        name: "nsexporter_network_namespace_receive_packets_total",
+        help: "Packets received by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsTransmitPackets: View = Family {
+        name: "nsexporter_network_namespace_transmit_packets_total",
+        help: "Packets sent by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsReceiveErrors: View = Family {
+        name: "nsexporter_network_namespace_receive_errors_total",
+        help: "Receive errors by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsTransmitErrors: View = Family {
+        name: "nsexporter_network_namespace_transmit_errors_total",
+        help: "Transmit errors by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsReceiveDrops: View = Family {
+        name: "nsexporter_network_namespace_receive_drops_total",
+        help: "Received packets dropped by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsTransmitDrops: View = Family {
+        name: "nsexporter_network_namespace_transmit_drops_total",
+        help: "Packets dropped on sending by the interfaces of each network namespace with a member process, lo left out, summed from its /proc/PID/net/dev in the last scan; an interface's counters start when it is made or moved in, and drop when it goes.",
+        kind: Kind::Counter,
+        labels: &["inode"],
+        ..VIEW
+    },
+    NetnsSockets: View = Family {
+        name: "nsexporter_network_namespace_sockets",
+        help: "Sockets in use in each network namespace with a member process, by protocol (tcp, udp, udplite, raw and their 6 forms), as its /proc/PID/net/sockstat and sockstat6 count them in the last scan (tcp: listening and connected, not TIME_WAIT).",
+        kind: Kind::Gauge,
+        labels: &["inode", "protocol"],
+        ..VIEW
+    },
+    NetnsConntrack: View = Family {
+        name: "nsexporter_network_namespace_conntrack_entries",
+        help: "Conntrack entries of each network namespace with a member process, from its /proc/PID/net/stat/nf_conntrack in the last scan; none where the kernel has no conntrack.",
+        kind: Kind::Gauge,
+        labels: &["inode"],
+        ..VIEW
+    },
+    MountNamespaceMounts: View = Family {
+        name: "nsexporter_mount_namespace_mounts",
+        help: "Mounts of each mount namespace with a member process: the lines of one member's /proc/PID/mountinfo in the last scan (fs.mount-max bounds each mount namespace).",
+        kind: Kind::Gauge,
+        labels: &["inode"],
+        ..VIEW
+    },
+    ConntrackEntries: Gauge<()> = Family {
+        name: "nsexporter_conntrack_entries",
+        help: "Conntrack entries summed over the network namespaces with a member process in the last scan, whatever --metrics.per-namespace says (net.netfilter.nf_conntrack_max bounds the sum); 0 where the kernel has no conntrack.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    Sockets: Gauge<(SocketProtocol,)> = Family {
+        name: "nsexporter_sockets",
+        help: "Sockets in use by protocol, summed over the network namespaces with a member process in the last scan, whatever --metrics.per-namespace says.",
+        kind: Kind::Gauge,
+        labels: &["protocol"],
+        preset: &[SOCKET_PROTOCOLS],
+        ..SCAN
+    },
+    MountsMax: Gauge<()> = Family {
+        name: "nsexporter_mount_namespace_mounts_max",
+        help: "Mounts of the mount namespace with the most in the last scan, whatever --metrics.per-namespace says: fs.mount-max bounds each mount namespace.",
+        kind: Kind::Gauge,
+        ..SCAN
     },
     WorkloadNamespacesBeyondCap: View = Family {
         name: "nsexporter_workload_namespaces_beyond_cap",

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::Tracker;
-use crate::model::Snapshot;
+use crate::model::{Namespace, NamespaceId, NsType, Snapshot};
 use crate::procfs::ProcFs;
 use crate::sharing::{Finding, Owner, Ownership, Sharing};
 // What the golden scenario and the tests below take from here, as when `record` lived here.
@@ -38,7 +38,7 @@ use crate::sharing::{Finding, Owner, Ownership, Sharing};
 use crate::{
     events::LostReason,
     lifecycle::Orphan,
-    model::{CgroupLayout, HeldBy, NsType},
+    model::{CgroupLayout, HeldBy},
     policy::Rule,
     scan::{FailureReason, pins::SocketSkip},
 };
@@ -51,7 +51,7 @@ use gzip::{SPILL, Spliced};
 pub use record::{Outcome, ScanRecord};
 use self_process::SelfProcess;
 use store::Store;
-use view::{FindingRow, HostSharingRow, NamespaceRow, ScanView};
+use view::{FindingRow, HostSharingRow, NamespaceRow, NetRow, ScanView};
 
 /// The exposition content type of the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -201,36 +201,56 @@ impl Metrics {
             }),
             self.namespaces_per_workload,
         );
+        // Which namespaces have series of their own: not those beyond a workload's cap, and
+        // as the per-namespace choice says.
+        let keep = |ns: &Namespace| {
+            let host = snapshot.host.contains(ns.id);
+            let o = owner_of(ns.id);
+            let keep = match self.per_namespace {
+                PerNamespace::All => true,
+                // The host's namespaces, and those of several workloads: where every
+                // finding is, and what a sharing dashboard shows.
+                PerNamespace::Shared => host || o.owner == Owner::Mixed,
+                PerNamespace::None => false,
+            };
+            keep && !beyond.namespaces.contains(&ns.id)
+        };
         let namespaces = snapshot
             .namespaces
             .values()
-            .filter(|ns| !beyond.namespaces.contains(&ns.id))
-            .filter_map(|ns| {
-                let host = snapshot.host.contains(ns.id);
-                let o = owner_of(ns.id);
-                let keep = match self.per_namespace {
-                    PerNamespace::All => true,
-                    // The host's namespaces, and those of several workloads: where every
-                    // finding is, and what a sharing dashboard shows.
-                    PerNamespace::Shared => host || o.owner == Owner::Mixed,
-                    PerNamespace::None => false,
-                };
-                keep.then(|| NamespaceRow {
-                    ns_type: ns.id.ns_type,
-                    inode: ns.id.inode,
-                    processes: u32::try_from(ns.members.len()).unwrap_or(u32::MAX),
-                    host,
-                    ownership: Arc::clone(o),
-                    start_time: tracker.start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
-                    held_by: ns.held_by(),
-                    pinned_at: pinned_at(&ns.mount_paths()),
-                    userns: ns.owner.map_or_else(String::new, |i| i.to_string()),
-                    parent: ns.parent.map_or_else(String::new, |i| i.to_string()),
-                })
+            .filter(|ns| keep(ns))
+            .map(|ns| NamespaceRow {
+                ns_type: ns.id.ns_type,
+                inode: ns.id.inode,
+                processes: u32::try_from(ns.members.len()).unwrap_or(u32::MAX),
+                host: snapshot.host.contains(ns.id),
+                ownership: Arc::clone(owner_of(ns.id)),
+                start_time: tracker.start_ticks(ns.id).map(|t| snapshot.time.unix(t)),
+                held_by: ns.held_by(),
+                pinned_at: pinned_at(&ns.mount_paths()),
+                userns: ns.owner.map_or_else(String::new, |i| i.to_string()),
+                parent: ns.parent.map_or_else(String::new, |i| i.to_string()),
             })
+            .collect();
+        let kept = |ns_type, inode| {
+            let id = NamespaceId { ns_type, inode };
+            snapshot.namespaces.get(&id).is_some_and(keep)
+        };
+        let net = (snapshot.holds.net.iter())
+            .filter(|(inode, _)| kept(NsType::Net, **inode))
+            .map(|(inode, holds)| NetRow {
+                inode: *inode,
+                holds: holds.clone(),
+            })
+            .collect();
+        let mounts = (snapshot.holds.mounts.iter())
+            .filter(|(inode, _)| kept(NsType::Mnt, **inode))
+            .map(|(inode, n)| (*inode, *n))
             .collect();
         let view = ScanView {
             namespaces,
+            net,
+            mounts,
             beyond_cap: beyond.rows,
             host_sharing: sharing
                 .host
@@ -289,6 +309,8 @@ impl Metrics {
         // A row per namespace, held through the next scan's peak for nothing: the gzip has
         // them.
         self.view.namespaces = Vec::new();
+        self.view.net = Vec::new();
+        self.view.mounts = Vec::new();
         self.view.beyond_cap = Vec::new();
         self.view.host_sharing = Vec::new();
         self.view.encoded = true;

@@ -9,7 +9,7 @@ use super::{Metrics, count, finding_row};
 use crate::attribution::{NameErrorReason, NameSource};
 use crate::events::{DropReason, Drops, Lost, LostReason};
 use crate::lifecycle::{Changes, Orphan, Tracker};
-use crate::model::{CgroupLayout, HeldBy, Identity, NsChange, NsType, Snapshot};
+use crate::model::{CgroupLayout, HeldBy, Identity, NsChange, NsType, Snapshot, SocketProtocol};
 use crate::policy::Rule;
 use crate::privilege::container::{ContainerPrivilege, LEVELS};
 use crate::privilege::{Level, Lsm, Seccomp};
@@ -238,6 +238,19 @@ impl Metrics {
                 .gauge(h::ScanErrorsStanding, (reason,))
                 .set(count(standing));
         }
+        // What the namespaces hold, summed over all that were read, whichever have series.
+        let holds = &snapshot.holds;
+        let conntrack: u64 = holds.net.values().filter_map(|n| n.conntrack).sum();
+        store.gauge(h::ConntrackEntries, ()).set(count(conntrack));
+        let mut sockets = [0u64; SocketProtocol::ALL.len()];
+        for (p, n) in holds.net.values().flat_map(|n| &n.sockets) {
+            sockets[p.index()] += n;
+        }
+        for p in SocketProtocol::ALL {
+            store.gauge(h::Sockets, (p,)).set(count(sockets[p.index()]));
+        }
+        let most = holds.mounts.values().copied().max().unwrap_or(0);
+        store.gauge(h::MountsMax, ()).set(f64::from(most));
         for id in &changes.created {
             store.counter(h::Created, (id.ns_type,)).inc();
         }

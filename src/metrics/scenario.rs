@@ -56,6 +56,21 @@ fn scan(ticks: u64, drop: &[i32]) -> crate::scan::ScanOutcome {
     );
     snapshot.identity = s.identity;
     snapshot.limits = s.limits.clone();
+    // What the namespaces hold, of those still there.
+    snapshot.holds = s.holds.clone();
+    let there = |ns_type, inode| {
+        snapshot
+            .namespaces
+            .contains_key(&NamespaceId { ns_type, inode })
+    };
+    let net: Vec<u64> = snapshot.holds.net.keys().copied().collect();
+    for inode in net.into_iter().filter(|&i| !there(NsType::Net, i)) {
+        snapshot.holds.net.remove(&inode);
+    }
+    let mnt: Vec<u64> = snapshot.holds.mounts.keys().copied().collect();
+    for inode in mnt.into_iter().filter(|&i| !there(NsType::Mnt, i)) {
+        snapshot.holds.mounts.remove(&inode);
+    }
     outcome.snapshot = snapshot;
     outcome
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::cap::BeyondCapRow;
 use super::encode::{Sample, TextOut, write_samples};
 use super::families::{Id, WrittenBy};
-use crate::model::{HeldBy, NsType};
+use crate::model::{HeldBy, NetHolds, NsType};
 use crate::sharing::Ownership;
 
 /// One namespace's series: small, as a node has thousands; the labels of what owns it are
@@ -81,10 +81,39 @@ pub struct PrivilegeRow {
     pub labels: [String; 11],
 }
 
+/// What one network namespace holds, for its series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetRow {
+    pub inode: u64,
+    pub holds: NetHolds,
+}
+
+impl NetRow {
+    /// The traffic counter `id` writes, where the interfaces were read.
+    fn traffic(&self, id: Id) -> Option<u64> {
+        let (_, t) = self.holds.interfaces?;
+        Some(match id {
+            Id::NetnsReceiveBytes => t.receive_bytes,
+            Id::NetnsTransmitBytes => t.transmit_bytes,
+            Id::NetnsReceivePackets => t.receive_packets,
+            Id::NetnsTransmitPackets => t.transmit_packets,
+            Id::NetnsReceiveErrors => t.receive_errors,
+            Id::NetnsTransmitErrors => t.transmit_errors,
+            Id::NetnsReceiveDrops => t.receive_drops,
+            Id::NetnsTransmitDrops => t.transmit_drops,
+            _ => return None,
+        })
+    }
+}
+
 /// Everything one scan exports per namespace and per container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScanView {
     pub namespaces: Vec<NamespaceRow>,
+    /// What the network namespaces among `namespaces` hold, where it was read.
+    pub net: Vec<NetRow>,
+    /// The mounts of the mount namespaces among `namespaces`, by inode, where read.
+    pub mounts: Vec<(u64, u32)>,
     /// The namespaces of workloads over the cap that have no row above, counted.
     pub beyond_cap: Vec<BeyondCapRow>,
     pub host_sharing: Vec<HostSharingRow>,
@@ -127,6 +156,57 @@ impl ScanView {
                 let rows = &self.privilege;
                 let value = |r: usize, k: usize| rows[r].labels[k].as_str();
                 write_samples(out, family, rows.len(), value, one);
+            }
+            Id::NetnsInterfaces
+            | Id::NetnsReceiveBytes
+            | Id::NetnsTransmitBytes
+            | Id::NetnsReceivePackets
+            | Id::NetnsTransmitPackets
+            | Id::NetnsReceiveErrors
+            | Id::NetnsTransmitErrors
+            | Id::NetnsReceiveDrops
+            | Id::NetnsTransmitDrops
+            | Id::NetnsConntrack => {
+                let rows = &self.net;
+                let inodes: Vec<String> = rows.iter().map(|r| r.inode.to_string()).collect();
+                let value = |r: usize, _: usize| inodes[r].as_str();
+                let number = |n: u64| Some(Sample::Number(n as f64));
+                write_samples(out, family, rows.len(), value, |r| {
+                    match id {
+                        Id::NetnsInterfaces => rows[r].holds.interfaces.map(|(n, _)| u64::from(n)),
+                        Id::NetnsConntrack => rows[r].holds.conntrack,
+                        _ => rows[r].traffic(id),
+                    }
+                    .and_then(number)
+                });
+            }
+            Id::NetnsSockets => {
+                let series: Vec<(String, &'static str, u64)> = self
+                    .net
+                    .iter()
+                    .flat_map(|r| {
+                        let inode = r.inode.to_string();
+                        r.holds
+                            .sockets
+                            .iter()
+                            .map(move |&(p, n)| (inode.clone(), p.as_str(), n))
+                    })
+                    .collect();
+                let value = |r: usize, k: usize| match k {
+                    0 => series[r].0.as_str(),
+                    _ => series[r].1,
+                };
+                write_samples(out, family, series.len(), value, |r| {
+                    Some(Sample::Number(series[r].2 as f64))
+                });
+            }
+            Id::MountNamespaceMounts => {
+                let rows = &self.mounts;
+                let inodes: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+                let value = |r: usize, _: usize| inodes[r].as_str();
+                write_samples(out, family, rows.len(), value, |r| {
+                    Some(Sample::Number(f64::from(rows[r].1)))
+                });
             }
             Id::FindingsActive => {
                 let rows = &self.findings;
@@ -270,6 +350,8 @@ mod tests {
                 workload: workload("aa"),
             }],
             privilege: Vec::new(),
+            net: vec![],
+            mounts: vec![],
             encoded: false,
         };
         let text = render(&view);
@@ -309,6 +391,64 @@ mod tests {
             samples(&render(&view)),
             [
                 r#"nsexporter_workload_host_namespace{container="a\"b",container_id="id",k8s_namespace="e\nf",pod="c\\d",runtime="docker",type="pid"} 1"#
+            ]
+        );
+    }
+
+    /// A network namespace's holds: a series per part read, none for a part that was not (no
+    /// conntrack, interfaces unread), sockets by protocol; mounts by inode.
+    #[test]
+    fn what_namespaces_hold_is_written_where_it_was_read() {
+        use crate::model::{SocketProtocol, Traffic};
+        let traffic = Traffic {
+            receive_bytes: 10,
+            transmit_bytes: 20,
+            receive_packets: 1,
+            transmit_packets: 2,
+            receive_errors: 3,
+            transmit_errors: 4,
+            receive_drops: 5,
+            transmit_drops: 6,
+        };
+        let view = ScanView {
+            net: vec![
+                NetRow {
+                    inode: 4026532500,
+                    holds: NetHolds {
+                        interfaces: Some((3, traffic)),
+                        sockets: vec![(SocketProtocol::Tcp, 7), (SocketProtocol::Udp6, 1)],
+                        conntrack: Some(12),
+                    },
+                },
+                NetRow {
+                    inode: 4026532400,
+                    holds: NetHolds::default(),
+                },
+            ],
+            mounts: vec![(4026532300, 1000)],
+            ..ScanView::default()
+        };
+        let net = |name: &str, v: u64| {
+            format!(r#"nsexporter_network_namespace_{name}{{inode="4026532500"}} {v}"#)
+        };
+        assert_eq!(
+            samples(&render(&view)),
+            [
+                net("interfaces", 3),
+                net("receive_bytes_total", 10),
+                net("transmit_bytes_total", 20),
+                net("receive_packets_total", 1),
+                net("transmit_packets_total", 2),
+                net("receive_errors_total", 3),
+                net("transmit_errors_total", 4),
+                net("receive_drops_total", 5),
+                net("transmit_drops_total", 6),
+                r#"nsexporter_network_namespace_sockets{inode="4026532500",protocol="tcp"} 7"#
+                    .into(),
+                r#"nsexporter_network_namespace_sockets{inode="4026532500",protocol="udp6"} 1"#
+                    .into(),
+                net("conntrack_entries", 12),
+                r#"nsexporter_mount_namespace_mounts{inode="4026532300"} 1000"#.into(),
             ]
         );
     }

@@ -13,11 +13,10 @@ impl Scanner {
         errors: &mut ScanErrors,
     ) -> u64 {
         let procfs = self.procfs.root();
-        let mounts = if self.pins.mounts {
-            pins::read_mounts(root, procfs, snapshot, errors)
-        } else {
-            Vec::new()
-        };
+        // Read whether or not bind mounts are looked for: the mount counts come from it.
+        let reads = pins::read_mounts(root, procfs, snapshot, self.pins.mounts, errors);
+        snapshot.holds.mounts = reads.counts.into_iter().collect();
+        let mounts = reads.pins;
         let mut socket_queries = 0;
         let (fds, sockets) = match self.pins.fds {
             None => (Vec::new(), Vec::new()),

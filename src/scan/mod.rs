@@ -18,6 +18,7 @@
 mod ask;
 mod errors;
 mod held;
+pub mod holds;
 mod identity;
 pub mod limits;
 pub mod pins;
@@ -277,6 +278,8 @@ impl Scanner {
         let host = host_namespaces(&processes);
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
         let socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
+        let net = holds::read_net(dir_fd.as_fd(), &root, &snapshot, &mut reader.errors);
+        snapshot.holds.net = net.into_iter().collect();
         let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);
         snapshot.limits = self.limits.read(dir_fd.as_fd(), &root, &mut reader.errors);
         Ok(ScanOutcome {

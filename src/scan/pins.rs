@@ -77,17 +77,34 @@ fn unescape(field: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The mounts of a `mountinfo`: one a line.
+pub fn count_mounts(bytes: &[u8]) -> u32 {
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+    let unterminated = !bytes.is_empty() && bytes.last() != Some(&b'\n');
+    u32::try_from(lines + usize::from(unterminated)).unwrap_or(u32::MAX)
+}
+
+/// What the `mountinfo` reads of a scan found.
+#[derive(Debug, Default)]
+pub struct MountReads {
+    /// Every nsfs mount, one per mount namespace and path (where bind mounts are looked for).
+    pub pins: Vec<(NamespaceId, MountPin)>,
+    /// Each mount namespace's mounts, by inode, where its file was read whole.
+    pub counts: Vec<(u64, u32)>,
+}
+
 /// Reads the `mountinfo` of one member of each mount namespace in `snapshot` (the first, in
-/// pid order, whose main thread is in it and whose file can be read) and returns every nsfs
-/// mount found, one per mount namespace and path.
+/// pid order, whose main thread is in it and whose file can be read): counts its mounts, and,
+/// with `pins`, returns every nsfs mount found. One read serves both.
 pub fn read_mounts(
     root: BorrowedFd<'_>,
     procfs: &Path,
     snapshot: &Snapshot,
+    pins: bool,
     errors: &mut ScanErrors,
-) -> Vec<(NamespaceId, MountPin)> {
+) -> MountReads {
     let mut buf = Vec::new();
-    let mut out = Vec::new();
+    let mut out = MountReads::default();
     let mut paths: HashSet<Arc<str>> = HashSet::new();
     for ns in snapshot
         .namespaces
@@ -109,8 +126,15 @@ pub fn read_mounts(
                             format!("{}/{}/mountinfo: longer than 16 MiB", procfs.display(), pid)
                         };
                         errors.record(ErrorReason::IoError, what);
+                    } else {
+                        out.counts.push((ns.id.inode, count_mounts(&buf)));
                     }
-                    for (id, path) in parse_mountinfo_nsfs(&buf) {
+                    let found = if pins {
+                        parse_mountinfo_nsfs(&buf)
+                    } else {
+                        Vec::new()
+                    };
+                    for (id, path) in found {
                         // One node mounts the same few paths in many mount namespaces.
                         let path = match paths.get(path.as_str()) {
                             Some(p) => Arc::clone(p),
@@ -125,7 +149,7 @@ pub fn read_mounts(
                             path,
                             via_pid: pid,
                         };
-                        out.push((id, pin));
+                        out.pins.push((id, pin));
                     }
                     break;
                 }
@@ -306,6 +330,14 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn mounts_are_lines_the_last_one_unterminated_too() {
+        assert_eq!(count_mounts(b""), 0);
+        assert_eq!(count_mounts(b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"), 1);
+        assert_eq!(count_mounts(b"a\nb\nc"), 3);
+        assert_eq!(count_mounts(&b"x\n".repeat(1000)), 1000);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod engine_names;
 mod evasion;
 mod exporter;
 mod failures;
+mod holds;
 mod kernel;
 mod kubernetes_node;
 mod limits;

@@ -30,6 +30,7 @@ label_values!(
     crate::model::Identity,
     crate::model::HostSource,
     crate::model::ChangeSyscall,
+    crate::model::SocketProtocol,
     crate::policy::Rule,
     crate::privilege::Level,
     crate::scan::pins::SocketSkip,
