@@ -395,11 +395,15 @@ fn a_flood_of_execs_holds_off_neither_the_sweeps_nor_a_finding() {
     wait_for("the first scan", Duration::from_secs(10), || {
         (e.metrics().value("nsexporter_scans_total", &[])? >= 1.0).then_some(())
     });
-    // Two shells of 10,000 execs each, one per core.
-    let flood = "i=0; while [ $i -lt 10000 ]; do /bin/true; i=$((i+1)); done";
+    // Two shells exec'ing as fast as they can, one per core, until the visit is over and three
+    // more sweeps were due: a flood bounded by time, not by a count, so that on a loaded
+    // machine it does not take a minute of both cores from the tests beside it.
+    let stop = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    std::fs::remove_file(&stop).unwrap();
+    let flood = format!("while [ ! -e {} ]; do /bin/true; done", stop.display());
     let floods = [
-        Spawned::new("sh", &["-c", flood]),
-        Spawned::new("sh", &["-c", flood]),
+        Spawned::new("sh", &["-c", &flood]),
+        Spawned::new("sh", &["-c", &flood]),
     ];
     let started = Instant::now();
     let mut sweeps = Vec::new();
@@ -412,6 +416,9 @@ fn a_flood_of_execs_holds_off_neither_the_sweeps_nor_a_finding() {
         if !went && started.elapsed() > Duration::from_secs(4) {
             visitor.go();
             went = true;
+        }
+        if started.elapsed() > Duration::from_secs(12) {
+            std::fs::write(&stop, b"").unwrap();
         }
         sweeps.push(e.metrics().value("nsexporter_sweeps_total", &[]).unwrap());
         std::thread::sleep(Duration::from_secs(2));
