@@ -73,7 +73,7 @@ fn wanted(kind: PodKind, sandbox: bool, t: NsType) -> Want {
         (Pid, false) => match kind {
             PodKind::HostPid => JoinedHost,
             PodKind::SharedPid => JoinedSandbox,
-            PodKind::Plain | PodKind::HostNetwork => New,
+            PodKind::Plain | PodKind::HostNetwork | PodKind::Privileged => New,
         },
     }
 }
@@ -265,6 +265,37 @@ fn cri_pods_as_the_exporter_sees_them_named_from_annotations() {
             problems.push(format!("{}/{name}: named {named:?}", pod.name));
         }
     }
+    use crate::privilege::{ALL, DEFAULT_CAPS};
+    // Observed privilege: kubelet's requests as the CRI got them (no seccomp profile: the
+    // kubelet's default is Unconfined; masked paths unless privileged).
+    let default = [
+        "true",
+        "true",
+        "disabled",
+        "false",
+        DEFAULT_CAPS,
+        "baseline",
+    ];
+    let host = [
+        "true",
+        "true",
+        "disabled",
+        "false",
+        DEFAULT_CAPS,
+        "privileged",
+    ];
+    let privileged = ["true", "true", "disabled", "false", ALL, "privileged"];
+    let app = |pod: &str| {
+        let p = pods.iter().find(|p| p.name == pod).unwrap();
+        p.container("app").to_string()
+    };
+    let rows = vec![
+        ("cri default pod", app("web-0"), default),
+        ("cri hostNetwork pod", app("agent-0"), host),
+        ("cri hostPID pod", app("monitor-0"), host),
+        ("cri privileged pod", app("admin-0"), privileged),
+    ];
+    problems.extend(crate::privilege::wrong_rows(&m, &rows));
     assert!(problems.is_empty(), "{problems:#?}\n{}", e.stderr());
     assert_eq!(
         std::fs::read_dir(logs.path()).unwrap().count(),

@@ -407,8 +407,7 @@ fn docker_and_podman_declarations() {
     };
     let docker_run = |a: &[&str]| docker.docker(a);
     let podman_run = |a: &[&str]| podman.podman(a);
-    const DEFAULT_CAPS: &str = "DAC_OVERRIDE,NET_RAW,MKNOD,SETFCAP";
-    const ALL: &str = "DAC_OVERRIDE,DAC_READ_SEARCH,NET_ADMIN,NET_RAW,SYS_MODULE,SYS_RAWIO,SYS_PTRACE,SYS_ADMIN,SYS_BOOT,SYS_TIME,MKNOD,SETFCAP,MAC_OVERRIDE,MAC_ADMIN,SYSLOG,PERFMON,BPF,CHECKPOINT_RESTORE";
+    use crate::privilege::{ALL, DEFAULT_CAPS};
     let privilege_rows: Vec<(&str, String, [&str; 6])> = vec![
         (
             "docker default",

@@ -129,6 +129,12 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// The escape-relevant capabilities of the runtimes' default set, as `host_capabilities` lists
+/// them.
+pub const DEFAULT_CAPS: &str = "DAC_OVERRIDE,NET_RAW,MKNOD,SETFCAP";
+/// Every escape-relevant capability, as a privileged container holds them.
+pub const ALL: &str = "DAC_OVERRIDE,DAC_READ_SEARCH,NET_ADMIN,NET_RAW,SYS_MODULE,SYS_RAWIO,SYS_PTRACE,SYS_ADMIN,SYS_BOOT,SYS_TIME,MKNOD,SETFCAP,MAC_OVERRIDE,MAC_ADMIN,SYSLOG,PERFMON,BPF,CHECKPOINT_RESTORE";
+
 /// The rows of `expected` (name, container id, then `host_user`, `root_is_host_root`,
 /// `seccomp`, `no_new_privs`, `host_capabilities`, `level`) whose info series in `m` is not
 /// one with those values and `lsm="none"`, each said.

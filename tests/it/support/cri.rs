@@ -100,13 +100,38 @@ pub enum PodKind {
     HostPid,
     /// `shareProcessNamespace: true`: one pid namespace, the sandbox's.
     SharedPid,
+    /// Its own namespaces as `Plain`, and `privileged: true` on its container.
+    Privileged,
 }
+
+/// The paths kubelet asks the runtime to mask and to make read-only in a container that is
+/// not privileged (`procMount: Default`; k8s.io/kubernetes pkg/securitycontext's
+/// `defaultMaskedPaths` and `defaultReadonlyPaths`).
+const MASKED_PATHS: [&str; 10] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 impl PodKind {
     /// kubelet's `NamespaceOption` for the pod (kuberuntime `namespacesForPod`).
     fn namespaces(self) -> v1::NamespaceOption {
         let (network, pid) = match self {
-            PodKind::Plain => (NamespaceMode::Pod, NamespaceMode::Container),
+            PodKind::Plain | PodKind::Privileged => (NamespaceMode::Pod, NamespaceMode::Container),
             PodKind::HostNetwork => (NamespaceMode::Node, NamespaceMode::Container),
             PodKind::HostPid => (NamespaceMode::Pod, NamespaceMode::Node),
             PodKind::SharedPid => (NamespaceMode::Pod, NamespaceMode::Pod),
@@ -148,13 +173,14 @@ impl Pod {
     }
 }
 
-/// The four pods, each with an app container `app` (the shared-pid pod has `app` and `side`).
+/// The five pods, each with an app container `app` (the shared-pid pod has `app` and `side`).
 pub fn run_pods(c: &mut Containerd) -> Vec<Pod> {
     vec![
         c.run_pod("web-0", "shop", PodKind::Plain, &["app"]),
         c.run_pod("agent-0", "infra", PodKind::HostNetwork, &["app"]),
         c.run_pod("monitor-0", "infra", PodKind::HostPid, &["app"]),
         c.run_pod("debug-0", "shop", PodKind::SharedPid, &["app", "side"]),
+        c.run_pod("admin-0", "infra", PodKind::Privileged, &["app"]),
     ]
 }
 
@@ -416,6 +442,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 cgroup_parent,
                 security_context: Some(v1::LinuxSandboxSecurityContext {
                     namespace_options: Some(kind.namespaces()),
+                    // kubelet asks for a privileged sandbox where a container is privileged.
+                    privileged: kind == PodKind::Privileged,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -462,6 +490,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     }
 
     fn run_container(&self, pod: &Pod, name: &str) -> String {
+        let privileged = pod.kind == PodKind::Privileged;
+        let paths = |p: &[&str]| match privileged {
+            true => Vec::new(),
+            false => p.iter().map(|p| p.to_string()).collect(),
+        };
         let config = v1::ContainerConfig {
             metadata: Some(v1::ContainerMetadata {
                 name: name.into(),
@@ -479,6 +512,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             linux: Some(v1::LinuxContainerConfig {
                 security_context: Some(v1::LinuxContainerSecurityContext {
                     namespace_options: Some(pod.kind.namespaces()),
+                    privileged,
+                    masked_paths: paths(&MASKED_PATHS),
+                    readonly_paths: paths(&READONLY_PATHS),
                     ..Default::default()
                 }),
                 ..Default::default()
