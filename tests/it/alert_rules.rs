@@ -36,7 +36,6 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterWorkloadNamespaceFlood",
     "NsexporterNamespacesNearLimit",
     "NsexporterConntrackNearLimit",
-    "NsexporterLeakedNetworkNamespaceHoldsResources",
     "NsexporterNamespaceChurnHigh",
     "NsexporterScanErrorsRising",
     "NsexporterDown",
