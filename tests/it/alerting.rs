@@ -195,24 +195,7 @@ fn rules(without_for: Option<&str>) -> String {
     let Some(alert) = without_for else {
         return text;
     };
-    let mut out = String::new();
-    let mut inside = false;
-    let mut cut = 0;
-    for line in text.lines() {
-        let t = line.trim_start();
-        if let Some(name) = t.strip_prefix("- alert:") {
-            inside = name.trim() == alert;
-        }
-        if inside && t.starts_with("for:") {
-            out.push_str(&format!("{}for: 0s\n", &line[..line.len() - t.len()]));
-            cut += 1;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert_eq!(cut, 1, "{RULES}: {alert} has no `for:` to cut");
-    out
+    crate::support::prometheus::rules_without_for(alert)
 }
 
 /// Prometheus scraping `exporter` every second, evaluating `rules`, sending to `am`.

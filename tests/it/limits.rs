@@ -17,8 +17,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::prometheus::Prometheus;
-use crate::support::{Exporter, Spawned, manifest_dir, status_bytes, wait_for};
+use crate::support::prometheus::{Prometheus, rules_without_for};
+use crate::support::{Exporter, Spawned, status_bytes, wait_for};
 
 /// A uid no account has: its namespace count starts at 0, and nothing else charges it.
 const UID: &str = "64242";
@@ -98,31 +98,6 @@ fn unshare_uts() -> Result<(), String> {
         true => Ok(()),
         false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
     }
-}
-
-/// alerts.yaml with `alert`'s `for` cut to 0s: the real Prometheus checks the expression
-/// against the real figures; the promtool tests check the `for`.
-fn rules_without_for(alert: &str) -> String {
-    let text = std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yaml"))
-        .expect("alerts.yaml");
-    let mut out = String::new();
-    let mut inside = false;
-    let mut cut = 0;
-    for line in text.lines() {
-        let t = line.trim_start();
-        if let Some(name) = t.strip_prefix("- alert:") {
-            inside = name.trim() == alert;
-        }
-        if inside && t.starts_with("for:") {
-            out.push_str(&format!("{}for: 0s\n", &line[..line.len() - t.len()]));
-            cut += 1;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert_eq!(cut, 1, "{alert} has no `for:` to cut");
-    out
 }
 
 /// The exporter's `nsexporter_namespaces_in_use{type="uts"}`, and the sum and count of its

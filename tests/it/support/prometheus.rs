@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, http, wait_for};
+use super::{free_port, http, manifest_dir, wait_for};
 
 pub struct Prometheus {
     child: Child,
@@ -173,4 +173,30 @@ pub fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The shipped alert rules (`deploy/prometheus/alerts.yaml`) with `alert`'s `for:` cut to
+/// `0s`: a real Prometheus then checks the expression against real figures at once, and the
+/// promtool tests check the `for`.
+pub fn rules_without_for(alert: &str) -> String {
+    let text = std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yaml"))
+        .expect("alerts.yaml");
+    let mut out = String::new();
+    let mut inside = false;
+    let mut cut = 0;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(name) = t.strip_prefix("- alert:") {
+            inside = name.trim() == alert;
+        }
+        if inside && t.starts_with("for:") {
+            out.push_str(&format!("{}for: 0s\n", &line[..line.len() - t.len()]));
+            cut += 1;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert_eq!(cut, 1, "alerts.yaml: {alert} has no `for:` to cut");
+    out
 }
