@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use nix::sys::socket::{self, MsgFlags, NetlinkAddr};
 
-use crate::model::NsChange;
+use crate::model::{Inode, NsChange, PerType, ProcessId};
 
 /// `NETLINK_CONNECTOR` (include/uapi/linux/netlink.h).
 const NETLINK_CONNECTOR: i32 = 11;
@@ -61,7 +61,42 @@ label_enum! {
         RingBufferFull = "ring_buffer_full",
         /// The bounded queue between the reader thread and the scan loop was full.
         QueueFull = "queue_full",
+        /// Reports missing from a CPU's sequence (the probes number each report they try,
+        /// per CPU): each one counted, whatever lost it.
+        SequenceGap = "sequence_gap",
     }
+}
+
+label_enum! {
+    /// What the scheduler's tracepoints saw a process do (the eBPF source's task probes): the
+    /// `kind` label of `nsexporter_ebpf_events_total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum TaskKind {
+        /// A new process (`sched_process_fork` of a child that is no thread).
+        Fork = "fork",
+        /// A process exec'd (`sched_process_exec`): its owner, comm and time namespace may
+        /// have changed.
+        Exec = "exec",
+        /// A process's last thread exited (`sched_process_exit` with `group_dead`).
+        Exit = "exit",
+        /// Something else the snapshot keeps changed in place: a cgroup move, an owner
+        /// (setuid family, `PR_SET_DUMPABLE`), a `comm` (`PR_SET_NAME`). Read again.
+        Touched = "touched",
+    }
+}
+
+/// What the task probes reported of one process: enough to keep a snapshot by events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    pub kind: TaskKind,
+    /// The process (tgid, in the initial pid namespace) and its start time.
+    pub process: ProcessId,
+    /// Its parent process then; `None` for the idle task's children.
+    pub parent: Option<ProcessId>,
+    /// Its cgroup's id on the unified hierarchy (the cgroup directory's inode); 0 where none.
+    pub cgroup_id: u64,
+    /// Its namespaces then; `None` where the kernel had none (an exiting task).
+    pub namespaces: PerType<Option<Inode>>,
 }
 
 /// The eBPF source's changes lost so far, by reason: kept here, below the source, which
@@ -107,6 +142,8 @@ pub enum Event {
     Process(i32),
     /// A task's namespaces changed (the eBPF source): judge the change, and read the process.
     Change(Box<NsChange>),
+    /// A process forked, exec'd, exited or changed in place (the eBPF source's task probes).
+    Task(Box<TaskEvent>),
 }
 
 /// The events of every source that listens, as threads of their own read them, and what
@@ -117,6 +154,9 @@ pub struct EventStream {
     pub proc_drops: Option<Arc<Drops>>,
     /// The eBPF source's losses, where it is attached.
     pub ebpf_lost: Option<Arc<Lost>>,
+    /// Whether the eBPF source's task probes are attached: then the snapshot can be kept by
+    /// events.
+    pub ebpf_tasks: bool,
 }
 
 /// The one bounded queue that every source's reader thread sends into.

@@ -351,10 +351,12 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
     let (send, events) = nsexporter::events::queue();
     // eBPF first: it drops CAP_BPF and CAP_PERFMON when attached, before any thread starts
     // that would keep them.
-    let ebpf_lost = settings
+    let ebpf = settings
         .scan_ebpf
         .then(|| attach_ebpf(send.clone()))
         .flatten();
+    let ebpf_tasks = ebpf.as_ref().is_some_and(|a| a.tasks.is_ok());
+    let ebpf_lost = ebpf.map(|a| a.lost);
     let proc_drops = settings
         .scan_proc_events
         .then(|| listen_for_process_events(settings, send))
@@ -363,6 +365,7 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
         events,
         proc_drops,
         ebpf_lost,
+        ebpf_tasks,
     })
 }
 
@@ -371,13 +374,23 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
 /// go on.
 fn attach_ebpf(
     send: std::sync::mpsc::SyncSender<nsexporter::events::Event>,
-) -> Option<Arc<nsexporter::ebpf::Lost>> {
-    match nsexporter::ebpf::attach(send, nsexporter::procfs::ticks_per_second()) {
-        Ok(lost) => {
+) -> Option<nsexporter::ebpf::Attached> {
+    match nsexporter::ebpf::attach(
+        send,
+        nsexporter::procfs::ticks_per_second(),
+        nsexporter::ebpf::RING_BYTES,
+    ) {
+        Ok(attached) => {
             tracing::info!(
                 "eBPF source attached: namespace changes by setns, unshare, clone and clone3"
             );
-            Some(lost)
+            if let Err(why) = &attached.tasks {
+                tracing::warn!(
+                    reason = %why,
+                    "scan.ebpf: the task probes did not attach; every scan walks /proc"
+                );
+            }
+            Some(attached)
         }
         Err(why) => {
             tracing::warn!(

@@ -35,7 +35,8 @@ const NEEDED: [Capability; 2] = [Capability::CAP_BPF, Capability::CAP_PERFMON];
 pub(super) fn attach(
     send: SyncSender<Event>,
     ticks_per_second: u64,
-) -> Result<Arc<Lost>, Unavailable> {
+    _ring_bytes: usize,
+) -> Result<super::Attached, Unavailable> {
     for cap in NEEDED {
         if !capabilities::permitted(cap) {
             return Err(format!(
@@ -66,7 +67,10 @@ pub(super) fn attach(
         .name("ebpf".into())
         .spawn(move || read_changes(ebpf, ring, lost_map, &send, &counted, ticks_per_second))
         .map_err(|e| format!("thread: {e}"))?;
-    Ok(lost)
+    Ok(super::Attached {
+        lost,
+        tasks: Err("the task probes are not built yet".into()),
+    })
 }
 
 type Loaded = (Ebpf, RingBuf<MapData>, PerCpuArray<MapData, u64>);

@@ -113,15 +113,27 @@ pub fn check_kernel(btf: &Path, tracefs: &Path) -> Result<(), Unavailable> {
     Ok(())
 }
 
+/// What [`attach`] attached.
+#[derive(Debug)]
+pub struct Attached {
+    /// The losses' counters, which the reader thread keeps.
+    pub lost: std::sync::Arc<Lost>,
+    /// Whether the task probes (the scheduler's tracepoints) attached too; where they did
+    /// not, why in one line. Without them the namespace changes still come, and the scan
+    /// loop keeps polling.
+    pub tasks: Result<(), Unavailable>,
+}
+
 /// Loads and attaches the programs, and reads their reports on a thread of their own, which
-/// sends them to `send`. Returns the losses' counters; where it cannot, says why in one line
-/// (for the caller to say once).
+/// sends them to `send`. `ring_bytes` is the ring buffer's size. Where it cannot, says why in
+/// one line (for the caller to say once).
 #[cfg(feature = "ebpf")]
 pub fn attach(
     send: std::sync::mpsc::SyncSender<crate::events::Event>,
     ticks_per_second: u64,
-) -> Result<std::sync::Arc<Lost>, Unavailable> {
-    loader::attach(send, ticks_per_second)
+    ring_bytes: usize,
+) -> Result<Attached, Unavailable> {
+    loader::attach(send, ticks_per_second, ring_bytes)
 }
 
 /// Without the `ebpf` feature: says so.
@@ -129,9 +141,13 @@ pub fn attach(
 pub fn attach(
     _send: std::sync::mpsc::SyncSender<crate::events::Event>,
     _ticks_per_second: u64,
-) -> Result<std::sync::Arc<Lost>, Unavailable> {
+    _ring_bytes: usize,
+) -> Result<Attached, Unavailable> {
     Err(BUILT_WITHOUT.into())
 }
+
+/// The ring buffer's size where none is configured.
+pub const RING_BYTES: usize = 1 << 20;
 
 /// Whether this build has the eBPF source.
 pub const BUILT: bool = cfg!(feature = "ebpf");

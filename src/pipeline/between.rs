@@ -160,6 +160,8 @@ impl Between {
                     pids.push(change.process.pid);
                     changes.push(*change);
                 }
+                // Kept by the event-kept snapshot, not judged here.
+                Event::Task(_) => {}
             }
         }
         pids.sort_unstable();
