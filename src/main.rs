@@ -271,8 +271,11 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             settings.procfs.clone(),
         ));
         if let Some(events) = listen_for_events(&settings) {
-            scan_loop = scan_loop.with_events(events);
+            scan_loop = scan_loop
+                .with_events(events)
+                .keep_by_events(settings.scan_safety_net_interval);
         }
+        let scan_mode = scan_loop.mode();
         settings.max_connections = fit_connections(settings.max_connections, nofile);
         let interval = settings.scan_interval;
         let sweep = settings.scan_sweep_interval;
@@ -298,6 +301,7 @@ fn serve_metrics(mut settings: Settings, flags: Flags, nofile: Option<u64>) -> R
             proc_events = settings.scan_proc_events,
             bind_mounts = settings.scan_bind_mounts,
             ebpf = settings.scan_ebpf,
+            scan_mode = scan_mode.as_str(),
             tls = web.as_ref().is_some_and(|w| w.current().tls.is_some()),
             basic_auth = web.as_ref().is_some_and(|w| w.current().users.is_some()),
             "listening"

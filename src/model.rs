@@ -628,6 +628,59 @@ pub struct Snapshot {
     pub holds: Holds,
 }
 
+impl Snapshot {
+    /// Takes over what `previous` found holding namespaces besides their members, and what
+    /// they hold, for a snapshot whose processes were read again but not its pins
+    /// ([`crate::scan::refresh`]): bind mounts as they were, fds and sockets of holders that
+    /// still live, and the holds of namespaces that still exist.
+    pub fn carry_held(&mut self, previous: &Snapshot) {
+        let lives = |p: &ProcessId| self.processes.get(&p.pid).is_some_and(|now| now.id == *p);
+        let mut carried: Vec<(NamespaceId, Pins)> = Vec::new();
+        for ns in previous.namespaces.values() {
+            let Some(pins) = &ns.pins else { continue };
+            let kept = Pins {
+                mounts: pins.mounts.clone(),
+                fds: pins
+                    .fds
+                    .iter()
+                    .filter(|f| lives(&f.process))
+                    .cloned()
+                    .collect(),
+                sockets: pins
+                    .sockets
+                    .iter()
+                    .filter(|s| lives(&s.process))
+                    .cloned()
+                    .collect(),
+            };
+            if !(kept.mounts.is_empty() && kept.fds.is_empty() && kept.sockets.is_empty()) {
+                carried.push((ns.id, kept));
+            }
+        }
+        for (id, pins) in carried {
+            *self
+                .namespaces
+                .entry(id)
+                .or_insert_with(|| Namespace::new(id))
+                .pins_mut() = pins;
+        }
+        let exists = |t: NsType, inode: &u64| {
+            self.namespaces.contains_key(&NamespaceId {
+                ns_type: t,
+                inode: *inode,
+            })
+        };
+        self.holds.net = (previous.holds.net.iter())
+            .filter(|(i, _)| exists(NsType::Net, i))
+            .map(|(i, h)| (*i, h.clone()))
+            .collect();
+        self.holds.mounts = (previous.holds.mounts.iter())
+            .filter(|(i, _)| exists(NsType::Mnt, i))
+            .map(|(i, n)| (*i, *n))
+            .collect();
+    }
+}
+
 /// The kernel's limits on what namespaces hold, read once a scan (sysctls have no change
 /// notification, and ten small reads cost less than a stat of each). `None` where the file
 /// is absent (a kernel without the type, or without conntrack) or could not be read.

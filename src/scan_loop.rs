@@ -8,6 +8,7 @@
 //! reason, beside the last good scan's namespaces and findings, which are kept rather than
 //! dropped so that a failing scan never resolves a security alert by itself.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -17,14 +18,15 @@ use tokio::sync::watch;
 use crate::allocator::release_free_memory;
 use crate::attribution::NameSources;
 use crate::declared::SpecSources;
-use crate::events::{Event, EventStream};
+use crate::events::{Event, EventStream, TaskEvent, TaskKind};
 use crate::health::{Health, StopGuard};
 use crate::labels::SaidOnce;
 use crate::metrics::{BetweenScans, Exposition, Metrics, Outcome};
 use crate::model::CgroupLayout;
 use crate::pipeline::{self, Between, Context, ScanResult, Sources, State};
 use crate::policy::Policy;
-use crate::scan::{ErrorReason, FailureReason, ScanFailure, Scanner};
+use crate::scan::refresh::{Depth, Dirty, ScanMode, WalkReason};
+use crate::scan::{ErrorReason, FailureReason, ScanFailure, ScanOutcome, Scanner};
 
 /// Owns the state that lives across scans, and decides what runs when.
 pub struct ScanLoop {
@@ -51,6 +53,127 @@ pub struct ScanLoop {
     /// How long a namespace must have had no member process, held by a bind mount or an fd
     /// only, to count as orphaned (`--namespace.orphan-age`).
     orphan_age: Duration,
+    /// The events mode's state, where the snapshot is kept by events.
+    kept: Option<Kept>,
+    /// Events taken from the queue while a safety-net walk ran that are not task events: judged
+    /// with the next batch.
+    held_back: Vec<Event>,
+}
+
+/// How a scan gets its snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum How {
+    Walk(WalkReason),
+    Refresh(Depth),
+}
+
+/// How many processes `kept` (the events' snapshot, brought up to the walk) and `walked` (the
+/// walk's) disagree on: one in only one of them, or in both with other namespaces, cgroup,
+/// parent or owner; `named` (named by events while the walk ran) left out. `comm` is left
+/// out: a thread may rename its process through `/proc/PID/comm`, which no probe sees, and no
+/// figure depends on it.
+fn divergence(
+    kept: &crate::model::Snapshot,
+    walked: &crate::model::Snapshot,
+    named: &HashSet<i32>,
+) -> u64 {
+    let same = |a: &crate::model::Process, b: &crate::model::Process| {
+        a.id == b.id
+            && a.ppid == b.ppid
+            && a.uid == b.uid
+            && a.namespaces == b.namespaces
+            && a.cgroup == b.cgroup
+    };
+    let mut differ = 0;
+    for (pid, k) in &kept.processes {
+        if named.contains(pid) {
+            continue;
+        }
+        match walked.processes.get(pid) {
+            Some(w) if same(k, w) => {}
+            _ => differ += 1,
+        }
+    }
+    for pid in walked.processes.keys() {
+        if !named.contains(pid) && !kept.processes.contains_key(pid) {
+            differ += 1;
+        }
+    }
+    differ
+}
+
+/// What the events mode keeps between two steps: what the task events changed since the last
+/// snapshot, and when a walk is due.
+#[derive(Debug)]
+struct Kept {
+    dirty: Dirty,
+    /// When the oldest change not yet applied arrived.
+    since: Option<Instant>,
+    /// Task events applied since the last step, by kind, for their counter.
+    events: [u64; TaskKind::ALL.len()],
+    /// The losses seen so far: more means a resync.
+    lost_seen: u64,
+    /// A loss was seen and no walk has run since.
+    resync: bool,
+    last_walk: Instant,
+    last_step: Instant,
+    /// `--scan.safety-net-interval`.
+    safety_net: Duration,
+}
+
+/// How soon after a change the events mode applies it, and how far apart two such steps are
+/// at least: a burst is applied at once, a stream twice a second.
+const APPLY_AFTER: Duration = Duration::from_millis(50);
+const APPLY_GAP: Duration = Duration::from_millis(500);
+/// How far apart two resync walks are at least, while losses go on.
+const RESYNC_GAP: Duration = Duration::from_secs(1);
+
+impl Kept {
+    fn new(safety_net: Duration) -> Self {
+        let now = Instant::now();
+        Kept {
+            dirty: Dirty::default(),
+            since: None,
+            events: [0; TaskKind::ALL.len()],
+            lost_seen: 0,
+            resync: false,
+            last_walk: now,
+            last_step: now,
+            safety_net,
+        }
+    }
+
+    /// Takes a task event into what the next step applies.
+    fn take(&mut self, event: &TaskEvent) {
+        self.events[event.kind.index()] += 1;
+        match event.kind {
+            TaskKind::Exit => {
+                self.dirty.gone.insert(event.process);
+                self.dirty.read.remove(&event.process.pid);
+            }
+            TaskKind::Fork | TaskKind::Exec | TaskKind::Touched => {
+                self.dirty.read.insert(event.process.pid);
+            }
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// When the pending changes are due to be applied, if any are pending.
+    fn apply_at(&self) -> Option<Instant> {
+        let since = self.since?;
+        Some((since + APPLY_AFTER).max(self.last_step + APPLY_GAP))
+    }
+
+    /// Why the scan due now walks, if it does: a resync after a loss, or the safety net.
+    fn walk_due(&self, now: Instant) -> Option<WalkReason> {
+        if self.resync {
+            Some(WalkReason::Resync)
+        } else if now.duration_since(self.last_walk) >= self.safety_net {
+            Some(WalkReason::SafetyNet)
+        } else {
+            None
+        }
+    }
 }
 
 impl ScanLoop {
@@ -89,6 +212,26 @@ impl ScanLoop {
             failing: None,
             privilege_warned: false,
             orphan_age,
+            kept: None,
+            held_back: Vec::new(),
+        }
+    }
+
+    /// Keeps the snapshot by the eBPF source's task events between walks, where the events
+    /// given to [`Self::with_events`] have them; walks every `safety_net` and after a loss.
+    pub fn keep_by_events(mut self, safety_net: Duration) -> Self {
+        if self.events.as_ref().is_some_and(|e| e.ebpf_tasks) {
+            self.kept = Some(Kept::new(safety_net));
+        }
+        self
+    }
+
+    /// How the snapshot is kept.
+    pub fn mode(&self) -> ScanMode {
+        if self.kept.is_some() {
+            ScanMode::Events
+        } else {
+            ScanMode::Polling
         }
     }
 
@@ -122,11 +265,47 @@ impl ScanLoop {
         );
     }
 
-    /// Scans once, takes the snapshot through the pipeline's step, and encodes the result; a
-    /// failed scan is recorded and encoded too.
+    /// Scans once, walking `/proc`, takes the snapshot through the pipeline's step, and
+    /// encodes the result; a failed scan is recorded and encoded too.
     pub fn run_once(&mut self) -> (Exposition, Result<(), ScanFailure>) {
+        let reason = match self.state.tracker.previous() {
+            None => WalkReason::Start,
+            Some(_) => WalkReason::Interval,
+        };
+        self.step_once(How::Walk(reason))
+    }
+
+    /// Scans once as `how` says, takes the snapshot through the pipeline's step, and encodes
+    /// the result; a failed scan is recorded and encoded too.
+    fn step_once(&mut self, how: How) -> (Exposition, Result<(), ScanFailure>) {
         let started = Instant::now();
-        let outcome = match self.scanner.scan(self.state.tracker.previous()) {
+        let (outcome, divergence) = self.next_snapshot(how);
+        if divergence > 0 {
+            tracing::warn!(
+                processes = divergence,
+                "the safety-net walk found processes the events had missed (counted in nsexporter_ebpf_divergence_total)"
+            );
+        }
+        let events = self.kept.as_mut().map_or([0; TaskKind::ALL.len()], |k| {
+            k.last_step = Instant::now();
+            std::mem::take(&mut k.events)
+        });
+        let walk = match how {
+            How::Walk(reason) => {
+                if let Some(k) = self.kept.as_mut() {
+                    k.last_walk = Instant::now();
+                    k.resync = false;
+                }
+                Some(reason)
+            }
+            How::Refresh(_) => None,
+        };
+        self.metrics.record(Outcome::Kept {
+            events,
+            walk,
+            divergence,
+        });
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 let reason = e.reason();
@@ -217,6 +396,124 @@ impl ScanLoop {
     }
 }
 
+/// The events mode: the snapshot kept by the task events between walks.
+impl ScanLoop {
+    /// The next snapshot as `how` says: walked, or kept by events.
+    fn next_snapshot(&mut self, how: How) -> (Result<ScanOutcome, ScanFailure>, u64) {
+        let previous = self.state.tracker.previous_arc().cloned();
+        let kept = self.kept.as_mut();
+        match (how, previous, kept) {
+            (How::Refresh(depth), Some(previous), Some(kept)) => {
+                let dirty = std::mem::take(&mut kept.dirty);
+                kept.since = None;
+                let failed = self.state.failed();
+                (self.scanner.refresh(&previous, &dirty, failed, depth), 0)
+            }
+            (How::Walk(WalkReason::SafetyNet), Some(previous), Some(kept)) => {
+                // What the events kept, brought up to now, against a walk: a process that
+                // the events named while the walk ran is left out of the comparison.
+                let dirty = std::mem::take(&mut kept.dirty);
+                kept.since = None;
+                let failed = self.state.failed();
+                let kept_now = self
+                    .scanner
+                    .refresh(&previous, &dirty, failed, Depth::Shallow);
+                let walked = self.scanner.scan(Some(&previous));
+                let named = self.drain_task_events();
+                let divergence = match (&kept_now, &walked) {
+                    (Ok(k), Ok(w)) => divergence(&k.snapshot, &w.snapshot, &named),
+                    _ => 0,
+                };
+                (walked, divergence)
+            }
+            (how, previous, _) => {
+                if let Some(kept) = self.kept.as_mut() {
+                    // A walk reads every process: what was pending is in it.
+                    kept.dirty = Dirty::default();
+                    kept.since = None;
+                }
+                let _ = how;
+                (self.scanner.scan(previous.as_deref()), 0)
+            }
+        }
+    }
+
+    /// Takes the task events waiting in the queue into the pending changes, and returns the
+    /// pids they name; the other events wait for the next batch.
+    fn drain_task_events(&mut self) -> HashSet<i32> {
+        let mut named = HashSet::new();
+        let (Some(events), Some(kept)) = (&self.events, self.kept.as_mut()) else {
+            return named;
+        };
+        let mut others = Vec::new();
+        for event in events.events.try_iter().take(crate::events::QUEUE) {
+            match &event {
+                Event::Task(task) => {
+                    named.insert(task.process.pid);
+                    kept.take(task);
+                }
+                Event::Change(change) => {
+                    named.insert(change.process.pid);
+                    kept.dirty.read.insert(change.process.pid);
+                    others.push(event);
+                }
+                Event::Process(pid) => {
+                    named.insert(*pid);
+                    others.push(event);
+                }
+            }
+        }
+        self.held_back.extend(others);
+        named
+    }
+
+    /// Whether a resync walk is due: the eBPF source lost events since the last look, and the
+    /// last walk is at least [`RESYNC_GAP`] ago. Looks at the losses' counters.
+    fn resync_due(&mut self, now: Instant) -> bool {
+        let (Some(kept), Some(events)) = (self.kept.as_mut(), &self.events) else {
+            return false;
+        };
+        let lost = events.ebpf_lost.as_ref().map_or(0, |l| {
+            crate::events::LostReason::ALL
+                .into_iter()
+                .map(|r| l.count(r))
+                .sum()
+        });
+        if lost > kept.lost_seen {
+            if !kept.resync {
+                tracing::debug!(lost = lost - kept.lost_seen, "events lost: a walk resyncs");
+            }
+            kept.lost_seen = lost;
+            kept.resync = true;
+        }
+        kept.resync && now >= kept.last_walk + RESYNC_GAP
+    }
+
+    /// In the events mode, takes the batch's task events (and the processes that namespace
+    /// changes name) into the kept snapshot's pending changes; returns the events the
+    /// between-scans judge still judges.
+    fn keep_tasks(&mut self, batch: Vec<Event>) -> Vec<Event> {
+        let Some(kept) = self.kept.as_mut() else {
+            return batch;
+        };
+        batch
+            .into_iter()
+            .filter(|event| match event {
+                Event::Task(task) => {
+                    kept.take(task);
+                    false
+                }
+                Event::Change(change) => {
+                    kept.dirty.read.insert(change.process.pid);
+                    kept.since.get_or_insert_with(Instant::now);
+                    true
+                }
+                Event::Process(_) => true,
+            })
+            .collect()
+    }
+}
+
 /// The scheduler: what runs when, around the steps above.
 impl ScanLoop {
     /// Scans every `interval` until `stop` is signalled or dropped, publishing each result and
@@ -237,8 +534,9 @@ impl ScanLoop {
         health: Arc<Health>,
     ) {
         let _guard = StopGuard(Arc::clone(&health));
-        let sweeping = !sweep.is_zero() && sweep < interval;
-        if !sweeping && !sweep.is_zero() {
+        let mode = self.mode();
+        let sweeping = !sweep.is_zero() && sweep < interval && mode == ScanMode::Polling;
+        if mode == ScanMode::Polling && !sweep.is_zero() && sweep >= interval {
             tracing::info!(
                 sweep_interval = %humantime::format_duration(sweep),
                 interval = %humantime::format_duration(interval),
@@ -252,32 +550,54 @@ impl ScanLoop {
                 proc_events: self.events.as_ref().is_some_and(|e| e.proc_drops.is_some()),
                 ebpf: self.events.as_ref().is_some_and(|e| e.ebpf_lost.is_some()),
             },
+            mode,
         });
         let start = Instant::now();
         let mut next_scan = start;
         let mut next_sweep = start;
         let mut pending: Vec<Event> = Vec::new();
         let stopped = || !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
+        let publish_step = |this: &mut Self, how: How| {
+            health.scan_started();
+            let (exposition, result) = this.step_once(how);
+            publish.send_replace(Some(Arc::new(exposition)));
+            health.scan_finished(result.map_err(|e| e.to_string()));
+            this.between.reset();
+            release_free_memory();
+        };
         loop {
             if stopped() {
                 return;
             }
+            pending.append(&mut self.held_back);
             let now = Instant::now();
-            let sweep_at = sweeping.then_some(next_sweep);
+            if self.resync_due(now) {
+                publish_step(&mut self, How::Walk(WalkReason::Resync));
+                continue;
+            }
+            let sweep_at = match &self.kept {
+                Some(kept) => kept.apply_at(),
+                None => sweeping.then_some(next_sweep),
+            };
             match next_step(now, next_scan, sweep_at, !pending.is_empty()) {
                 Step::Scan => {
                     while let Ok(policy) = policies.try_recv() {
                         self.set_policy(policy);
                     }
-                    health.scan_started();
-                    let (exposition, result) = self.run_once();
-                    publish.send_replace(Some(Arc::new(exposition)));
-                    health.scan_finished(result.map_err(|e| e.to_string()));
-                    self.between.reset();
-                    release_free_memory();
+                    let how = match (&self.kept, self.state.tracker.previous()) {
+                        (Some(kept), Some(_)) => kept
+                            .walk_due(now)
+                            .map_or(How::Refresh(Depth::Deep), How::Walk),
+                        (_, None) => How::Walk(WalkReason::Start),
+                        (None, Some(_)) => How::Walk(WalkReason::Interval),
+                    };
+                    publish_step(&mut self, how);
                     let now = Instant::now();
                     next_scan = after(next_scan, interval, now);
                     next_sweep = now + sweep;
+                }
+                Step::Sweep if self.kept.is_some() => {
+                    publish_step(&mut self, How::Refresh(Depth::Shallow));
                 }
                 Step::Sweep => {
                     if let Some(exposition) = self.sweep_once() {
@@ -294,7 +614,10 @@ impl ScanLoop {
                         }
                         None => std::mem::take(&mut pending),
                     };
-                    if let Some(exposition) = self.judge_events(batch) {
+                    let batch = self.keep_tasks(batch);
+                    if !batch.is_empty()
+                        && let Some(exposition) = self.judge_events(batch)
+                    {
                         publish.send_replace(Some(Arc::new(exposition)));
                     }
                 }
@@ -399,6 +722,200 @@ fn after(tick: Instant, every: Duration, now: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan loop over the fixture procfs copied to `root`, without name or spec sources.
+    fn fixture_loop(root: &std::path::Path) -> ScanLoop {
+        use crate::procfs::ProcFs;
+        use crate::scan::{PinScan, ThreadScan};
+        let scanner = Scanner::new(
+            ProcFs::new(root),
+            ThreadScan::None,
+            PinScan {
+                mounts: true,
+                fds: Some(Duration::from_secs(60)),
+            },
+        );
+        let metrics = Metrics::new(
+            ProcFs::new(root),
+            Duration::from_secs(15),
+            crate::metrics::PerNamespace::All,
+            0,
+        );
+        ScanLoop::new(
+            scanner,
+            metrics,
+            Policy::default(),
+            Duration::from_secs(60),
+            NameSources::new(),
+        )
+    }
+
+    /// The exposition without what tells the two modes or two moments apart: how long the
+    /// scan took and when, the exporter's own process, and the mode's own counters.
+    fn facts(exposition: &Exposition) -> String {
+        let text = String::from_utf8(exposition.text()).expect("utf-8");
+        text.lines()
+            .filter(|l| {
+                ![
+                    "nsexporter_scan_duration",
+                    "nsexporter_last_scan",
+                    "process_",
+                    "nsexporter_proc_walks_total",
+                    "nsexporter_ebpf_events_total",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            // A start time is boot time plus ticks: boot time in wall-clock terms is taken
+            // anew each scan, to the microsecond.
+            .map(|l| match l.split_once("} ") {
+                Some((series, _)) if l.starts_with("nsexporter_namespace_start_time_seconds") => {
+                    series
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", from.display()))
+            .arg(to)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+
+    /// The safety net counts each process the events kept otherwise than the walk found it,
+    /// once, and leaves out what events named while it walked.
+    #[test]
+    fn divergence_counts_what_the_events_missed() {
+        use crate::model::{Inode, PerType, Process, Snapshot};
+        let ns = |net: u32| {
+            let mut n = PerType::splat(None);
+            n[crate::model::NsType::Net] = Inode::new(net);
+            n
+        };
+        let snapshot = |processes: Vec<Process>| {
+            Snapshot::from_processes(
+                std::time::SystemTime::UNIX_EPOCH,
+                crate::model::ScanTime::fixture(100),
+                processes.into_iter().map(|p| (p.id.pid, p)).collect(),
+                crate::model::HostNamespaces::none(),
+            )
+        };
+        let kept = snapshot(vec![
+            Process::fixture(10, ns(1)),
+            Process::fixture(11, ns(1)),
+            Process::fixture(12, ns(1)),
+            Process::fixture(13, ns(1)),
+        ]);
+        let walked = snapshot(vec![
+            Process::fixture(10, ns(1)),
+            // Moved without an event: missed.
+            Process::fixture(11, ns(2)),
+            // 12 gone without an exit event; 14 new without a fork event.
+            Process::fixture(14, ns(1)),
+            Process {
+                ppid: 7,
+                ..Process::fixture(13, ns(1))
+            },
+        ]);
+        let none = HashSet::new();
+        assert_eq!(divergence(&kept, &walked, &none), 4);
+        assert_eq!(divergence(&kept, &kept, &none), 0);
+        let named: HashSet<i32> = [11, 12, 13, 14].into();
+        assert_eq!(divergence(&kept, &walked, &named), 0);
+    }
+
+    /// The same facts give the same exposition whether the snapshot was walked or kept by
+    /// events: a fork (102, a new uts namespace), an exit (101) and an exec (100 renamed),
+    /// beside the fixture's unreadable processes, whose failures stand.
+    #[test]
+    fn a_snapshot_kept_by_events_is_the_walks() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc");
+        let (walked, kept) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        copy_tree(&fixture, walked.path());
+        copy_tree(&fixture, kept.path());
+        let mut polling = fixture_loop(walked.path());
+        let mut events = fixture_loop(kept.path());
+        events.kept = Some(Kept::new(Duration::from_secs(600)));
+        assert_eq!(events.mode(), ScanMode::Events);
+        polling.run_once().1.expect("first walk");
+        events
+            .step_once(How::Walk(WalkReason::Start))
+            .1
+            .expect("first walk");
+        let before = events.state.tracker.previous().unwrap().clone();
+        let id = |pid: i32| before.processes[&pid].id;
+        for root in [walked.path(), kept.path()] {
+            std::fs::remove_dir_all(root.join("101")).unwrap();
+            copy_tree(&root.join("100"), &root.join("102"));
+            let stat = std::fs::read_to_string(fixture.join("101/stat")).unwrap();
+            std::fs::write(
+                root.join("102/stat"),
+                stat.replacen("101 (worker 1)", "102 (worker 2)", 1)
+                    .replacen(" 10500 ", " 10900 ", 1),
+            )
+            .unwrap();
+            std::fs::remove_file(root.join("102/ns/uts")).unwrap();
+            std::os::unix::fs::symlink("uts:[4026532999]", root.join("102/ns/uts")).unwrap();
+            let stat = std::fs::read_to_string(root.join("100/stat")).unwrap();
+            std::fs::write(
+                root.join("100/stat"),
+                stat.replacen("(my app) (x)", "(renamed)", 1),
+            )
+            .unwrap();
+        }
+        let (after_walk, result) = polling.run_once();
+        result.expect("second walk");
+        let task = |kind, pid: i32, start_ticks| TaskEvent {
+            kind,
+            process: crate::model::ProcessId { pid, start_ticks },
+            parent: None,
+            cgroup_id: 0,
+            namespaces: crate::model::PerType::splat(None),
+        };
+        let k = events.kept.as_mut().unwrap();
+        k.take(&task(TaskKind::Fork, 102, 10900));
+        k.take(&task(TaskKind::Exit, 101, id(101).start_ticks));
+        k.take(&task(TaskKind::Exec, 100, id(100).start_ticks));
+        let (after_events, result) = events.step_once(How::Refresh(Depth::Deep));
+        result.expect("refresh");
+        let (walked_snapshot, kept_snapshot) = (
+            polling.state.tracker.previous().unwrap(),
+            events.state.tracker.previous().unwrap(),
+        );
+        assert_eq!(walked_snapshot.processes, kept_snapshot.processes);
+        assert!(kept_snapshot.processes.contains_key(&102));
+        assert!(!kept_snapshot.processes.contains_key(&101));
+        assert_eq!(&*kept_snapshot.processes[&100].comm, "renamed");
+        let (a, b) = (facts(&after_walk), facts(&after_events));
+        let differ: Vec<_> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .take(10)
+            .collect();
+        assert!(
+            differ.is_empty() && a.lines().count() == b.lines().count(),
+            "{differ:#?}"
+        );
+        assert!(
+            a.contains("uts") && a.contains("4026532999"),
+            "the new namespace is there"
+        );
+        // The mode's own counters say what happened: one walk, then the events.
+        let text = String::from_utf8(after_events.text()).unwrap();
+        for line in [
+            "nsexporter_proc_walks_total{reason=\"start\"} 1",
+            "nsexporter_proc_walks_total{reason=\"interval\"} 0",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
+    }
 
     /// The loop driven by [`next_step`] on a simulated clock: `cost` is what each step takes,
     /// `events_per_ms` how many pids arrive each millisecond. Returns when each scan and each

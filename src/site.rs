@@ -129,6 +129,7 @@ mod tests {
         let procfs = crate::procfs::ProcFs::new("/proc");
         let mut m = Metrics::new(procfs, Duration::from_secs(15), PerNamespace::All, 0);
         m.record(Outcome::Started {
+            mode: crate::scan::refresh::ScanMode::Polling,
             cgroup_layout: crate::model::CgroupLayout::Unified,
             between: BetweenScans {
                 sweeps: true,

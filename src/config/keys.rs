@@ -204,6 +204,14 @@ config_keys! {
                    a build with the ebpf feature, the kernel's BTF, tracefs at \
                    /sys/kernel/tracing, CAP_BPF and CAP_PERFMON): true or false",
         },
+        safety_net_interval as scan_safety_net_interval: Duration {
+            flag: "scan.safety-net-interval" <DURATION>,
+            default: "10m",
+            parse: check::scan_interval,
+            help: "With the eBPF source's task probes (the events mode), time between two walks \
+                   of every process, each counting what the events had missed \
+                   (nsexporter_ebpf_divergence_total); scans between them apply the events",
+        },
         bind_mounts as scan_bind_mounts: bool {
             flag: "scan.bind-mounts" <BOOL>,
             default: "true",

@@ -5,12 +5,13 @@
 //! it by its [`Id`].
 
 use crate::attribution::{NameErrorReason, NameSource};
-use crate::events::{DropReason, LostReason};
+use crate::events::{DropReason, LostReason, TaskKind};
 use crate::model::{HeldBy, NsType, SocketProtocol};
 use crate::policy::Rule;
 use crate::privilege::Level;
 use crate::privilege::container::LEVELS as LEVEL_VALUES;
 use crate::scan::pins::SocketSkip;
+use crate::scan::refresh::{ScanMode, WalkReason};
 use crate::scan::{ErrorReason, FailureReason};
 
 pub mod handle;
@@ -173,6 +174,9 @@ const NAME_ERRORS: LabelValues = || NameErrorReason::ALL.map(NameErrorReason::as
 const DROPS: LabelValues = || DropReason::ALL.map(DropReason::as_str).to_vec();
 const LEVELS: LabelValues = || LEVEL_VALUES.map(Level::as_str).to_vec();
 const LOSSES: LabelValues = || LostReason::ALL.map(LostReason::as_str).to_vec();
+const WALKS: LabelValues = || WalkReason::ALL.map(WalkReason::as_str).to_vec();
+const MODES: LabelValues = || ScanMode::ALL.map(ScanMode::as_str).to_vec();
+const TASK_KINDS: LabelValues = || TaskKind::ALL.map(TaskKind::as_str).to_vec();
 
 /// Declares [`Id`], [`FAMILIES`] and the typed [`handles`] from one list of rows. Each row
 /// names its kind and label types (`Counter<(NsType,)>`), or `View` for a family the per-scan
@@ -657,6 +661,38 @@ families! {
         when: When::Ebpf,
         ..LIVE
     },
+    EbpfTaskEvents: Counter<(TaskKind,)> = Family {
+        name: "nsexporter_ebpf_events_total",
+        help: "What the eBPF source's task probes reported, by kind: fork (a new process), exec, exit (a process's last thread), touched (a cgroup move, an owner or a comm changed in place). In the events mode each is applied to the kept snapshot.",
+        kind: Kind::Counter,
+        labels: &["kind"],
+        preset: &[TASK_KINDS],
+        when: When::Ebpf,
+        ..LIVE
+    },
+    EbpfDivergence: Counter<()> = Family {
+        name: "nsexporter_ebpf_divergence_total",
+        help: "Processes the safety-net walk found otherwise than the events had kept them (missing, extra, or in other namespaces, cgroup, parent or owner), leaving out those the events named while it walked. Should stay 0.",
+        kind: Kind::Counter,
+        when: When::Ebpf,
+        ..LIVE
+    },
+    ProcWalks: Counter<(WalkReason,)> = Family {
+        name: "nsexporter_proc_walks_total",
+        help: "Walks of every process in /proc, by reason: start (the first scan), interval (polling: every scan), safety_net (the events mode's walk at --scan.safety-net-interval), resync (the events mode's walk after a loss of events).",
+        kind: Kind::Counter,
+        labels: &["reason"],
+        preset: &[WALKS],
+        ..LIVE
+    },
+    ScanModeInfo: Gauge<(ScanMode,)> = Family {
+        name: "nsexporter_scan_mode",
+        help: "1 for how the snapshot is kept: polling (every scan walks /proc) or events (the eBPF source's task probes keep it between walks; --scan.ebpf with the task probes attached).",
+        kind: Kind::Gauge,
+        labels: &["mode"],
+        preset: &[MODES],
+        ..SCAN
+    },
     BuildInfo: Gauge<(&'static str, &'static str)> = Family {
         name: "nsexporter_build_info",
         help: "Always 1; labels name the version and the git revision it was built from.",
@@ -749,6 +785,7 @@ mod tests {
             3,
         );
         m.record(Outcome::Started {
+            mode: crate::scan::refresh::ScanMode::Polling,
             cgroup_layout: crate::model::CgroupLayout::Unified,
             between: BetweenScans {
                 sweeps: true,
@@ -828,6 +865,7 @@ mod tests {
                 0,
             );
             m.record(Outcome::Started {
+                mode: crate::scan::refresh::ScanMode::Polling,
                 cgroup_layout: crate::model::CgroupLayout::Unified,
                 between: on,
             });

@@ -7,13 +7,14 @@ use super::families::handles as h;
 use super::view::PrivilegeRow;
 use super::{Metrics, count, finding_row};
 use crate::attribution::{NameErrorReason, NameSource};
-use crate::events::{DropReason, Drops, Lost, LostReason};
+use crate::events::{DropReason, Drops, Lost, LostReason, TaskKind};
 use crate::lifecycle::{Changes, Orphan, Tracker};
 use crate::model::{CgroupLayout, HeldBy, Identity, NsChange, NsType, Snapshot, SocketProtocol};
 use crate::policy::Rule;
 use crate::privilege::container::{ContainerPrivilege, LEVELS};
 use crate::privilege::{Level, Lsm, Seccomp};
 use crate::scan::pins::{SocketSkip, SocketSkips};
+use crate::scan::refresh::{ScanMode, WalkReason};
 use crate::scan::{ErrorReason, FailureReason, ScanErrors};
 use crate::sharing::{Finding, Sharing};
 
@@ -26,6 +27,15 @@ pub enum Outcome<'a> {
     Started {
         cgroup_layout: CgroupLayout,
         between: BetweenScans,
+        mode: ScanMode,
+    },
+    /// The events mode's bookkeeping before a scan: the task events applied since the last,
+    /// by kind, whether the scan walks and why, and what a safety-net walk found the events
+    /// had missed.
+    Kept {
+        events: [u64; TaskKind::ALL.len()],
+        walk: Option<WalkReason>,
+        divergence: u64,
     },
     /// A scan that succeeded.
     Scan(ScanRecord<'a>),
@@ -96,7 +106,13 @@ impl Metrics {
             Outcome::Started {
                 cgroup_layout,
                 between,
+                mode,
             } => {
+                for m in ScanMode::ALL {
+                    store
+                        .gauge(h::ScanModeInfo, (m,))
+                        .set(f64::from(u8::from(m == mode)));
+                }
                 for l in CgroupLayout::ALL {
                     store
                         .gauge(h::CgroupLayout, (l,))
@@ -104,6 +120,21 @@ impl Metrics {
                 }
                 self.between = Some(between);
                 self.scan_part_stale = true;
+            }
+            Outcome::Kept {
+                events,
+                walk,
+                divergence,
+            } => {
+                for kind in TaskKind::ALL {
+                    store
+                        .counter(h::EbpfTaskEvents, (kind,))
+                        .inc_by(events[kind.index()]);
+                }
+                if let Some(reason) = walk {
+                    store.counter(h::ProcWalks, (reason,)).inc();
+                }
+                store.counter(h::EbpfDivergence, ()).inc_by(divergence);
             }
             Outcome::Scan(scan) => {
                 self.record_scan(&scan);

@@ -236,6 +236,7 @@ fn scenario() -> String {
     // A cap of 3 namespaces a workload: the fixture's container has six.
     let mut m = Metrics::new(own.clone(), Duration::from_secs(15), PerNamespace::All, 3);
     m.record(Outcome::Started {
+        mode: crate::scan::refresh::ScanMode::Polling,
         cgroup_layout: CgroupLayout::Unified,
         between: BetweenScans {
             sweeps: true,
@@ -322,6 +323,7 @@ fn scenario() -> String {
         0,
     );
     m.record(Outcome::Started {
+        mode: crate::scan::refresh::ScanMode::Polling,
         cgroup_layout: CgroupLayout::Hybrid,
         between: BetweenScans {
             sweeps: false,
@@ -335,6 +337,7 @@ fn scenario() -> String {
     // Process events without sweeps, and no per-namespace series.
     let mut m = Metrics::new(own, Duration::from_secs(30), PerNamespace::None, 0);
     m.record(Outcome::Started {
+        mode: crate::scan::refresh::ScanMode::Polling,
         cgroup_layout: CgroupLayout::Legacy,
         between: BetweenScans {
             sweeps: false,

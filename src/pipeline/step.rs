@@ -47,6 +47,11 @@ impl State {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The processes whose reads failed in the last scan, and why.
+    pub fn failed(&self) -> &HashSet<ProcessFailure> {
+        &self.failed
+    }
 }
 
 /// What the spec sources read for this scan's containers, before the step.

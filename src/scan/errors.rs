@@ -71,6 +71,14 @@ impl ScanErrors {
     }
 
     /// The processes whose reads failed, with the reason.
+    /// A process's failure that a refresh did not read again: it stands, as a walk would
+    /// find it again.
+    pub(super) fn carry(&mut self, who: ProcessId, reason: ErrorReason) {
+        self.record_process(who, reason, || {
+            format!("pid {}: as the last read of it found", who.pid)
+        });
+    }
+
     pub fn processes(&self) -> &HashSet<ProcessFailure> {
         &self.processes
     }

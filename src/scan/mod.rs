@@ -23,6 +23,7 @@ mod identity;
 pub mod limits;
 pub mod pins;
 mod reader;
+pub mod refresh;
 mod sweep;
 pub mod watch;
 
@@ -192,6 +193,11 @@ impl Scanner {
 
     pub fn procfs(&self) -> &ProcFs {
         &self.procfs
+    }
+
+    /// Which threads it reads.
+    pub fn threads(&self) -> ThreadScan {
+        self.threads
     }
 
     /// The pid whose files the scan is reading now (0 between processes and between scans): a

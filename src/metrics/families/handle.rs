@@ -40,6 +40,9 @@ label_values!(
     crate::attribution::NameErrorReason,
     crate::events::DropReason,
     crate::events::LostReason,
+    crate::events::TaskKind,
+    crate::scan::refresh::WalkReason,
+    crate::scan::refresh::ScanMode,
 );
 
 impl LabelValue for &'static str {
