@@ -58,6 +58,8 @@ pub struct ScanLoop {
     /// Events taken from the queue while a safety-net walk ran that are not task events: judged
     /// with the next batch.
     held_back: Vec<Event>,
+    /// In the events mode, what the last step read of each container's privilege.
+    privilege_carried: pipeline::privilege::Carried,
 }
 
 /// How a scan gets its snapshot.
@@ -214,6 +216,7 @@ impl ScanLoop {
             orphan_age,
             kept: None,
             held_back: Vec::new(),
+            privilege_carried: pipeline::privilege::Carried::default(),
         }
     }
 
@@ -336,10 +339,13 @@ impl ScanLoop {
             let names = self.sources.names(&mut self.metrics);
             scan.again(&mut self.state, &names);
         }
-        let privilege = pipeline::privilege::read_privileges(
+        // A step between intervals takes over what was read of containers it did not change.
+        let carry = (how == How::Refresh(Depth::Shallow)).then_some(&self.privilege_carried);
+        let privilege = pipeline::privilege::read_privileges_carrying(
             self.scanner.procfs(),
             &scan.snapshot,
             &scan.attribution,
+            carry,
         );
         if let Some(e) = &privilege.first_error
             && !std::mem::replace(&mut self.privilege_warned, true)
@@ -354,6 +360,13 @@ impl ScanLoop {
             &self.policy,
             self.orphan_age,
         );
+        if self.kept.is_some() {
+            self.privilege_carried = pipeline::privilege::Carried::new(
+                &result.privilege,
+                &result.snapshot,
+                &result.attribution,
+            );
+        }
         self.between.scanned(&mut result, &self.policy);
         let duration = started.elapsed();
         self.metrics

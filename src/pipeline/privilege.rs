@@ -132,6 +132,63 @@ pub fn read_privileges(
     snapshot: &Snapshot,
     attribution: &Attribution,
 ) -> PrivilegeRead {
+    read_privileges_carrying(procfs, snapshot, attribution, None)
+}
+
+/// What the last read found, for a step that applies events between two scan intervals: a
+/// container none of whose processes changed since keeps what was read of it.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// The containers' processes as the last step had them.
+    pub processes: HashMap<i32, Process>,
+    pub containers: HashMap<String, ContainerPrivilege>,
+}
+
+impl Carried {
+    /// What `read` found of the containers in `snapshot`, as `attribution` placed them.
+    pub fn new(
+        read: &[(ContainerPrivilege, crate::privilege::Level)],
+        snapshot: &Snapshot,
+        attribution: &Attribution,
+    ) -> Self {
+        Carried {
+            processes: (snapshot.processes.values())
+                .filter(|p| matches!(attribution.of(p.id.pid), Workload::Container(_)))
+                .map(|p| (p.id.pid, p.clone()))
+                .collect(),
+            containers: read
+                .iter()
+                .map(|(c, _)| (c.container.id.clone(), c.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl Carried {
+    /// What `carried` may stand for `container` now: where its processes are those of the
+    /// last snapshot, unchanged, its first process is the one read, and every other process
+    /// read is still there.
+    fn of(&self, container: &str, processes: &[&Process]) -> Option<ContainerPrivilege> {
+        let carried = self.containers.get(container)?;
+        let unchanged = processes
+            .iter()
+            .all(|p| self.processes.get(&p.id.pid) == Some(*p));
+        let first = processes.first()?.id.pid == carried.first.pid;
+        let others = carried
+            .others
+            .iter()
+            .all(|o| processes.iter().any(|p| p.id.pid == o.pid));
+        (unchanged && first && others).then(|| carried.clone())
+    }
+}
+
+/// [`read_privileges`], taking over from `carry` what it may ([`Carried::of`]).
+pub fn read_privileges_carrying(
+    procfs: &ProcFs,
+    snapshot: &Snapshot,
+    attribution: &Attribution,
+    carry: Option<&Carried>,
+) -> PrivilegeRead {
     let mut out = PrivilegeRead::default();
     let root = match procfs.open_root() {
         Ok(r) => r,
@@ -177,6 +234,11 @@ pub fn read_privileges(
         let Some(&first) = processes.first() else {
             continue;
         };
+        if let Some(mut kept) = carry.and_then(|c| c.of(&container.id, &processes)) {
+            kept.container = Arc::clone(container);
+            out.containers.push(kept);
+            continue;
+        }
         out.reads += 1;
         let (privilege, proc_masked) = match read_pid(root.as_fd(), first.id.pid, &mut buf, true) {
             Ok(Some(r)) => r,
