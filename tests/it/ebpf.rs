@@ -478,7 +478,10 @@ print("parent", pid, flush=True)
 
 /// Least privilege: as uid 65534 with CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH (tracefs) and
 /// CAP_SYS_PTRACE (the scan's) alone, as the ebpf component's pod runs it, no CAP_SYS_ADMIN:
-/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good.
+/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good;
+/// its task probes report a process's fork, exec, setuid, cgroup move and exit, and another's
+/// prctl(PR_SET_NAME), with /proc's pid and start time (the reader's debug lines say them:
+/// attach gives up its capabilities for good, so only a process of its own can attach).
 #[test]
 #[ignore = "needs root: setpriv(1) to run the exporter as uid 65534 with four capabilities"]
 fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
@@ -526,7 +529,11 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
             "{name}\n{status}"
         );
     }
-    let mut unshared = Spawned::new("unshare", &["--uts", "sleep", "1000"]);
+    // setpriv's setresuid is a "touched" report of the task probes.
+    let mut unshared = Spawned::new(
+        "unshare",
+        &["--uts", "setpriv", "--reuid=65534", "--", "sleep", "1000"],
+    );
     let pid = unshared.running("sleep");
     let fields = [
         format!("pid={pid}"),
@@ -537,8 +544,8 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
     wait_for("the change logged", Duration::from_secs(20), || {
         (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(())
     });
-    // The task probes, on the same process: its fork (by this test), its exec, a move to
-    // another cgroup and its exit, each with /proc's pid and start time.
+    // The task probes, on the same process: its fork (by this test), its exec, its setuid, a
+    // move to another cgroup and its exit, each with /proc's pid and start time.
     let start_ticks = proc_start_ticks(pid);
     let cgroup = Cgroup::create(&format!("/nsexporter-tasks-{}", &hex_id()[..8]));
     cgroup.add(pid);
@@ -565,6 +572,29 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
         );
     }
     drop(cgroup);
+    // Its setuid and its cgroup move: two reports at least.
+    let touched = [
+        "kind=touched".to_owned(),
+        format!("pid={pid}"),
+        format!("start_ticks={start_ticks}"),
+    ];
+    let said = tasks_logged(&e.stderr(), &touched);
+    assert!(said.len() >= 2, "{said:#?}");
+    // A process that names itself (prctl PR_SET_NAME), and has done nothing else to be
+    // touched for.
+    let rename =
+        "import ctypes, time; ctypes.CDLL(None).prctl(15, b'renamed', 0, 0, 0); time.sleep(1000)";
+    let mut renamed = Spawned::new("/usr/bin/python3", &["-c", rename]);
+    let pid = renamed.running("renamed");
+    let fields = [
+        "kind=touched".to_owned(),
+        format!("pid={pid}"),
+        format!("start_ticks={}", proc_start_ticks(pid)),
+    ];
+    wait_for("the rename reported", Duration::from_secs(20), || {
+        (!tasks_logged(&e.stderr(), &fields).is_empty()).then_some(())
+    });
+    renamed.kill();
 }
 
 /// The exporter's log lines of task reports that hold every one of `fields`.
