@@ -1,7 +1,8 @@
 //! What the eBPF source costs the rest of the machine, and what it keeps up with:
 //!
 //! - fork+exec: `NSX_BENCH_FORKS` (100,000) runs of /bin/true (std's spawn: clone3 with
-//!   CLONE_VM|CLONE_VFORK, exec, wait), each child passing the clone3 exit probe;
+//!   CLONE_VM|CLONE_VFORK, exec, wait), each passing the clone3 exit probe (parent and child)
+//!   and the task probes of its fork, exec and exit;
 //! - setns round trips: `NSX_BENCH_SETNS` (100,000) setns(2) into another network namespace
 //!   and back, each a namespace change reported, read and judged (two per round trip);
 //! - a flood: setns changes paced at `NSX_BENCH_FLOOD_RATE` (50,000) a second for
@@ -13,11 +14,12 @@
 //! sweeps, so that what it does is the eBPF path), so that the shared machine's drift falls on
 //! both alike. Besides the clock, the kernel's own count of the probes' run time
 //! (kernel.bpf_stats_enabled, set while the bench runs, from the fdinfo of the exporter's
-//! program fds: the mean run of a probe, times the probes an operation runs) gives their cost
-//! per operation without the noise.
+//! program fds: each probe's mean run, times the runs of it an operation makes) gives their
+//! cost per operation without the noise.
 //! Needs root and tracefs at /sys/kernel/tracing. Run:
 //! `cargo bench --features ebpf --bench ebpf`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -167,12 +169,13 @@ fn per_op(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
 }
 
-/// The kernel's count of the time the exporter's BPF programs ran (kernel.bpf_stats_enabled),
-/// from the fdinfo of its program fds: ns and runs.
-fn bpf_run_time(pid: u32) -> (u64, u64) {
-    let (mut ns, mut runs) = (0, 0);
+/// The kernel's count of the time each of the exporter's BPF programs ran
+/// (kernel.bpf_stats_enabled), from the fdinfo of its program fds, by program name: ns and
+/// runs.
+fn bpf_run_time(pid: u32) -> RunTimes {
+    let mut by_id = BTreeMap::new();
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return (0, 0);
+        return RunTimes::default();
     };
     for fd in fds.flatten() {
         let Ok(info) = std::fs::read_to_string(fd.path()) else {
@@ -181,20 +184,64 @@ fn bpf_run_time(pid: u32) -> (u64, u64) {
         if !info.contains("prog_tag:") {
             continue;
         }
+        let (mut id, mut ns, mut runs) = (0u32, 0u64, 0u64);
         for line in info.lines() {
             let mut words = line.split_whitespace();
             let (Some(key), Some(value)) = (words.next(), words.next()) else {
                 continue;
             };
-            let value: u64 = value.parse().unwrap_or(0);
             match key {
-                "run_time_ns:" => ns += value,
-                "run_cnt:" => runs += value,
+                "prog_id:" => id = value.parse().unwrap_or(0),
+                "run_time_ns:" => ns = value.parse().unwrap_or(0),
+                "run_cnt:" => runs = value.parse().unwrap_or(0),
                 _ => {}
             }
         }
+        by_id.insert(id, (ns, runs));
     }
-    (ns, runs)
+    let mut times = RunTimes::default();
+    for info in aya::programs::loaded_programs().flatten() {
+        if let Some(&(ns, runs)) = by_id.get(&info.id()) {
+            let name = info.name_as_str().unwrap_or("?").to_owned();
+            let t = times.0.entry(name).or_default();
+            *t = (t.0 + ns, t.1 + runs);
+        }
+    }
+    times
+}
+
+/// Run time (ns) and runs by program name.
+#[derive(Clone, Debug, Default)]
+struct RunTimes(BTreeMap<String, (u64, u64)>);
+
+impl RunTimes {
+    /// What ran between `self` (earlier) and `later`.
+    fn since(&self, later: &RunTimes) -> RunTimes {
+        let mut d = later.clone();
+        for (name, t) in &mut d.0 {
+            let (ns, runs) = self.0.get(name).copied().unwrap_or_default();
+            *t = (t.0 - ns, t.1 - runs);
+        }
+        d
+    }
+
+    fn add(&mut self, other: &RunTimes) {
+        for (name, &(ns, runs)) in &other.0 {
+            let t = self.0.entry(name.clone()).or_default();
+            *t = (t.0 + ns, t.1 + runs);
+        }
+    }
+
+    /// The mean run of `name`, in ns.
+    fn mean(&self, name: &str) -> f64 {
+        let (ns, runs) = self.0.get(name).copied().unwrap_or_default();
+        ns as f64 / runs.max(1) as f64
+    }
+
+    /// The mean run of each program, in ns, times how many runs one operation makes of it.
+    fn per_operation(&self, runs: &[(&str, f64)]) -> f64 {
+        runs.iter().map(|&(name, n)| self.mean(name) * n).sum()
+    }
 }
 
 /// Sets kernel.bpf_stats_enabled while it lives, and puts back what was there.
@@ -230,7 +277,7 @@ fn main() {
     // shared) falls on both alike; the probes' own time from the kernel's counters.
     let (mut fork_0, mut fork_1, mut setns_0, mut setns_1) = Default::default();
     // Each probe's time, and how many ran (every task's on the machine, not ours alone).
-    let (mut fork_bpf, mut setns_bpf) = ((0u64, 0u64), (0u64, 0u64));
+    let (mut fork_bpf, mut setns_bpf) = (RunTimes::default(), RunTimes::default());
     let (mut judged, mut judging, mut lost_unpaced) = (0.0, Duration::ZERO, 0.0);
     for block in 0..blocks {
         // Every other block runs with the probes first, so that neither side always follows
@@ -243,17 +290,17 @@ fn main() {
         let exporter = Exporter::start();
         let pid = exporter.child.id();
         let before = exporter.settled_changes();
-        let (ns0, runs0) = bpf_run_time(pid);
+        let t0 = bpf_run_time(pid);
         fork_1 += fork_exec(forks / blocks);
-        let (ns1, runs1) = bpf_run_time(pid);
+        let t1 = bpf_run_time(pid);
         let started = Instant::now();
         setns_1 += netns.round_trips(trips / blocks);
-        let (ns2, runs2) = bpf_run_time(pid);
+        let t2 = bpf_run_time(pid);
         judged += exporter.settled_changes() - before;
         judging += started.elapsed();
         lost_unpaced += exporter.total("nsexporter_ebpf_events_lost_total");
-        fork_bpf = (fork_bpf.0 + ns1 - ns0, fork_bpf.1 + runs1 - runs0);
-        setns_bpf = (setns_bpf.0 + ns2 - ns1, setns_bpf.1 + runs2 - runs1);
+        fork_bpf.add(&t0.since(&t1));
+        setns_bpf.add(&t1.since(&t2));
         drop(exporter);
         if !without_first {
             fork_0 += fork_exec(forks / blocks);
@@ -272,27 +319,46 @@ fn main() {
 
     let slowdown =
         |base: Duration, with: Duration| (with.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
-    // The mean run of a probe, times the probes one operation runs: a fork+exec two (clone3's
-    // exit in the parent and in the child), a setns round trip four (two entries, two exits).
-    let probes = |(ns, runs): (u64, u64), per_operation: f64, n: usize, base: Duration| {
-        let run = ns as f64 / runs.max(1) as f64 / 1000.0;
-        let per = run * per_operation;
-        (run * 1000.0, per, per / per_op(base, n) * 100.0)
+    // Each probe's mean run, times the runs of it one operation makes: a fork+exec runs
+    // clone3's exit twice (in the parent and in the child), the fork, exec and exit probes
+    // once each; a setns round trip the setns entry and exit twice each.
+    let fork_runs = [
+        ("exit_clone3", 2.0),
+        ("task_fork", 1.0),
+        ("task_exec", 1.0),
+        ("task_exit", 1.0),
+    ];
+    let setns_runs = [("enter_setns", 2.0), ("exit_setns", 2.0)];
+    let probes = |t: &RunTimes, runs: &[(&str, f64)], n: usize, base: Duration| {
+        let per = t.per_operation(runs) / 1000.0;
+        (per, per / per_op(base, n) * 100.0)
     };
-    let (fork_run, fork_probe, fork_share) = probes(fork_bpf, 2.0, forks, fork_0);
-    let (setns_run, setns_probe, setns_share) = probes(setns_bpf, 4.0, trips, setns_0);
+    let (fork_probe, fork_share) = probes(&fork_bpf, &fork_runs, forks, fork_0);
+    let (setns_probe, setns_share) = probes(&setns_bpf, &setns_runs, trips, setns_0);
+    let means = |t: &RunTimes| {
+        t.0.keys()
+            .filter(|name| t.0[*name].1 > 0)
+            .map(|name| format!("{name} {:.0} ns", t.mean(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "fork+exec x{forks} in {blocks} alternating blocks: without {:.1} µs/op, with probes {:.1} µs/op: {:+.1}% by the clock; a probe ran {fork_run:.0} ns, two an op: {fork_probe:.3} µs/op, {fork_share:.3}%",
+        "fork+exec x{forks} in {blocks} alternating blocks: without {:.1} µs/op, with probes {:.1} µs/op: {:+.1}% by the clock; the probes' runs: {fork_probe:.3} µs/op, {fork_share:.3}%",
         per_op(fork_0, forks),
         per_op(fork_1, forks),
         slowdown(fork_0, fork_1)
     );
     println!(
-        "setns round trip x{trips} in {blocks} alternating blocks: without {:.2} µs/op, with probes {:.2} µs/op: {:+.1}% by the clock; a probe ran {setns_run:.0} ns, four an op: {setns_probe:.3} µs/op, {setns_share:.1}%",
+        "  mean run of each probe that ran (every task's on the machine, not ours alone): {}",
+        means(&fork_bpf)
+    );
+    println!(
+        "setns round trip x{trips} in {blocks} alternating blocks: without {:.2} µs/op, with probes {:.2} µs/op: {:+.1}% by the clock; the probes' runs: {setns_probe:.3} µs/op, {setns_share:.1}%",
         per_op(setns_0, trips),
         per_op(setns_1, trips),
         slowdown(setns_0, setns_1)
     );
+    println!("  mean run of each probe that ran: {}", means(&setns_bpf));
     println!(
         "setns unpaced: {} changes made at {:.0}/s, {judged} judged ({:.0}/s until all were), {lost_unpaced} lost",
         2 * trips,

@@ -357,7 +357,7 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
     // that would keep them.
     let ebpf = settings
         .scan_ebpf
-        .then(|| attach_ebpf(send.clone()))
+        .then(|| attach_ebpf(send.clone(), settings.scan_ebpf_ring_buffer))
         .flatten();
     let ebpf_tasks = ebpf.as_ref().is_some_and(|a| a.tasks.is_ok());
     let ebpf_lost = ebpf.map(|a| a.lost);
@@ -378,12 +378,9 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
 /// go on.
 fn attach_ebpf(
     send: std::sync::mpsc::SyncSender<nsexporter::events::Event>,
+    ring_bytes: usize,
 ) -> Option<nsexporter::ebpf::Attached> {
-    match nsexporter::ebpf::attach(
-        send,
-        nsexporter::procfs::ticks_per_second(),
-        nsexporter::ebpf::RING_BYTES,
-    ) {
+    match nsexporter::ebpf::attach(send, nsexporter::procfs::ticks_per_second(), ring_bytes) {
         Ok(attached) => {
             tracing::info!(
                 "eBPF source attached: namespace changes by setns, unshare, clone and clone3"

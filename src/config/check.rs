@@ -8,7 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::value::{LogLevel, one_of_any_case, parse_bool, parse_duration};
+use super::value::{LogLevel, count, one_of_any_case, parse_bool, parse_duration};
 
 /// The shortest `scan.interval`: a scan of a busy host takes tens of milliseconds.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
@@ -127,6 +127,11 @@ pub fn ebpf(text: &str) -> Result<bool, String> {
         return Err(crate::ebpf::BUILT_WITHOUT.to_owned());
     }
     Ok(ebpf)
+}
+
+/// `scan.ebpf-ring-buffer`: a size the kernel takes for a ring buffer.
+pub fn ebpf_ring_buffer(text: &str) -> Result<usize, String> {
+    crate::ebpf::check_ring_bytes(count(text)?)
 }
 
 /// `log.level`, as `tracing` has it.

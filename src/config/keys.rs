@@ -212,6 +212,14 @@ config_keys! {
                    of every process, each counting what the events had missed \
                    (nsexporter_ebpf_divergence_total); scans between them apply the events",
         },
+        ebpf_ring_buffer as scan_ebpf_ring_buffer: usize {
+            flag: "scan.ebpf-ring-buffer" <BYTES>,
+            default: "1048576",
+            parse: check::ebpf_ring_buffer,
+            help: "The eBPF source's ring buffer, in bytes: a power of two and a multiple of \
+                   the page size. A burst of reports larger than the exporter reads in 10 ms \
+                   is lost (and counted, and healed by a full walk)",
+        },
         bind_mounts as scan_bind_mounts: bool {
             flag: "scan.bind-mounts" <BOOL>,
             default: "true",

@@ -98,6 +98,19 @@ fn bad_values_name_their_key_on_one_line() {
             "scan.interval: \"0s\" is shorter",
         ),
         (
+            Flags::default(),
+            vec![("NSEXPORTER_SCAN__EBPF_RING_BUFFER", "1000000")],
+            "scan.ebpf_ring_buffer: 1000000 is not a power of two and a multiple of the page size",
+        ),
+        (
+            Flags {
+                scan_ebpf_ring_buffer: Some("1MiB".into()),
+                ..Flags::default()
+            },
+            vec![],
+            "scan.ebpf_ring_buffer: \"1MiB\" is not a whole number",
+        ),
+        (
             Flags {
                 procfs: Some("/nonexistent".into()),
                 ..Flags::default()
@@ -530,4 +543,15 @@ fn bad_typed_values_name_their_key_first() {
             "{yaml:?}"
         );
     }
+}
+
+#[test]
+fn the_ebpf_ring_buffer_is_a_megabyte_unless_set() {
+    let settings = |args: &[&str]| {
+        let mut f = flags(args).unwrap();
+        f.procfs = Some(fixture_procfs());
+        load(f, &[]).unwrap().scan_ebpf_ring_buffer
+    };
+    assert_eq!(settings(&[]), crate::ebpf::RING_BYTES);
+    assert_eq!(settings(&["--scan.ebpf-ring-buffer=8192"]), 8192);
 }

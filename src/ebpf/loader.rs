@@ -1,4 +1,6 @@
-//! Loads nsevents.bpf.o with aya, attaches it, and reads its ring buffer on a thread.
+//! Loads nsevents.bpf.o with aya, attaches it, and reads its ring buffer on a thread. The
+//! namespace-change probes must attach; the task probes may fail alone (an older kernel
+//! without one of their tracepoints), and then none of them stays attached.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -7,18 +9,21 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{KERNEL_BTF, Lost, LostReason, TRACEFS, Unavailable, check_kernel, parse_change};
+use super::{
+    KERNEL_BTF, Lost, LostReason, Report, Sequences, TRACEFS, Unavailable, check_kernel,
+    parse_report,
+};
 use crate::capabilities::{self, Capability, Raised};
 use crate::events::Event;
 
 /// The object build.rs compiled from nsevents.bpf.c.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nsevents.bpf.o"));
 
-/// Each program and the tracepoint it runs on.
+/// Each namespace-change program and the syscall tracepoint it runs on.
 const PROGRAMS: [(&str, &str); 6] = [
     ("enter_setns", "sys_enter_setns"),
     ("exit_setns", "sys_exit_setns"),
@@ -28,6 +33,24 @@ const PROGRAMS: [(&str, &str); 6] = [
     ("exit_clone3", "sys_exit_clone3"),
 ];
 
+/// The task probes on BTF tracepoints (`tp_btf`: the tracepoint's own arguments, the child's
+/// task among them, and cheaper than a perf tracepoint's record), each with its tracepoint.
+const TASK_BTF: [(&str, &str); 4] = [
+    ("task_fork", "sched_process_fork"),
+    ("task_exec", "sched_process_exec"),
+    ("task_exit", "sched_process_exit"),
+    ("task_cgroup", "cgroup_attach_task"),
+];
+
+/// The task probes on syscall tracepoints.
+const TASK_SYSCALLS: [(&str, &str); 5] = [
+    ("exit_setuid", "sys_exit_setuid"),
+    ("exit_setreuid", "sys_exit_setreuid"),
+    ("exit_setresuid", "sys_exit_setresuid"),
+    ("enter_prctl", "sys_enter_prctl"),
+    ("exit_prctl", "sys_exit_prctl"),
+];
+
 /// The capabilities loading and attaching need: CAP_BPF for the maps and programs (and BTF),
 /// CAP_PERFMON for a tracing program and its perf event. No CAP_SYS_ADMIN.
 const NEEDED: [Capability; 2] = [Capability::CAP_BPF, Capability::CAP_PERFMON];
@@ -35,7 +58,7 @@ const NEEDED: [Capability; 2] = [Capability::CAP_BPF, Capability::CAP_PERFMON];
 pub(super) fn attach(
     send: SyncSender<Event>,
     ticks_per_second: u64,
-    _ring_bytes: usize,
+    ring_bytes: usize,
 ) -> Result<super::Attached, Unavailable> {
     for cap in NEEDED {
         if !capabilities::permitted(cap) {
@@ -53,51 +76,98 @@ pub(super) fn attach(
         .collect();
     let loaded = match NEEDED.into_iter().find(|&c| !capabilities::effective(c)) {
         Some(cap) => Err(format!("cannot raise {cap}")),
-        None => check_kernel(Path::new(KERNEL_BTF), Path::new(TRACEFS)).and_then(|()| load()),
+        None => {
+            check_kernel(Path::new(KERNEL_BTF), Path::new(TRACEFS)).and_then(|()| load(ring_bytes))
+        }
     };
     // Done with them, whatever happened: the ring buffer is read with neither. CAP_BPF and
     // CAP_PERFMON go from the permitted set too, for good; CAP_DAC_READ_SEARCH stays
     // permitted for the scan thread, which raises it itself.
     drop(raised);
     NEEDED.into_iter().for_each(capabilities::give_up);
-    let (ebpf, ring, lost_map) = loaded?;
+    let ((ebpf, ring, lost_map), tasks) = loaded?;
     let lost = Arc::new(Lost::default());
     let counted = Arc::clone(&lost);
     std::thread::Builder::new()
         .name("ebpf".into())
         .spawn(move || read_changes(ebpf, ring, lost_map, &send, &counted, ticks_per_second))
         .map_err(|e| format!("thread: {e}"))?;
-    Ok(super::Attached {
-        lost,
-        tasks: Err("the task probes are not built yet".into()),
-    })
+    Ok(super::Attached { lost, tasks })
 }
 
 type Loaded = (Ebpf, RingBuf<MapData>, PerCpuArray<MapData, u64>);
 
-fn load() -> Result<Loaded, Unavailable> {
+/// Loads the object with a ring of `ring_bytes` (checked by the config), attaches the
+/// namespace-change probes, then the task probes if it can (why not, otherwise).
+fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavailable> {
+    let entries = u32::try_from(ring_bytes).map_err(|_| format!("ring of {ring_bytes} bytes"))?;
+    // The probes wake the reader once a quarter of the ring waits.
+    let wake_at = (ring_bytes / 4) as u64;
     // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE).
     let mut ebpf = EbpfLoader::new()
+        .map_max_entries("CHANGES", entries)
+        .override_global("wake_at", &wake_at, true)
         .load(OBJECT)
         .map_err(|e| format!("cannot load the eBPF object: {e}"))?;
     for (name, tracepoint) in PROGRAMS {
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("the eBPF object has no program {name}"))?
-            .try_into()
-            .map_err(|e| format!("{name}: {e}"))?;
-        program
-            .load()
-            .map_err(|e| format!("cannot load {name}: {e}"))?;
-        program
-            .attach("syscalls", tracepoint)
-            .map_err(|e| format!("cannot attach to syscalls/{tracepoint}: {e}"))?;
+        attach_syscall(&mut ebpf, name, tracepoint)?;
+    }
+    let tasks = attach_tasks(&mut ebpf);
+    if tasks.is_err() {
+        // Half the task probes would be worse than none: the scan loop would trust them.
+        // Unloading detaches; one that never loaded says so, which is no news.
+        for (name, _) in TASK_BTF {
+            if let Some(Ok(program)) = ebpf.program_mut(name).map(<&mut BtfTracePoint>::try_from) {
+                let _ = program.unload();
+            }
+        }
+        for (name, _) in TASK_SYSCALLS {
+            if let Some(Ok(program)) = ebpf.program_mut(name).map(<&mut TracePoint>::try_from) {
+                let _ = program.unload();
+            }
+        }
     }
     let ring = RingBuf::try_from(ebpf.take_map("CHANGES").ok_or("no CHANGES map")?)
         .map_err(|e| format!("CHANGES: {e}"))?;
     let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or("no LOST map")?)
         .map_err(|e| format!("LOST: {e}"))?;
-    Ok((ebpf, ring, lost))
+    Ok(((ebpf, ring, lost), tasks))
+}
+
+fn attach_syscall(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), Unavailable> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("the eBPF object has no program {name}"))?
+        .try_into()
+        .map_err(|e| format!("{name}: {e}"))?;
+    program
+        .load()
+        .map_err(|e| format!("cannot load {name}: {e}"))?;
+    program
+        .attach("syscalls", tracepoint)
+        .map_err(|e| format!("cannot attach to syscalls/{tracepoint}: {e}"))?;
+    Ok(())
+}
+
+fn attach_tasks(ebpf: &mut Ebpf) -> Result<(), Unavailable> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    for (name, tracepoint) in TASK_BTF {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("the eBPF object has no program {name}"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))?;
+        program
+            .load(tracepoint, &btf)
+            .map_err(|e| format!("cannot load {name} for tp_btf/{tracepoint}: {e}"))?;
+        program
+            .attach()
+            .map_err(|e| format!("cannot attach to tp_btf/{tracepoint}: {e}"))?;
+    }
+    for (name, tracepoint) in TASK_SYSCALLS {
+        attach_syscall(ebpf, name, tracepoint)?;
+    }
+    Ok(())
 }
 
 /// The reader thread: until the scan loop goes away. The programs stay attached while
@@ -114,6 +184,7 @@ fn read_changes(
     // report cost more than the probe itself, docs/performance.md): it looks every 10 ms
     // besides.
     let wait = PollTimeout::try_from(Duration::from_millis(10)).unwrap_or(PollTimeout::NONE);
+    let mut sequences = Sequences::default();
     loop {
         {
             let mut fds = [PollFd::new(ring.as_fd(), PollFlags::POLLIN)];
@@ -125,14 +196,34 @@ fn read_changes(
             }
         }
         while let Some(report) = ring.next() {
-            let Some(change) = parse_change(&report, ticks_per_second) else {
+            let Some(Report { cpu, seq, event }) = parse_report(&report, ticks_per_second) else {
                 continue;
             };
-            match send.try_send(Event::Change(Box::new(change))) {
+            sequences.saw(cpu, seq);
+            let Some(event) = event else {
+                continue;
+            };
+            if let Event::Task(task) = &event {
+                // Per-pid detail, at debug only (the fork probe reports every process).
+                tracing::debug!(
+                    kind = task.kind.as_str(),
+                    pid = task.process.pid,
+                    start_ticks = task.process.start_ticks,
+                    parent = task.parent.map_or(0, |p| p.pid),
+                    cgroup_id = task.cgroup_id,
+                    "task report (eBPF)"
+                );
+            }
+            match send.try_send(event) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => lost.add(LostReason::QueueFull, 1),
                 Err(TrySendError::Disconnected(_)) => return,
             }
+        }
+        // Drained: whatever is missing now is lost (Sequences says why not before).
+        match sequences.settle() {
+            0 => {}
+            gaps => lost.add(LostReason::SequenceGap, gaps),
         }
         if let Ok(per_cpu) = lost_map.get(&0, 0) {
             lost.set(LostReason::RingBufferFull, per_cpu.iter().sum());

@@ -72,6 +72,20 @@ struct pid {
 	struct upid numbers[1];
 } CORE;
 
+/* The unified hierarchy's cgroup of a task: task->cgroups->dfl_cgrp->kn->id, the inode of its
+ * directory in cgroup2 (a u64 since 5.5). */
+struct kernfs_node {
+	__u64 id;
+} CORE;
+
+struct cgroup {
+	struct kernfs_node *kn;
+} CORE;
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} CORE;
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -81,6 +95,7 @@ struct task_struct {
 	struct pid *thread_pid;
 	const struct cred *real_cred;
 	struct nsproxy *nsproxy;
+	struct css_set *cgroups;
 } CORE;
 
 #endif

@@ -478,7 +478,10 @@ print("parent", pid, flush=True)
 
 /// Least privilege: as uid 65534 with CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH (tracefs) and
 /// CAP_SYS_PTRACE (the scan's) alone, as the ebpf component's pod runs it, no CAP_SYS_ADMIN:
-/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good.
+/// the source attaches, reports a change, and has given up CAP_BPF and CAP_PERFMON for good;
+/// its task probes report a process's fork, exec, setuid, cgroup move and exit, and another's
+/// prctl(PR_SET_NAME), with /proc's pid and start time (the reader's debug lines say them:
+/// attach gives up its capabilities for good, so only a process of its own can attach).
 #[test]
 #[ignore = "needs root: setpriv(1) to run the exporter as uid 65534 with four capabilities"]
 fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
@@ -499,11 +502,14 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
             "--scan.ebpf=true",
             "--scan.interval=60s",
             "--scan.sweep-interval=0s",
+            // The reader says each task report at debug.
+            "--log.level=debug",
         ],
     );
     first_scan(&e);
     let log = e.stderr();
     assert!(log.contains("eBPF source attached"), "{log}");
+    assert!(!log.contains("task probes did not attach"), "{log}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", e.child.id())).unwrap();
     let set = |name: &str| {
         let hex = status
@@ -523,7 +529,11 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
             "{name}\n{status}"
         );
     }
-    let mut unshared = Spawned::new("unshare", &["--uts", "sleep", "1000"]);
+    // setpriv's setresuid is a "touched" report of the task probes.
+    let mut unshared = Spawned::new(
+        "unshare",
+        &["--uts", "setpriv", "--reuid=65534", "--", "sleep", "1000"],
+    );
     let pid = unshared.running("sleep");
     let fields = [
         format!("pid={pid}"),
@@ -534,7 +544,125 @@ fn attaches_as_nobody_with_bpf_and_perfmon_and_drops_them() {
     wait_for("the change logged", Duration::from_secs(20), || {
         (!changes_logged(&e.stderr(), &fields).is_empty()).then_some(())
     });
+    // The task probes, on the same process: its fork (by this test), its exec, its setuid, a
+    // move to another cgroup and its exit, each with /proc's pid and start time.
+    let start_ticks = proc_start_ticks(pid);
+    let cgroup = Cgroup::create(&format!("/nsexporter-tasks-{}", &hex_id()[..8]));
+    cgroup.add(pid);
+    let cgroup_id = unified_cgroup_id(&cgroup.path);
     unshared.kill();
+    let this = format!("parent={}", std::process::id());
+    let cgroup_id = format!("cgroup_id={cgroup_id}");
+    for (kind, also) in [
+        ("fork", Some(&this)),
+        ("exec", Some(&this)),
+        ("touched", Some(&cgroup_id)),
+        ("exit", None),
+    ] {
+        let mut fields = vec![
+            format!("kind={kind}"),
+            format!("pid={pid}"),
+            format!("start_ticks={start_ticks}"),
+        ];
+        fields.extend(also.cloned());
+        wait_for(
+            &format!("the {kind} reported"),
+            Duration::from_secs(20),
+            || (!tasks_logged(&e.stderr(), &fields).is_empty()).then_some(()),
+        );
+    }
+    drop(cgroup);
+    // Its setuid and its cgroup move: two reports at least.
+    let touched = [
+        "kind=touched".to_owned(),
+        format!("pid={pid}"),
+        format!("start_ticks={start_ticks}"),
+    ];
+    let said = tasks_logged(&e.stderr(), &touched);
+    assert!(said.len() >= 2, "{said:#?}");
+    // A process that names itself (prctl PR_SET_NAME), and has done nothing else to be
+    // touched for.
+    let rename =
+        "import ctypes, time; ctypes.CDLL(None).prctl(15, b'renamed', 0, 0, 0); time.sleep(1000)";
+    let mut renamed = Spawned::new("/usr/bin/python3", &["-c", rename]);
+    let pid = renamed.running("renamed");
+    let fields = [
+        "kind=touched".to_owned(),
+        format!("pid={pid}"),
+        format!("start_ticks={}", proc_start_ticks(pid)),
+    ];
+    wait_for("the rename reported", Duration::from_secs(20), || {
+        (!tasks_logged(&e.stderr(), &fields).is_empty()).then_some(())
+    });
+    renamed.kill();
+}
+
+/// The exporter's log lines of task reports that hold every one of `fields`.
+fn tasks_logged(log: &str, fields: &[String]) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("task report (eBPF)"))
+        .filter(|l| fields.iter().all(|f| l.split(' ').any(|w| w == f)))
+        .map(String::from)
+        .collect()
+}
+
+/// `/proc/PID/stat`'s starttime (field 22), after the comm in parentheses.
+fn proc_start_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// The id the kernel gives cgroup `path` on the unified hierarchy: its directory's inode.
+fn unified_cgroup_id(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_owned())
+        .expect("a cgroup2 mount");
+    std::fs::metadata(Path::new(&root).join(path.trim_start_matches('/')))
+        .unwrap()
+        .ino()
+}
+
+/// With a ring of one page and a fork flood from every CPU, the exporter reads too slowly:
+/// reports are lost, and every one lost shows as a gap in its CPU's sequence, as many as the
+/// kernel counted dropped for a full ring.
+#[test]
+#[ignore = "needs root: eBPF (CAP_BPF, CAP_PERFMON), tracefs"]
+fn a_tiny_ring_under_a_fork_flood_shows_every_loss_as_a_sequence_gap() {
+    let _serial = serial();
+    let _tracefs = Tracefs::ensure();
+    let (e, _) = started_with_ebpf(&["--scan.ebpf-ring-buffer=4096"]);
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Two forkers a CPU for a second: fork and exit, no exec, as fast as a shell goes.
+    let flood = r#"end=$(($(date +%s) + 2)); while [ "$(date +%s)" -lt $end ]; do for i in 1 2 3 4 5 6 7 8 9 10; do ( : ) & done; wait; done"#;
+    let mut forkers: Vec<Spawned> = (0..2 * cpus)
+        .map(|_| Spawned::new("busybox", &["sh", "-c", flood]))
+        .collect();
+    for f in &mut forkers {
+        let _ = f.child.wait();
+    }
+    let lost = |m: &Metrics, reason| {
+        m.value("nsexporter_ebpf_events_lost_total", &[("reason", reason)])
+            .unwrap_or(0.0)
+    };
+    // A loss shows as a gap once the CPU's next report arrives: one fork on every CPU.
+    let settled = wait_for("the losses settled", Duration::from_secs(20), || {
+        for cpu in 0..cpus {
+            let _ = Command::new("taskset")
+                .args(["-c", &cpu.to_string(), "true"])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let m = e.metrics();
+        let (full, gaps) = (lost(&m, "ring_buffer_full"), lost(&m, "sequence_gap"));
+        (full > 0.0 && gaps == full).then_some((full, gaps))
+    });
+    eprintln!("ring_buffer_full {} sequence_gap {}", settled.0, settled.1);
 }
 
 /// The lines the exporter said about the eBPF source.
