@@ -166,15 +166,9 @@ impl Kept {
         Some((since + APPLY_AFTER).max(self.last_step + APPLY_GAP))
     }
 
-    /// Why the scan due now walks, if it does: a resync after a loss, or the safety net.
+    /// Whether the safety net's walk is due.
     fn walk_due(&self, now: Instant) -> Option<WalkReason> {
-        if self.resync {
-            Some(WalkReason::Resync)
-        } else if now.duration_since(self.last_walk) >= self.safety_net {
-            Some(WalkReason::SafetyNet)
-        } else {
-            None
-        }
+        (now.duration_since(self.last_walk) >= self.safety_net).then_some(WalkReason::SafetyNet)
     }
 }
 
@@ -588,6 +582,11 @@ impl ScanLoop {
                 publish_step(&mut self, How::Walk(WalkReason::Resync));
                 continue;
             }
+            // The safety net keeps its own time, whatever the scan interval.
+            if self.kept.as_ref().is_some_and(|k| k.walk_due(now).is_some()) {
+                publish_step(&mut self, How::Walk(WalkReason::SafetyNet));
+                continue;
+            }
             let sweep_at = match &self.kept {
                 Some(kept) => kept.apply_at(),
                 None => sweeping.then_some(next_sweep),
@@ -598,10 +597,8 @@ impl ScanLoop {
                         self.set_policy(policy);
                     }
                     let how = match (&self.kept, self.state.tracker.previous()) {
-                        (Some(kept), Some(_)) => kept
-                            .walk_due(now)
-                            .map_or(How::Refresh(Depth::Deep), How::Walk),
                         (_, None) => How::Walk(WalkReason::Start),
+                        (Some(_), Some(_)) => How::Refresh(Depth::Deep),
                         (None, Some(_)) => How::Walk(WalkReason::Interval),
                     };
                     publish_step(&mut self, how);
@@ -644,8 +641,16 @@ impl ScanLoop {
                         {
                             Ok(event) => pending.push(event),
                             Err(RecvTimeoutError::Timeout) => {}
-                            // The listener stopped (it said why); the sweeps go on.
-                            Err(RecvTimeoutError::Disconnected) => self.events = None,
+                            // The listener stopped (it said why); the sweeps go on, and
+                            // without events every scan walks again.
+                            Err(RecvTimeoutError::Disconnected) => {
+                                self.events = None;
+                                if self.kept.take().is_some() {
+                                    tracing::warn!(
+                                        "the eBPF source stopped: every scan walks /proc again"
+                                    );
+                                }
+                            }
                         }
                     }
                     None => match stop.recv_timeout(timeout) {

@@ -21,7 +21,7 @@ use crate::support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -29,12 +29,12 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// tracefs at /sys/kernel/tracing while the test runs: mounted here if it was not, and then
 /// (only then) unmounted on drop.
-struct Tracefs {
+pub(crate) struct Tracefs {
     mounted_here: bool,
 }
 
 impl Tracefs {
-    fn ensure() -> Tracefs {
+    pub(crate) fn ensure() -> Tracefs {
         let mounted = || Path::new(TRACEFS).join("events").is_dir();
         if mounted() {
             return Tracefs {

@@ -18,6 +18,7 @@ mod declared;
 mod deploy;
 #[cfg(feature = "ebpf")]
 mod ebpf;
+mod events_mode;
 mod engine_names;
 mod evasion;
 mod exporter;
