@@ -328,6 +328,15 @@ impl Namespace {
         self.pins.as_ref().map_or(&[], |p| &p.sockets)
     }
 
+    /// How many sockets made in it a process outside holds: one socket counted once, however
+    /// many fds (dup(2), fork(2)) or processes hold it.
+    pub fn distinct_sockets(&self) -> u64 {
+        let mut inodes: Vec<u64> = self.sockets().iter().map(|s| s.socket).collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        inodes.len() as u64
+    }
+
     /// Its pins, to add to (allocated on first use).
     pub fn pins_mut(&mut self) -> &mut Pins {
         self.pins.get_or_insert_with(Box::default)

@@ -343,6 +343,13 @@ families! {
         labels: &["inode"],
         ..VIEW
     },
+    NetnsHeldSockets: View = Family {
+        name: "nsexporter_network_namespace_held_sockets",
+        help: "Sockets made in each network namespace with no member process and held by processes outside it, as the last fd pass found them (one socket counted once, however many fds hold it); what can be known of such a namespace without setns. Needs the fd pass to ask sockets (CAP_NET_ADMIN, the host's pid namespace).",
+        kind: Kind::Gauge,
+        labels: &["inode"],
+        ..VIEW
+    },
     MountNamespaceMounts: View = Family {
         name: "nsexporter_mount_namespace_mounts",
         help: "Mounts of each mount namespace with a member process: the lines of one member's /proc/PID/mountinfo in the last scan (fs.mount-max bounds each mount namespace).",
@@ -367,6 +374,12 @@ families! {
     MountsMax: Gauge<()> = Family {
         name: "nsexporter_mount_namespace_mounts_max",
         help: "Mounts of the mount namespace with the most in the last scan, whatever --metrics.per-namespace says: fs.mount-max bounds each mount namespace.",
+        kind: Kind::Gauge,
+        ..SCAN
+    },
+    HeldSocketsMax: Gauge<()> = Family {
+        name: "nsexporter_network_namespace_held_sockets_max",
+        help: "Sockets held from outside in the network namespace with no member process that has the most, as the last fd pass found them, whatever --metrics.per-namespace says; 0 where there is none.",
         kind: Kind::Gauge,
         ..SCAN
     },

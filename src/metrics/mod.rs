@@ -247,10 +247,16 @@ impl Metrics {
             .filter(|(inode, _)| kept(NsType::Mnt, **inode))
             .map(|(inode, n)| (*inode, *n))
             .collect();
+        let held_sockets = (snapshot.namespaces.values())
+            .filter(|ns| ns.id.ns_type == NsType::Net && ns.members.is_empty())
+            .filter(|ns| !ns.sockets().is_empty() && keep(ns))
+            .map(|ns| (ns.id.inode, ns.distinct_sockets()))
+            .collect();
         let view = ScanView {
             namespaces,
             net,
             mounts,
+            held_sockets,
             beyond_cap: beyond.rows,
             host_sharing: sharing
                 .host

@@ -282,6 +282,14 @@ impl Metrics {
         }
         let most = holds.mounts.values().copied().max().unwrap_or(0);
         store.gauge(h::MountsMax, ()).set(f64::from(most));
+        // A network namespace with no member has no /proc/PID/net: the sockets processes
+        // elsewhere hold in it are what can be known of it (the fd pass's socket pins).
+        let held = (snapshot.namespaces.values())
+            .filter(|ns| ns.id.ns_type == NsType::Net && ns.members.is_empty())
+            .map(crate::model::Namespace::distinct_sockets)
+            .max()
+            .unwrap_or(0);
+        store.gauge(h::HeldSocketsMax, ()).set(count(held));
         for id in &changes.created {
             store.counter(h::Created, (id.ns_type,)).inc();
         }

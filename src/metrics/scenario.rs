@@ -71,6 +71,26 @@ fn scan(ticks: u64, drop: &[i32]) -> crate::scan::ScanOutcome {
     for inode in mnt.into_iter().filter(|&i| !there(NsType::Mnt, i)) {
         snapshot.holds.mounts.remove(&inode);
     }
+    // A network namespace no process is in, kept by two sockets that pid 1 holds (one of
+    // them by two fds), as the fd pass would find a leak: its held sockets are exported.
+    let leak = NamespaceId {
+        ns_type: NsType::Net,
+        inode: 4026533100,
+    };
+    if let Some(p) = snapshot.processes.get(&1).map(|p| p.id) {
+        let pins = snapshot
+            .namespaces
+            .entry(leak)
+            .or_insert_with(|| crate::model::Namespace::new(leak))
+            .pins_mut();
+        for (fd, socket) in [(5, 77001), (6, 77002), (7, 77002)] {
+            pins.sockets.push(crate::model::SocketPin {
+                process: p,
+                fd,
+                socket,
+            });
+        }
+    }
     outcome.snapshot = snapshot;
     outcome
 }

@@ -114,6 +114,9 @@ pub struct ScanView {
     pub net: Vec<NetRow>,
     /// The mounts of the mount namespaces among `namespaces`, by inode, where read.
     pub mounts: Vec<(u64, u32)>,
+    /// The sockets held from outside in the network namespaces among `namespaces` that have
+    /// no member process, by inode: the one figure of such a namespace readable without setns.
+    pub held_sockets: Vec<(u64, u64)>,
     /// The namespaces of workloads over the cap that have no row above, counted.
     pub beyond_cap: Vec<BeyondCapRow>,
     pub host_sharing: Vec<HostSharingRow>,
@@ -198,6 +201,14 @@ impl ScanView {
                 };
                 write_samples(out, family, series.len(), value, |r| {
                     Some(Sample::Number(series[r].2 as f64))
+                });
+            }
+            Id::NetnsHeldSockets => {
+                let rows = &self.held_sockets;
+                let inodes: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+                let value = |r: usize, _: usize| inodes[r].as_str();
+                write_samples(out, family, rows.len(), value, |r| {
+                    Some(Sample::Number(rows[r].1 as f64))
                 });
             }
             Id::MountNamespaceMounts => {
@@ -352,6 +363,7 @@ mod tests {
             privilege: Vec::new(),
             net: vec![],
             mounts: vec![],
+            held_sockets: vec![],
             encoded: false,
         };
         let text = render(&view);
@@ -426,6 +438,7 @@ mod tests {
                 },
             ],
             mounts: vec![(4026532300, 1000)],
+            held_sockets: vec![(4026532600, 24)],
             ..ScanView::default()
         };
         let net = |name: &str, v: u64| {
@@ -448,6 +461,7 @@ mod tests {
                 r#"nsexporter_network_namespace_sockets{inode="4026532500",protocol="udp6"} 1"#
                     .into(),
                 net("conntrack_entries", 12),
+                r#"nsexporter_network_namespace_held_sockets{inode="4026532600"} 24"#.into(),
                 r#"nsexporter_mount_namespace_mounts{inode="4026532300"} 1000"#.into(),
             ]
         );

@@ -36,6 +36,7 @@ const REQUIRED_ALERTS: &[&str] = &[
     "NsexporterWorkloadNamespaceFlood",
     "NsexporterNamespacesNearLimit",
     "NsexporterConntrackNearLimit",
+    "NsexporterNetworkNamespaceLeakHoldsSockets",
     "NsexporterNamespaceChurnHigh",
     "NsexporterScanErrorsRising",
     "NsexporterDown",

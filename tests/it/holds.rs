@@ -3,7 +3,9 @@
 //! interfaces, loopback sockets, conntrack entries and frames sent over a veth pair, read by
 //! the exporter and compared with what `ip`, `ss -s` and `conntrack -C` say inside each
 //! (`nsenter`); and a mount namespace of 1,000 bind mounts. Each is read again by the binary
-//! run with only what the DaemonSet grants, which must give the same figures.
+//! run with only what the DaemonSet grants, which must give the same figures. Beside them, a
+//! network namespace no process is in, whose sockets a process outside holds: counted from
+//! the fd pass, as root and with the grants of the components that let it ask sockets.
 //!
 //! The namespaces are made by one shell script, all at once, and the sockets by one Python
 //! process that enters each namespace in turn (a socket belongs to the namespace it was made
@@ -276,6 +278,83 @@ const AS_THE_DAEMONSET: &[&str] = &[
     "--ambient-caps=-all,+sys_ptrace",
 ];
 
+/// The binary with the grants the DaemonSet has with the `proc-events` and
+/// `docker-podman-names` components (deploy/kubernetes): `NET_ADMIN` to ask a socket for its
+/// network namespace, `DAC_READ_SEARCH` to list the fds of root's processes. The host's pid
+/// namespace, proc-events' `hostPID`, is the test's own.
+const AS_THE_DAEMONSET_ASKING_SOCKETS: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--bounding-set=-all,+sys_ptrace,+net_admin,+dac_read_search",
+    "--inh-caps=-all,+sys_ptrace,+net_admin,+dac_read_search",
+    "--ambient-caps=-all,+sys_ptrace,+net_admin,+dac_read_search",
+];
+
+/// Sockets made in the namespace that no process is in, above the shipped alert's 20.
+const LEAKED_SOCKETS: u64 = 24;
+
+/// A process of the host's network namespace that enters the namespace mounted at `argv[1]`,
+/// makes `argv[2]` UDP sockets there, dups the first (one socket, two fds), returns home and
+/// holds them until killed; it says `ready` once back.
+const LEAKER: &str = r#"
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+home = os.open("/proc/self/ns/net", os.O_RDONLY)
+there = os.open(sys.argv[1], os.O_RDONLY)
+if libc.setns(there, 0x40000000) != 0:
+    raise OSError(ctypes.get_errno(), "setns there")
+held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[2]))]
+held.append(os.dup(held[0].fileno()))
+if libc.setns(home, 0x40000000) != 0:
+    raise OSError(ctypes.get_errno(), "setns home")
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// A network namespace that no process is in (`ip netns add`), with sockets a process in the
+/// host's namespace made in it and holds: the process killed and the namespace deleted on drop.
+struct Leak {
+    name: String,
+    holder: Option<Child>,
+}
+
+impl Drop for Leak {
+    fn drop(&mut self) {
+        if let Some(mut h) = self.holder.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Makes the namespace and its held sockets; returns the guard and the namespace's inode.
+fn leak(tag: &str) -> (Leak, String) {
+    let name = format!("nsx-holds-{tag}-leak");
+    let (ok, _, err) = run("ip", &["netns", "add", &name]);
+    let mut leak = Leak { name, holder: None };
+    assert!(ok, "ip netns add: {err}");
+    let path = format!("/run/netns/{}", leak.name);
+    let mut holder = Command::new("python3")
+        .args(["-c", LEAKER, &path, &LEAKED_SOCKETS.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let out = holder.stdout.take().unwrap();
+    leak.holder = Some(holder);
+    let mut ready = String::new();
+    {
+        use std::io::BufRead;
+        std::io::BufReader::new(out).read_line(&mut ready).unwrap();
+    }
+    assert_eq!(ready.trim(), "ready", "the socket holder failed");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    (leak, inode.to_string())
+}
+
 /// The samples of the holds families about `inodes`, by name and labels.
 fn holds_of(m: &Metrics, inodes: &[String]) -> BTreeMap<String, f64> {
     m.0.iter()
@@ -386,7 +465,9 @@ fn two_hundred_network_namespaces_hold_what_the_tools_say() {
             .to_string()
     };
     let inodes: Vec<String> = pids.iter().map(|&p| inode(p)).collect();
+    let (leaked, leaked_inode) = leak(&tag);
     let e = Exporter::start(ARGS);
+    let asking = Exporter::start_under(AS_THE_DAEMONSET_ASKING_SOCKETS, ARGS);
     // Every namespace read by one scan: the first made and the last.
     let (first, last) = (&inodes[0], &inodes[NAMESPACES - 1]);
     let m = scan_reading(
@@ -451,7 +532,26 @@ fn two_hundred_network_namespaces_hold_what_the_tools_say() {
     assert!(value(&m, "nsexporter_sockets", &[("protocol", "tcp")]) >= made_tcp);
     let made_ct: u64 = (0..NAMESPACES).map(|i| Made::of(i).connections).sum();
     assert!(value(&m, "nsexporter_conntrack_entries", &[]) >= made_ct);
-    drop(e);
+    // The namespace no process is in: its sockets, each once, as root and with the grants
+    // of the components that let the fd pass ask sockets; none of the 200 (each has a
+    // member) has the family.
+    let held = "nsexporter_network_namespace_held_sockets";
+    for (who, e) in [("root", &e), ("uid 65534, the components' grants", &asking)] {
+        let m = scan_reading(e, held, &[&leaked_inode]);
+        assert_eq!(
+            value(&m, held, &[("inode", &leaked_inode)]),
+            LEAKED_SOCKETS,
+            "{who}: {}",
+            e.stderr()
+        );
+        assert!(value(&m, "nsexporter_network_namespace_held_sockets_max", &[]) >= LEAKED_SOCKETS);
+        assert!(
+            inodes
+                .iter()
+                .all(|i| m.value(held, &[("inode", i)]).is_none())
+        );
+    }
+    drop((e, asking, leaked));
     least_privilege_reads_the_same(&m, "nsexporter_network_namespace_interfaces", &inodes);
     drop(made);
 }
