@@ -10,7 +10,12 @@
 //! `none`; a label (`labelled`) and `unconfined` are covered by the parser's unit tests only.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nsexporter::declared::{SpecSources, Wanted};
+use nsexporter::privilege::Level;
+use nsexporter::privilege::level::declared_level;
 
 use serde_json::json;
 
@@ -168,6 +173,42 @@ pub fn wrong_rows(m: &Metrics, expected: &[(&str, String, [&str; 6])]) -> Vec<St
     wrong
 }
 
+/// The level Pod Security admission would give the spec the exporter reads for container `id`,
+/// whose first process is `pid`: found by the exporter's own [`SpecSources`] under the roots
+/// it was given (`--path.run`, `--path.podman`), and last through the shim's working
+/// directory (the first process's parent, as the exporter takes it).
+pub fn admission_level(run: &Path, storage: &Path, id: &str, pid: i32) -> Result<Level, String> {
+    let mut sources = SpecSources::new(run.into(), storage.into(), "/proc".into());
+    let wanted = Wanted {
+        id: id.to_owned(),
+        shim: stat_field(pid, 4),
+    };
+    let found = sources.refresh(&[wanted], Instant::now());
+    let spec = found
+        .specs
+        .get(id)
+        .ok_or_else(|| format!("no spec for {id}: {:?}", found.errors))?;
+    Ok(declared_level(&spec.privilege, spec.host_namespaces()).level)
+}
+
+/// One row of the matrix, observed beside admission's level, printed as every row is; a
+/// declared level other than `want` is pushed to `wrong`.
+pub fn side_by_side(
+    name: &str,
+    observed: &str,
+    declared: Result<Level, String>,
+    want: &str,
+    wrong: &mut Vec<String>,
+) {
+    let got = declared.as_ref().map_or("-", |l| l.as_str());
+    eprintln!("{name:<48} observed {observed:<10} declared {got}");
+    match declared {
+        Ok(l) if l.as_str() == want => {}
+        Ok(l) => wrong.push(format!("{name}: the spec's level is {l:?}, want {want}")),
+        Err(e) => wrong.push(format!("{name}: {e}")),
+    }
+}
+
 /// runc containers with crafted specs, started together, judged by one scan: each row's
 /// observed values and level.
 #[test]
@@ -202,16 +243,8 @@ fn runc_containers_show_their_observed_privilege() {
     for ((name, _, want), c) in expected.iter().zip(&containers) {
         let config = std::fs::read(c.bundle().dir().join("config.json")).unwrap();
         let spec = nsexporter::declared::parse_oci_config(&config).unwrap();
-        let declared =
-            nsexporter::privilege::level::declared_level(&spec.privilege, spec.host_namespaces());
-        eprintln!(
-            "{name:<48} observed {:<10} declared {}",
-            want[5],
-            declared.level.as_str()
-        );
-        if declared.level.as_str() != want[5] {
-            wrong.push(format!("{name}: the spec's level is {:?}", declared.level));
-        }
+        let declared = declared_level(&spec.privilege, spec.host_namespaces()).level;
+        side_by_side(name, want[5], Ok(declared), want[5], &mut wrong);
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // None of them exceeds itself.
