@@ -2,9 +2,9 @@
 //! values `nsexporter_container_privilege_info` must show and the level it must meet, judged
 //! by one exporter's scan, beside the level Pod Security admission would give its spec; and a uid 1000 container without capabilities whose child execs a
 //! setuid-root program: `privilege_exceeds_declared` within one sweep, with the container,
-//! logged once. `declared="unknown"`: runc's `state.json`, the spec the exporter reads under
-//! `--path.run`, keeps no `process.user`, so the spec cannot say uid 0 exceeds it; the
-//! process is judged against its container's first process (uid 1000).
+//! logged once. `declared="false"`: runc's `state.json`, the spec the exporter reads under
+//! `--path.run`, keeps no `process.user`, so the exporter takes the uid (1000) from the
+//! bundle's `config.json` that `state.json` names.
 //!
 //! This machine has SELinux built in but not enabled and no AppArmor: every row's `lsm` is
 //! `none`; a label (`labelled`) and `unconfined` are covered by the parser's unit tests only.
@@ -333,7 +333,7 @@ fn a_setuid_exec_in_a_uid_1000_container_exceeds_it() {
     let (m, f) = found;
     assert_eq!(
         f,
-        vec![(c.id.clone(), "user".to_owned(), "unknown".to_owned())]
+        vec![(c.id.clone(), "user".to_owned(), "false".to_owned())]
     );
     let info = m.find(
         "nsexporter_container_privilege_info",
