@@ -22,7 +22,9 @@ pub use names::names_from_annotations;
 pub use source::{
     Format, SPEC_LIMIT, SpecError, SpecRefresh, SpecSources, Specs, Wanted, read_spec,
 };
-pub use spec::{Declared, Spec, SpecParseError, parse_oci_config, parse_runc_state};
+pub use spec::{
+    Declared, Spec, SpecParseError, parse_oci_config, parse_runc_state, runc_bundle_config,
+};
 
 /// The inode of the namespace a bind mount at `path` pins, seen from the host's root through
 /// `procfs` (`<procfs>/1/root/<path>`: the exporter's own mount namespace need not hold the

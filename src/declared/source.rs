@@ -12,7 +12,8 @@
 //!   under the graph root (Podman) or the run root `containers/storage` (CRI-O).
 //! - crun: its state dir, `crun/<id>/config.json` (crun keeps the spec there for `crun exec`).
 //! - runc: `state.json` under its root: `runc/<id>/` (plain runc), `containerd/runc/<ns>/<id>/`,
-//!   `docker/runtime-runc/moby/<id>/`.
+//!   `docker/runtime-runc/moby/<id>/`. It keeps no process user, so the declared uid is taken
+//!   from the bundle's `config.json` it names, unless that lies in the container's rootfs.
 //! - Last, the shim's working directory, which is the bundle: `/proc/<parent of the
 //!   container's first process>/cwd/config.json` (needs CAP_SYS_PTRACE, as every
 //!   `/proc/PID/cwd` of another user does). Tried only where the parent is outside every
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::spec::{Spec, SpecParseError, parse_oci_config, parse_runc_state};
+use super::spec::{Spec, SpecParseError, parse_oci_config, parse_runc_state, runc_bundle_config};
 use crate::attribution::{NameError, REREAD_NAMES, read_bounded};
 use crate::capabilities::Raised;
 use crate::files::Stamp;
@@ -149,15 +150,46 @@ impl SpecError {
 
 /// Reads and parses one spec file.
 pub fn read_spec(path: &Path, format: Format) -> Result<Spec, SpecError> {
+    read_spec_bytes(path, format).map(|(spec, _)| spec)
+}
+
+/// The spec at `path`, and the bytes it was parsed from.
+fn read_spec_bytes(path: &Path, format: Format) -> Result<(Spec, Vec<u8>), SpecError> {
     let bytes = read_bounded(path, SPEC_LIMIT)?;
     let parsed = match format {
         Format::OciConfig => parse_oci_config(&bytes),
         Format::RuncState => parse_runc_state(&bytes),
     };
-    parsed.map_err(|source| SpecError::Parse {
+    let spec = parsed.map_err(|source| SpecError::Parse {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    Ok((spec, bytes))
+}
+
+/// The declared uid in the bundle `config.json` runc's state names, read from the host's root
+/// (`<procfs>/1/root`, as [`super::resolve_on_host`] does), or at the path itself where that
+/// root cannot be entered (an exporter on the host). `Ok(None)` where it is gone: runc needs
+/// no bundle once the container runs, and a removed one leaves the uid undeclared.
+fn bundle_uid(procfs: &Path, config: &Path) -> Result<Option<u32>, SpecError> {
+    let rel = config.strip_prefix("/").unwrap_or(config);
+    let bytes = match read_bounded(&procfs.join("1/root").join(rel), SPEC_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(_) => match read_bounded(config, SPEC_LIMIT) {
+            Ok(bytes) => bytes,
+            Err(NameError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    match parse_oci_config(&bytes) {
+        Ok(spec) => Ok(Some(spec.privilege.uid)),
+        Err(source) => Err(SpecError::Parse {
+            path: config.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// One container's spec as last read.
@@ -299,8 +331,20 @@ impl SpecSources {
             });
             if !fresh {
                 out.reads += 1;
-                let spec = match read_spec(&path, format) {
-                    Ok(spec) => Some(Arc::new(spec)),
+                let spec = match read_spec_bytes(&path, format) {
+                    Ok((mut spec, bytes)) => {
+                        // runc's state keeps no process user: its bundle's spec says it.
+                        if format == Format::RuncState
+                            && let Some(config) = runc_bundle_config(&bytes)
+                        {
+                            match bundle_uid(&self.procfs, &config) {
+                                Ok(Some(uid)) => spec.privilege.uid = uid,
+                                Ok(None) => {}
+                                Err(e) => out.errors.push(e),
+                            }
+                        }
+                        Some(Arc::new(spec))
+                    }
                     Err(e) => {
                         out.errors.push(e);
                         None
@@ -444,6 +488,35 @@ mod tests {
         );
         assert_eq!(s.refresh(&[], t0).specs.len(), 0);
         assert!(s.cache.is_empty());
+    }
+
+    /// runc's state gives no uid; the bundle's `config.json` it names does, unless the bundle
+    /// lies in the rootfs or is gone (then uid 0 as before, and no error).
+    #[test]
+    fn runc_state_takes_the_uid_from_its_bundle() {
+        let run = tempfile::tempdir().unwrap();
+        let bundle = tempfile::tempdir().unwrap();
+        let path = run.path().join(format!("runc/{ID}/state.json"));
+        let state = |rootfs: &Path| {
+            format!(
+                r#"{{"config":{{"rootfs":"{}","labels":["bundle={}"]}}}}"#,
+                rootfs.display(),
+                bundle.path().display()
+            )
+        };
+        let config = bundle.path().join("config.json");
+        write(&config, br#"{"process":{"user":{"uid":1000,"gid":1000}}}"#);
+        let uid = |rootfs: &Path| {
+            write(&path, state(rootfs).as_bytes());
+            let mut s = SpecSources::new(run.path().into(), "/nonexistent".into(), "/proc".into());
+            let r = s.refresh(&want(ID), Instant::now());
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            r.specs[ID].privilege.uid
+        };
+        assert_eq!(uid(&bundle.path().join("rootfs")), 1000);
+        assert_eq!(uid(bundle.path()), 0, "the container could write it");
+        std::fs::remove_file(&config).unwrap();
+        assert_eq!(uid(&bundle.path().join("rootfs")), 0, "gone");
     }
 
     /// A symlink, a file too large and a bad spec are errors, each once until it changes.

@@ -311,8 +311,8 @@ struct RuncConfig {
 }
 
 /// Parses runc's `state.json`: the spec as libcontainer keeps it. It keeps no process user
-/// (runc holds `process.user` only while it starts the process), so the declared uid is 0 and
-/// an uid-0 excess is judged only where the exporter reads the bundle's `config.json`.
+/// (runc holds `process.user` only while it starts the process), so the declared uid is 0
+/// here; the reading side takes it from the bundle's `config.json` ([`runc_bundle_config`]).
 pub fn parse_runc_state(bytes: &[u8]) -> Result<Spec, SpecParseError> {
     let s: RuncState =
         serde_json::from_slice(bytes).map_err(|e| SpecParseError::Json(e.to_string()))?;
@@ -350,9 +350,74 @@ pub fn parse_runc_state(bytes: &[u8]) -> Result<Spec, SpecParseError> {
     })
 }
 
+#[derive(Deserialize)]
+struct RuncBundleState {
+    config: RuncBundleConfig,
+}
+
+#[derive(Deserialize)]
+struct RuncBundleConfig {
+    #[serde(default)]
+    rootfs: Option<PathBuf>,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+}
+
+/// The bundle's `config.json` that runc's `state.json` names (the `bundle=<dir>` label runc
+/// adds), for what `state.json` does not keep (`process.user`). `None` where there is no
+/// label, the path is not absolute or has a `..`, or the bundle lies in the container's own
+/// rootfs (`config.rootfs`), where the container could write the file.
+pub fn runc_bundle_config(bytes: &[u8]) -> Option<PathBuf> {
+    let s: RuncBundleState = serde_json::from_slice(bytes).ok()?;
+    let bundle = s
+        .config
+        .labels?
+        .into_iter()
+        .find_map(|l| l.strip_prefix("bundle=").map(PathBuf::from))?;
+    let plain = |p: &std::path::Path| {
+        p.is_absolute()
+            && p.components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir))
+    };
+    let rootfs = s.config.rootfs?;
+    (plain(&bundle) && plain(&rootfs) && !bundle.starts_with(&rootfs))
+        .then(|| bundle.join("config.json"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bundle's `config.json` only where the container cannot reach it.
+    #[test]
+    fn runc_names_its_bundle() {
+        let state = |rootfs: &str, bundle: &str| {
+            format!(r#"{{"config":{{"rootfs":"{rootfs}","labels":["a=b","bundle={bundle}"]}}}}"#)
+        };
+        assert_eq!(
+            runc_bundle_config(state("/b/rootfs", "/b").as_bytes()),
+            Some(PathBuf::from("/b/config.json"))
+        );
+        assert_eq!(
+            runc_bundle_config(state("/images/x", "/run/b").as_bytes()),
+            Some(PathBuf::from("/run/b/config.json"))
+        );
+        for (rootfs, bundle) in [
+            ("/b/rootfs", "b"),
+            ("/b/rootfs", "/b/rootfs/../rootfs/b"),
+            ("/b/rootfs", "/b/rootfs/etc"),
+            ("/b", "/b"),
+            ("/", "/b"),
+        ] {
+            assert_eq!(
+                runc_bundle_config(state(rootfs, bundle).as_bytes()),
+                None,
+                "{rootfs} {bundle}"
+            );
+        }
+        assert_eq!(runc_bundle_config(br#"{"config":{"rootfs":"/r"}}"#), None);
+        assert_eq!(runc_bundle_config(b"[]"), None);
+    }
 
     /// A containerd CRI app container's spec, cut to what is read (containerd 1.6 on this
     /// machine, `<state>/io.containerd.runtime.v2.task/k8s.io/<id>/config.json`).

@@ -227,8 +227,9 @@ pub fn declared_privilege<'a>(
 /// given), if any: type `user`, since what a capability is worth depends on the user namespace
 /// it is held in. Against the spec where it was read (`declared="false"`); and against the
 /// container's first process (`declared="unknown"`), which also catches what a spec cannot
-/// say (runc's `state.json` keeps no `process.user`): a later process that holds more than
-/// what the runtime started gained it since (a setuid exec, a process entered from the host).
+/// say (a runc container whose bundle is gone gives no `process.user`): a later process that
+/// holds more than what the runtime started gained it since (a setuid exec, a process entered
+/// from the host).
 pub fn privilege_finding(
     c: &ContainerPrivilege,
     declared: Option<&DeclaredPrivilege>,

@@ -492,6 +492,37 @@ fn docker_and_podman_declarations() {
         },
     );
     assert!(privilege_wrong.is_empty(), "{}", privilege_wrong.join("\n"));
+    // Beside each observed level, the level Pod Security admission would give the spec the
+    // exporter read for the container (Docker's through the shim's working directory, Podman's
+    // from its store): the same in every row, as runc applied what dockerd and Podman asked.
+    let admission = [
+        "baseline",
+        "privileged",
+        "baseline",
+        "baseline",
+        // Root dropped, but the bounding set keeps the default capabilities and nothing
+        // sets no_new_privs: baseline by the spec as observed.
+        "baseline",
+        "privileged",
+        // Root mapped away in a user namespace; the default capabilities stay.
+        "baseline",
+    ];
+    let mut admission_wrong = Vec::new();
+    for ((name, id, want), admitted) in privilege_rows.iter().zip(admission) {
+        let inspect = ["inspect", "--format", "{{.State.Pid}}", id.as_str()];
+        let pid = match name.starts_with("docker") {
+            true => docker.docker(&inspect),
+            false => podman.podman(&inspect),
+        };
+        let declared = crate::privilege::admission_level(
+            run.path(),
+            &podman.root(),
+            id,
+            pid.trim().parse().unwrap(),
+        );
+        crate::privilege::side_by_side(name, want[5], declared, admitted, &mut admission_wrong);
+    }
+    assert!(admission_wrong.is_empty(), "{}", admission_wrong.join("\n"));
     // Judged on this test's containers only: others may run on the machine beside it.
     let ours = [&web, &x, &joiner, &pod_a, &infra];
     let of_ours = |rule: &str| -> Vec<(String, String, String)> {

@@ -2,15 +2,20 @@
 //! values `nsexporter_container_privilege_info` must show and the level it must meet, judged
 //! by one exporter's scan, beside the level Pod Security admission would give its spec; and a uid 1000 container without capabilities whose child execs a
 //! setuid-root program: `privilege_exceeds_declared` within one sweep, with the container,
-//! logged once. `declared="unknown"`: runc's `state.json`, the spec the exporter reads under
-//! `--path.run`, keeps no `process.user`, so the spec cannot say uid 0 exceeds it; the
-//! process is judged against its container's first process (uid 1000).
+//! logged once. `declared="false"`: runc's `state.json`, the spec the exporter reads under
+//! `--path.run`, keeps no `process.user`, so the exporter takes the uid (1000) from the
+//! bundle's `config.json` that `state.json` names.
 //!
 //! This machine has SELinux built in but not enabled and no AppArmor: every row's `lsm` is
 //! `none`; a label (`labelled`) and `unconfined` are covered by the parser's unit tests only.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nsexporter::declared::{SpecSources, Wanted};
+use nsexporter::privilege::Level;
+use nsexporter::privilege::level::declared_level;
 
 use serde_json::json;
 
@@ -168,6 +173,42 @@ pub fn wrong_rows(m: &Metrics, expected: &[(&str, String, [&str; 6])]) -> Vec<St
     wrong
 }
 
+/// The level Pod Security admission would give the spec the exporter reads for container `id`,
+/// whose first process is `pid`: found by the exporter's own [`SpecSources`] under the roots
+/// it was given (`--path.run`, `--path.podman`), and last through the shim's working
+/// directory (the first process's parent, as the exporter takes it).
+pub fn admission_level(run: &Path, storage: &Path, id: &str, pid: i32) -> Result<Level, String> {
+    let mut sources = SpecSources::new(run.into(), storage.into(), "/proc".into());
+    let wanted = Wanted {
+        id: id.to_owned(),
+        shim: stat_field(pid, 4),
+    };
+    let found = sources.refresh(&[wanted], Instant::now());
+    let spec = found
+        .specs
+        .get(id)
+        .ok_or_else(|| format!("no spec for {id}: {:?}", found.errors))?;
+    Ok(declared_level(&spec.privilege, spec.host_namespaces()).level)
+}
+
+/// One row of the matrix, observed beside admission's level, printed as every row is; a
+/// declared level other than `want` is pushed to `wrong`.
+pub fn side_by_side(
+    name: &str,
+    observed: &str,
+    declared: Result<Level, String>,
+    want: &str,
+    wrong: &mut Vec<String>,
+) {
+    let got = declared.as_ref().map_or("-", |l| l.as_str());
+    eprintln!("{name:<48} observed {observed:<10} declared {got}");
+    match declared {
+        Ok(l) if l.as_str() == want => {}
+        Ok(l) => wrong.push(format!("{name}: the spec's level is {l:?}, want {want}")),
+        Err(e) => wrong.push(format!("{name}: {e}")),
+    }
+}
+
 /// runc containers with crafted specs, started together, judged by one scan: each row's
 /// observed values and level.
 #[test]
@@ -199,19 +240,10 @@ fn runc_containers_show_their_observed_privilege() {
     let mut wrong = wrong_rows(&m, &expected);
     // The level Pod Security admission would give each spec, beside the level observed: for
     // these specs the same, as runc applies what they ask.
-    for ((name, _, want), c) in expected.iter().zip(&containers) {
-        let config = std::fs::read(c.bundle().dir().join("config.json")).unwrap();
-        let spec = nsexporter::declared::parse_oci_config(&config).unwrap();
-        let declared =
-            nsexporter::privilege::level::declared_level(&spec.privilege, spec.host_namespaces());
-        eprintln!(
-            "{name:<48} observed {:<10} declared {}",
-            want[5],
-            declared.level.as_str()
-        );
-        if declared.level.as_str() != want[5] {
-            wrong.push(format!("{name}: the spec's level is {:?}", declared.level));
-        }
+    // The spec is what the exporter reads: runc's `state.json`, the uid from its bundle.
+    for ((name, id, want), c) in expected.iter().zip(&containers) {
+        let declared = admission_level(run.path(), Path::new("/nonexistent"), id, c.pid());
+        side_by_side(name, want[5], declared, want[5], &mut wrong);
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // None of them exceeds itself.
@@ -300,7 +332,7 @@ fn a_setuid_exec_in_a_uid_1000_container_exceeds_it() {
     let (m, f) = found;
     assert_eq!(
         f,
-        vec![(c.id.clone(), "user".to_owned(), "unknown".to_owned())]
+        vec![(c.id.clone(), "user".to_owned(), "false".to_owned())]
     );
     let info = m.find(
         "nsexporter_container_privilege_info",
