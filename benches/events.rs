@@ -7,7 +7,8 @@
 //!    namespaces), and two release exporters at the default interval: polling (`--scan.ebpf=
 //!    false`) and events. Their CPU (utime + stime from `/proc/PID/stat`) over
 //!    `NSX_BENCH_QUIET_SECS` (300), the events exporter's probes' own run time
-//!    (kernel.bpf_stats_enabled, from its program fds' fdinfo), and its peak memory (VmHWM).
+//!    (kernel.bpf_stats_enabled, from its program fds' fdinfo), and their peak memory (VmHWM:
+//!    at the start, then reset and read again after the quiet phase).
 //! 2. **Forks.** `/bin/true` spawned at `NSX_BENCH_RATES` (100,1000) a second for
 //!    `NSX_BENCH_RATE_SECS` (30) each: the CPU both exporters add, per fork.
 //! 3. **Reflection.** `NSX_BENCH_TRIALS` (100) times: `unshare --uts sleep` started, then
@@ -16,8 +17,8 @@
 //! 4. **Churn.** `unshare --net --uts --ipc sleep 2.5` four times a second for
 //!    `NSX_BENCH_CHURN_SECS` (300): created and destroyed per type, against what was made,
 //!    for both exporters.
-//! 5. **Losses.** A third exporter with a ring buffer of `NSX_BENCH_RING` (8192) bytes and a
-//!    safety net of 20 s; a fork flood from four threads for `NSX_BENCH_FLOOD_SECS` (3), with
+//! 5. **Losses.** A third exporter with a ring buffer of `NSX_BENCH_RING` (4096) bytes and a
+//!    safety net of 20 s; a fork flood (two shells a CPU) for `NSX_BENCH_FLOOD_SECS` (3), with
 //!    long-lived `unshare --net sleep` started among it: the losses, the resync walks, how long
 //!    after the flood its namespace list (held by processes) equals `lsns`'s, and the
 //!    divergence the next safety-net walk counts.
@@ -32,8 +33,6 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use load::LoadGroups;
@@ -241,7 +240,7 @@ fn main() {
     let rate_secs = env_usize("NSX_BENCH_RATE_SECS", 30) as u64;
     let trials = env_usize("NSX_BENCH_TRIALS", 100);
     let churn_secs = env_usize("NSX_BENCH_CHURN_SECS", 300) as u64;
-    let ring = env_usize("NSX_BENCH_RING", 8192);
+    let ring = env_usize("NSX_BENCH_RING", 4096);
     let flood_secs = env_usize("NSX_BENCH_FLOOD_SECS", 3) as u64;
     let rates: Vec<usize> = std::env::var("NSX_BENCH_RATES")
         .unwrap_or_else(|_| "100,1000".into())
@@ -271,8 +270,21 @@ fn main() {
             .map(|t| events.value(&format!("nsexporter_namespaces{{type=\"{t}\"}}")))
             .sum::<f64>()
     );
-    // Past the first scans and their allocations.
+    // Past the first scans and their allocations; the peak from here on is the steady one
+    // (the start's, when the eBPF loader parses the kernel's BTF, is said apart).
     std::thread::sleep(Duration::from_secs(20));
+    for e in [&polling, &events] {
+        println!(
+            "{} exporter's peak at the start: VmHWM {} KiB",
+            if e.pid() == events.pid() {
+                "events"
+            } else {
+                "polling"
+            },
+            status_kib(e.pid(), "VmHWM:")
+        );
+        std::fs::write(format!("/proc/{}/clear_refs", e.pid()), "5").expect("reset VmHWM");
+    }
 
     // 1. Quiet.
     let (p0, e0, b0) = (
@@ -413,8 +425,11 @@ fn main() {
         n += 1;
         churn.0.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
     }
+    // Every one ends by itself, and a scan interval passes for the polling exporter.
+    for c in &mut churn.0 {
+        let _ = c.wait();
+    }
     drop(churn);
-    // Every one ended, and a scan interval for the polling exporter to see it.
     std::thread::sleep(Duration::from_secs(20));
     let (pc1, ec1) = (counts(&polling), counts(&events));
     for (name, a, b) in [("polling", &pc0, &pc1), ("events", &ec0, &ec1)] {
@@ -443,17 +458,19 @@ fn main() {
             "--metrics.namespaces-per-workload=0",
         ],
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let forked = Arc::new(AtomicUsize::new(0));
-    let flooders: Vec<_> = (0..4)
+    // Two shells a CPU that fork and exit (no exec) as fast as they go: far more reports than
+    // a small ring holds between two reads.
+    let flood = format!(
+        r#"end=$(($(date +%s) + {flood_secs})); n=0; while [ "$(date +%s)" -lt $end ]; do for i in 1 2 3 4 5 6 7 8 9 10; do ( : ) & done; wait; n=$((n+10)); done; echo $n"#
+    );
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let flooders: Vec<Child> = (0..2 * cpus)
         .map(|_| {
-            let (stop, forked) = (Arc::clone(&stop), Arc::clone(&forked));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = Command::new("/bin/true").status();
-                    forked.fetch_add(1, Ordering::Relaxed);
-                }
-            })
+            Command::new("busybox")
+                .args(["sh", "-c", &flood])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("busybox sh")
         })
         .collect();
     let mut kept = Children::default();
@@ -462,10 +479,16 @@ fn main() {
         kept.0.push(spawn(&["unshare", "--net", "sleep", "300"]));
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    for f in flooders {
-        let _ = f.join();
-    }
+    let forked: usize = flooders
+        .into_iter()
+        .map(|f| {
+            let out = f.wait_with_output().expect("flooder");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        })
+        .sum();
     let flood_end = Instant::now();
     let mut timeline = Vec::new();
     while flood_end.elapsed() < Duration::from_secs(10) {
@@ -491,7 +514,7 @@ fn main() {
         .sum();
     println!(
         "flood: {} forks in {flood_secs} s with {} long-lived unshares; lost {lost} (sequence gaps {}, ring full {}), resync walks {}",
-        forked.load(Ordering::Relaxed),
+        forked,
         kept.0.len(),
         value(
             &m,

@@ -283,10 +283,10 @@ impl ScanLoop {
                 "the safety-net walk found processes the events had missed (counted in nsexporter_ebpf_divergence_total)"
             );
         }
-        let events = self.kept.as_mut().map_or([0; TaskKind::ALL.len()], |k| {
-            k.last_step = Instant::now();
-            std::mem::take(&mut k.events)
-        });
+        let events = self
+            .kept
+            .as_mut()
+            .map_or([0; TaskKind::ALL.len()], |k| std::mem::take(&mut k.events));
         let walk = match how {
             How::Walk(reason) => {
                 if let Some(k) = self.kept.as_mut() {
@@ -303,7 +303,9 @@ impl ScanLoop {
             divergence,
         });
         let outcome = match outcome {
-            Ok(o) => o,
+            Ok(Some(o)) => o,
+            // Nothing changed: only the counters above are new.
+            Ok(None) => return (self.metrics.exposition(), Ok(())),
             Err(e) => {
                 let reason = e.reason();
                 self.metrics.record(Outcome::ScanFailed(reason));
@@ -319,6 +321,9 @@ impl ScanLoop {
                 return (self.metrics.exposition(), Err(e));
             }
         };
+        if let Some(k) = self.kept.as_mut() {
+            k.last_step = Instant::now();
+        }
         if let Some(reason) = self.failing.take() {
             tracing::info!(after = reason.as_str(), "scans succeed again");
         }
@@ -406,7 +411,8 @@ impl ScanLoop {
 /// The events mode: the snapshot kept by the task events between walks.
 impl ScanLoop {
     /// The next snapshot as `how` says: walked, or kept by events.
-    fn next_snapshot(&mut self, how: How) -> (Result<ScanOutcome, ScanFailure>, u64) {
+    /// `None` where events changed nothing the snapshot holds.
+    fn next_snapshot(&mut self, how: How) -> (Result<Option<ScanOutcome>, ScanFailure>, u64) {
         let previous = self.state.tracker.previous_arc().cloned();
         let kept = self.kept.as_mut();
         match (how, previous, kept) {
@@ -428,10 +434,11 @@ impl ScanLoop {
                 let walked = self.scanner.scan(Some(&previous));
                 let named = self.drain_task_events();
                 let divergence = match (&kept_now, &walked) {
-                    (Ok(k), Ok(w)) => divergence(&k.snapshot, &w.snapshot, &named),
+                    (Ok(Some(k)), Ok(w)) => divergence(&k.snapshot, &w.snapshot, &named),
+                    (Ok(None), Ok(w)) => divergence(&previous, &w.snapshot, &named),
                     _ => 0,
                 };
-                (walked, divergence)
+                (walked.map(Some), divergence)
             }
             (how, previous, _) => {
                 if let Some(kept) = self.kept.as_mut() {
@@ -440,7 +447,7 @@ impl ScanLoop {
                     kept.since = None;
                 }
                 let _ = how;
-                (self.scanner.scan(previous.as_deref()), 0)
+                (self.scanner.scan(previous.as_deref()).map(Some), 0)
             }
         }
     }
@@ -583,7 +590,11 @@ impl ScanLoop {
                 continue;
             }
             // The safety net keeps its own time, whatever the scan interval.
-            if self.kept.as_ref().is_some_and(|k| k.walk_due(now).is_some()) {
+            if self
+                .kept
+                .as_ref()
+                .is_some_and(|k| k.walk_due(now).is_some())
+            {
                 publish_step(&mut self, How::Walk(WalkReason::SafetyNet));
                 continue;
             }
@@ -868,6 +879,30 @@ mod tests {
             .expect("first walk");
         let before = events.state.tracker.previous().unwrap().clone();
         let id = |pid: i32| before.processes[&pid].id;
+        // An event that changed nothing the snapshot holds (a process read again as it was,
+        // one gone before it was read) takes no step: no scan is counted.
+        let scans = |e: &Exposition| {
+            let text = String::from_utf8(e.text()).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("nsexporter_scans_total ").map(str::to_owned))
+                .expect("the scans' counter")
+        };
+        let walked_once = Arc::clone(events.state.tracker.previous_arc().unwrap());
+        let k = events.kept.as_mut().unwrap();
+        k.take(&TaskEvent {
+            kind: TaskKind::Touched,
+            process: id(50),
+            parent: None,
+            cgroup_id: 0,
+            namespaces: crate::model::PerType::splat(None),
+        });
+        let (idle, result) = events.step_once(How::Refresh(Depth::Shallow));
+        result.expect("nothing to apply");
+        assert_eq!(scans(&idle), "1");
+        assert!(Arc::ptr_eq(
+            &walked_once,
+            events.state.tracker.previous_arc().unwrap()
+        ));
         for root in [walked.path(), kept.path()] {
             std::fs::remove_dir_all(root.join("101")).unwrap();
             copy_tree(&root.join("100"), &root.join("102"));

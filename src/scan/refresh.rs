@@ -73,7 +73,8 @@ impl Scanner {
     /// The next snapshot from `previous` and what the events changed: gone processes dropped,
     /// the children of gone ones read again too (they were reparented), and each process in
     /// `dirty.read` read now (one that exited meanwhile dropped); at [`Depth::Deep`], also
-    /// each process with a thread in other namespaces. `failed` are the last
+    /// each process with a thread in other namespaces. `None` at [`Depth::Shallow`] where no
+    /// process changed: there is no new snapshot to take. `failed` are the last
     /// snapshot's failed reads: those of processes not read again stand, as a walk would find
     /// them again.
     pub fn refresh(
@@ -82,16 +83,20 @@ impl Scanner {
         dirty: &Dirty,
         failed: &HashSet<ProcessFailure>,
         depth: Depth,
-    ) -> Result<ScanOutcome, ScanFailure> {
+    ) -> Result<Option<ScanOutcome>, ScanFailure> {
         let (root, _dir, dir_fd) = self.open_root()?;
         let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         reader.kthreadd = previous.processes.get(&2).is_some_and(|p| p.ppid == 0);
         let mut processes = previous.processes.clone();
         let mut read = dirty.read.clone();
         let gone_pids: HashSet<i32> = dirty.gone.iter().map(|p| p.pid).collect();
+        // Whether anything the snapshot holds changed: most events on a quiet node are a
+        // short-lived process's fork, exec and exit, gone before it is read.
+        let mut changed = false;
         for id in &dirty.gone {
             if processes.get(&id.pid).is_some_and(|p| p.id == *id) {
                 processes.remove(&id.pid);
+                changed = true;
             }
         }
         if !gone_pids.is_empty() {
@@ -120,15 +125,19 @@ impl Scanner {
             };
             match reader.read(&name, pid) {
                 Ok(process) => {
-                    processes.insert(pid, process);
+                    if processes.get(&pid) != Some(&process) {
+                        processes.insert(pid, process);
+                        changed = true;
+                    }
                 }
                 Err(Skipped::Vanished) => {
                     if processes.remove(&pid).is_some() {
                         vanished += 1;
+                        changed = true;
                     }
                 }
                 // Counted; what was known of it stays, as a walk keeps what it could read.
-                Err(Skipped::Failed) => {}
+                Err(Skipped::Failed) => changed = true,
             }
         }
         // The failures of processes not read again stand, as a walk would find them again
@@ -137,6 +146,9 @@ impl Scanner {
             if !dirty.read.contains(&who.pid) && !gone_pids.contains(&who.pid) {
                 reader.errors.carry(who, reason);
             }
+        }
+        if !changed && depth == Depth::Shallow {
+            return Ok(None);
         }
         if processes.is_empty() {
             return Err(ScanFailure::NoProcesses {
@@ -167,7 +179,7 @@ impl Scanner {
             Depth::Deep => self.limits.read(dir_fd.as_fd(), &root, &mut reader.errors),
             Depth::Shallow => previous.limits.clone(),
         };
-        Ok(ScanOutcome {
+        Ok(Some(ScanOutcome {
             snapshot,
             errors: reader.errors,
             vanished,
@@ -175,6 +187,6 @@ impl Scanner {
             fds_skipped: self.fds_skipped,
             sockets_skipped: self.sockets_skipped,
             socket_queries,
-        })
+        }))
     }
 }

@@ -15,7 +15,11 @@ use crate::support::*;
 fn held_by_processes(m: &Metrics) -> BTreeSet<String> {
     m.find("nsexporter_namespace_info", &[])
         .into_iter()
-        .filter(|s| s.labels.get("held_by").is_some_and(|h| h.contains("process")))
+        .filter(|s| {
+            s.labels
+                .get("held_by")
+                .is_some_and(|h| h.contains("process"))
+        })
         .map(|s| format!("{}:{}", s.labels["type"], s.labels["inode"]))
         .collect()
 }
@@ -91,9 +95,11 @@ fn events_alone_keep_the_namespaces_between_walks() {
         let inode = ns_inode(moved, "net")?;
         (Some(inode) != ns_inode(std::process::id() as i32, "net")).then_some(inode)
     });
-    wait_for("the moved process's net namespace", Duration::from_secs(5), || {
-        has(&e.metrics(), "net", net).then_some(())
-    });
+    wait_for(
+        "the moved process's net namespace",
+        Duration::from_secs(5),
+        || has(&e.metrics(), "net", net).then_some(()),
+    );
     // An exit ends its namespaces.
     drop(fresh);
     wait_for("the uts namespace gone", Duration::from_secs(5), || {

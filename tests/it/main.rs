@@ -18,9 +18,9 @@ mod declared;
 mod deploy;
 #[cfg(feature = "ebpf")]
 mod ebpf;
-mod events_mode;
 mod engine_names;
 mod evasion;
+mod events_mode;
 mod exporter;
 mod failures;
 mod holds;
