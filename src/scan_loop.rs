@@ -270,11 +270,14 @@ impl ScanLoop {
             Some(_) => WalkReason::Interval,
         };
         self.step_once(How::Walk(reason))
+            .unwrap_or_else(|| (self.metrics.exposition(), Ok(())))
     }
 
     /// Scans once as `how` says, takes the snapshot through the pipeline's step, and encodes
     /// the result; a failed scan is recorded and encoded too.
-    fn step_once(&mut self, how: How) -> (Exposition, Result<(), ScanFailure>) {
+    /// `None` where events changed nothing the snapshot holds: nothing new to publish (their
+    /// counters go out with the next exposition).
+    fn step_once(&mut self, how: How) -> Option<(Exposition, Result<(), ScanFailure>)> {
         let started = Instant::now();
         let (outcome, divergence) = self.next_snapshot(how);
         if divergence > 0 {
@@ -304,8 +307,7 @@ impl ScanLoop {
         });
         let outcome = match outcome {
             Ok(Some(o)) => o,
-            // Nothing changed: only the counters above are new.
-            Ok(None) => return (self.metrics.exposition(), Ok(())),
+            Ok(None) => return None,
             Err(e) => {
                 let reason = e.reason();
                 self.metrics.record(Outcome::ScanFailed(reason));
@@ -318,7 +320,7 @@ impl ScanLoop {
                         "scan failed (said once until a scan succeeds; counted in nsexporter_scan_failures_total)"
                     );
                 }
-                return (self.metrics.exposition(), Err(e));
+                return Some((self.metrics.exposition(), Err(e)));
             }
         };
         if let Some(k) = self.kept.as_mut() {
@@ -377,7 +379,7 @@ impl ScanLoop {
         // also keeps the text off that peak.
         drop(result);
         release_free_memory();
-        (self.metrics.exposition(), Ok(()))
+        Some((self.metrics.exposition(), Ok(())))
     }
 
     /// What the between-scans judge borrows for one sweep or batch.
@@ -573,7 +575,10 @@ impl ScanLoop {
         let stopped = || !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
         let publish_step = |this: &mut Self, how: How| {
             health.scan_started();
-            let (exposition, result) = this.step_once(how);
+            let Some((exposition, result)) = this.step_once(how) else {
+                health.scan_finished(Ok(()));
+                return;
+            };
             publish.send_replace(Some(Arc::new(exposition)));
             health.scan_finished(result.map_err(|e| e.to_string()));
             this.between.reset();
@@ -875,6 +880,7 @@ mod tests {
         polling.run_once().1.expect("first walk");
         events
             .step_once(How::Walk(WalkReason::Start))
+            .expect("a walk")
             .1
             .expect("first walk");
         let before = events.state.tracker.previous().unwrap().clone();
@@ -896,9 +902,8 @@ mod tests {
             cgroup_id: 0,
             namespaces: crate::model::PerType::splat(None),
         });
-        let (idle, result) = events.step_once(How::Refresh(Depth::Shallow));
-        result.expect("nothing to apply");
-        assert_eq!(scans(&idle), "1");
+        assert!(events.step_once(How::Refresh(Depth::Shallow)).is_none());
+        assert_eq!(scans(&events.metrics.exposition()), "1");
         assert!(Arc::ptr_eq(
             &walked_once,
             events.state.tracker.previous_arc().unwrap()
@@ -935,7 +940,7 @@ mod tests {
         k.take(&task(TaskKind::Fork, 102, 10900));
         k.take(&task(TaskKind::Exit, 101, id(101).start_ticks));
         k.take(&task(TaskKind::Exec, 100, id(100).start_ticks));
-        let (after_events, result) = events.step_once(How::Refresh(Depth::Deep));
+        let (after_events, result) = events.step_once(How::Refresh(Depth::Deep)).expect("a step");
         result.expect("refresh");
         let (walked_snapshot, kept_snapshot) = (
             polling.state.tracker.previous().unwrap(),

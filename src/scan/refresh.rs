@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::os::fd::AsFd;
 
-use crate::model::{ProcessId, Snapshot};
+use crate::model::{Process, ProcessId, Snapshot};
 
 use super::errors::ProcessFailure;
 use super::reader::{ProcessReader, Skipped};
@@ -87,22 +87,21 @@ impl Scanner {
         let (root, _dir, dir_fd) = self.open_root()?;
         let mut reader = ProcessReader::new(dir_fd.as_fd(), &root, self.threads);
         reader.kthreadd = previous.processes.get(&2).is_some_and(|p| p.ppid == 0);
-        let mut processes = previous.processes.clone();
         let mut read = dirty.read.clone();
         let gone_pids: HashSet<i32> = dirty.gone.iter().map(|p| p.pid).collect();
-        // Whether anything the snapshot holds changed: most events on a quiet node are a
-        // short-lived process's fork, exec and exit, gone before it is read.
-        let mut changed = false;
+        let was = &previous.processes;
+        // What changed, found before anything is copied: most events on a quiet node are a
+        // short-lived process's fork, exec and exit, gone before it is read, which change
+        // nothing the snapshot holds. `None`: the process is gone.
+        let mut updates: Vec<(i32, Option<Process>)> = Vec::new();
         for id in &dirty.gone {
-            if processes.get(&id.pid).is_some_and(|p| p.id == *id) {
-                processes.remove(&id.pid);
-                changed = true;
+            if was.get(&id.pid).is_some_and(|p| p.id == *id) {
+                updates.push((id.pid, None));
             }
         }
         if !gone_pids.is_empty() {
             read.extend(
-                processes
-                    .values()
+                was.values()
                     .filter(|p| gone_pids.contains(&p.ppid))
                     .map(|p| p.id.pid),
             );
@@ -111,34 +110,40 @@ impl Scanner {
         // each interval, as a walk would.
         if depth == Depth::Deep {
             read.extend(
-                processes
-                    .values()
+                was.values()
                     .filter(|p| !p.thread_namespaces.is_empty())
                     .map(|p| p.id.pid),
             );
         }
-        let mut vanished = 0;
+        let (mut vanished, mut failed_reads) = (0, false);
         let mut digits = itoa::Buffer::new();
         for pid in read {
             let Ok(name) = std::ffi::CString::new(digits.format(pid)) else {
                 continue;
             };
             match reader.read(&name, pid) {
-                Ok(process) => {
-                    if processes.get(&pid) != Some(&process) {
-                        processes.insert(pid, process);
-                        changed = true;
-                    }
+                Ok(process) if was.get(&pid) != Some(&process) => {
+                    updates.push((pid, Some(process)));
                 }
-                Err(Skipped::Vanished) => {
-                    if processes.remove(&pid).is_some() {
-                        vanished += 1;
-                        changed = true;
-                    }
+                Ok(_) => {}
+                Err(Skipped::Vanished) if was.contains_key(&pid) => {
+                    vanished += 1;
+                    updates.push((pid, None));
                 }
+                Err(Skipped::Vanished) => {}
                 // Counted; what was known of it stays, as a walk keeps what it could read.
-                Err(Skipped::Failed) => changed = true,
+                Err(Skipped::Failed) => failed_reads = true,
             }
+        }
+        if updates.is_empty() && !failed_reads && depth == Depth::Shallow {
+            return Ok(None);
+        }
+        let mut processes = was.clone();
+        for (pid, update) in updates {
+            match update {
+                Some(p) => processes.insert(pid, p),
+                None => processes.remove(&pid),
+            };
         }
         // The failures of processes not read again stand, as a walk would find them again
         // (one whose `stat` could not be read is in no snapshot, but in /proc until it exits).
@@ -146,9 +151,6 @@ impl Scanner {
             if !dirty.read.contains(&who.pid) && !gone_pids.contains(&who.pid) {
                 reader.errors.carry(who, reason);
             }
-        }
-        if !changed && depth == Depth::Shallow {
-            return Ok(None);
         }
         if processes.is_empty() {
             return Err(ScanFailure::NoProcesses {
