@@ -103,8 +103,11 @@ fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavaila
     let entries = u32::try_from(ring_bytes).map_err(|_| format!("ring of {ring_bytes} bytes"))?;
     // The probes wake the reader once a quarter of the ring waits.
     let wake_at = (ring_bytes / 4) as u64;
-    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE).
+    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE), and the task probes find
+    // their tracepoints there: parsed once, for both (it is megabytes).
+    let btf = Btf::from_sys_fs().map_err(|e| format!("cannot read the kernel's BTF: {e}"))?;
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
         .map_max_entries("CHANGES", entries)
         .override_global("wake_at", &wake_at, true)
         .load(OBJECT)
@@ -112,7 +115,7 @@ fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavaila
     for (name, tracepoint) in PROGRAMS {
         attach_syscall(&mut ebpf, name, tracepoint)?;
     }
-    let tasks = attach_tasks(&mut ebpf);
+    let tasks = attach_tasks(&mut ebpf, &btf);
     if tasks.is_err() {
         // Half the task probes would be worse than none: the scan loop would trust them.
         // Unloading detaches; one that never loaded says so, which is no news.
@@ -149,8 +152,7 @@ fn attach_syscall(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), U
     Ok(())
 }
 
-fn attach_tasks(ebpf: &mut Ebpf) -> Result<(), Unavailable> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+fn attach_tasks(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), Unavailable> {
     for (name, tracepoint) in TASK_BTF {
         let program: &mut BtfTracePoint = ebpf
             .program_mut(name)
@@ -158,7 +160,7 @@ fn attach_tasks(ebpf: &mut Ebpf) -> Result<(), Unavailable> {
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
         program
-            .load(tracepoint, &btf)
+            .load(tracepoint, btf)
             .map_err(|e| format!("cannot load {name} for tp_btf/{tracepoint}: {e}"))?;
         program
             .attach()
