@@ -152,6 +152,18 @@ fn attach_syscall(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), U
     Ok(())
 }
 
+/// An error in one line: aya's load error holds the verifier's whole log, whose last line says
+/// why it refused.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next_back()) {
+        (Some(first), Some(last)) => format!("{first} … {last}"),
+        (Some(first), None) => first.to_owned(),
+        _ => text,
+    }
+}
+
 fn attach_tasks(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), Unavailable> {
     for (name, tracepoint) in TASK_BTF {
         let program: &mut BtfTracePoint = ebpf
@@ -159,9 +171,12 @@ fn attach_tasks(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), Unavailable> {
             .ok_or_else(|| format!("the eBPF object has no program {name}"))?
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
-        program
-            .load(tracepoint, btf)
-            .map_err(|e| format!("cannot load {name} for tp_btf/{tracepoint}: {e}"))?;
+        program.load(tracepoint, btf).map_err(|e| {
+            format!(
+                "cannot load {name} for tp_btf/{tracepoint}: {}",
+                one_line(&e)
+            )
+        })?;
         program
             .attach()
             .map_err(|e| format!("cannot attach to tp_btf/{tracepoint}: {e}"))?;
@@ -230,5 +245,20 @@ fn read_changes(
         if let Ok(per_cpu) = lost_map.get(&0, 0) {
             lost.set(LostReason::RingBufferFull, per_cpu.iter().sum());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_verifier_log_is_said_in_one_line() {
+        let log = "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx()\n1: (79) r2 = *(u64 *)(r1 +8)\n\nfunc 'sched_process_exit' doesn't have 2-th argument\n";
+        assert_eq!(
+            one_line(&log),
+            "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx() … func 'sched_process_exit' doesn't have 2-th argument"
+        );
+        assert_eq!(one_line(&"no such tracepoint"), "no such tracepoint");
     }
 }
