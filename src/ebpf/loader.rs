@@ -103,8 +103,11 @@ fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavaila
     let entries = u32::try_from(ring_bytes).map_err(|_| format!("ring of {ring_bytes} bytes"))?;
     // The probes wake the reader once a quarter of the ring waits.
     let wake_at = (ring_bytes / 4) as u64;
-    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE).
+    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE), and the task probes find
+    // their tracepoints there: parsed once, for both (it is megabytes).
+    let btf = Btf::from_sys_fs().map_err(|e| format!("cannot read the kernel's BTF: {e}"))?;
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
         .map_max_entries("CHANGES", entries)
         .override_global("wake_at", &wake_at, true)
         .load(OBJECT)
@@ -112,7 +115,7 @@ fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavaila
     for (name, tracepoint) in PROGRAMS {
         attach_syscall(&mut ebpf, name, tracepoint)?;
     }
-    let tasks = attach_tasks(&mut ebpf);
+    let tasks = attach_tasks(&mut ebpf, &btf);
     if tasks.is_err() {
         // Half the task probes would be worse than none: the scan loop would trust them.
         // Unloading detaches; one that never loaded says so, which is no news.
@@ -149,17 +152,31 @@ fn attach_syscall(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), U
     Ok(())
 }
 
-fn attach_tasks(ebpf: &mut Ebpf) -> Result<(), Unavailable> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+/// An error in one line: aya's load error holds the verifier's whole log, whose last line says
+/// why it refused.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next_back()) {
+        (Some(first), Some(last)) => format!("{first} … {last}"),
+        (Some(first), None) => first.to_owned(),
+        _ => text,
+    }
+}
+
+fn attach_tasks(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), Unavailable> {
     for (name, tracepoint) in TASK_BTF {
         let program: &mut BtfTracePoint = ebpf
             .program_mut(name)
             .ok_or_else(|| format!("the eBPF object has no program {name}"))?
             .try_into()
             .map_err(|e| format!("{name}: {e}"))?;
-        program
-            .load(tracepoint, &btf)
-            .map_err(|e| format!("cannot load {name} for tp_btf/{tracepoint}: {e}"))?;
+        program.load(tracepoint, btf).map_err(|e| {
+            format!(
+                "cannot load {name} for tp_btf/{tracepoint}: {}",
+                one_line(&e)
+            )
+        })?;
         program
             .attach()
             .map_err(|e| format!("cannot attach to tp_btf/{tracepoint}: {e}"))?;
@@ -228,5 +245,20 @@ fn read_changes(
         if let Ok(per_cpu) = lost_map.get(&0, 0) {
             lost.set(LostReason::RingBufferFull, per_cpu.iter().sum());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_verifier_log_is_said_in_one_line() {
+        let log = "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx()\n1: (79) r2 = *(u64 *)(r1 +8)\n\nfunc 'sched_process_exit' doesn't have 2-th argument\n";
+        assert_eq!(
+            one_line(&log),
+            "the BPF_PROG_LOAD syscall failed. Verifier output: 0: R1=ctx() … func 'sched_process_exit' doesn't have 2-th argument"
+        );
+        assert_eq!(one_line(&"no such tracepoint"), "no such tracepoint");
     }
 }
