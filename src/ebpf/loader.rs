@@ -200,11 +200,18 @@ fn read_changes(
     // The probes wake the reader only when a quarter of the ring is waiting (a wakeup per
     // report cost more than the probe itself, docs/performance.md): it looks every 10 ms
     // besides.
-    let wait = PollTimeout::try_from(Duration::from_millis(10)).unwrap_or(PollTimeout::NONE);
+    // After a second without reports it looks every 100 ms: a quiet node's reader then wakes
+    // ten times a second, not a hundred (a report still waits at most that long).
+    let busy = PollTimeout::try_from(Duration::from_millis(10)).unwrap_or(PollTimeout::NONE);
+    let idle = PollTimeout::try_from(Duration::from_millis(100)).unwrap_or(PollTimeout::NONE);
     let mut sequences = Sequences::default();
+    // The kernel's count of full-ring drops is a system call to read: read after a round that
+    // had reports (a full ring is one that had them), and every hundred rounds besides.
+    let mut quiet_rounds = 0u32;
     loop {
         {
             let mut fds = [PollFd::new(ring.as_fd(), PollFlags::POLLIN)];
+            let wait = if quiet_rounds >= 100 { idle } else { busy };
             if let Err(e) = poll(&mut fds, wait)
                 && e != nix::errno::Errno::EINTR
             {
@@ -212,7 +219,9 @@ fn read_changes(
                 return;
             }
         }
+        let mut reports = false;
         while let Some(report) = ring.next() {
+            reports = true;
             let Some(Report { cpu, seq, event }) = parse_report(&report, ticks_per_second) else {
                 continue;
             };
@@ -242,7 +251,14 @@ fn read_changes(
             0 => {}
             gaps => lost.add(LostReason::SequenceGap, gaps),
         }
-        if let Ok(per_cpu) = lost_map.get(&0, 0) {
+        quiet_rounds = if reports {
+            0
+        } else {
+            quiet_rounds.saturating_add(1)
+        };
+        if (reports || quiet_rounds.is_multiple_of(100))
+            && let Ok(per_cpu) = lost_map.get(&0, 0)
+        {
             lost.set(LostReason::RingBufferFull, per_cpu.iter().sum());
         }
     }

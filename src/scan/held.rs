@@ -11,6 +11,7 @@ impl Scanner {
         root: BorrowedFd<'_>,
         snapshot: &mut Snapshot,
         errors: &mut ScanErrors,
+        walk: bool,
     ) -> u64 {
         let procfs = self.procfs.root();
         // Read whether or not bind mounts are looked for: the mount counts come from it.
@@ -23,8 +24,10 @@ impl Scanner {
             Some(every) => {
                 let now = snapshot.time.ticks;
                 let every = every.as_millis() as u64 * self.ticks_per_second / 1000;
+                // Every process's fds are a walk of their own: in the events mode they are
+                // read when /proc is walked, and between walks the pins found are re-read.
                 match &mut self.fd_pass {
-                    Some(last) if now.saturating_sub(last.at) < every => {
+                    Some(last) if !walk || now.saturating_sub(last.at) < every => {
                         let round = last.rounds;
                         last.rounds += 1;
                         let lives = |p: &ProcessId| {

@@ -283,7 +283,7 @@ impl Scanner {
         let (time, wall) = self.now();
         let host = host_namespaces(&processes);
         let mut snapshot = Snapshot::from_processes(wall, time, processes, host);
-        let socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
+        let socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors, true);
         let net = holds::read_net(dir_fd.as_fd(), &root, &snapshot, &mut reader.errors);
         snapshot.holds.net = net.into_iter().collect();
         let id_queries = self.identify(dir_fd.as_fd(), &mut snapshot, previous, &mut reader.errors);

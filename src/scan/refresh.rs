@@ -164,7 +164,8 @@ impl Scanner {
         let mut socket_queries = 0;
         match depth {
             Depth::Deep => {
-                socket_queries = self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors);
+                socket_queries =
+                    self.add_pins(dir_fd.as_fd(), &mut snapshot, &mut reader.errors, false);
                 let net =
                     super::holds::read_net(dir_fd.as_fd(), &root, &snapshot, &mut reader.errors);
                 snapshot.holds.net = net.into_iter().collect();
