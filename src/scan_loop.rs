@@ -60,6 +60,8 @@ pub struct ScanLoop {
     held_back: Vec<Event>,
     /// In the events mode, what the last step read of each container's privilege.
     privilege_carried: pipeline::privilege::Carried,
+    /// The event readers' losses as last recorded.
+    losses_recorded: u64,
 }
 
 /// How a scan gets its snapshot.
@@ -211,6 +213,7 @@ impl ScanLoop {
             kept: None,
             held_back: Vec::new(),
             privilege_carried: pipeline::privilege::Carried::default(),
+            losses_recorded: 0,
         }
     }
 
@@ -307,7 +310,12 @@ impl ScanLoop {
         });
         let outcome = match outcome {
             Ok(Some(o)) => o,
-            Ok(None) => return None,
+            // Nothing changed: only what the readers lost goes out, where it grew.
+            Ok(None) => {
+                return self
+                    .reader_losses()
+                    .then(|| (self.metrics.exposition(), Ok(())));
+            }
             Err(e) => {
                 let reason = e.reason();
                 self.metrics.record(Outcome::ScanFailed(reason));
@@ -326,6 +334,7 @@ impl ScanLoop {
         if let Some(k) = self.kept.as_mut() {
             k.last_step = Instant::now();
         }
+        self.reader_losses();
         if let Some(reason) = self.failing.take() {
             tracing::info!(after = reason.as_str(), "scans succeed again");
         }
@@ -452,6 +461,36 @@ impl ScanLoop {
                 (self.scanner.scan(previous.as_deref()).map(Some), 0)
             }
         }
+    }
+
+    /// Records what the event readers lost so far (their own threads count it); whether it
+    /// grew since the last record.
+    fn reader_losses(&mut self) -> bool {
+        let Some(events) = &self.events else {
+            return false;
+        };
+        let total = |l: Option<&crate::events::Lost>| {
+            l.map_or(0, |l| {
+                crate::events::LostReason::ALL
+                    .into_iter()
+                    .map(|r| l.count(r))
+                    .sum::<u64>()
+            })
+        };
+        let drops = |d: Option<&crate::events::Drops>| {
+            d.map_or(0, |d| {
+                crate::events::DropReason::ALL
+                    .into_iter()
+                    .map(|r| d.count(r))
+                    .sum::<u64>()
+            })
+        };
+        let now = total(events.ebpf_lost.as_deref()) + drops(events.proc_drops.as_deref());
+        self.metrics.record(Outcome::ReaderLosses {
+            proc_events: events.proc_drops.as_deref(),
+            ebpf: events.ebpf_lost.as_deref(),
+        });
+        std::mem::replace(&mut self.losses_recorded, now) != now
     }
 
     /// Takes the task events waiting in the queue into the pending changes, and returns the

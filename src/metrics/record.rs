@@ -213,7 +213,10 @@ impl Metrics {
         self.between_findings
             .extend(new_findings.iter().map(finding_row));
     }
+}
 
+/// What a successful scan records.
+impl Metrics {
     /// Records one successful scan: its snapshot, the tracker's view after it, its changes,
     /// errors and sharing.
     fn record_scan(&mut self, record: &ScanRecord<'_>) {
