@@ -15,6 +15,7 @@ mod container_image;
 mod cri;
 mod dashboard;
 mod declared;
+mod declared_engines;
 mod deploy;
 #[cfg(feature = "ebpf")]
 mod ebpf;
