@@ -277,7 +277,7 @@ fn a_full_fd_table_is_a_failure_by_reason_said_once() {
     let idle = idle_fds(&args);
     // Room for one scrape's socket and the root's two fds (the open and its dup for getdents).
     let mut e = Exporter::start_with_nofile(&args, nofile_leaving(&idle, 3));
-    let m = wait_for("five failed scans", Duration::from_secs(10), || {
+    let m = wait_for("five failed scans", Duration::from_secs(30), || {
         // Before the first scan is published the answer is a 503 with a plain-text reason.
         let r = e.try_get("/metrics").ok().filter(|r| r.status == 200)?;
         let m = Metrics::parse(&r.text());
