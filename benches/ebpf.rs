@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns, unshare};
 
+#[path = "support/bpf_stats.rs"]
+mod bpf_stats;
+use bpf_stats::BpfStats;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -241,25 +245,6 @@ impl RunTimes {
     /// The mean run of each program, in ns, times how many runs one operation makes of it.
     fn per_operation(&self, runs: &[(&str, f64)]) -> f64 {
         runs.iter().map(|&(name, n)| self.mean(name) * n).sum()
-    }
-}
-
-/// Sets kernel.bpf_stats_enabled while it lives, and puts back what was there.
-struct BpfStats(String);
-
-impl BpfStats {
-    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    fn enable() -> BpfStats {
-        let was = std::fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
-        std::fs::write(Self::PATH, "1").expect("enable kernel.bpf_stats_enabled");
-        BpfStats(was)
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, self.0.trim());
     }
 }
 

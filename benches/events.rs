@@ -39,6 +39,10 @@ use std::time::{Duration, Instant};
 
 use load::LoadGroups;
 
+#[path = "support/bpf_stats.rs"]
+mod bpf_stats;
+use bpf_stats::BpfStats;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -161,25 +165,6 @@ fn bpf_run_time(pid: u32) -> (f64, u64) {
         }
     }
     (ns as f64 / 1e9, runs)
-}
-
-/// Sets kernel.bpf_stats_enabled while it lives, and puts back what was there.
-struct BpfStats(String);
-
-impl BpfStats {
-    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    fn enable() -> BpfStats {
-        let was = std::fs::read_to_string(Self::PATH).unwrap_or_else(|_| "0".into());
-        std::fs::write(Self::PATH, "1").expect("enable kernel.bpf_stats_enabled");
-        BpfStats(was)
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, self.0.trim());
-    }
 }
 
 /// Children started by the bench (unshare'd sleeps), killed on drop.
