@@ -21,6 +21,7 @@ mod deploy;
 mod ebpf;
 mod engine_names;
 mod evasion;
+#[cfg(feature = "ebpf")]
 mod events_mode;
 mod exporter;
 mod failures;
