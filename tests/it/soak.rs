@@ -269,7 +269,13 @@ fn everything_declared_for_a_soak_then_two_intrusions_page() {
     let setns_id = debug0.container("side").to_owned();
     let intruded = Instant::now();
     let _into_host = Intruder::enter_pid(cri.pid(&into_host_id), "mnt", HOST);
-    let _setns = Intruder::enter_pid(cri.pid(&setns_id), "net", cri.pid(&web0.sandbox_id));
+    // debug-0's containers share the sandbox's pid namespace.
+    let _setns = Intruder::enter_pid_unseen(
+        cri.pid(&setns_id),
+        "net",
+        cri.pid(&web0.sandbox_id),
+        exporter_pid,
+    );
     let want = [
         (&into_host_id, "mnt", web0, "app"),
         (&setns_id, "net", debug0, "side"),

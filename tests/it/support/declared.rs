@@ -125,6 +125,21 @@ impl Intruder {
         Intruder::enter_pid(c.pid(), t, into)
     }
 
+    /// As [`Intruder::enter_pid`], with the exporter `watcher` stopped (SIGSTOP) from before
+    /// the process enters the namespaces until it is in the cgroup. For a pod that shares one
+    /// pid namespace (the sandbox's) between its containers: a sweep between the two would
+    /// read a host-cgroup process in the sandbox's pid namespace, and attribution keeps such
+    /// a process the sandbox's for good (a process never leaves its container). A real
+    /// runtime (`runc exec`) puts its process in the cgroup first.
+    pub fn enter_pid_unseen(target: i32, t: &str, into: i32, watcher: i32) -> Intruder {
+        use nix::sys::signal::{Signal, kill};
+        let watcher = nix::unistd::Pid::from_raw(watcher);
+        kill(watcher, Signal::SIGSTOP).unwrap();
+        let intruder = std::panic::catch_unwind(|| Intruder::enter_pid(target, t, into));
+        kill(watcher, Signal::SIGCONT).unwrap();
+        intruder.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// As [`Intruder::enter`], beside any process `target`, in its cgroup (its path on the
     /// unified or named hierarchy, written on every hierarchy that has it).
     pub fn enter_pid(target: i32, t: &str, into: i32) -> Intruder {
