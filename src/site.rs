@@ -42,14 +42,18 @@ impl ExporterSite {
 }
 
 impl Site for ExporterSite {
-    /// The gzip encoded after the last scan, or the text inflated from it as it is sent: a
-    /// scrape never triggers or waits for a scan.
+    /// The gzip encoded after the last scan, or its text, inflated once for every plain scrape
+    /// of this exposition: a scrape never triggers or waits for a scan. Where the text does
+    /// not inflate (a bug), it is sent as it inflates, so that the client sees the error.
     fn metrics(&self, gzip: bool) -> Result<Metrics, String> {
         let published = self.published.borrow().clone();
         let exposition = published.ok_or("no scan has completed yet")?;
-        let body = match gzip {
-            true => Payload::Bytes(exposition.gzip().clone()),
-            false => Payload::Chunks(Box::new(exposition.plain())),
+        let body = if gzip {
+            Payload::Bytes(exposition.gzip().clone())
+        } else if let Some(text) = exposition.plain_text() {
+            Payload::Bytes(text)
+        } else {
+            Payload::Chunks(Box::new(exposition.plain()))
         };
         Ok(Metrics {
             content_type: CONTENT_TYPE,

@@ -4,18 +4,25 @@
 //! client that does not take gzip. What the splice saves against compressing the whole text
 //! again is measured in docs/performance.md ("The gzip splice").
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{Buf, Bytes};
 
 use super::encode::TextOut;
 
-/// One encoded exposition, served until the next scan replaces it: held gzipped only, with the
-/// length of its text. Prometheus asks for gzip; a client that does not is sent the text
-/// inflated as it goes ([`Exposition::plain`]), so that the 2 MB of text at 10,000 processes
-/// is held by no one between scans, nor through the next scan's peak.
+/// One encoded exposition, served until the next scan or sweep replaces it: held gzipped, with
+/// the length of its text. Prometheus asks for gzip, and then the text is held by no one. A
+/// client that does not take gzip is sent the text inflated once for this exposition and kept
+/// beside it ([`Exposition::plain_text`]): while plain clients ask, one copy of the text
+/// (2 MB at 10,000 processes) lives as long as the exposition, and each plain scrape after the
+/// first costs no inflate (docs/performance.md, "Plain scrapes").
 #[derive(Clone, Debug)]
 pub struct Exposition {
     gzip: Bytes,
     text_len: usize,
+    /// The text, inflated by the first plain scrape of this exposition; `None` inside where
+    /// the gzip did not inflate (an exporter's bug, which [`Exposition::plain`] reports).
+    text: Arc<OnceLock<Option<Bytes>>>,
 }
 
 impl Exposition {
@@ -39,6 +46,19 @@ impl Exposition {
         self.plain().read(usize::MAX).map_or_else(Vec::new, |text| {
             text.expect("an exposition's own gzip inflates")
         })
+    }
+
+    /// The text, inflated by the first caller for this exposition and shared by every caller
+    /// after it: callers at the same time wait for the one inflate. `None` where the gzip does
+    /// not inflate to its length and CRC (an exporter's bug: [`Exposition::plain`] says how).
+    pub fn plain_text(&self) -> Option<Bytes> {
+        self.text
+            .get_or_init(|| {
+                self.plain()
+                    .read(usize::MAX)
+                    .map_or(Some(Bytes::new()), |text| text.ok().map(Bytes::from))
+            })
+            .clone()
     }
 
     /// The text, to be inflated a chunk at a time ([`Plain::next_chunk`]).
@@ -163,6 +183,7 @@ impl Spliced {
         Exposition {
             gzip: self.gzip.clone(),
             text_len: self.text_len,
+            text: Arc::default(),
         }
     }
 
@@ -366,6 +387,20 @@ pub(crate) mod tests {
     /// The text comes in chunks of at most the size asked for, in order, and the last only
     /// once the gzip's CRC and length agree with it: a gzip that is not the text's ends in an
     /// error, not in a text that looks whole.
+    /// The plain text is inflated once per exposition and shared: a clone of the exposition
+    /// (each scrape holds one) gets the same allocation; a new exposition inflates its own.
+    #[test]
+    fn the_plain_text_is_inflated_once_per_exposition() {
+        let e = Exposition::of_text(b"a 1\nb 2\n");
+        let first = e.plain_text().unwrap();
+        assert_eq!(&first[..], b"a 1\nb 2\n");
+        let again = e.clone().plain_text().unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "inflated twice");
+        let other = Exposition::of_text(b"a 1\nb 2\n").plain_text().unwrap();
+        assert_ne!(first.as_ptr(), other.as_ptr());
+        assert_eq!(Exposition::of_text(b"").plain_text().unwrap(), Bytes::new());
+    }
+
     #[test]
     fn the_text_is_inflated_a_chunk_at_a_time_and_checked_at_the_end() {
         let text: Vec<u8> = (0..40_000)
@@ -390,7 +425,9 @@ pub(crate) mod tests {
             let bad = Exposition {
                 gzip: gzip.into(),
                 text_len: e.text_len(),
+                text: Arc::default(),
             };
+            assert_eq!(bad.plain_text(), None, "a bad trailer was not noticed");
             let mut plain = bad.plain();
             let mut got = Vec::new();
             let error = loop {
