@@ -76,6 +76,10 @@ pub struct Finding {
     pub container: Arc<Container>,
     /// Set from the container's spec after [`evaluate`]; `Unknown` until then.
     pub declared: Declaration,
+    /// What the rule saw beyond its name, for the log: for `privilege_exceeds_declared`, the
+    /// process that holds more than its declaration and what it holds beyond it (facts the
+    /// kernel keeps, not what the process wrote).
+    pub detail: Option<Arc<str>>,
 }
 
 impl Finding {
@@ -116,6 +120,7 @@ impl FindingLog {
                     k8s_namespace = names.map_or("", |n| n.k8s_namespace.as_str()),
                     "unexpected namespace sharing"
                 );
+                log_detail(f);
             }
             current.insert(key);
         }
@@ -164,8 +169,21 @@ impl FindingLog {
                 namespace = snapshot.host.inodes[f.ns_type].unwrap_or(0),
                 "unexpected namespace sharing, seen by the sweep between scans"
             );
+            log_detail(f);
         }
         new
+    }
+}
+
+/// A new finding's detail, where its rule has one, on a line of its own after it.
+fn log_detail(f: &Finding) {
+    if let Some(detail) = &f.detail {
+        tracing::info!(
+            rule = f.rule.as_str(),
+            container_id = %f.container.id,
+            detail = %detail,
+            "what the finding saw"
+        );
     }
 }
 
@@ -285,6 +303,7 @@ fn push_unless_allowed(
             ns_type,
             container: Arc::clone(c),
             declared: Declaration::Unknown,
+            detail: None,
         }),
     }
 }

@@ -151,6 +151,7 @@ pub fn judge(
             ns_type: NsType::User,
             container: Arc::clone(container),
             declared: Declaration::False,
+            detail: None,
         };
         let host_user = snapshot.host.inodes[NsType::User];
         let user_mapped = spec.uid_mappings || spec.namespaces[NsType::User] == Declared::New;
@@ -213,6 +214,7 @@ pub fn judge(
                             ns_type: t,
                             container: Arc::clone(container),
                             declared: Declaration::False,
+                            detail: None,
                         });
                     }
                 }
@@ -632,6 +634,7 @@ mod tests {
                 ns_type: t,
                 container: Arc::clone(&app),
                 declared: Declaration::Unknown,
+                detail: None,
             };
             assert_eq!(j.declaration(&host, &snap), Declaration::True, "{t}");
         }
@@ -657,6 +660,7 @@ mod tests {
             ns_type,
             container: Arc::clone(container),
             declared: Declaration::Unknown,
+            detail: None,
         };
         assert_eq!(
             j.declaration(&f(Rule::HostNamespace, Net, &a), &snap),

@@ -115,6 +115,7 @@ pub(super) fn finding(rule: Rule, ns_type: NsType, id: &str) -> Finding {
         ns_type,
         container: container(id),
         declared: Declaration::False,
+        detail: None,
     }
 }
 

@@ -21,6 +21,7 @@ use crate::metrics::ScanRecord;
 use crate::model::{NsType, Snapshot};
 use crate::policy::{Policy, Rule};
 use crate::privilege::container::ContainerPrivilege;
+use crate::privilege::exceeds::Excess;
 use crate::privilege::{DeclaredPrivilege, Level};
 use crate::scan::pins::SocketSkips;
 use crate::scan::{ErrorReason, ProcessFailure, ScanErrors, ScanOutcome};
@@ -235,22 +236,44 @@ pub fn privilege_finding(
     declared: Option<&DeclaredPrivilege>,
     only: Option<i32>,
 ) -> Option<Finding> {
-    let counts = |excess: Vec<(i32, Vec<crate::privilege::exceeds::Excess>)>| {
-        excess.iter().any(|(pid, _)| only.is_none_or(|o| o == *pid))
+    // The processes that count, the first of them named in the detail.
+    let counted = |excess: Vec<(i32, Vec<Excess>)>| -> Vec<(i32, Vec<Excess>)> {
+        excess
+            .into_iter()
+            .filter(|(pid, _)| only.is_none_or(|o| o == *pid))
+            .collect()
     };
-    let declaration = if declared.is_some_and(|d| counts(c.excess(Some(d)))) {
-        Declaration::False
-    } else if counts(c.excess(None)) {
-        Declaration::Unknown
-    } else {
-        return None;
+    let (declaration, excess) = match declared.map(|d| counted(c.excess(Some(d)))) {
+        Some(excess) if !excess.is_empty() => (Declaration::False, excess),
+        _ => match counted(c.excess(None)) {
+            excess if !excess.is_empty() => (Declaration::Unknown, excess),
+            _ => return None,
+        },
     };
     Some(Finding {
         rule: Rule::PrivilegeExceedsDeclared,
         ns_type: NsType::User,
         container: Arc::clone(&c.container),
         declared: declaration,
+        detail: Some(excess_detail(&excess).into()),
     })
+}
+
+/// What the first process that exceeds holds beyond its declaration, and how many more do:
+/// `pid 4242: uid 0 where the spec's user is uid 1000; no seccomp filter where the spec gives
+/// one (and 2 more processes)`.
+fn excess_detail(excess: &[(i32, Vec<Excess>)]) -> String {
+    let Some((pid, first)) = excess.first() else {
+        return String::new();
+    };
+    let what: Vec<String> = first.iter().map(ToString::to_string).collect();
+    let mut detail = format!("pid {pid}: {}", what.join("; "));
+    match excess.len() {
+        1 => {}
+        2 => detail.push_str(" (and 1 more process)"),
+        n => detail.push_str(&format!(" (and {} more processes)", n - 1)),
+    }
+    detail
 }
 
 /// Each container's level, and its `privilege_exceeds_declared` finding ([`privilege_finding`]).
@@ -404,5 +427,27 @@ mod tests {
             Declaration::True
         );
         assert_eq!(declared_net(HashMap::new()), Declaration::False);
+    }
+
+    /// A privilege finding's log names the first process that exceeds, what it holds beyond
+    /// its declaration, and how many more do.
+    #[test]
+    fn a_privilege_findings_detail_names_the_process_and_what_it_holds_beyond() {
+        use crate::privilege::exceeds::Excess;
+        let one = vec![(
+            4242,
+            vec![Excess::Root { declared_uid: 1000 }, Excess::SeccompOff],
+        )];
+        assert_eq!(
+            super::excess_detail(&one),
+            "pid 4242: uid 0 where the spec's user is uid 1000; no seccomp filter where the spec gives one"
+        );
+        let three = [one.clone(), vec![(7, vec![Excess::HostRoot]); 2]].concat();
+        assert!(
+            super::excess_detail(&three).ends_with(" (and 2 more processes)"),
+            "{}",
+            super::excess_detail(&three)
+        );
+        assert_eq!(super::excess_detail(&[]), "");
     }
 }

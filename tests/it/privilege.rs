@@ -343,10 +343,22 @@ fn a_setuid_exec_in_a_uid_1000_container_exceeds_it() {
     // Logged once, however many sweeps see it.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(exceeding(&e.metrics()).len(), 1);
-    let logged = e
-        .stderr()
-        .lines()
-        .filter(|l| l.contains("privilege_exceeds_declared") && l.contains(&c.id))
-        .count();
-    assert_eq!(logged, 1, "{}", e.stderr());
+    let log = e.stderr();
+    let ours = |what: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains("privilege_exceeds_declared") && l.contains(&c.id))
+            .filter(|l| l.contains(what))
+            .collect()
+    };
+    assert_eq!(ours("unexpected namespace sharing").len(), 1, "{log}");
+    // And once what it saw: the process, and what it holds beyond the spec's uid 1000.
+    let detail = ours("what the finding saw");
+    assert_eq!(detail.len(), 1, "{log}");
+    assert!(
+        detail[0].contains("detail=\"pid ")
+            && detail[0].contains("uid 0 where the spec")
+            && detail[0].contains("user is uid 1000"),
+        "{}",
+        detail[0]
+    );
 }
