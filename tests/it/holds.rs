@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Exporter, Metrics, run, wait_for};
+use crate::support::{AS_THE_DAEMONSET, Exporter, Metrics, run, wait_for};
 
 const NAMESPACES: usize = 200;
 
@@ -264,19 +264,6 @@ impl Tools {
         t
     }
 }
-
-/// The binary as the rendered DaemonSet runs it (deploy/kubernetes/daemonset.yaml): uid and
-/// gid 65534, no groups, `SYS_PTRACE` its only capability (bounding, inheritable, ambient so
-/// that it survives the exec, as the image's file capability makes it).
-const AS_THE_DAEMONSET: &[&str] = &[
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-    "--bounding-set=-all,+sys_ptrace",
-    "--inh-caps=-all,+sys_ptrace",
-    "--ambient-caps=-all,+sys_ptrace",
-];
 
 /// The binary with the grants the DaemonSet has with the `proc-events` and
 /// `docker-podman-names` components (deploy/kubernetes): `NET_ADMIN` to ask a socket for its

@@ -24,14 +24,23 @@ use crate::support::runc::{Bundle, Container};
 use crate::support::*;
 
 fn exporter(run: &Run) -> Exporter {
-    Exporter::start(&[
+    exporter_under(&[], run)
+}
+
+/// [`exporter`] under `wrapper` (none: as root).
+fn exporter_under(wrapper: &[&str], run: &Run) -> Exporter {
+    let args = [
         &format!("--path.run={}", run.path().display()),
         "--path.kubelet-logs=/nonexistent",
         "--path.docker=/nonexistent",
         "--path.podman=/nonexistent",
         "--scan.interval=1s",
         "--scan.sweep-interval=0s",
-    ])
+    ];
+    match wrapper {
+        [] => Exporter::start(&args),
+        wrapper => Exporter::start_under(wrapper, &args),
+    }
 }
 
 /// One row: the container's bundle, and what its info series must say.
@@ -253,6 +262,20 @@ fn runc_containers_show_their_observed_privilege() {
         .filter(|(id, _, _)| ids.contains(&id.as_str()))
         .collect();
     assert!(exceeding.is_empty(), "{exceeding:?}");
+    // The same rows as the DaemonSet reads them: uid 65534 with `SYS_PTRACE`, and with the
+    // runtime-specs component's `DAC_READ_SEARCH` too (the test's run dir is root's, 0700).
+    drop(e);
+    for wrapper in [AS_THE_DAEMONSET, AS_THE_DAEMONSET_WITH_SPECS] {
+        let least = exporter_under(wrapper, &run);
+        let m = scan_after(&least, scans(&least));
+        let wrong = wrong_rows(&m, &expected);
+        assert!(
+            wrong.is_empty(),
+            "{wrapper:?}:\n{}\n{}",
+            wrong.join("\n"),
+            least.stderr()
+        );
+    }
 }
 
 /// A static program that sleeps: with the setuid bit and owned by root, what a uid 1000

@@ -65,6 +65,31 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// The binary as the rendered DaemonSet runs it (deploy/kubernetes/daemonset.yaml): uid and
+/// gid 65534, no groups, `SYS_PTRACE` its only capability (bounding, inheritable, ambient so
+/// that it survives the exec, as the image's file capability makes it).
+pub const AS_THE_DAEMONSET: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--bounding-set=-all,+sys_ptrace",
+    "--inh-caps=-all,+sys_ptrace",
+    "--ambient-caps=-all,+sys_ptrace",
+];
+
+/// [`AS_THE_DAEMONSET`] with the `runtime-specs` component
+/// (deploy/kubernetes/runtime-specs): `DAC_READ_SEARCH` too, to read the runtimes' specs.
+pub const AS_THE_DAEMONSET_WITH_SPECS: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--bounding-set=-all,+sys_ptrace,+dac_read_search",
+    "--inh-caps=-all,+sys_ptrace,+dac_read_search",
+    "--ambient-caps=-all,+sys_ptrace,+dac_read_search",
+];
+
 /// The running exporter; killed on drop.
 pub struct Exporter {
     pub child: Child,
