@@ -43,14 +43,18 @@ impl ExporterSite {
 
 impl Site for ExporterSite {
     /// The gzip encoded after the last scan, or its text, inflated once for every plain scrape
-    /// of this exposition: a scrape never triggers or waits for a scan. Where the text does
-    /// not inflate (a bug), it is sent as it inflates, so that the client sees the error.
+    /// of this exposition (up to [`Exposition::SHARED_TEXT_MAX`]; a longer one inflated as it
+    /// is sent): a scrape never triggers or waits for a scan. Where the text does not inflate
+    /// (a bug), it is sent as it inflates, so that the client sees the error.
     fn metrics(&self, gzip: bool) -> Result<Metrics, String> {
         let published = self.published.borrow().clone();
         let exposition = published.ok_or("no scan has completed yet")?;
         let body = if gzip {
             Payload::Bytes(exposition.gzip().clone())
-        } else if let Some(text) = exposition.plain_text() {
+        } else if let Some(text) = (exposition.text_len() <= Exposition::SHARED_TEXT_MAX)
+            .then(|| exposition.plain_text())
+            .flatten()
+        {
             Payload::Bytes(text)
         } else {
             Payload::Chunks(Box::new(exposition.plain()))
@@ -118,6 +122,34 @@ mod tests {
                 }
                 assert_eq!(text.len(), length, "the length given first");
                 text
+            }
+        }
+    }
+
+    /// A plain scrape of a text the kernel's send buffer takes whole shares the text inflated
+    /// once for its exposition; of a longer one, inflates it as it is sent (slow clients then
+    /// pin no text). Both bodies are the text.
+    #[test]
+    fn a_plain_scrape_shares_a_text_up_to_the_send_buffer_and_inflates_a_longer_one() {
+        let (site, publish) = site();
+        let line = b"nsexporter_x{inode=\"4026531840\"} 1\n";
+        for (n, shared) in [
+            (1000, true),
+            (Exposition::SHARED_TEXT_MAX / line.len() + 1, false),
+        ] {
+            let text = line.repeat(n);
+            publish.send_replace(Some(Arc::new(Exposition::of_text(&text))));
+            let first = site.metrics(false).unwrap().body;
+            let second = site.metrics(false).unwrap().body;
+            match (first, second) {
+                (Payload::Bytes(a), Payload::Bytes(b)) if shared => {
+                    assert_eq!(a.as_ptr(), b.as_ptr(), "inflated twice");
+                    assert_eq!(a, text);
+                }
+                (a @ Payload::Chunks(_), Payload::Chunks(_)) if !shared => {
+                    assert_eq!(bytes(a), text);
+                }
+                _ => panic!("{n} lines: shared {shared}, served otherwise"),
             }
         }
     }

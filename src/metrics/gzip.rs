@@ -15,7 +15,8 @@ use super::encode::TextOut;
 /// client that does not take gzip is sent the text inflated once for this exposition and kept
 /// beside it ([`Exposition::plain_text`]): while plain clients ask, one copy of the text
 /// (2 MB at 10,000 processes) lives as long as the exposition, and each plain scrape after the
-/// first costs no inflate (docs/performance.md, "Plain scrapes").
+/// first costs no inflate (docs/performance.md, "Plain scrapes"). A text longer than
+/// [`Exposition::SHARED_TEXT_MAX`] is inflated by each plain scrape as it is sent instead.
 #[derive(Clone, Debug)]
 pub struct Exposition {
     gzip: Bytes,
@@ -47,6 +48,13 @@ impl Exposition {
             text.expect("an exposition's own gzip inflates")
         })
     }
+
+    /// The longest text shared between plain scrapes ([`Exposition::plain_text`]): what the
+    /// kernel's send buffer takes whole (`net.ipv4.tcp_wmem`'s default maximum), so that a
+    /// client that stops reading leaves the exporter holding nothing of it once written. A
+    /// longer text is inflated by each scrape as it is sent ([`Exposition::plain`]), so that
+    /// slow clients never pin old expositions' texts.
+    pub const SHARED_TEXT_MAX: usize = 4 << 20;
 
     /// The text, inflated by the first caller for this exposition and shared by every caller
     /// after it: callers at the same time wait for the one inflate. `None` where the gzip does

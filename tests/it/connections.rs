@@ -305,11 +305,11 @@ fn small_window(port: u16) -> TcpStream {
     TcpStream::from(fd)
 }
 
-/// A plain scrape (no `Accept-Encoding: gzip`) is the exposition's text, inflated from its gzip
-/// once for the exposition and shared by every plain scrape of it. A client that sends its
-/// request and never reads then holds a reference to that one text and what hyper has
-/// buffered for it, not a copy of its own; and, as any client that stops reading, it is
-/// closed at the idle timeout. The text is 6.5 MB here: the kernel takes up to `tcp_wmem`'s 4 MB into the
+/// A plain scrape (no `Accept-Encoding: gzip`) of a text longer than the kernel's send buffer
+/// takes whole (`Exposition::SHARED_TEXT_MAX`, 4 MiB) is the exposition's text inflated from
+/// its gzip as it is sent, so that slow clients pin no text. A client that sends its request
+/// and never reads then holds the inflate state and what hyper has buffered for it, not a copy
+/// of the text; and, as any client that stops reading, it is closed at the idle timeout. The text is 6.5 MB here: the kernel takes up to `tcp_wmem`'s 4 MB into the
 /// exporter's send buffer whatever the client's window, and with 2 MB of text a copy held
 /// until sent (one frame of the whole text) raised VmRSS by 79 KiB a client, which no bound
 /// tells from the inflate. With 6.5 MB, 8 clients: that copy 6,555 KiB a client, the inflate
