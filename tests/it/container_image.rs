@@ -548,7 +548,7 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
         "--network",
         "host",
         "--name",
-        "nsx-web",
+        "nsx-image-web",
         "nsx-busybox",
         "sleep",
         "1000",
@@ -561,7 +561,7 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
         "--network",
         "host",
         "--name",
-        "nsx-pm",
+        "nsx-image-pm",
         "nsx-busybox",
         "sleep",
         "1000",
@@ -605,8 +605,8 @@ fn image_with_the_names_component_names_docker_and_podman_containers() {
     let with = pod(&["SYS_PTRACE", "DAC_READ_SEARCH"]);
     let m = wait_for("both containers named", Duration::from_secs(20), || {
         let m = with.metrics();
-        (named(&m, &web).as_deref() == Some("nsx-web")
-            && named(&m, &pm).as_deref() == Some("nsx-pm"))
+        (named(&m, &web).as_deref() == Some("nsx-image-web")
+            && named(&m, &pm).as_deref() == Some("nsx-image-pm"))
         .then_some(m)
     });
     for source in ["docker", "podman"] {
