@@ -109,6 +109,11 @@ impl Lost {
         self.0[reason.index()].load(Ordering::Relaxed)
     }
 
+    /// Lost for any reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
     /// Sets a total kept elsewhere (the kernel's per-CPU counters, summed).
     #[cfg_attr(not(feature = "ebpf"), allow(dead_code))]
     pub(crate) fn set(&self, reason: LostReason, total: u64) {
@@ -128,6 +133,11 @@ pub struct Drops([AtomicU64; DropReason::ALL.len()]);
 impl Drops {
     pub fn count(&self, reason: DropReason) -> u64 {
         self.0[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Dropped for any reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 
     pub(crate) fn add(&self, reason: DropReason, n: u64) {

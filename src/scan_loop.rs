@@ -469,23 +469,8 @@ impl ScanLoop {
         let Some(events) = &self.events else {
             return false;
         };
-        let total = |l: Option<&crate::events::Lost>| {
-            l.map_or(0, |l| {
-                crate::events::LostReason::ALL
-                    .into_iter()
-                    .map(|r| l.count(r))
-                    .sum::<u64>()
-            })
-        };
-        let drops = |d: Option<&crate::events::Drops>| {
-            d.map_or(0, |d| {
-                crate::events::DropReason::ALL
-                    .into_iter()
-                    .map(|r| d.count(r))
-                    .sum::<u64>()
-            })
-        };
-        let now = total(events.ebpf_lost.as_deref()) + drops(events.proc_drops.as_deref());
+        let now = events.ebpf_lost.as_deref().map_or(0, |l| l.total())
+            + events.proc_drops.as_deref().map_or(0, |d| d.total());
         self.metrics.record(Outcome::ReaderLosses {
             proc_events: events.proc_drops.as_deref(),
             ebpf: events.ebpf_lost.as_deref(),
