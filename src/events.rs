@@ -167,6 +167,9 @@ pub struct EventStream {
     /// Whether the eBPF source's task probes are attached: then the snapshot can be kept by
     /// events.
     pub ebpf_tasks: bool,
+    /// The mount-table generations, where the eBPF source's iterator loaded: the events
+    /// mode reads only the mount tables that moved.
+    pub mount_generations: Option<Box<dyn crate::ebpf::MountGenerations>>,
 }
 
 /// The one bounded queue that every source's reader thread sends into.

@@ -360,7 +360,10 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
         .then(|| attach_ebpf(send.clone(), settings.scan_ebpf_ring_buffer))
         .flatten();
     let ebpf_tasks = ebpf.as_ref().is_some_and(|a| a.tasks.is_ok());
-    let ebpf_lost = ebpf.map(|a| a.lost);
+    let (ebpf_lost, mount_generations) = match ebpf {
+        Some(a) => (Some(a.lost), a.mounts.ok()),
+        None => (None, None),
+    };
     let proc_drops = settings
         .scan_proc_events
         .then(|| listen_for_process_events(settings, send))
@@ -370,6 +373,7 @@ fn listen_for_events(settings: &Settings) -> Option<nsexporter::events::EventStr
         proc_drops,
         ebpf_lost,
         ebpf_tasks,
+        mount_generations,
     })
 }
 
@@ -389,6 +393,11 @@ fn attach_ebpf(
                 tracing::warn!(
                     reason = %why,
                     "scan.ebpf: the task probes did not attach; every scan walks /proc"
+                );
+            } else if let Err(why) = &attached.mounts {
+                tracing::warn!(
+                    reason = %why,
+                    "scan.ebpf: the mount-table iterator did not load; every mount namespace's mountinfo is read at every scan"
                 );
             }
             Some(attached)

@@ -88,7 +88,7 @@ pub enum Step {
 }
 
 /// A syscall's return value as a new fd, or its errno.
-fn owned(r: libc::c_long) -> io::Result<OwnedFd> {
+pub(crate) fn owned(r: libc::c_long) -> io::Result<OwnedFd> {
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

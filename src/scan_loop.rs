@@ -222,6 +222,13 @@ impl ScanLoop {
     pub fn keep_by_events(mut self, safety_net: Duration) -> Self {
         if self.events.as_ref().is_some_and(|e| e.ebpf_tasks) {
             self.kept = Some(Kept::new(safety_net));
+            if let Some(g) = self
+                .events
+                .as_mut()
+                .and_then(|e| e.mount_generations.take())
+            {
+                self.scanner.watch_mounts(g);
+            }
         }
         self
     }

@@ -2,26 +2,29 @@
 //! namespace-change probes must attach; the task probes may fail alone (an older kernel
 //! without one of their tracepoints), and then none of them stays attached.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, TracePoint};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, Iter, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::btf::{self, kind};
+use super::mounts::IterLink;
 use super::{
-    KERNEL_BTF, Lost, LostReason, Report, Sequences, TRACEFS, Unavailable, check_kernel,
-    parse_report,
+    KERNEL_BTF, Lost, LostReason, MountGenerations, Report, Sequences, TRACEFS, Unavailable,
+    check_kernel, parse_report,
 };
 use crate::capabilities::{self, Capability, Raised};
 use crate::events::Event;
 
 /// The object build.rs compiled from nsevents.bpf.c.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nsevents.bpf.o"));
+pub(super) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nsevents.bpf.o"));
 
 /// Each namespace-change program and the syscall tracepoint it runs on.
 const PROGRAMS: [(&str, &str); 6] = [
@@ -41,6 +44,19 @@ const TASK_BTF: [(&str, &str); 4] = [
     ("task_exit", "sched_process_exit"),
     ("task_cgroup", "cgroup_attach_task"),
 ];
+
+/// What the loader looks up by id in the kernel's BTF: the BTF tracepoints' typedefs and the
+/// task iterator's function. Kept at their ids in the copy of the BTF it is given.
+pub(super) const KERNEL_IDS: [(&str, u32); 5] = [
+    ("btf_trace_sched_process_fork", kind::TYPEDEF),
+    ("btf_trace_sched_process_exec", kind::TYPEDEF),
+    ("btf_trace_sched_process_exit", kind::TYPEDEF),
+    ("btf_trace_cgroup_attach_task", kind::TYPEDEF),
+    ("bpf_iter_task", kind::FUNC),
+];
+
+/// The task iterator that reads the mount-table generations.
+const MOUNT_ITERATOR: &str = "mount_generations";
 
 /// The task probes on syscall tracepoints.
 const TASK_SYSCALLS: [(&str, &str); 5] = [
@@ -85,28 +101,43 @@ pub(super) fn attach(
     // permitted for the scan thread, which raises it itself.
     drop(raised);
     NEEDED.into_iter().for_each(capabilities::give_up);
-    let ((ebpf, ring, lost_map), tasks) = loaded?;
+    let ((ebpf, ring, lost_map), tasks, mounts) = loaded?;
     let lost = Arc::new(Lost::default());
     let counted = Arc::clone(&lost);
     std::thread::Builder::new()
         .name("ebpf".into())
         .spawn(move || read_changes(ebpf, ring, lost_map, &send, &counted, ticks_per_second))
         .map_err(|e| format!("thread: {e}"))?;
-    Ok(super::Attached { lost, tasks })
+    Ok(super::Attached {
+        lost,
+        tasks,
+        mounts,
+    })
 }
 
 type Loaded = (Ebpf, RingBuf<MapData>, PerCpuArray<MapData, u64>);
 
 /// Loads the object with a ring of `ring_bytes` (checked by the config), attaches the
 /// namespace-change probes, then the task probes if it can (why not, otherwise).
-fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavailable> {
+#[allow(clippy::type_complexity)]
+fn load(
+    ring_bytes: usize,
+) -> Result<
+    (
+        Loaded,
+        Result<(), Unavailable>,
+        Result<Box<dyn MountGenerations>, Unavailable>,
+    ),
+    Unavailable,
+> {
     let entries = u32::try_from(ring_bytes).map_err(|_| format!("ring of {ring_bytes} bytes"))?;
     // The probes wake the reader once a quarter of the ring waits.
     let wake_at = (ring_bytes / 4) as u64;
-    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE), and the task probes find
-    // their tracepoints there: parsed once, for both (it is megabytes).
-    let btf = Btf::from_sys_fs().map_err(|e| format!("cannot read the kernel's BTF: {e}"))?;
-    let mut ebpf = EbpfLoader::new()
+    // The loader relocates by /sys/kernel/btf/vmlinux (CO-RE), and the task probes and the
+    // iterator find their ids there: a copy cut to what the object reads (btf.rs), parsed
+    // once for all of them.
+    let btf = kernel_btf()?;
+    let mut ebpf = loader_without_kernel_btf()
         .btf(Some(&btf))
         .map_max_entries("CHANGES", entries)
         .override_global("wake_at", &wake_at, true)
@@ -130,11 +161,73 @@ fn load(ring_bytes: usize) -> Result<(Loaded, Result<(), Unavailable>), Unavaila
             }
         }
     }
+    let mounts = attach_mounts(&mut ebpf, &btf);
     let ring = RingBuf::try_from(ebpf.take_map("CHANGES").ok_or("no CHANGES map")?)
         .map_err(|e| format!("CHANGES: {e}"))?;
     let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or("no LOST map")?)
         .map_err(|e| format!("LOST: {e}"))?;
-    Ok(((ebpf, ring, lost), tasks))
+    Ok(((ebpf, ring, lost), tasks, mounts))
+}
+
+/// The kernel's BTF, cut to what the object reads (btf.rs: the whole, parsed, was most of
+/// the exporter's peak memory).
+fn kernel_btf() -> Result<Btf, Unavailable> {
+    let object = btf::elf_section(OBJECT, ".BTF").ok_or("the eBPF object has no .BTF section")?;
+    let wanted = btf::wanted(object).map_err(|e| format!("the eBPF object's BTF: {e}"))?;
+    let file = std::fs::File::open(KERNEL_BTF)
+        .map_err(|e| format!("cannot read the kernel's BTF ({KERNEL_BTF}): {e}"))?;
+    let copy = btf::prune(&file, &wanted, &KERNEL_IDS)
+        .map_err(|e| format!("the kernel's BTF ({KERNEL_BTF}): {e}"))?;
+    Btf::parse(&copy, Endianness::default())
+        .map_err(|e| format!("the kernel's BTF, cut to what the object reads: {e}"))
+}
+
+/// An `EbpfLoader` that has not parsed the kernel's whole BTF. `EbpfLoader::new()` (aya
+/// 0.14) parses /sys/kernel/btf/vmlinux into memory, some 17 MiB, for `.btf()` to replace
+/// (aya-rs/aya#1172), and offers no way not to: it gives up only where the file cannot be
+/// opened. So for that call alone no file can be: the soft RLIMIT_NOFILE is set to the
+/// lowest free fd, then put back. The loader runs before any other thread of the exporter
+/// starts (it drops capabilities that threads would keep), so nothing else opens a file
+/// meanwhile; where the limit cannot be set, the loader parses the BTF as aya does.
+fn loader_without_kernel_btf<'a>() -> EbpfLoader<'a> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let lowered = getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .and_then(|(soft, hard)| {
+            // The lowest free fd is the one the next open gets.
+            let free = std::fs::File::open("/dev/null").ok()?.as_raw_fd();
+            let free = u64::try_from(free).ok()?;
+            setrlimit(Resource::RLIMIT_NOFILE, free, hard)
+                .ok()
+                .map(|()| (soft, hard))
+        });
+    let loader = EbpfLoader::new();
+    if let Some((soft, hard)) = lowered
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, soft, hard)
+    {
+        tracing::warn!(error = %e, soft, "cannot restore RLIMIT_NOFILE after loading eBPF");
+    }
+    loader
+}
+
+/// Loads the task iterator and links it: the scan then reads each mount namespace's
+/// generation in one pass. Its program's own fd closes with the object; the link keeps it.
+fn attach_mounts(ebpf: &mut Ebpf, btf: &Btf) -> Result<Box<dyn MountGenerations>, Unavailable> {
+    let program: &mut Iter = ebpf
+        .program_mut(MOUNT_ITERATOR)
+        .ok_or_else(|| format!("the eBPF object has no program {MOUNT_ITERATOR}"))?
+        .try_into()
+        .map_err(|e| format!("{MOUNT_ITERATOR}: {e}"))?;
+    program.load("task", btf).map_err(|e| {
+        format!(
+            "cannot load {MOUNT_ITERATOR} for iter/task: {}",
+            one_line(&e)
+        )
+    })?;
+    let fd = program.fd().map_err(|e| format!("{MOUNT_ITERATOR}: {e}"))?;
+    let link =
+        IterLink::new(fd.as_fd()).map_err(|e| format!("cannot link {MOUNT_ITERATOR}: {e}"))?;
+    Ok(Box::new(link))
 }
 
 fn attach_syscall(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> Result<(), Unavailable> {

@@ -22,7 +22,11 @@ use crate::events::{Event, TaskEvent, TaskKind};
 use crate::model::{ChangeSyscall, Inode, NsChange, NsType, PerType, ProcessId};
 
 #[cfg(feature = "ebpf")]
+mod btf;
+#[cfg(feature = "ebpf")]
 mod loader;
+#[cfg(feature = "ebpf")]
+mod mounts;
 
 /// Where the exporter looks for tracefs (it does not mount it: that is the host's choice, and
 /// would need CAP_SYS_ADMIN).
@@ -272,6 +276,15 @@ pub struct Attached {
     /// not, why in one line. Without them the namespace changes still come, and the scan
     /// loop keeps polling.
     pub tasks: Result<(), Unavailable>,
+    /// The mount-table generations (the task iterator), where it loaded; why not otherwise.
+    pub mounts: Result<Box<dyn MountGenerations>, Unavailable>,
+}
+
+/// Each mount namespace's mount-table generation, read from the kernel in one pass: a
+/// namespace's `mountinfo` changed since it was read if, and only if, its generation moved.
+pub trait MountGenerations: Send + std::fmt::Debug {
+    /// Each mount namespace of a task now, by inode, with its generation.
+    fn read(&mut self) -> std::io::Result<std::collections::HashMap<u32, u64>>;
 }
 
 /// Loads and attaches the programs, and reads their reports on a thread of their own, which

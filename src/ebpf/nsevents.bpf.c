@@ -16,6 +16,9 @@
  *   tp_btf/cgroup_attach_task           "touched": a process moved to another cgroup;
  *   sys_exit_setuid, _setreuid, _setresuid  "touched": the owner of /proc/PID may change;
  *   sys_enter_prctl, sys_exit_prctl     "touched": PR_SET_NAME, PR_SET_DUMPABLE.
+ * And one iterator, which the scan reads at its interval rather than parsing every mount
+ * namespace's mountinfo:
+ *   iter/task                           each mount namespace's inode and mount-table generation.
  * Each report carries the namespace inodes, read from the task (CO-RE, task.h), so that a
  * stay of a few milliseconds is judged even after /proc shows the task back home.
  *
@@ -423,4 +426,38 @@ int exit_prctl(struct sys_exit_ctx *ctx)
 		return 0;
 	bpf_map_delete_elem(&PRCTL, &tid);
 	return touched_on_success(ctx);
+}
+
+/* The iterator: what it writes per task (16 bytes; ebpf/mounts.rs parses it). */
+struct mount_generation {
+	__u32 inum;
+	__u32 pad;
+	__u64 event;
+};
+
+/* Each process's mount namespace and its generation, and each thread's that is not its
+ * process's (a thread made without CLONE_FS may have unshared one): the scan re-reads the
+ * mountinfo of a namespace only where the generation moved. Nothing is kept between reads. */
+SEC("iter/task")
+int mount_generations(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	if (!task)
+		return 0;
+	struct nsproxy *ns = BPF_CORE_READ(task, nsproxy);
+	if (!ns)
+		return 0;
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid) &&
+	    ns == BPF_CORE_READ(task, group_leader, nsproxy))
+		return 0;
+	struct mnt_namespace *mnt = BPF_CORE_READ(ns, mnt_ns);
+	if (!mnt)
+		return 0;
+	struct mount_generation g = {
+		.inum = BPF_CORE_READ(mnt, ns.inum),
+		.pad = 0,
+		.event = BPF_CORE_READ(mnt, event),
+	};
+	bpf_seq_write(ctx->meta->seq, &g, sizeof(g));
+	return 0;
 }

@@ -41,7 +41,14 @@ struct ns_common {
 
 struct uts_namespace { struct ns_common ns; } CORE;
 struct ipc_namespace { struct ns_common ns; } CORE;
-struct mnt_namespace { struct ns_common ns; } CORE;
+/* `event`: the kernel's mount-table generation of the namespace, set from one global counter
+ * at every mount attached or detached in it (by a mount system call, by propagation from a
+ * peer, by an automount, by a mount point removed in another namespace), which is what a poll
+ * of /proc/PID/mountinfo wakes on. */
+struct mnt_namespace {
+	struct ns_common ns;
+	__u64 event;
+} CORE;
 struct pid_namespace { struct ns_common ns; } CORE;
 struct net { struct ns_common ns; } CORE;
 struct time_namespace { struct ns_common ns; } CORE;
@@ -97,5 +104,19 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	struct css_set *cgroups;
 } CORE;
+
+/* The task iterator's context (kernel/bpf/task_iter.c): read as the context, whose layout the
+ * verifier checks against the kernel's own, not relocated. */
+struct seq_file;
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+};
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+};
 
 #endif

@@ -15,7 +15,33 @@ impl Scanner {
     ) -> u64 {
         let procfs = self.procfs.root();
         // Read whether or not bind mounts are looked for: the mount counts come from it.
-        let reads = pins::read_mounts(root, procfs, snapshot, self.pins.mounts, errors);
+        // Where the kernel tells each mount namespace's generation, only the tables that
+        // moved are read between walks.
+        let generations = self.mounts.generations.as_mut().and_then(|g| match g.read() {
+            Ok(read) => Some(read),
+            Err(e) => {
+                if !std::mem::replace(&mut self.mounts.failed, true) {
+                    tracing::warn!(error = %e, "cannot read the mount-table generations; every mount namespace's mountinfo is read at every scan (said once)");
+                }
+                None
+            }
+        });
+        let unchanged = self.mounts.tables.unchanged;
+        let tables = generations.map(|generations| {
+            self.mounts.tables.generations = generations;
+            self.mounts.tables.reuse = !walk;
+            &mut self.mounts.tables
+        });
+        let watched = tables.is_some();
+        let reads = pins::read_mounts(root, procfs, snapshot, self.pins.mounts, errors, tables);
+        if watched {
+            let unchanged = self.mounts.tables.unchanged - unchanged;
+            tracing::debug!(
+                unchanged,
+                read = (reads.counts.len() as u64).saturating_sub(unchanged),
+                "mount tables"
+            );
+        }
         snapshot.holds.mounts = reads.counts.into_iter().collect();
         let mounts = reads.pins;
         let mut socket_queries = 0;

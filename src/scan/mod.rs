@@ -167,6 +167,18 @@ pub struct Scanner {
     rounds: Rounds,
     /// The kernel's limits, read once a scan.
     limits: limits::LimitReader,
+    /// What tells the mount tables that moved, and what the last reads found.
+    mounts: Mounts,
+}
+
+/// The mount-table generations, where the eBPF source reads them, and the tables read by
+/// them.
+#[derive(Debug, Default)]
+struct Mounts {
+    generations: Option<Box<dyn crate::ebpf::MountGenerations>>,
+    tables: pins::MountTables,
+    /// Whether a read of the generations failed (said once).
+    failed: bool,
 }
 
 impl Scanner {
@@ -188,7 +200,19 @@ impl Scanner {
             progress: Arc::new(AtomicI32::new(0)),
             rounds: Rounds::default(),
             limits: limits::LimitReader::default(),
+            mounts: Mounts::default(),
         }
+    }
+
+    /// Reads each mount namespace's table between walks only where `generations` says it
+    /// moved (the events mode: the eBPF source's task iterator).
+    pub fn watch_mounts(&mut self, generations: Box<dyn crate::ebpf::MountGenerations>) {
+        self.mounts.generations = Some(generations);
+    }
+
+    /// How many mount tables were taken from their last read, their generation unmoved.
+    pub fn mount_tables_unchanged(&self) -> u64 {
+        self.mounts.tables.unchanged
     }
 
     pub fn procfs(&self) -> &ProcFs {

@@ -11,7 +11,7 @@
 //! The parsers are pure; the readers around them count failures in the scan's
 //! [`ScanErrors`] and go on, as the per-process reads do.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -96,21 +96,50 @@ pub struct MountReads {
 /// Reads the `mountinfo` of one member of each mount namespace in `snapshot` (the first, in
 /// pid order, whose main thread is in it and whose file can be read): counts its mounts, and,
 /// with `pins`, returns every nsfs mount found. One read serves both.
+///
+/// With `tables`, a mount namespace whose generation (`tables.generations`, read before)
+/// has not moved since its table was last read through a process still in it is not read
+/// again: what that read found stands (the generation moves at every mount attached to or
+/// detached from the namespace, however). Every read with a generation is kept for the next.
 pub fn read_mounts(
     root: BorrowedFd<'_>,
     procfs: &Path,
     snapshot: &Snapshot,
     pins: bool,
     errors: &mut ScanErrors,
+    mut tables: Option<&mut MountTables>,
 ) -> MountReads {
     let mut buf = Vec::new();
     let mut out = MountReads::default();
     let mut paths: HashSet<Arc<str>> = HashSet::new();
+    let mut kept = HashMap::new();
     for ns in snapshot
         .namespaces
         .values()
         .filter(|ns| ns.id.ns_type == NsType::Mnt)
     {
+        let generation = tables
+            .as_ref()
+            .and_then(|t| t.generations.get(&(ns.id.inode as u32)).copied());
+        if let Some(t) = tables.as_mut()
+            && let Some(generation) = generation
+            && let Some(last) = t.last.remove(&ns.id.inode)
+        {
+            let same = t.reuse
+                && last.generation == generation
+                && snapshot
+                    .processes
+                    .get(&last.via.pid)
+                    .is_some_and(|p| p.id == last.via && p.namespace(NsType::Mnt) == Some(ns.id));
+            if same {
+                out.counts.push((ns.id.inode, last.count));
+                out.pins.extend(last.pins.iter().cloned());
+                t.unchanged += 1;
+                kept.insert(ns.id.inode, last);
+                continue;
+            }
+        }
+        let (counts, pins_before) = (out.counts.len(), out.pins.len());
         let readers = ns.members.iter().copied().filter(|pid| {
             snapshot
                 .processes
@@ -151,6 +180,20 @@ pub fn read_mounts(
                         };
                         out.pins.push((id, pin));
                     }
+                    // Not where it was cut: the next read says so again.
+                    if let (Some(generation), Some(process), Some(&(_, count))) = (
+                        generation,
+                        snapshot.processes.get(&pid),
+                        out.counts[counts..].first(),
+                    ) {
+                        let table = MountTable {
+                            generation,
+                            via: process.id,
+                            count,
+                            pins: out.pins[pins_before..].to_vec(),
+                        };
+                        kept.insert(ns.id.inode, table);
+                    }
                     break;
                 }
                 Err(e) if is_vanished(&e) => {}
@@ -163,7 +206,35 @@ pub fn read_mounts(
             }
         }
     }
+    if let Some(t) = tables {
+        t.last = kept;
+    }
     out
+}
+
+/// What the mount tables read last found, by their mount namespaces' generations.
+#[derive(Debug, Default)]
+pub struct MountTables {
+    /// Each mount namespace's generation now, by inode (read before the tables).
+    pub generations: HashMap<u32, u64>,
+    /// Whether a table whose generation stands is taken from `last` (not at a walk, which
+    /// reads every table).
+    pub reuse: bool,
+    /// What each table read with a generation found, by its namespace's inode.
+    pub last: HashMap<u64, MountTable>,
+    /// Tables taken from `last` since this was made.
+    pub unchanged: u64,
+}
+
+/// What one read of a mount namespace's table found, at its generation then.
+#[derive(Debug)]
+pub struct MountTable {
+    pub generation: u64,
+    /// The process it was read through: while it lives in the namespace, the namespace is
+    /// the one read (an inode freed and taken again is another namespace).
+    pub via: crate::model::ProcessId,
+    pub count: u32,
+    pub pins: Vec<(NamespaceId, MountPin)>,
 }
 
 /// What an fd pass found.
@@ -330,6 +401,81 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// Between walks, a mount namespace whose generation stands keeps what its last read
+    /// found (its file is not read again: a change to the fixture is not seen), and one whose
+    /// generation moved, or whose reader is gone, is read again; at a walk, every one is.
+    #[test]
+    fn a_table_whose_generation_stands_is_not_read_again() {
+        use crate::model::{HostNamespaces, PerType, ScanTime, inode};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |pid: i32, text: &str| {
+            std::fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            std::fs::write(root.join(format!("{pid}/mountinfo")), text).unwrap();
+        };
+        let line = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n";
+        let pin = "30 22 0:4 net:[4026532001] /run/netns/a rw - nsfs nsfs rw\n";
+        write(10, &format!("{line}{pin}"));
+        write(20, line);
+        let snapshot = |pids: &[(i32, u64)]| {
+            let processes = pids
+                .iter()
+                .map(|&(pid, ns)| {
+                    let mut namespaces = PerType::splat(None);
+                    namespaces[NsType::Mnt] = inode(ns);
+                    (pid, Process::fixture(pid, namespaces))
+                })
+                .collect();
+            Snapshot::from_processes(
+                std::time::SystemTime::UNIX_EPOCH,
+                ScanTime::fixture(1),
+                processes,
+                HostNamespaces::none(),
+            )
+        };
+        let fd = crate::procfs::open_dir_at(None, root).unwrap();
+        let mut tables = MountTables::default();
+        let mut read = |snap: &Snapshot, generations: &[(u32, u64)], reuse: bool| {
+            tables.generations = generations.iter().copied().collect();
+            tables.reuse = reuse;
+            let mut errors = ScanErrors::default();
+            let r = read_mounts(fd.as_fd(), root, snap, true, &mut errors, Some(&mut tables));
+            let mut counts = r.counts;
+            counts.sort();
+            (counts, r.pins.len(), tables.unchanged)
+        };
+        let both = snapshot(&[(10, 500), (20, 600)]);
+        assert_eq!(
+            read(&both, &[(500, 7), (600, 9)], true),
+            (vec![(500, 2), (600, 1)], 1, 0)
+        );
+        // Each file changes; only the table whose generation moved is read again.
+        write(10, line);
+        write(20, &format!("{line}{line}{line}"));
+        assert_eq!(
+            read(&both, &[(500, 7), (600, 10)], true),
+            (vec![(500, 2), (600, 3)], 1, 1)
+        );
+        // A walk reads every one.
+        assert_eq!(
+            read(&both, &[(500, 7), (600, 10)], false),
+            (vec![(500, 1), (600, 3)], 0, 1)
+        );
+        // Its reader gone (another process now reads it), the table is read again.
+        write(11, &format!("{line}{line}"));
+        let other = snapshot(&[(11, 500), (20, 600)]);
+        assert_eq!(
+            read(&other, &[(500, 7), (600, 10)], true),
+            (vec![(500, 2), (600, 3)], 0, 2)
+        );
+        // No generation for it (no task of it was iterated): read, and not kept.
+        assert_eq!(
+            read(&other, &[(600, 10)], true),
+            (vec![(500, 2), (600, 3)], 0, 3)
+        );
+        assert!(!tables.last.contains_key(&500));
     }
 
     #[test]
