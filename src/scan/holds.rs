@@ -12,11 +12,11 @@
 //! [`ScanErrors`] and goes on.
 
 use std::ffi::CString;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use crate::model::{NetHolds, NsType, Snapshot, SocketProtocol, Traffic};
-use crate::procfs::{is_vanished, read_all_at};
+use crate::procfs::{is_vanished, open_dir_at, read_all_at};
 use crate::scan::errors::{ErrorReason, ScanErrors};
 
 /// A `net/dev` longer than this is not parsed, and counted: some 100,000 interfaces at the
@@ -156,10 +156,23 @@ pub fn read_net(
         });
         for p in readers.take(4) {
             let pid = p.id.pid;
+            // The four files through one open of the directory: a walk of `PID/net` (a
+            // lookup of the namespace's proc tree each time) costs more than a read of them.
+            let dir = match open_dir_at(Some(root), Path::new(&format!("{pid}/net"))) {
+                Ok(dir) => dir,
+                Err(e) if is_vanished(&e) => continue,
+                Err(e) => {
+                    let path = format!("{}/{pid}/net", procfs.display());
+                    tracing::debug!(%path, error = %e, "network namespace directory unreadable");
+                    errors.record_process(p.id, ErrorReason::of_io(&e), || format!("{path}: {e}"));
+                    out.push((ns.id.inode, NetHolds::default()));
+                    break;
+                }
+            };
             let read = |file: &str, cap: usize, buf: &mut Vec<u8>, errors: &mut ScanErrors| {
-                let name = CString::new(format!("{pid}/net/{file}")).expect("no NUL");
+                let name = CString::new(file).expect("no NUL");
                 let path = || format!("{}/{pid}/net/{file}", procfs.display());
-                match read_all_at(root, &name, buf, cap) {
+                match read_all_at(dir.as_fd(), &name, buf, cap) {
                     Ok(false) => Read::Whole,
                     Ok(true) => {
                         let e = format!("{}: longer than {cap} bytes", path());
