@@ -214,7 +214,7 @@ config_keys! {
         },
         ebpf_ring_buffer as scan_ebpf_ring_buffer: usize {
             flag: "scan.ebpf-ring-buffer" <BYTES>,
-            default: "1048576",
+            default: "262144",
             parse: check::ebpf_ring_buffer,
             help: "The eBPF source's ring buffer, in bytes: a power of two and a multiple of \
                    the page size. A burst of reports larger than the exporter reads in 10 ms \

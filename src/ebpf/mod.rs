@@ -310,7 +310,7 @@ pub fn attach(
 }
 
 /// The ring buffer's size where none is configured.
-pub const RING_BYTES: usize = 1 << 20;
+pub const RING_BYTES: usize = 1 << 18;
 
 /// Whether this build has the eBPF source.
 pub const BUILT: bool = cfg!(feature = "ebpf");
