@@ -23,8 +23,11 @@ const RECORD: usize = 16;
 #[derive(Debug)]
 pub(super) struct IterLink {
     link: OwnedFd,
-    buf: Vec<u8>,
 }
+
+/// What is read of the iterator at once: its records are parsed a chunk at a time, not kept
+/// whole (16 bytes a process: 160 KB at 10,000).
+const CHUNK: usize = 16 * 1024;
 
 /// `bpf(cmd, attr)`: the new fd.
 fn bpf(cmd: nix::libc::c_long, attr: &[u32]) -> io::Result<OwnedFd> {
@@ -43,27 +46,37 @@ impl IterLink {
         let prog = u32::try_from(program.as_raw_fd()).map_err(|_| io::ErrorKind::InvalidInput)?;
         // prog_fd, target_fd, attach_type, flags: no iter_info, every task.
         let link = bpf(BPF_LINK_CREATE, &[prog, 0, BPF_TRACE_ITER, 0])?;
-        Ok(IterLink {
-            link,
-            buf: Vec::new(),
-        })
+        Ok(IterLink { link })
     }
 }
 
 impl MountGenerations for IterLink {
     fn read(&mut self) -> io::Result<HashMap<u32, u64>> {
         let link = u32::try_from(self.link.as_raw_fd()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let iter = bpf(BPF_ITER_CREATE, &[link, 0])?;
-        self.buf.clear();
-        std::fs::File::from(iter).read_to_end(&mut self.buf)?;
-        Ok(parse(&self.buf))
+        let mut iter = std::fs::File::from(bpf(BPF_ITER_CREATE, &[link, 0])?);
+        let mut out = HashMap::new();
+        let mut chunk = [0u8; CHUNK];
+        // Bytes of a record cut at the chunk's end, kept for the next read.
+        let mut held = 0;
+        loop {
+            let n = match iter.read(&mut chunk[held..]) {
+                Ok(0) => return Ok(out),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let have = held + n;
+            let whole = have - have % RECORD;
+            parse_into(&chunk[..whole], &mut out);
+            chunk.copy_within(whole..have, 0);
+            held = have - whole;
+        }
     }
 }
 
-/// The iterator's records: each mount namespace's inode with its generation (the highest
-/// read, where tasks of one namespace were read on either side of a change).
-pub fn parse(bytes: &[u8]) -> HashMap<u32, u64> {
-    let mut out: HashMap<u32, u64> = HashMap::new();
+/// Adds the iterator's records to `out`: each mount namespace's inode with its generation
+/// (the highest read, where tasks of one namespace were read on either side of a change).
+fn parse_into(bytes: &[u8], out: &mut HashMap<u32, u64>) {
     for record in bytes.chunks_exact(RECORD) {
         let inum = u32::from_ne_bytes(record[..4].try_into().expect("4 bytes"));
         let event = u64::from_ne_bytes(record[8..].try_into().expect("8 bytes"));
@@ -72,12 +85,11 @@ pub fn parse(bytes: &[u8]) -> HashMap<u32, u64> {
             *e = (*e).max(event);
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::parse_into;
 
     #[test]
     fn each_namespace_once_at_its_highest_generation() {
@@ -88,7 +100,8 @@ mod tests {
             bytes.extend_from_slice(&event.to_ne_bytes());
         }
         bytes.extend_from_slice(&[1, 2, 3]);
-        let read = parse(&bytes);
+        let mut read = std::collections::HashMap::new();
+        parse_into(&bytes, &mut read);
         assert_eq!(read.len(), 2);
         assert_eq!((read[&7], read[&9]), (5, 0));
     }
