@@ -169,7 +169,15 @@ pub struct EventStream {
     pub ebpf_tasks: bool,
     /// The mount-table generations, where the eBPF source's iterator loaded: the events
     /// mode reads only the mount tables that moved.
-    pub mount_generations: Option<Box<dyn crate::ebpf::MountGenerations>>,
+    pub mount_generations: Option<Box<dyn MountGenerations>>,
+}
+
+/// Each mount namespace's mount-table generation, read from the kernel in one pass (the eBPF
+/// source's task iterator): a
+/// namespace's `mountinfo` changed since it was read if, and only if, its generation moved.
+pub trait MountGenerations: Send + std::fmt::Debug {
+    /// Each mount namespace of a task now, by inode, with its generation.
+    fn read(&mut self) -> std::io::Result<std::collections::HashMap<u32, u64>>;
 }
 
 /// The one bounded queue that every source's reader thread sends into.

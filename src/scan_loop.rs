@@ -220,15 +220,9 @@ impl ScanLoop {
     /// Keeps the snapshot by the eBPF source's task events between walks, where the events
     /// given to [`Self::with_events`] have them; walks every `safety_net` and after a loss.
     pub fn keep_by_events(mut self, safety_net: Duration) -> Self {
-        if self.events.as_ref().is_some_and(|e| e.ebpf_tasks) {
+        if let Some(events) = self.events.as_mut().filter(|e| e.ebpf_tasks) {
             self.kept = Some(Kept::new(safety_net));
-            if let Some(g) = self
-                .events
-                .as_mut()
-                .and_then(|e| e.mount_generations.take())
-            {
-                self.scanner.watch_mounts(g);
-            }
+            self.scanner.watch_mounts(events.mount_generations.take());
         }
         self
     }

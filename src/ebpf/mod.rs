@@ -34,7 +34,7 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// The kernel's own BTF, which CO-RE relocates against.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-pub use crate::events::{Lost, LostReason};
+pub use crate::events::{Lost, LostReason, MountGenerations};
 
 /// The size of the header every report opens with (`struct header` in nsevents.bpf.c): its
 /// kind, the CPU whose probe wrote it and that CPU's number for it.
@@ -278,13 +278,6 @@ pub struct Attached {
     pub tasks: Result<(), Unavailable>,
     /// The mount-table generations (the task iterator), where it loaded; why not otherwise.
     pub mounts: Result<Box<dyn MountGenerations>, Unavailable>,
-}
-
-/// Each mount namespace's mount-table generation, read from the kernel in one pass: a
-/// namespace's `mountinfo` changed since it was read if, and only if, its generation moved.
-pub trait MountGenerations: Send + std::fmt::Debug {
-    /// Each mount namespace of a task now, by inode, with its generation.
-    fn read(&mut self) -> std::io::Result<std::collections::HashMap<u32, u64>>;
 }
 
 /// Loads and attaches the programs, and reads their reports on a thread of their own, which

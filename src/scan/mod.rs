@@ -175,7 +175,7 @@ pub struct Scanner {
 /// them.
 #[derive(Debug, Default)]
 struct Mounts {
-    generations: Option<Box<dyn crate::ebpf::MountGenerations>>,
+    generations: Option<Box<dyn crate::events::MountGenerations>>,
     tables: pins::MountTables,
     /// Whether a read of the generations failed (said once).
     failed: bool,
@@ -206,8 +206,8 @@ impl Scanner {
 
     /// Reads each mount namespace's table between walks only where `generations` says it
     /// moved (the events mode: the eBPF source's task iterator).
-    pub fn watch_mounts(&mut self, generations: Box<dyn crate::ebpf::MountGenerations>) {
-        self.mounts.generations = Some(generations);
+    pub fn watch_mounts(&mut self, generations: Option<Box<dyn crate::events::MountGenerations>>) {
+        self.mounts.generations = generations;
     }
 
     /// How many mount tables were taken from their last read, their generation unmoved.
