@@ -122,6 +122,11 @@ fn tail_len(kind: u32, vlen: usize) -> Result<usize, String> {
     })
 }
 
+/// The bytes of a whole type (its 12-byte head and its tail), from the head's `info` word.
+fn type_len(info: u32) -> Result<usize, String> {
+    Ok(12 + tail_len((info >> 24) & 0x1f, (info & 0xffff) as usize)?)
+}
+
 /// One type as read: its head's three words and the bytes after.
 #[derive(Clone, Debug)]
 struct Type {
@@ -132,6 +137,16 @@ struct Type {
 }
 
 impl Type {
+    /// A type from its bytes, whole ([`type_len`] of them).
+    fn parse(bytes: &[u8]) -> Type {
+        Type {
+            name_off: u32_at(bytes, 0).unwrap_or(0),
+            info: u32_at(bytes, 4).unwrap_or(0),
+            size_or_type: u32_at(bytes, 8).unwrap_or(0),
+            tail: bytes.get(12..).unwrap_or_default().to_vec(),
+        }
+    }
+
     fn kind(&self) -> u32 {
         (self.info >> 24) & 0x1f
     }
@@ -178,22 +193,18 @@ fn for_each_type(
             .map_err(|e| format!("cannot read the BTF's types: {e}"))
     };
     while base + (at as u64) < header.type_len {
-        let left = header.type_len - base - at as u64;
-        // The next type's head, and then its tail, must be in the chunk.
-        let need = |chunk: &[u8], at: usize| -> Option<usize> {
-            let info = u32_at(chunk, at + 4)?;
-            let tail = tail_len((info >> 24) & 0x1f, (info & 0xffff) as usize).ok()?;
-            Some(12 + tail)
+        // The next type must be whole in the chunk; else the chunk is read again from it.
+        let whole = match u32_at(&chunk, at + 4) {
+            Some(info) => at + type_len(info)? <= chunk.len(),
+            None => false,
         };
-        if chunk.len() < at + 12 || need(&chunk, at).is_none_or(|n| chunk.len() < at + n) {
+        if !whole {
             base += at as u64;
             at = 0;
-            let len = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(CHUNK.max(12));
+            let left = header.type_len - base;
+            let len = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK);
             read(base, len, &mut chunk)?;
-            let info = u32_at(&chunk, 4).ok_or("BTF types cut short")?;
-            let n = 12 + tail_len((info >> 24) & 0x1f, (info & 0xffff) as usize)?;
+            let n = type_len(u32_at(&chunk, 4).ok_or("BTF types cut short")?)?;
             if n > chunk.len() {
                 if (n as u64) > left {
                     return Err("BTF types cut short".into());
@@ -201,16 +212,9 @@ fn for_each_type(
                 read(base, n, &mut chunk)?;
             }
         }
-        let head = &chunk[at..at + 12];
-        let info = u32_at(head, 4).unwrap_or(0);
-        let n = 12 + tail_len((info >> 24) & 0x1f, (info & 0xffff) as usize)?;
+        let n = type_len(u32_at(&chunk, at + 4).unwrap_or(0))?;
         id += 1;
-        let ty = Type {
-            name_off: u32_at(head, 0).unwrap_or(0),
-            info,
-            size_or_type: u32_at(head, 8).unwrap_or(0),
-            tail: chunk[at + 12..at + n].to_vec(),
-        };
+        let ty = Type::parse(&chunk[at..at + n]);
         each(id, (base + at as u64) as u32, &ty);
         at += n;
     }
@@ -257,15 +261,6 @@ fn string_offsets(
     Ok(found)
 }
 
-/// The string at `off` of a BTF held in memory.
-fn string_at<'a>(bytes: &'a [u8], header: &Header, off: u32) -> Option<&'a str> {
-    let start = usize::try_from(header.str_off + u64::from(off)).ok()?;
-    let end = usize::try_from(header.str_off + header.str_len).ok()?;
-    let text = bytes.get(start..end)?;
-    let len = text.iter().position(|&b| b == 0)?;
-    std::str::from_utf8(&text[..len]).ok()
-}
-
 /// What an object's own BTF (its `.BTF` section) names: each named struct or union with its
 /// fields' names. The relocations the object makes are by these names.
 pub fn wanted(object_btf: &[u8]) -> Result<Wanted, String> {
@@ -276,18 +271,20 @@ pub fn wanted(object_btf: &[u8]) -> Result<Wanted, String> {
         if !ty.composite() {
             return;
         }
-        let Some(name) = string_at(object_btf, &header, ty.name_off).filter(|n| !n.is_empty())
+        let Some(name) = read_string(object_btf, &header, ty.name_off)
+            .ok()
+            .filter(|n| !n.is_empty())
         else {
             return;
         };
-        let fields = out.fields.entry(name.to_owned()).or_default();
+        let fields = out.fields.entry(name.clone()).or_default();
         for (name_off, _, _) in ty.members() {
-            match string_at(object_btf, &header, name_off) {
-                Some("") => {}
-                Some(field) => {
-                    fields.insert(field.to_owned());
+            match read_string(object_btf, &header, name_off) {
+                Ok(field) if field.is_empty() => {}
+                Ok(field) => {
+                    fields.insert(field);
                 }
-                None => failed = Some(format!("a field of {name} has no name in the BTF")),
+                Err(_) => failed = Some(format!("a field of {name} has no name in the BTF")),
             }
         }
     })?;
@@ -547,21 +544,15 @@ fn read_type(
     source
         .read_exact_at(&mut head, at)
         .map_err(|e| format!("cannot read BTF type {id}: {e}"))?;
-    let info = u32_at(&head, 4).unwrap_or(0);
-    let mut tail = vec![0u8; tail_len((info >> 24) & 0x1f, (info & 0xffff) as usize)?];
+    let mut bytes = vec![0u8; type_len(u32_at(&head, 4).unwrap_or(0))?];
     source
-        .read_exact_at(&mut tail, at + 12)
+        .read_exact_at(&mut bytes, at)
         .map_err(|e| format!("cannot read BTF type {id}: {e}"))?;
-    Ok(Type {
-        name_off: u32_at(&head, 0).unwrap_or(0),
-        info,
-        size_or_type: u32_at(&head, 8).unwrap_or(0),
-        tail,
-    })
+    Ok(Type::parse(&bytes))
 }
 
-/// A string of the section read at its offset (a name the first pass did not look for: a
-/// kept type's or member's).
+/// The string at `off` of the string section: a name of the object's BTF, or one the first
+/// pass over the kernel's did not look for (a kept type's or member's).
 fn read_string(
     source: &(impl Source + ?Sized),
     header: &Header,
@@ -631,7 +622,7 @@ mod tests {
         let header = header(bytes).unwrap();
         let mut out = Vec::new();
         for_each_type(bytes, &header, |id, _, ty| {
-            let name = |off| string_at(bytes, &header, off).unwrap().to_owned();
+            let name = |off| read_string(bytes, &header, off).unwrap();
             let members = if ty.composite() {
                 ty.members().map(|(n, t, o)| (name(n), t, o)).collect()
             } else {

@@ -210,11 +210,6 @@ impl Scanner {
         self.mounts.generations = generations;
     }
 
-    /// How many mount tables were taken from their last read, their generation unmoved.
-    pub fn mount_tables_unchanged(&self) -> u64 {
-        self.mounts.tables.unchanged
-    }
-
     pub fn procfs(&self) -> &ProcFs {
         &self.procfs
     }
